@@ -1,0 +1,135 @@
+"""The engine's interface: a plain spec in, a plain result out, a callback between.
+
+Nothing here imports torch, so the worker can build a spec (and the API can share the
+vocabulary) without loading the engine. The full engine (issue 3) replaces what runs
+behind ``compress()``, not these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+PHASES = ("preparing", "teacher_finetune", "pruning", "distilling", "evaluating", "exporting")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What the user asked for: exactly one of ``params_ratio`` or ``sparsity``."""
+
+    params_ratio: float | None = None
+    sparsity: float | None = None
+    pattern: str = "unstructured"
+
+
+@dataclass(frozen=True)
+class DistillationSpec:
+    temperature: float = 2.0
+    alpha: float = 0.5
+    hidden_states: bool = True
+    attention: bool = False
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    structured: tuple[str, ...] = ("layers", "ffn", "hidden")
+    unstructured_sparsity: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    max_seq_length: int = 128
+    seed: int = 0
+    teacher_epochs: int = 3
+    teacher_learning_rate: float = 5e-5
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """Everything one run needs, as local paths and plain values.
+
+    ``train_file`` and ``eval_file`` are JSONL with ``text`` and an integer ``label``
+    (index into ``label_names``) per line. ``teacher_dir`` is a ``save_pretrained``
+    folder with safetensors weights and a tokenizer.
+    """
+
+    task: str
+    teacher_dir: Path
+    train_file: Path
+    eval_file: Path
+    label_names: tuple[str, ...]
+    output_dir: Path
+    work_dir: Path
+    target: TargetSpec = field(default_factory=TargetSpec)
+    strategy: str = "prune_then_distill"
+    distillation: DistillationSpec = field(default_factory=DistillationSpec)
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    latency_threads: int = 2
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """A file the engine produced, for the worker to upload.
+
+    ``path`` is a file, or a folder that the worker packs as ``.tar.gz``.
+    """
+
+    name: str
+    kind: str
+    path: Path
+
+
+@dataclass
+class CompressionResult:
+    metrics: dict[str, Any]
+    artifacts: list[ArtifactFile]
+
+
+class EngineCallback(Protocol):
+    """How the engine reports and is stopped; it never touches a database or queue."""
+
+    def on_phase(self, phase: str) -> None: ...
+
+    def on_progress(self, progress: float) -> None:
+        """Overall progress of the run, 0.0 to 1.0, never decreasing."""
+
+    def on_log(self, message: str, *, level: str = "info", data: dict | None = None) -> None: ...
+
+    def should_stop(self) -> bool:
+        """Checked at least once per training step; True stops the run with EngineStopped."""
+
+
+class NullCallback:
+    def on_phase(self, phase: str) -> None:
+        pass
+
+    def on_progress(self, progress: float) -> None:
+        pass
+
+    def on_log(self, message: str, *, level: str = "info", data: dict | None = None) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class EngineStopped(Exception):
+    """Raised inside the engine when the callback asked it to stop."""
+
+
+class EngineInputError(Exception):
+    """Something about the inputs that the user can fix (bad labels, unsupported model...).
+
+    ``code`` is stable and machine-readable; the message says what to change.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
