@@ -1,0 +1,137 @@
+"""``modelpress``: run the service, its pieces, or its migrations.
+
+modelpress serve     embedded mode: migrations, a Celery worker and the API together
+modelpress api       the HTTP API only (production)
+modelpress worker    a Celery worker only (production)
+modelpress migrate   apply the database migrations and create the storage bucket
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("modelpress")
+
+
+def migrate(settings: Settings) -> None:
+    from app.migrate import upgrade
+    from app.storage import get_storage
+
+    upgrade(settings.database_url)
+    get_storage().ensure()
+    log.info("database migrated and storage ready")
+
+
+def run_api(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def default_queues(settings: Settings) -> str:
+    return "cpu,gpu" if settings.gpu_workers else "cpu"
+
+
+def worker_argv(queues: str, concurrency: int, loglevel: str) -> list[str]:
+    return [
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+        "--hostname",
+        f"modelpress-{queues.replace(',', '-')}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def run_worker(settings: Settings, queues: str | None, concurrency: int | None) -> None:
+    from workers.celery_app import celery_app
+
+    celery_app.worker_main(
+        worker_argv(
+            queues or default_queues(settings),
+            concurrency or settings.worker_concurrency,
+            settings.log_level,
+        )
+    )
+
+
+def serve(settings: Settings, host: str | None, port: int | None) -> None:
+    """Embedded mode: one command, a real worker process beside the API."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    migrate(settings)
+    env = {**os.environ, "MODELPRESS_HOME": str(settings.home)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"], env=env, start_new_session=True
+    )
+
+    def watch() -> None:
+        code = worker.wait()
+        if not stopping.is_set():
+            log.error("the worker exited (code %s); stopping the service", code)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopping = threading.Event()
+    threading.Thread(target=watch, daemon=True).start()
+    log.info("modelpress home: %s", settings.home)
+    try:
+        run_api(settings, host, port)
+    finally:
+        stopping.set()
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="modelpress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("serve", "api"):
+        p = sub.add_parser(name)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+    w = sub.add_parser("worker")
+    w.add_argument("--queues", help="comma-separated: cpu, gpu (default from settings)")
+    w.add_argument("--concurrency", type=int)
+    sub.add_parser("migrate")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        serve(settings, args.host, args.port)
+    elif args.command == "api":
+        run_api(settings, args.host, args.port)
+    elif args.command == "worker":
+        run_worker(settings, args.queues, args.concurrency)
+    elif args.command == "migrate":
+        migrate(settings)
+
+
+if __name__ == "__main__":
+    main()

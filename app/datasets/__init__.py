@@ -1,0 +1,1 @@
+"""Datasets uploaded by users."""

@@ -1,0 +1,162 @@
+"""Datasets: upload and validate, read, list, delete (keyword-only functions)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.datasets.jsonl import parse_jsonl
+from app.datasets.tables import Dataset
+from app.errors import ProblemError, not_found
+from app.ids import new_id
+from app.jobs.tables import Job
+from app.pagination import decode_cursor
+from app.storage import Storage, file_digest
+
+SUPPORTED_FORMATS = ("jsonl",)
+ALL_FORMATS = ("jsonl", "csv", "tsv", "parquet", "conll")
+
+
+def split_key(dataset_id: str, split: str) -> str:
+    return f"datasets/{dataset_id}/splits/{split}.jsonl"
+
+
+def parse_label_names(raw: str | None) -> list[str] | None:
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    if raw.startswith("["):
+        try:
+            names = json.loads(raw)
+        except ValueError as e:
+            raise ProblemError(
+                422, "validation_error", "label_names is not a JSON array.", param="label_names"
+            ) from e
+    else:
+        names = [p.strip() for p in raw.split(",")]
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+        or len(names) < 2
+    ):
+        raise ProblemError(
+            422,
+            "validation_error",
+            "label_names must list two or more distinct non-empty names, as a JSON array "
+            'or comma-separated ("negative,positive").',
+            param="label_names",
+        )
+    return names
+
+
+def create_dataset(
+    *,
+    session: Session,
+    storage: Storage,
+    tenant: str,
+    path: Path,
+    filename: str,
+    fmt: str,
+    name: str | None,
+    text_column: str,
+    label_column: str,
+    label_names: list[str] | None,
+) -> Dataset:
+    if fmt not in ALL_FORMATS:
+        raise ProblemError(
+            422,
+            "validation_error",
+            f"format must be one of {', '.join(ALL_FORMATS)}.",
+            param="format",
+        )
+    if fmt not in SUPPORTED_FORMATS:
+        raise ProblemError(
+            422,
+            "format_unsupported",
+            f"The {fmt} format is not accepted yet; convert the file to JSONL "
+            '(one {"text": ..., "label": ...} object per line).',
+            param="format",
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="modelpress-ds-"))
+    dataset_id = new_id("ds")
+    written: list[str] = []
+    try:
+        parsed = parse_jsonl(
+            path,
+            workdir,
+            text_column=text_column,
+            label_column=label_column,
+            label_names=label_names,
+        )
+        size, sha = file_digest(path)
+        source_key = f"datasets/{dataset_id}/source.{fmt}"
+        storage.put_file(source_key, path)
+        written.append(source_key)
+        for split, split_path in parsed.splits.items():
+            key = split_key(dataset_id, split)
+            storage.put_file(key, split_path)
+            written.append(key)
+        row = Dataset(
+            id=dataset_id,
+            tenant=tenant,
+            name=name,
+            filename=filename,
+            format=fmt,
+            status="ready",
+            task_hint="sequence-classification",
+            num_rows=sum(parsed.counts.values()),
+            splits=parsed.counts,
+            label_names=parsed.label_names,
+            split_generated=parsed.split_generated,
+            storage_key=source_key,
+            size_bytes=size,
+            sha256=sha,
+        )
+        session.add(row)
+        session.commit()
+        return row
+    except BaseException:
+        session.rollback()
+        for key in written:  # nothing half-written survives a failure
+            storage.delete(key)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def get_dataset(*, session: Session, tenant: str, dataset_id: str) -> Dataset:
+    row = session.get(Dataset, dataset_id)
+    if row is None or row.tenant != tenant:
+        raise not_found("dataset", dataset_id)
+    return row
+
+
+def list_datasets(
+    *, session: Session, tenant: str, limit: int, after: str | None
+) -> tuple[list[Dataset], bool]:
+    q = select(Dataset).where(Dataset.tenant == tenant)
+    if after:
+        q = q.where(Dataset.id < decode_cursor(after))
+    rows = list(session.scalars(q.order_by(Dataset.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def delete_dataset(*, session: Session, storage: Storage, tenant: str, dataset_id: str) -> None:
+    row = get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
+    in_use = session.scalar(select(Job.id).where(Job.dataset_id == dataset_id).limit(1))
+    if in_use:
+        raise ProblemError(
+            409,
+            "dataset_in_use",
+            f"Dataset {dataset_id} is used by job {in_use}; "
+            "jobs keep their data, so it cannot be deleted.",
+        )
+    session.delete(row)
+    session.commit()
+    storage.delete_prefix(f"datasets/{dataset_id}/")

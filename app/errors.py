@@ -1,0 +1,147 @@
+"""RFC 9457 problem+json for every error a client can see; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://modelpress.dev/problems/"
+
+
+class Problem(BaseModel):
+    """The error body (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    param: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ProblemError(Exception):
+    """Raise from services; turned into a problem+json response."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.param = param
+        self.headers = headers
+        self.errors = errors
+
+
+def not_found(kind: str, id_: str) -> ProblemError:
+    return ProblemError(404, f"{kind}_not_found", f"No {kind} with id {id_!r}.")
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body = Problem(
+        type=TYPE_BASE + code,
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        code=code,
+        param=param,
+        errors=errors,
+    ).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _loc_to_param(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "form"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _validation_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            reason = ctx.get("error", "malformed JSON")
+            return problem_response(
+                400,
+                "invalid_json",
+                f"The request body is not valid JSON ({reason}); send a JSON object.",
+            )
+    details = []
+    for err in errors:
+        param = _loc_to_param(err.get("loc", ()))
+        msg = err.get("msg", "invalid value")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling"
+        elif err.get("type") == "missing":
+            msg = "this field is required"
+        details.append({"param": param, "message": msg})
+    first = details[0] if details else {"param": None, "message": "invalid request"}
+    detail = "; ".join(f"{d['param'] or 'body'}: {d['message']}" for d in details)
+    return problem_response(
+        422, "validation_error", detail, param=first["param"] or None, errors=details
+    )
+
+
+def _problem_handler(_request: Request, exc: ProblemError) -> JSONResponse:
+    return problem_response(
+        exc.status, exc.code, exc.detail, param=exc.param, headers=exc.headers, errors=exc.errors
+    )
+
+
+def _http_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No such route; see /docs for the API."
+    return problem_response(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+
+
+def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        500, "internal_error", "An unexpected error occurred; it has been logged."
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(ProblemError, _problem_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unhandled)
+
+
+# Documented in OpenAPI on every route that can fail.
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        c: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": HTTPStatus(c).phrase}
+        for c in codes
+    }

@@ -1,0 +1,1 @@
+"""Compression jobs: the state machine, events and artifacts."""

@@ -1,0 +1,31 @@
+"""Hand a job id to the workers (after the row is committed)."""
+
+from __future__ import annotations
+
+import logging
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def choose_queue(*, accelerator: str, settings: Settings) -> str | None:
+    """The queue for a job, or None when it asks for a GPU and no GPU worker exists."""
+    if accelerator == "cpu":
+        return "cpu"
+    if settings.gpu_workers:
+        return "gpu"
+    return None if accelerator == "gpu" else "cpu"
+
+
+def enqueue(*, job_id: str, queue: str) -> bool:
+    from workers.celery_app import RUN_JOB_TASK, celery_app
+
+    try:
+        celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, routing_key=queue)
+    except Exception:
+        # The job stays queued in the database; it is re-sent when the broker is back
+        # (the reaper of issue #5). The client still gets its 202.
+        log.exception("could not enqueue job %s", job_id)
+        return False
+    return True

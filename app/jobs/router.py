@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
+from app.errors import problem_responses
+from app.jobs import service
+from app.jobs.schemas import (
+    EXAMPLE_JOB,
+    ArtifactList,
+    ArtifactRead,
+    EventList,
+    EventRead,
+    JobCreate,
+    JobError,
+    JobRead,
+    JobStatus,
+)
+from app.jobs.tables import Artifact, Job
+from app.pagination import AfterQuery, LimitQuery, Page, encode_cursor
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def to_read(job: Job) -> JobRead:
+    return JobRead(
+        id=job.id,
+        name=job.name,
+        status=job.status,  # type: ignore[arg-type]
+        phase=job.phase,
+        progress=job.progress,
+        attempt=job.attempt,
+        queue=job.queue,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        request=job.request,
+        metrics=job.metrics,
+        error=JobError(code=job.error_code, message=job.error_message or "")
+        if job.error_code
+        else None,
+    )
+
+
+def _artifact_read(art: Artifact, request: Request, settings_url: str) -> ArtifactRead:
+    base = settings_url.rstrip("/") if settings_url else str(request.base_url).rstrip("/")
+    return ArtifactRead(
+        name=art.name,
+        kind=art.kind,
+        filename=art.filename,
+        content_type=art.content_type,
+        size_bytes=art.size_bytes,
+        sha256=art.sha256,
+        download_url=f"{base}/v1/jobs/{art.job_id}/artifacts/{art.name}",
+        created_at=art.created_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problem_responses(400, 409, 422),
+    summary="Create a compression job",
+    description="Queues a job and answers 202 with its `Location`. With an `Idempotency-Key`, "
+    "the same key and body return the same job; another body with that key is a 409.",
+)
+def create_job(
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: CurrentTenant,
+    response: Response,
+    body: Annotated[JobCreate, Body(openapi_examples={"half": {"value": EXAMPLE_JOB}})],
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1)
+    ] = None,
+) -> JobRead:
+    job, _created = service.create_job(
+        session=session,
+        settings=settings,
+        tenant=tenant,
+        body=body,
+        idempotency_key=idempotency_key,
+    )
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return to_read(job)
+
+
+@router.get("", response_model=Page[JobRead], responses=problem_responses(400, 422))
+def list_jobs(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    limit: LimitQuery = 20,
+    after: AfterQuery = None,
+) -> Page[JobRead]:
+    rows, has_more = service.list_jobs(
+        session=session, tenant=tenant, status=status, limit=limit, after=after
+    )
+    return Page[JobRead](
+        data=[to_read(j) for j in rows],
+        has_more=has_more,
+        next_cursor=encode_cursor(rows[-1].id) if has_more else None,
+    )
+
+
+@router.get("/{job_id}", response_model=JobRead, responses=problem_responses(404))
+def get_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
+    return to_read(service.get_job(session=session, tenant=tenant, job_id=job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problem_responses(404, 409),
+    description="A queued job is cancelled at once; a running one becomes `cancelling` and "
+    "stops at its next training step.",
+)
+def cancel_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
+    return to_read(service.cancel_job(session=session, tenant=tenant, job_id=job_id))
+
+
+@router.get("/{job_id}/events", response_model=EventList, responses=problem_responses(404, 422))
+def list_events(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    job_id: str,
+    after: Annotated[int | None, Query(ge=0, description="Only events after this id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventList:
+    rows, has_more = service.list_events(
+        session=session, tenant=tenant, job_id=job_id, after=after, limit=limit
+    )
+    return EventList(
+        data=[EventRead.model_validate(e, from_attributes=True) for e in rows],
+        has_more=has_more,
+        next_cursor=str(rows[-1].id) if has_more else None,
+    )
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, responses=problem_responses(404))
+def list_artifacts(
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: CurrentTenant,
+    job_id: str,
+    request: Request,
+) -> ArtifactList:
+    rows = service.list_artifacts(session=session, tenant=tenant, job_id=job_id)
+    return ArtifactList(data=[_artifact_read(a, request, settings.public_url) for a in rows])
+
+
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+        **problem_responses(404),
+    },
+)
+def download_artifact(
+    session: SessionDep, storage: StorageDep, tenant: CurrentTenant, job_id: str, name: str
+) -> StreamingResponse:
+    art = service.get_artifact(session=session, tenant=tenant, job_id=job_id, name=name)
+    return StreamingResponse(
+        storage.iter_bytes(art.storage_key),
+        media_type=art.content_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{art.filename}"',
+            "Content-Length": str(art.size_bytes),
+            "ETag": f'"{art.sha256}"',
+            "X-Checksum-SHA256": art.sha256,
+        },
+    )

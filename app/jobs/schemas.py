@@ -1,0 +1,150 @@
+"""Request and response schemas for jobs (separate from the tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeacherRef(Strict):
+    model_id: str = Field(description="Id of an uploaded model (`mdl_…`).")
+
+
+class DatasetRef(Strict):
+    dataset_id: str = Field(description="Id of an uploaded dataset (`ds_…`).")
+    train_split: str = "train"
+    eval_split: str = "validation"
+
+
+class Target(Strict):
+    params_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Fraction of the teacher's non-embedding parameters to keep.",
+    )
+    sparsity: float | None = Field(None, gt=0.0, lt=1.0, description="Fraction of weights zeroed.")
+    pattern: Literal["unstructured", "2:4"] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        given = [k for k in ("params_ratio", "sparsity") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of params_ratio or sparsity")
+        if self.sparsity is not None and self.pattern is None:
+            self.pattern = "unstructured"
+        if self.params_ratio is not None and self.pattern is not None:
+            raise ValueError("pattern applies only to a sparsity target")
+        return self
+
+
+class Distillation(Strict):
+    temperature: float = Field(2.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the label loss.")
+    hidden_states: bool = True
+    attention: bool = False
+
+
+class Pruning(Strict):
+    structured: list[Literal["layers", "ffn", "hidden", "heads"]] = ["layers", "ffn", "hidden"]
+    unstructured_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class Training(Strict):
+    epochs: int = Field(3, ge=1, le=100)
+    batch_size: int = Field(32, ge=1, le=4096)
+    learning_rate: float = Field(5e-5, gt=0.0, le=1.0)
+    max_seq_length: int = Field(128, ge=8, le=8192)
+    seed: int = Field(0, ge=0)
+    teacher_epochs: int = Field(
+        3, ge=1, le=100, description="Epochs to fine-tune a headless teacher."
+    )
+
+
+EXAMPLE_JOB = {
+    "task": "sequence-classification",
+    "teacher": {"model_id": "mdl_01jd8x6m5v2n3k4p5q6r7s8t9v"},
+    "dataset": {"dataset_id": "ds_01jd8x6m5v2n3k4p5q6r7s8t9v"},
+    "target": {"params_ratio": 0.5},
+    "training": {"epochs": 3, "batch_size": 32},
+    "name": "sst2-half",
+    "metadata": {"team": "search"},
+}
+
+
+class JobCreate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_JOB]})
+
+    task: Literal["sequence-classification", "token-classification", "causal-lm"]
+    teacher: TeacherRef
+    dataset: DatasetRef
+    target: Target
+    strategy: Literal["prune_then_distill", "distill_then_prune", "joint"] = "prune_then_distill"
+    distillation: Distillation = Distillation()
+    pruning: Pruning = Pruning()
+    training: Training = Training()
+    accelerator: Literal["auto", "gpu", "cpu"] = Field(
+        "auto", description="auto: the gpu queue when a GPU worker is configured, else cpu."
+    )
+    name: str | None = Field(None, max_length=200)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobRead(BaseModel):
+    id: str
+    object: Literal["job"] = "job"
+    name: str | None
+    status: JobStatus
+    phase: str | None
+    progress: float
+    attempt: int
+    queue: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    request: dict[str, Any] = Field(description="The request with every default filled in.")
+    metrics: dict[str, Any] | None
+    error: JobError | None
+
+
+class ArtifactRead(BaseModel):
+    name: str
+    kind: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    download_url: str
+    created_at: datetime
+
+
+class ArtifactList(BaseModel):
+    data: list[ArtifactRead]
+
+
+class EventRead(BaseModel):
+    id: int
+    type: str
+    attempt: int
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class EventList(BaseModel):
+    data: list[EventRead]
+    has_more: bool
+    next_cursor: str | None

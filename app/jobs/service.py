@@ -1,0 +1,400 @@
+"""Jobs: creation, reads, and every state change (the one place they happen).
+
+States: queued → running → succeeded | failed | cancelled, with cancelling on the way
+to cancelled. Worker-side writes carry the attempt they claimed and match only while
+that attempt owns the job, so a stale worker cannot overwrite a live one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.datasets.tables import Dataset
+from app.db import utcnow
+from app.errors import ProblemError, not_found
+from app.ids import new_id
+from app.jobs import queue as job_queue
+from app.jobs.schemas import TERMINAL, JobCreate
+from app.jobs.tables import Artifact, Job, JobEvent
+from app.models.tables import Model
+from app.pagination import decode_cursor
+from app.settings import Settings
+from workers.engine import capabilities
+
+ACTIVE = ("running", "cancelling")
+
+
+# ---------------------------------------------------------------- creation and reads
+
+
+def _request_hash(request: dict[str, Any]) -> str:
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_supported(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
+    """What this engine release can do, checked before any work is queued."""
+    if body.task not in capabilities.TASKS:
+        raise ProblemError(
+            422,
+            "task_unsupported",
+            f"Task {body.task!r} is not available yet; supported: {', '.join(capabilities.TASKS)}.",
+            param="task",
+        )
+    if body.strategy not in capabilities.STRATEGIES:
+        raise ProblemError(
+            422,
+            "strategy_unsupported",
+            f"Strategy {body.strategy!r} is not available yet; supported: "
+            f"{', '.join(capabilities.STRATEGIES)}.",
+            param="strategy",
+        )
+    if body.target.params_ratio is None:
+        raise ProblemError(
+            422,
+            "target_unsupported",
+            "Sparsity targets are not available yet; give target.params_ratio.",
+            param="target.sparsity",
+        )
+    if teacher.model_type not in capabilities.MODEL_TYPES:
+        raise ProblemError(
+            422,
+            "model_unsupported",
+            f"Teacher model_type {teacher.model_type!r} is not supported; "
+            f"supported: {', '.join(capabilities.MODEL_TYPES)}.",
+            param="teacher.model_id",
+        )
+    layers = teacher.config.get("num_hidden_layers")
+    if isinstance(layers, int) and layers > 0 and body.target.params_ratio < 1 / layers - 1e-9:
+        raise ProblemError(
+            422,
+            "target_unreachable",
+            f"This engine removes whole layers: with {layers} layers the smallest student "
+            f"keeps one layer, about {1 / layers:.3f} of the encoder; ask for "
+            f"target.params_ratio >= {1 / layers:.3f}.",
+            param="target.params_ratio",
+        )
+    for field, split in (
+        ("train_split", body.dataset.train_split),
+        ("eval_split", body.dataset.eval_split),
+    ):
+        if split not in dataset.splits:
+            raise ProblemError(
+                422,
+                "split_not_found",
+                f"Dataset {dataset.id} has no split {split!r}; it has "
+                f"{', '.join(sorted(dataset.splits))}.",
+                param=f"dataset.{field}",
+            )
+
+
+def create_job(
+    *,
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    body: JobCreate,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """Insert a queued job and enqueue it; returns (job, created)."""
+    request = body.model_dump(mode="json")
+    request_hash = _request_hash(request)
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, tenant, idempotency_key, request_hash)
+        if existing is not None:
+            return existing, False
+
+    teacher = session.get(Model, body.teacher.model_id)
+    if teacher is None or teacher.tenant != tenant:
+        raise ProblemError(
+            422,
+            "model_not_found",
+            f"No model with id {body.teacher.model_id!r}; upload one with POST /v1/models.",
+            param="teacher.model_id",
+        )
+    dataset = session.get(Dataset, body.dataset.dataset_id)
+    if dataset is None or dataset.tenant != tenant:
+        raise ProblemError(
+            422,
+            "dataset_not_found",
+            f"No dataset with id {body.dataset.dataset_id!r}; upload one with POST /v1/datasets.",
+            param="dataset.dataset_id",
+        )
+    _check_supported(body, teacher, dataset)
+    queue = job_queue.choose_queue(accelerator=body.accelerator, settings=settings)
+    if queue is None:
+        raise ProblemError(
+            422,
+            "no_gpu_workers",
+            "accelerator is 'gpu' but this deployment has no GPU workers; use 'auto' or 'cpu'.",
+            param="accelerator",
+        )
+
+    job = Job(
+        id=new_id("job"),
+        tenant=tenant,
+        name=body.name,
+        task=body.task,
+        status="queued",
+        phase=None,
+        progress=0.0,
+        attempt=0,
+        queue=queue,
+        teacher_id=teacher.id,
+        dataset_id=dataset.id,
+        request=request,
+        request_hash=request_hash,
+        idempotency_key=idempotency_key,
+    )
+    session.add(job)
+    session.add(JobEvent(job_id=job.id, type="status", attempt=0, data={"status": "queued"}))
+    try:
+        session.commit()
+    except IntegrityError:
+        # Two requests with one Idempotency-Key raced; the other one won.
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        existing = _by_idempotency_key(session, tenant, idempotency_key, request_hash)
+        if existing is None:
+            raise
+        return existing, False
+    # Commit, then enqueue: a worker must find the row when the message arrives.
+    job_queue.enqueue(job_id=job.id, queue=queue)
+    return job, True
+
+
+def _by_idempotency_key(session: Session, tenant: str, key: str, request_hash: str) -> Job | None:
+    job = session.scalar(select(Job).where(Job.tenant == tenant, Job.idempotency_key == key))
+    if job is not None and job.request_hash != request_hash:
+        raise ProblemError(
+            409,
+            "idempotency_key_reused",
+            f"Idempotency-Key {key!r} was used for job {job.id} with a different body; "
+            "use a new key for a new job.",
+            param="Idempotency-Key",
+        )
+    return job
+
+
+def get_job(*, session: Session, tenant: str, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.tenant != tenant:
+        raise not_found("job", job_id)
+    return job
+
+
+def list_jobs(
+    *, session: Session, tenant: str, status: str | None, limit: int, after: str | None
+) -> tuple[list[Job], bool]:
+    q = select(Job).where(Job.tenant == tenant)
+    if status is not None:
+        q = q.where(Job.status == status)  # filter first, then the limit
+    if after:
+        q = q.where(Job.id < decode_cursor(after))
+    rows = list(session.scalars(q.order_by(Job.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def list_events(
+    *, session: Session, tenant: str, job_id: str, after: int | None, limit: int
+) -> tuple[list[JobEvent], bool]:
+    get_job(session=session, tenant=tenant, job_id=job_id)
+    q = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after is not None:
+        q = q.where(JobEvent.id > after)
+    rows = list(session.scalars(q.order_by(JobEvent.id).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def list_artifacts(*, session: Session, tenant: str, job_id: str) -> list[Artifact]:
+    get_job(session=session, tenant=tenant, job_id=job_id)
+    return list(
+        session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id))
+    )
+
+
+def get_artifact(*, session: Session, tenant: str, job_id: str, name: str) -> Artifact:
+    get_job(session=session, tenant=tenant, job_id=job_id)
+    art = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
+    if art is None:
+        raise ProblemError(404, "artifact_not_found", f"Job {job_id} has no artifact {name!r}.")
+    return art
+
+
+# ---------------------------------------------------------------- state changes
+
+
+def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
+    job = get_job(session=session, tenant=tenant, job_id=job_id)
+    now = utcnow()
+    # Conditional updates: the worker may be changing the row at the same moment.
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="cancelled", finished_at=now, updated_at=now)
+    ).rowcount
+    if done:
+        _event(session, job_id, job.attempt, "status", {"status": "cancelled"})
+    else:
+        done = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running")
+            .values(status="cancelling", updated_at=now)
+        ).rowcount
+        if done:
+            _event(session, job_id, job.attempt, "status", {"status": "cancelling"})
+    session.commit()
+    session.refresh(job)
+    if job.status in ("succeeded", "failed"):
+        raise ProblemError(
+            409,
+            "job_finished",
+            f"Job {job_id} has already {job.status}; there is nothing to cancel.",
+        )
+    return job
+
+
+def claim(*, session: Session, job_id: str, worker: str) -> int | None:
+    """Take a queued job for this worker; returns the attempt, or None if not ours.
+
+    A duplicate delivery of a running, finished or cancelled job finds no queued row
+    and does nothing.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="running",
+            attempt=Job.attempt + 1,
+            worker=worker,
+            started_at=now,
+            updated_at=now,
+            phase="preparing",
+            progress=0.0,
+        )
+        .returning(Job.attempt)
+    )
+    attempt = result.scalar_one_or_none()
+    if attempt is None:
+        session.rollback()
+        return None
+    _event(session, job_id, attempt, "status", {"status": "running", "worker": worker})
+    session.commit()
+    return attempt
+
+
+def _owned(job_id: str, attempt: int):
+    return (Job.id == job_id, Job.attempt == attempt, Job.status.in_(ACTIVE))
+
+
+def set_phase(*, session: Session, job_id: str, attempt: int, phase: str) -> bool:
+    ok = session.execute(
+        update(Job).where(*_owned(job_id, attempt)).values(phase=phase, updated_at=utcnow())
+    ).rowcount
+    if ok:
+        _event(session, job_id, attempt, "phase", {"phase": phase})
+    session.commit()
+    return bool(ok)
+
+
+def set_progress(*, session: Session, job_id: str, attempt: int, progress: float) -> bool:
+    progress = min(max(progress, 0.0), 1.0)
+    ok = session.execute(
+        update(Job)
+        .where(*_owned(job_id, attempt), Job.progress <= progress)
+        .values(progress=progress, updated_at=utcnow())
+    ).rowcount
+    if ok:
+        _event(session, job_id, attempt, "progress", {"progress": round(progress, 4)})
+    session.commit()
+    return bool(ok)
+
+
+def add_event(
+    *, session: Session, job_id: str, attempt: int, type: str, data: dict[str, Any]
+) -> None:
+    _event(session, job_id, attempt, type, data)
+    session.commit()
+
+
+def should_stop(*, session: Session, job_id: str, attempt: int) -> bool:
+    """True once the job is being cancelled or no longer belongs to this attempt."""
+    row = session.execute(select(Job.status, Job.attempt).where(Job.id == job_id)).one_or_none()
+    return row is None or row.attempt != attempt or row.status != "running"
+
+
+def record_artifact(
+    *,
+    session: Session,
+    job_id: str,
+    attempt: int,
+    name: str,
+    kind: str,
+    filename: str,
+    content_type: str,
+    storage_key: str,
+    size_bytes: int,
+    sha256: str,
+) -> bool:
+    owner = session.scalar(select(Job.id).where(*_owned(job_id, attempt)).with_for_update())
+    if owner is None:
+        session.rollback()
+        return False
+    session.add(
+        Artifact(
+            job_id=job_id,
+            name=name,
+            kind=kind,
+            filename=filename,
+            content_type=content_type,
+            storage_key=storage_key,
+            size_bytes=size_bytes,
+            sha256=sha256,
+        )
+    )
+    session.commit()
+    return True
+
+
+def finish(
+    *,
+    session: Session,
+    job_id: str,
+    attempt: int,
+    status: str,
+    metrics: dict[str, Any] | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> bool:
+    assert status in TERMINAL
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "updated_at": now,
+        "lease_expires_at": None,
+    }
+    if status == "succeeded":
+        values.update(progress=1.0, metrics=metrics)
+    if error_code is not None:
+        values.update(error_code=error_code, error_message=error_message)
+    ok = session.execute(update(Job).where(*_owned(job_id, attempt)).values(**values)).rowcount
+    if ok:
+        data: dict[str, Any] = {"status": status}
+        if error_code:
+            data["error"] = {"code": error_code, "message": error_message}
+        _event(session, job_id, attempt, "status", data)
+    session.commit()
+    return bool(ok)
+
+
+def _event(session: Session, job_id: str, attempt: int, type: str, data: dict[str, Any]) -> None:
+    session.add(JobEvent(job_id=job_id, type=type, attempt=attempt, data=data, created_at=utcnow()))

@@ -1,0 +1,44 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from app import errors
+from app.datasets.router import router as datasets_router
+from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
+from app.models.router import router as models_router
+from app.settings import get_settings
+
+DESCRIPTION = """
+modelpress compresses transformer models: send a teacher model, a dataset and a target
+(how much smaller), get back a distilled, pruned student with an honest report.
+
+Errors are RFC 9457 `application/problem+json` with a stable `code` and, where a field
+is at fault, `param`.
+"""
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()  # validated here: a bad setting stops start-up
+    logging.basicConfig(level=settings.log_level)
+    app = FastAPI(
+        title="modelpress",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "models", "description": "Teacher models (save_pretrained archives)."},
+            {"name": "datasets", "description": "Training and evaluation data."},
+            {"name": "jobs", "description": "Compression jobs, their events and artifacts."},
+            {"name": "health", "description": "Liveness and readiness."},
+        ],
+    )
+    errors.install(app)
+    app.include_router(models_router)
+    app.include_router(datasets_router)
+    app.include_router(jobs_router)
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,1 @@
+"""Teacher models uploaded by users."""

@@ -1,0 +1,90 @@
+"""One settings object, read by the API, the CLI and the Celery workers.
+
+Everything comes from ``MODELPRESS_*`` environment variables (or a ``.env`` file).
+With nothing set, modelpress runs embedded: SQLite, a filesystem broker and local
+artifact files under ``MODELPRESS_HOME`` — the same code paths as production, other URLs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MODELPRESS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(Path(".modelpress"), description="Folder for embedded-mode data.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty → SQLite under HOME.")
+    broker_url: str = Field("", description="Celery broker URL; empty → filesystem under HOME.")
+    storage_url: str = Field(
+        "", description="file:///abs/path or s3://bucket[/prefix]; empty → HOME/artifacts."
+    )
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    # Whether some worker consumes the "gpu" queue. Jobs are routed there only if so.
+    gpu_workers: bool = False
+    worker_concurrency: int = Field(1, ge=1)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    public_url: str = Field("", description="Base URL for links in responses; empty → request URL.")
+    max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    # Latency is measured with a fixed thread count so numbers are comparable.
+    latency_threads: int = Field(2, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _defaults_and_checks(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'modelpress.db'}"
+        if self.database_url.startswith(("postgresql://", "postgres://")):
+            # psycopg 3 is the driver we ship; spell it out so SQLAlchemy does not look
+            # for psycopg2.
+            self.database_url = "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
+        if not self.database_url.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ValueError(
+                "MODELPRESS_DATABASE_URL must be sqlite:///… or postgresql://… "
+                f"(got scheme {self.database_url.split(':', 1)[0]!r})"
+            )
+        if not self.broker_url:
+            self.broker_url = f"filesystem://{self.home / 'broker'}"
+        if not self.broker_url.startswith(("redis://", "rediss://", "filesystem://", "memory://")):
+            raise ValueError(
+                "MODELPRESS_BROKER_URL must be redis://…, rediss://… or filesystem://…"
+            )
+        if not self.storage_url:
+            self.storage_url = (self.home / "artifacts").as_uri()
+        scheme = urlparse(self.storage_url).scheme
+        if scheme not in ("file", "s3"):
+            raise ValueError(
+                "MODELPRESS_STORAGE_URL must be file:///abs/path or s3://bucket[/prefix]"
+            )
+        if scheme == "s3" and not urlparse(self.storage_url).netloc:
+            raise ValueError("MODELPRESS_STORAGE_URL s3://… needs a bucket name")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded(self) -> bool:
+        return self.is_sqlite and self.broker_url.startswith("filesystem://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

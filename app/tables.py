@@ -1,0 +1,7 @@
+"""Imports every table so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from app.datasets.tables import Dataset
+from app.jobs.tables import Artifact, Job, JobEvent
+from app.models.tables import Model
+
+__all__ = ["Artifact", "Dataset", "Job", "JobEvent", "Model"]

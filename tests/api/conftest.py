@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture(scope="session")
+def app(stack: dict[str, str]):  # noqa: ANN201
+    from app.main import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def client(app, tenant: str) -> Iterator[TestClient]:  # noqa: ANN001
+    # Each test gets its own tenant, so lists and filters see only its own rows.
+    from app.deps import _tenant
+
+    app.dependency_overrides[_tenant] = lambda: tenant
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+    app.dependency_overrides.clear()
+
+
+def upload_model(client: TestClient, archive: Path, **form: str) -> Any:
+    with open(archive, "rb") as f:
+        return client.post("/v1/models", files={"file": (archive.name, f)}, data=form)
+
+
+def upload_dataset(client: TestClient, path: Path, **form: str) -> Any:
+    with open(path, "rb") as f:
+        return client.post("/v1/datasets", files={"file": (path.name, f)}, data=form)
+
+
+@pytest.fixture
+def model_id(client: TestClient, tiny_teacher_tar: Path) -> str:
+    r = upload_model(client, tiny_teacher_tar, name="tiny")
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.fixture
+def dataset_id(client: TestClient, tiny_dataset: Path) -> str:
+    r = upload_dataset(client, tiny_dataset, name="tiny")
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def job_body(model_id: str, dataset_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "task": "sequence-classification",
+        "teacher": {"model_id": model_id},
+        "dataset": {"dataset_id": dataset_id},
+        "target": {"params_ratio": 0.5},
+        **extra,
+    }
+
+
+def assert_problem(r: Any, status: int, code: str | None = None, param: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"] and body["type"]
+    if code is not None:
+        assert body["code"] == code, body
+    if param is not None:
+        assert body.get("param") == param, body
+    return body

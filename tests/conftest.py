@@ -1,0 +1,104 @@
+"""Test set-up: a fresh PostgreSQL database (migrated), Redis and an S3 bucket per run.
+
+The MODELPRESS_* variables are set before any app module is imported, because the
+settings, engine and Celery app are built once per process, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+_HOME = Path(tempfile.mkdtemp(prefix="modelpress-test-home-"))
+os.environ.update(
+    MODELPRESS_HOME=str(_HOME),
+    MODELPRESS_DATABASE_URL=services.database_url(),
+    MODELPRESS_BROKER_URL=services.REDIS_URL,
+    MODELPRESS_STORAGE_URL=f"s3://{services.BUCKET}",
+    MODELPRESS_S3_ENDPOINT_URL=services.S3_ENDPOINT,
+    MODELPRESS_S3_ACCESS_KEY_ID="test",
+    MODELPRESS_S3_SECRET_ACCESS_KEY="test",
+    MODELPRESS_GPU_WORKERS="false",
+    HF_HUB_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    TOKENIZERS_PARALLELISM="false",
+)
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[str]:
+    import sqlalchemy as sa
+
+    from app.migrate import upgrade
+
+    services.require(services.POSTGRES_URL, "PostgreSQL")
+    admin = sa.create_engine(services.POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{services.DB_NAME}"'))
+    url = services.database_url()
+    upgrade(url)  # the schema comes from the migrations, as in production
+    yield url
+    from app.db import get_engine
+
+    get_engine().dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{services.DB_NAME}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def bucket() -> Iterator[str]:
+    services.require(services.S3_ENDPOINT, "The S3 server (SeaweedFS)")
+    from app.storage import get_storage
+
+    get_storage().ensure()
+    yield services.BUCKET
+    storage = get_storage()
+    storage.delete_prefix("")
+    storage.client.delete_bucket(Bucket=services.BUCKET)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def broker() -> str:
+    services.require(services.REDIS_URL, "Redis")
+    return services.REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def stack(database: str, bucket: str, broker: str) -> dict[str, str]:
+    """Every real dependency, ready."""
+    return {"database": database, "bucket": bucket, "broker": broker}
+
+
+def pack_tar(folder: Path, dest: Path, *, prefix: str = "") -> Path:
+    with tarfile.open(dest, "w:gz") as tf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tf.add(path, arcname=prefix + path.relative_to(folder).as_posix())
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), num_labels=None)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_tar(tiny_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pack_tar(tiny_teacher_dir, tmp_path_factory.mktemp("archives") / "tiny.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny.jsonl", n=200)

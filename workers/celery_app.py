@@ -1,0 +1,70 @@
+"""The Celery app, configured from the same settings as the API.
+
+The API imports this module to enqueue by task name; it must never import the engine
+or torch. Task modules are listed in ``include`` and imported by workers only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from celery import Celery
+from kombu import Queue
+
+from app.settings import Settings, get_settings
+
+RUN_JOB_TASK = "modelpress.jobs.run"
+QUEUES = ("gpu", "cpu")
+
+
+def broker_options(settings: Settings) -> tuple[str, dict]:
+    """The broker URL Celery gets, and its transport options.
+
+    Embedded mode uses kombu's filesystem transport (no server): messages are files
+    in HOME/broker, shared by the API and worker processes on one machine.
+    """
+    url = settings.broker_url
+    if url.startswith("filesystem://"):
+        folder = Path(unquote(urlparse(url).path) or settings.home / "broker")
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return "filesystem://", {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            "control_folder": str(folder / "control"),
+        }
+    # Redis: a message not acked within the visibility timeout is delivered again.
+    # Jobs can run for hours, so it is set above the longest job we allow; a
+    # redelivered message for a job that is already claimed does nothing (claim()).
+    return url, {"visibility_timeout": 12 * 3600}
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    url, options = broker_options(settings)
+    app = Celery("modelpress", broker=url, include=["workers.tasks"])
+    app.conf.update(
+        broker_transport_options=options,
+        broker_connection_retry_on_startup=True,
+        task_default_queue="cpu",
+        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # PostgreSQL is the truth about a job; Celery results would be a second copy.
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        # A fresh process per job returns all the memory a model run took.
+        worker_max_tasks_per_child=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app
+
+
+celery_app = make_celery()

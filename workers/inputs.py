@@ -1,0 +1,112 @@
+"""Fetch a job's inputs from object storage into a work folder and build the engine spec."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from app.datasets.service import split_key
+from app.datasets.tables import Dataset
+from app.jobs.tables import Job
+from app.models.tables import Model
+from app.settings import Settings
+from app.storage import Storage
+from workers.engine.spec import (
+    CompressionSpec,
+    DistillationSpec,
+    PruningSpec,
+    TargetSpec,
+    TrainingSpec,
+)
+
+
+def extract_archive(archive: Path, dest: Path) -> Path:
+    """Extract safely and return the folder that holds config.json."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                p = PurePosixPath(info.filename)
+                if p.is_absolute() or ".." in p.parts:
+                    raise ValueError(f"unsafe archive member {info.filename!r}")
+            zf.extractall(dest)
+    else:
+        with tarfile.open(archive, "r:gz") as tf:
+            # The "data" filter refuses absolute paths, "..", links out of the tree and
+            # device files.
+            tf.extractall(dest, filter="data")
+    configs = sorted(dest.rglob("config.json"), key=lambda p: len(p.parts))
+    if not configs:
+        raise ValueError("the model archive has no config.json")
+    return configs[0].parent
+
+
+def build_spec(
+    *,
+    job: Job,
+    teacher: Model,
+    dataset: Dataset,
+    storage: Storage,
+    settings: Settings,
+    workdir: Path,
+) -> CompressionSpec:
+    req = job.request
+    archive = workdir / f"teacher.{teacher.archive_format}"
+    storage.download_file(teacher.storage_key, archive)
+    teacher_dir = extract_archive(archive, workdir / "teacher")
+    archive.unlink()
+
+    data_dir = workdir / "data"
+    data_dir.mkdir()
+    files = {}
+    for role, split in (
+        ("train", req["dataset"]["train_split"]),
+        ("eval", req["dataset"]["eval_split"]),
+    ):
+        path = data_dir / f"{role}.jsonl"
+        storage.download_file(split_key(dataset.id, split), path)
+        files[role] = path
+
+    target = req["target"]
+    output_dir = workdir / "output"
+    output_dir.mkdir()
+    engine_work = workdir / "engine"
+    engine_work.mkdir()
+    return CompressionSpec(
+        task=req["task"],
+        teacher_dir=teacher_dir,
+        train_file=files["train"],
+        eval_file=files["eval"],
+        label_names=tuple(dataset.label_names),
+        output_dir=output_dir,
+        work_dir=engine_work,
+        target=TargetSpec(
+            params_ratio=target.get("params_ratio"),
+            sparsity=target.get("sparsity"),
+            pattern=target.get("pattern") or "unstructured",
+        ),
+        strategy=req["strategy"],
+        distillation=DistillationSpec(**req["distillation"]),
+        pruning=PruningSpec(
+            structured=tuple(req["pruning"]["structured"]),
+            unstructured_sparsity=req["pruning"]["unstructured_sparsity"],
+        ),
+        training=TrainingSpec(**req["training"]),
+        device="cuda" if job.queue == "gpu" else "cpu",
+        latency_threads=settings.latency_threads,
+    )
+
+
+def pack_folder(folder: Path, dest: Path) -> Path:
+    """A folder as .tar.gz with its files at the top, so it unpacks into any folder."""
+    with tarfile.open(dest, "w:gz") as tf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tf.add(path, arcname=path.relative_to(folder).as_posix())
+    return dest
+
+
+def cleanup(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

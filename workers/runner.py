@@ -1,0 +1,170 @@
+"""Run one job: claim, fetch inputs, run the engine, upload, finish.
+
+Kept apart from the Celery task so it can be called (and tested) without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from app.datasets.tables import Dataset
+from app.db import session_scope
+from app.jobs import service as jobs
+from app.jobs.tables import Job
+from app.models.tables import Model
+from app.settings import Settings, get_settings
+from app.storage import Storage, get_storage
+from workers.callback import JobCallback
+from workers.engine.spec import ArtifactFile, EngineInputError, EngineStopped
+from workers.inputs import build_spec, cleanup, pack_folder
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {
+    ".tar.gz": "application/gzip",
+    ".json": "application/json",
+    ".md": "text/markdown; charset=utf-8",
+    ".png": "image/png",
+}
+MAX_ERROR_CHARS = 1000
+
+
+class LostOwnership(Exception):
+    """Another attempt owns the job now; this worker must stop writing."""
+
+
+def _content_type(filename: str) -> str:
+    for suffix, ctype in CONTENT_TYPES.items():
+        if filename.endswith(suffix):
+            return ctype
+    return "application/octet-stream"
+
+
+def _upload(
+    *,
+    storage: Storage,
+    job_id: str,
+    attempt: int,
+    art: ArtifactFile,
+    workdir: Path,
+    uploaded: list[str],
+) -> None:
+    path = art.path
+    if path.is_dir():
+        path = pack_folder(path, workdir / f"{art.name}.tar.gz")
+    filename = path.name if not art.path.is_dir() else f"{art.name}.tar.gz"
+    key = f"jobs/{job_id}/{attempt}/{filename}"
+    stored = storage.put_file(key, path)
+    uploaded.append(key)
+    with session_scope() as s:
+        ok = jobs.record_artifact(
+            session=s,
+            job_id=job_id,
+            attempt=attempt,
+            name=art.name,
+            kind=art.kind,
+            filename=filename,
+            content_type=_content_type(filename),
+            storage_key=key,
+            size_bytes=stored.size_bytes,
+            sha256=stored.sha256,
+        )
+    if not ok:
+        raise LostOwnership(job_id)
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """A code and a message a person can act on."""
+    text = f"{type(exc).__name__}: {exc}"
+    if "out of memory" in str(exc).lower():
+        return "out_of_memory", (
+            "The run ran out of memory; lower training.batch_size or training.max_seq_length. "
+            f"({text[:300]})"
+        )
+    return "engine_error", (
+        f"The compression engine failed: {text[:MAX_ERROR_CHARS]}. "
+        "If this persists with valid inputs, report it with the job id."
+    )
+
+
+def run_job(
+    *, job_id: str, worker: str, settings: Settings | None = None, storage: Storage | None = None
+) -> str:
+    """Returns what happened: skipped, succeeded, failed, cancelled or lost."""
+    settings = settings or get_settings()
+    storage = storage or get_storage()
+    with session_scope() as s:
+        attempt = jobs.claim(session=s, job_id=job_id, worker=worker)
+    if attempt is None:
+        log.info("job %s is not queued (duplicate delivery or cancelled): nothing to do", job_id)
+        return "skipped"
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"modelpress-{job_id}-"))
+    uploaded: list[str] = []
+    callback = JobCallback(job_id, attempt)
+    outcome: tuple[str, dict | None, str | None, str | None]
+    try:
+        with session_scope() as s:
+            job = s.get(Job, job_id)
+            teacher = s.get(Model, job.teacher_id)
+            dataset = s.get(Dataset, job.dataset_id)
+            spec = build_spec(
+                job=job,
+                teacher=teacher,
+                dataset=dataset,
+                storage=storage,
+                settings=settings,
+                workdir=workdir,
+            )
+        # Imported here: the engine pulls in torch, which only workers need.
+        from workers.engine.compress import compress
+
+        result = compress(spec, callback)
+        if callback.should_stop():
+            raise EngineStopped()
+        for art in result.artifacts:
+            _upload(
+                storage=storage,
+                job_id=job_id,
+                attempt=attempt,
+                art=art,
+                workdir=workdir,
+                uploaded=uploaded,
+            )
+        outcome = ("succeeded", result.metrics, None, None)
+    except EngineStopped:
+        outcome = ("cancelled", None, None, None)
+    except LostOwnership:
+        outcome = ("lost", None, None, None)
+    except EngineInputError as e:
+        outcome = ("failed", None, e.code, e.message)
+    except Exception as e:
+        log.exception("job %s attempt %s failed", job_id, attempt)
+        code, message = _failure(e)
+        outcome = ("failed", None, code, message)
+    finally:
+        cleanup(workdir)
+
+    status, metrics, code, message = outcome
+    finished = False
+    if status != "lost":
+        with session_scope() as s:
+            finished = jobs.finish(
+                session=s,
+                job_id=job_id,
+                attempt=attempt,
+                status=status,
+                metrics=metrics,
+                error_code=code,
+                error_message=message,
+            )
+    if status != "succeeded" or not finished:
+        # A cancelled, failed or superseded attempt leaves no objects behind.
+        for key in uploaded:
+            storage.delete(key)
+        if status == "succeeded":
+            status = "lost"
+    log.info("job %s attempt %s: %s", job_id, attempt, status)
+    return status
