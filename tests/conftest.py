@@ -16,6 +16,8 @@ import pytest
 
 from tests import services
 
+pytest_plugins = ["tests.apiclient"]
+
 _HOME = Path(tempfile.mkdtemp(prefix="modelpress-test-home-"))
 os.environ.update(
     MODELPRESS_HOME=str(_HOME),

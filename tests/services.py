@@ -36,7 +36,7 @@ def require(url: str, what: str) -> None:
         ) from e
 
 
-def s3_client():  # noqa: ANN201
+def s3_client():
     import boto3
     from botocore.config import Config
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.api.conftest import assert_problem, upload_dataset
+from tests.apiclient import assert_problem, upload_dataset
 
 
 def _counts(tenant: str) -> tuple[int, int]:
@@ -49,8 +49,10 @@ def test_upload_holds_out_a_fixed_split(client, tiny_dataset: Path):
 
 
 def test_splits_given_in_the_file_are_kept(client, tmp_path: Path):
-    rows = [{"text": f"row {i}", "label": i % 2, "split": "train" if i < 8 else "validation"}
-            for i in range(10)]
+    rows = [
+        {"text": f"row {i}", "label": i % 2, "split": "train" if i < 8 else "validation"}
+        for i in range(10)
+    ]
     r = upload_dataset(client, _jsonl(tmp_path / "d.jsonl", rows), label_names="neg,pos")
     assert r.status_code == 201, r.text
     assert r.json()["splits"] == {"train": 8, "validation": 2}
@@ -60,8 +62,9 @@ def test_splits_given_in_the_file_are_kept(client, tmp_path: Path):
 
 def test_integer_labels_without_names(client, tmp_path: Path):
     rows = [{"sentence": f"row {i}", "y": i % 3} for i in range(30)]
-    r = upload_dataset(client, _jsonl(tmp_path / "d.jsonl", rows), text_column="sentence",
-                       label_column="y")
+    r = upload_dataset(
+        client, _jsonl(tmp_path / "d.jsonl", rows), text_column="sentence", label_column="y"
+    )
     assert r.status_code == 201, r.text
     assert r.json()["label_names"] == ["0", "1", "2"]
 
@@ -92,17 +95,27 @@ def test_bad_files_write_nothing(client, tenant, tmp_path: Path, content, code, 
 
 def test_label_names_must_cover_labels(client, tmp_path: Path):
     rows = [{"text": "x", "label": i % 3} for i in range(9)]
-    assert_problem(upload_dataset(client, _jsonl(tmp_path / "d.jsonl", rows), label_names="a,b"),
-                   422, "dataset_invalid", "label_names")
-    assert_problem(upload_dataset(client, _jsonl(tmp_path / "d.jsonl", rows), label_names="a"),
-                   422, "validation_error", "label_names")
+    assert_problem(
+        upload_dataset(client, _jsonl(tmp_path / "d.jsonl", rows), label_names="a,b"),
+        422,
+        "dataset_invalid",
+        "label_names",
+    )
+    assert_problem(
+        upload_dataset(client, _jsonl(tmp_path / "d.jsonl", rows), label_names="a"),
+        422,
+        "validation_error",
+        "label_names",
+    )
 
 
 def test_other_formats_not_yet(client, tiny_dataset: Path):
-    assert_problem(upload_dataset(client, tiny_dataset, format="csv"), 422, "format_unsupported",
-                   "format")
-    assert_problem(upload_dataset(client, tiny_dataset, format="xml"), 422, "validation_error",
-                   "format")
+    assert_problem(
+        upload_dataset(client, tiny_dataset, format="csv"), 422, "format_unsupported", "format"
+    )
+    assert_problem(
+        upload_dataset(client, tiny_dataset, format="xml"), 422, "validation_error", "format"
+    )
 
 
 def test_list_get_delete(client, tiny_dataset: Path):
@@ -120,9 +133,12 @@ def test_list_get_delete(client, tiny_dataset: Path):
 
 
 def test_bad_cursor_and_limit(client):
-    assert_problem(client.get("/v1/datasets", params={"after": "!!!"}), 400, "invalid_cursor",
-                   "after")
-    assert_problem(client.get("/v1/datasets", params={"limit": 0}), 422, "validation_error",
-                   "limit")
-    assert_problem(client.get("/v1/datasets", params={"limit": 101}), 422, "validation_error",
-                   "limit")
+    assert_problem(
+        client.get("/v1/datasets", params={"after": "!!!"}), 400, "invalid_cursor", "after"
+    )
+    assert_problem(
+        client.get("/v1/datasets", params={"limit": 0}), 422, "validation_error", "limit"
+    )
+    assert_problem(
+        client.get("/v1/datasets", params={"limit": 101}), 422, "validation_error", "limit"
+    )

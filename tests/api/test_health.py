@@ -11,8 +11,10 @@ def test_healthz(client):
 def test_readyz_checks_every_dependency(client):
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ok",
-                        "checks": {"database": "ok", "broker": "ok", "storage": "ok"}}
+    assert r.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
+    }
 
 
 def test_unknown_route_is_problem_json(client):
@@ -25,12 +27,21 @@ def test_openapi_is_complete(client):
     spec = client.get("/openapi.json").json()
     paths = spec["paths"]
     for path, method in [
-        ("/v1/models", "post"), ("/v1/models", "get"), ("/v1/models/{model_id}", "get"),
-        ("/v1/datasets", "post"), ("/v1/datasets", "get"), ("/v1/datasets/{dataset_id}", "get"),
-        ("/v1/jobs", "post"), ("/v1/jobs", "get"), ("/v1/jobs/{job_id}", "get"),
-        ("/v1/jobs/{job_id}/cancel", "post"), ("/v1/jobs/{job_id}/artifacts", "get"),
-        ("/v1/jobs/{job_id}/artifacts/{name}", "get"), ("/v1/jobs/{job_id}/events", "get"),
-        ("/healthz", "get"), ("/readyz", "get"),
+        ("/v1/models", "post"),
+        ("/v1/models", "get"),
+        ("/v1/models/{model_id}", "get"),
+        ("/v1/datasets", "post"),
+        ("/v1/datasets", "get"),
+        ("/v1/datasets/{dataset_id}", "get"),
+        ("/v1/jobs", "post"),
+        ("/v1/jobs", "get"),
+        ("/v1/jobs/{job_id}", "get"),
+        ("/v1/jobs/{job_id}/cancel", "post"),
+        ("/v1/jobs/{job_id}/artifacts", "get"),
+        ("/v1/jobs/{job_id}/artifacts/{name}", "get"),
+        ("/v1/jobs/{job_id}/events", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
     ]:
         assert method in paths[path], (path, method)
     create = paths["/v1/jobs"]["post"]

@@ -5,7 +5,7 @@ import redis
 from sqlalchemy import func, select
 
 from tests import services
-from tests.api.conftest import assert_problem, job_body
+from tests.apiclient import assert_problem, job_body
 
 
 def _job_count(tenant: str) -> int:
@@ -31,11 +31,20 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
     assert job["queue"] == "cpu" and job["error"] is None and job["metrics"] is None
     req = job["request"]
     assert req["strategy"] == "prune_then_distill"
-    assert req["training"] == {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5,
-                               "max_seq_length": 128, "seed": 0, "teacher_epochs": 3}
+    assert req["training"] == {
+        "epochs": 3,
+        "batch_size": 32,
+        "learning_rate": 5e-5,
+        "max_seq_length": 128,
+        "seed": 0,
+        "teacher_epochs": 3,
+    }
     assert req["distillation"]["temperature"] == 2.0
-    assert req["dataset"] == {"dataset_id": dataset_id, "train_split": "train",
-                              "eval_split": "validation"}
+    assert req["dataset"] == {
+        "dataset_id": dataset_id,
+        "train_split": "train",
+        "eval_split": "validation",
+    }
     assert client.get(f"/v1/jobs/{job['id']}").json() == job
     # committed, then handed to the real broker
     assert _queued_messages() == before + 1
@@ -51,18 +60,22 @@ def test_idempotency_key_replay_and_conflict(client, tenant, model_id, dataset_i
     assert first.json()["id"] == again.json()["id"]
     assert again.headers["location"] == first.headers["location"]
     assert _job_count(tenant) == 1
-    other = client.post("/v1/jobs", json={**body, "name": "other"},
-                        headers={"Idempotency-Key": "k1"})
+    other = client.post(
+        "/v1/jobs", json={**body, "name": "other"}, headers={"Idempotency-Key": "k1"}
+    )
     assert_problem(other, 409, "idempotency_key_reused", "Idempotency-Key")
     assert _job_count(tenant) == 1
     # a new key is a new job
-    assert client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k2"}).json()["id"] != \
-        first.json()["id"]
+    assert (
+        client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k2"}).json()["id"]
+        != first.json()["id"]
+    )
 
 
 def test_list_paginates_and_filters_before_the_limit(client, model_id, dataset_id):
-    ids = [client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
-           for _ in range(5)]
+    ids = [
+        client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"] for _ in range(5)
+    ]
     for jid in (ids[0], ids[2]):
         assert client.post(f"/v1/jobs/{jid}/cancel").json()["status"] == "cancelled"
 
@@ -76,13 +89,15 @@ def test_list_paginates_and_filters_before_the_limit(client, model_id, dataset_i
     # The newest two jobs are queued: a filter applied after the limit would find none.
     c1 = client.get("/v1/jobs", params={"status": "cancelled", "limit": 1}).json()
     assert [j["id"] for j in c1["data"]] == [ids[2]] and c1["has_more"]
-    c2 = client.get("/v1/jobs", params={"status": "cancelled", "limit": 1,
-                                        "after": c1["next_cursor"]}).json()
+    c2 = client.get(
+        "/v1/jobs", params={"status": "cancelled", "limit": 1, "after": c1["next_cursor"]}
+    ).json()
     assert [j["id"] for j in c2["data"]] == [ids[0]] and not c2["has_more"]
     queued = client.get("/v1/jobs", params={"status": "queued"}).json()["data"]
     assert {j["id"] for j in queued} == {ids[1], ids[3], ids[4]}
-    assert_problem(client.get("/v1/jobs", params={"status": "bogus"}), 422, "validation_error",
-                   "status")
+    assert_problem(
+        client.get("/v1/jobs", params={"status": "bogus"}), 422, "validation_error", "status"
+    )
 
 
 def test_cancel_queued_job_at_once(client, model_id, dataset_id):
@@ -149,15 +164,19 @@ def test_malformed_json(client, tenant):
         ({"target": {"sparsity": 0.5}}, 422, "target_unsupported", "target.sparsity"),
         ({"target": {"params_ratio": 0.1}}, 422, "target_unreachable", "target.params_ratio"),
         ({"teacher": {"model_id": "mdl_nope"}}, 422, "model_not_found", "teacher.model_id"),
-        ({"dataset": {"dataset_id": "ds_nope"}}, 422, "dataset_not_found",
-         "dataset.dataset_id"),
-        ({"dataset": {"dataset_id": "DS", "eval_split": "test"}}, 422, "split_not_found",
-         "dataset.eval_split"),
+        ({"dataset": {"dataset_id": "ds_nope"}}, 422, "dataset_not_found", "dataset.dataset_id"),
+        (
+            {"dataset": {"dataset_id": "DS", "eval_split": "test"}},
+            422,
+            "split_not_found",
+            "dataset.eval_split",
+        ),
         ({"accelerator": "gpu"}, 422, "no_gpu_workers", "accelerator"),
     ],
 )
-def test_bad_requests_write_nothing(client, tenant, model_id, dataset_id, patch, status, code,
-                                    param):
+def test_bad_requests_write_nothing(
+    client, tenant, model_id, dataset_id, patch, status, code, param
+):
     body = job_body(model_id, dataset_id)
     for key, value in patch.items():
         if isinstance(value, dict) and value.get("dataset_id") == "DS":

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.api.conftest import assert_problem, upload_model
+from tests.apiclient import assert_problem, upload_model
 from tests.conftest import pack_tar
 
 
@@ -85,10 +85,15 @@ def _tar(tmp_path: Path, files: dict[str, bytes]) -> Path:
     [
         ({"model.safetensors": b"x" * 16, "vocab.txt": b"a"}, "model_config_missing"),
         ({"config.json": b"{}", "model.safetensors": b"", "vocab.txt": b"a"}, "model_invalid"),
-        ({"config.json": b"{", "model.safetensors": b"", "vocab.txt": b"a"}, "model_config_invalid"),
+        (
+            {"config.json": b"{", "model.safetensors": b"", "vocab.txt": b"a"},
+            "model_config_invalid",
+        ),
         ({"config.json": b"{}", "model.safetensors": b""}, "model_tokenizer_missing"),
-        ({"config.json": b"{}", "pytorch_model.bin": b"pickle", "vocab.txt": b"a"},
-         "model_weights_missing"),
+        (
+            {"config.json": b"{}", "pytorch_model.bin": b"pickle", "vocab.txt": b"a"},
+            "model_weights_missing",
+        ),
         ({"../evil/config.json": b"{}"}, "archive_unsafe"),
         ({"/etc/config.json": b"{}"}, "archive_unsafe"),
     ],

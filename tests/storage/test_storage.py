@@ -90,8 +90,13 @@ def test_check_fails_when_unreachable(tmp_path: Path):
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", endpoint_url="http://127.0.0.1:9", aws_access_key_id="x",
-                          aws_secret_access_key="x", region_name="us-east-1",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    client = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
     with pytest.raises(StorageError):
         S3Storage("b", "", client).check()

@@ -1,3 +1,5 @@
+"""An in-process API client per test, each with its own tenant, and upload helpers."""
+
 from __future__ import annotations
 
 import uuid
@@ -10,7 +12,7 @@ from fastapi.testclient import TestClient
 
 
 @pytest.fixture(scope="session")
-def app(stack: dict[str, str]):  # noqa: ANN201
+def app(stack: dict[str, str]):
     from app.main import create_app
 
     return create_app()
@@ -22,7 +24,7 @@ def tenant() -> str:
 
 
 @pytest.fixture
-def client(app, tenant: str) -> Iterator[TestClient]:  # noqa: ANN001
+def client(app, tenant: str) -> Iterator[TestClient]:
     # Each test gets its own tenant, so lists and filters see only its own rows.
     from app.deps import _tenant
 

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests import services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._f = open(log, "wb")  # noqa: SIM115
+        self.p = subprocess.Popen(
+            args,
+            env=env,
+            stdout=self._f,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, 15)
+            try:
+                self.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, 9)
+                self.p.wait()
+        self._f.close()
+
+
+@pytest.fixture(scope="module")
+def celery_worker(stack, tmp_path_factory) -> Iterator[Proc]:
+    """A real Celery worker process on the test Redis, database and S3 bucket."""
+    # Messages left by API tests (jobs nobody meant to run) must not reach this worker.
+    redis.Redis.from_url(services.REDIS_URL).delete("cpu", "gpu")
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = Proc(
+        [sys.executable, "-m", "app.cli", "worker", "--queues", "cpu"], dict(os.environ), log
+    )
+    try:
+        wait_for(lambda: "ready." in proc.text() or proc.p.poll() is not None, 60, "worker start")
+        assert proc.p.poll() is None, proc.text()
+        yield proc
+    finally:
+        proc.stop()

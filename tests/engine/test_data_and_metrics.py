@@ -1,0 +1,88 @@
+"""JSONL reading, dynamic padding, quality metrics and latency bookkeeping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.tiny import make_tiny_bert, make_tiny_dataset
+from workers.engine.data import encode, iter_batches, read_jsonl
+from workers.engine.evaluate import accuracy, cpu_latency_ms, macro_f1
+from workers.engine.progress import Progress
+from workers.engine.spec import NullCallback
+
+
+def test_tiny_dataset_is_deterministic_and_balanced(tmp_path: Path) -> None:
+    a = make_tiny_dataset(tmp_path / "a.jsonl", n=100, seed=3).read_text()
+    b = make_tiny_dataset(tmp_path / "b.jsonl", n=100, seed=3).read_text()
+    assert a == b
+    labels = [json.loads(line)["label"] for line in a.splitlines()]
+    assert set(labels) == {"negative", "positive"}
+    assert 30 <= labels.count("positive") <= 70
+
+
+def test_batches_pad_to_their_longest_row_and_truncate(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    path = tmp_path / "d.jsonl"
+    texts = ["good", "the movie was good", " ".join(["film"] * 50)]
+    path.write_text("".join(json.dumps({"text": t, "label": 1}) + "\n" for t in texts))
+    examples = read_jsonl(path, num_labels=2, split="train")
+    split = encode(tokenizer, examples, max_length=16, split="train")
+    first, second = iter_batches(split, 2, pad_token_id=0)
+    assert first["input_ids"].shape == (2, 6)  # [CLS] the movie was good [SEP]
+    assert first["attention_mask"].tolist()[0] == [1, 1, 1, 0, 0, 0]
+    assert second["input_ids"].shape == (1, 16)  # truncated to max_length
+    assert second["labels"].tolist() == [1]
+
+
+def test_shuffling_is_seeded(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    data = make_tiny_dataset(tmp_path / "d.jsonl", n=40)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps({"text": r["text"], "label": 0}) + "\n" for r in rows))
+    examples = read_jsonl(path, num_labels=2, split="train")
+    split = encode(tokenizer, examples, max_length=32, split="train")
+
+    def first_ids(seed: int) -> list[int]:
+        gen = torch.Generator().manual_seed(seed)
+        batch = next(iter_batches(split, 8, pad_token_id=0, generator=gen))
+        return batch["input_ids"][:, 1].tolist()
+
+    assert first_ids(1) == first_ids(1)
+    assert first_ids(1) != first_ids(2)
+
+
+def test_accuracy_and_macro_f1() -> None:
+    labels = [0, 0, 0, 1, 1, 2]
+    preds = [0, 0, 1, 1, 1, 0]
+    assert accuracy(preds, labels) == pytest.approx(4 / 6)
+    # class 0: tp2 fp1 fn1 -> 2/3; class 1: tp2 fp1 fn0 -> 0.8; class 2: tp0 fn1 -> 0
+    assert macro_f1(preds, labels) == pytest.approx((2 / 3 + 0.8 + 0.0) / 3)
+    assert macro_f1([1, 1], [1, 1]) == 1.0
+    assert accuracy([], []) == 0.0
+
+
+def test_latency_restores_thread_count(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m", num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    before = torch.get_num_threads()
+    result = cpu_latency_ms(
+        {"a": model, "b": model},
+        tokenizer,
+        ["a good film ."],
+        seq_len=16,
+        threads=2 if before == 1 else 1,
+        progress=Progress(NullCallback()),
+    )
+    assert torch.get_num_threads() == before
+    assert set(result) == {"a", "b"}
+    assert all(v > 0 for per_model in result.values() for v in per_model.values())
+    assert set(result["a"]) == {1, 32}

@@ -1,0 +1,33 @@
+"""Import boundaries: the API may import the engine's vocabulary without torch, and the
+engine never imports web, database or queue libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = ("fastapi", "starlette", "sqlalchemy", "celery", "kombu", "redis", "app")
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_spec_and_capabilities_do_not_import_torch() -> None:
+    loaded = _loaded_after("import workers.engine.capabilities, workers.engine.spec")
+    assert "torch" not in loaded
+    assert "transformers" not in loaded
+
+
+def test_engine_imports_no_service_libraries() -> None:
+    loaded = _loaded_after("import workers.engine.compress")
+    assert "torch" in loaded  # sanity: the engine itself was imported
+    leaked = {m for m in loaded if m.split(".")[0] in FORBIDDEN}
+    assert not leaked
