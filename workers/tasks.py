@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+
+# Workers load only what users uploaded: never reach for a model hub. transformers' own
+# progress bars and load reports would flood the worker log; the engine checks loads
+# itself (teacher.check_loading_info).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from workers.celery_app import RUN_JOB_TASK, celery_app
 from workers.runner import run_job as _run_job

@@ -40,14 +40,16 @@ class RecordingCallback:
         return self._stop_after is not None and self.stop_checks > self._stop_after
 
 
-@pytest.fixture(autouse=True)
-def _quick_cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Tiny models gain nothing from a second thread and lose a lot when the CI box is
-    # shared; a few latency repetitions are enough to check the plumbing.
+@pytest.fixture(scope="session", autouse=True)
+def _quick_cpu() -> Iterator[None]:
+    # Tiny models gain nothing from a second thread and lose a lot (10x measured) when
+    # the CI box is shared; a few latency repetitions are enough to check the plumbing.
+    # Session scope, so that it is in force before any module-scoped run fixture.
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setattr(evaluate, "LATENCY_MAX_REPS", 8)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluate, "LATENCY_MAX_REPS", 8)
+        yield
     torch.set_num_threads(previous)
 
 

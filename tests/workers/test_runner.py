@@ -73,7 +73,7 @@ def test_broken_teacher_fails_with_an_actionable_message(
     assert run_job(job_id=jid, worker="w1") == "failed"
     job = client.get(f"/v1/jobs/{jid}").json()
     assert job["status"] == "failed" and job["finished_at"]
-    assert job["error"]["code"] in ("engine_error", "model_invalid")
+    assert job["error"]["code"] == "teacher_config_mismatch"
     assert "size" in job["error"]["message"] or "shape" in job["error"]["message"]
     assert client.get(f"/v1/jobs/{jid}/artifacts").json()["data"] == []
     from app.storage import get_storage

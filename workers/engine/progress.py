@@ -1,0 +1,67 @@
+"""Phase and progress reporting, and the cooperative stop check.
+
+Phases own fixed slices of the 0..1 range so that overall progress never goes back,
+whichever phases a run skips (a skipped phase's slice is simply jumped over).
+"""
+
+from __future__ import annotations
+
+from workers.engine.spec import PHASES, EngineCallback, EngineStopped
+
+PHASE_SPANS: dict[str, tuple[float, float]] = {
+    "preparing": (0.0, 0.05),
+    "teacher_finetune": (0.05, 0.35),
+    "pruning": (0.35, 0.40),
+    "distilling": (0.40, 0.85),
+    "evaluating": (0.85, 0.95),
+    "exporting": (0.95, 1.0),
+}
+assert tuple(PHASE_SPANS) == PHASES
+
+# The callback may write to a database; a report per 0.1% is plenty for any UI and
+# keeps a run of a million steps from flooding it.
+_MIN_REPORTED_STEP = 0.001
+
+
+class Progress:
+    def __init__(self, callback: EngineCallback) -> None:
+        self._callback = callback
+        self._phase: str | None = None
+        self._value = 0.0
+        self._reported = -1.0
+
+    @property
+    def phase(self) -> str | None:
+        return self._phase
+
+    def start_phase(self, phase: str) -> None:
+        self.check_stop()
+        self._phase = phase
+        self._callback.on_phase(phase)
+        self._set(PHASE_SPANS[phase][0], force=True)
+
+    def within(self, fraction: float) -> None:
+        """Progress inside the current phase, 0..1."""
+        assert self._phase is not None
+        start, end = PHASE_SPANS[self._phase]
+        fraction = min(max(fraction, 0.0), 1.0)
+        self._set(start + (end - start) * fraction)
+
+    def finish(self) -> None:
+        self._set(1.0, force=True)
+
+    def log(self, message: str, *, level: str = "info", data: dict | None = None) -> None:
+        self._callback.on_log(message, level=level, data=data)
+
+    def check_stop(self) -> None:
+        if self._callback.should_stop():
+            raise EngineStopped(f"stopped on request during {self._phase or 'start-up'}")
+
+    def _set(self, value: float, *, force: bool = False) -> None:
+        value = max(value, self._value)
+        self._value = value
+        if value <= self._reported:
+            return
+        if force or value >= 1.0 or value - self._reported >= _MIN_REPORTED_STEP:
+            self._reported = value
+            self._callback.on_progress(value)

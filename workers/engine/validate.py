@@ -1,0 +1,117 @@
+"""Checks on a spec that need no torch: each failure names what the user should change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from workers.engine.capabilities import MODEL_TYPES, STRATEGIES, TARGETS, TASKS
+from workers.engine.spec import CompressionSpec, EngineInputError
+
+
+def validate_spec(spec: CompressionSpec) -> None:
+    if spec.task not in TASKS:
+        raise EngineInputError(
+            "unsupported_task", f"task {spec.task!r} is not supported; supported: {list(TASKS)}"
+        )
+    if spec.strategy not in STRATEGIES:
+        raise EngineInputError(
+            "unsupported_strategy",
+            f"strategy {spec.strategy!r} is not supported; supported: {list(STRATEGIES)}",
+        )
+    _validate_target(spec)
+    _validate_pruning(spec)
+    _validate_distillation(spec)
+    _validate_training(spec)
+    labels = spec.label_names
+    if len(labels) < 2:
+        raise EngineInputError("too_few_labels", "label_names needs at least two labels")
+    if len(set(labels)) != len(labels):
+        raise EngineInputError("duplicate_labels", f"label_names has duplicates: {list(labels)}")
+    if spec.latency_threads < 1:
+        raise EngineInputError("bad_latency_threads", "latency_threads must be at least 1")
+
+
+def _validate_target(spec: CompressionSpec) -> None:
+    target = spec.target
+    if target.sparsity is not None:
+        raise EngineInputError(
+            "unsupported_target",
+            f"target 'sparsity' is not supported yet; supported: {list(TARGETS)}",
+        )
+    ratio = target.params_ratio
+    if ratio is None:
+        raise EngineInputError("missing_target", "target.params_ratio is required")
+    if not 0.0 < ratio <= 1.0:
+        raise EngineInputError(
+            "bad_params_ratio",
+            f"target.params_ratio is the fraction of non-embedding parameters to keep, "
+            f"in (0, 1]; got {ratio}",
+        )
+
+
+def _validate_pruning(spec: CompressionSpec) -> None:
+    if "layers" not in spec.pruning.structured:
+        raise EngineInputError(
+            "unsupported_pruning",
+            "this engine reaches params_ratio by removing whole layers: "
+            "pruning.structured must include 'layers'",
+        )
+    if spec.pruning.unstructured_sparsity:
+        raise EngineInputError(
+            "unsupported_pruning", "unstructured pruning is not supported yet; set it to 0"
+        )
+
+
+def _validate_distillation(spec: CompressionSpec) -> None:
+    dist = spec.distillation
+    if dist.attention:
+        raise EngineInputError(
+            "unsupported_loss", "the attention-map loss is not supported yet; set attention=false"
+        )
+    if not 0.0 <= dist.alpha <= 1.0:
+        raise EngineInputError(
+            "bad_alpha", f"distillation.alpha must be in [0, 1]; got {dist.alpha}"
+        )
+    if dist.temperature <= 0:
+        raise EngineInputError(
+            "bad_temperature", f"distillation.temperature must be > 0; got {dist.temperature}"
+        )
+
+
+def _validate_training(spec: CompressionSpec) -> None:
+    tr = spec.training
+    checks = [
+        (tr.epochs >= 1, "training.epochs must be at least 1"),
+        (tr.teacher_epochs >= 0, "training.teacher_epochs must be 0 or more"),
+        (tr.batch_size >= 1, "training.batch_size must be at least 1"),
+        (tr.learning_rate > 0, "training.learning_rate must be > 0"),
+        (tr.teacher_learning_rate > 0, "training.teacher_learning_rate must be > 0"),
+        (tr.max_seq_length >= 8, "training.max_seq_length must be at least 8"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise EngineInputError("bad_training", message)
+
+
+def read_teacher_config(teacher_dir: Path) -> dict[str, Any]:
+    """The teacher's config.json, checked before any weights are touched."""
+    config_path = teacher_dir / "config.json"
+    if not config_path.is_file():
+        raise EngineInputError("teacher_missing_config", "the teacher folder has no config.json")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EngineInputError(
+            "teacher_bad_config", f"config.json is not valid JSON: {exc}"
+        ) from exc
+    if not isinstance(config, dict):
+        raise EngineInputError("teacher_bad_config", "config.json must hold a JSON object")
+    model_type = config.get("model_type")
+    if model_type not in MODEL_TYPES:
+        raise EngineInputError(
+            "unsupported_model_type",
+            f"model_type {model_type!r} is not supported; supported: {list(MODEL_TYPES)}",
+        )
+    return config
