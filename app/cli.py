@@ -15,19 +15,43 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("modelpress")
 
 
-def migrate(settings: Settings) -> None:
+def migrate(settings: Settings, *, wait_s: float = 60.0) -> None:
+    """Apply migrations and create the bucket, waiting for the database and the store to
+    come up (in compose, a one-shot migrate that fails is not retried)."""
     from app.migrate import upgrade
     from app.storage import get_storage
 
-    upgrade(settings.database_url)
-    get_storage().ensure()
+    deadline = time.monotonic() + wait_s
+    for step, what in (
+        (lambda: upgrade(settings.database_url), "database"),
+        (lambda: get_storage().ensure(), "storage"),
+    ):
+        while True:
+            try:
+                step()
+                break
+            except Exception as e:
+                if time.monotonic() > deadline or not _transient(e):
+                    raise
+                log.warning("%s not ready (%s); retrying", what, type(e).__name__)
+                time.sleep(2)
     log.info("database migrated and storage ready")
+
+
+def _transient(exc: Exception) -> bool:
+    """Connection failures worth waiting out; anything else is a real error."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import EndpointConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError | BotoConnectionError | EndpointConnectionError)
 
 
 def run_api(settings: Settings, host: str | None, port: int | None) -> None:
@@ -91,7 +115,10 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     stopping = threading.Event()
     threading.Thread(target=watch, daemon=True).start()
-    log.info("modelpress home: %s", settings.home)
+    log.info("modelpress home: %s; worker pid %s", settings.home, worker.pid)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the
+    # default handler that would kill this process before `finally` stops the worker.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         run_api(settings, host, port)
     finally:

@@ -240,8 +240,12 @@ def storage_from_settings(settings: Settings) -> Storage:
     if url.scheme == "file":
         return FileStorage(Path(unquote(url.path)))
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config
 
+    # No key configured: send unsigned requests (an S3 server without identities, such as
+    # a bare SeaweedFS) instead of failing with NoCredentialsError before any request.
+    signed = settings.s3_access_key_id is not None
     client = boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
@@ -257,6 +261,7 @@ def storage_from_settings(settings: Settings) -> Storage:
             connect_timeout=5,
             read_timeout=60,
             s3={"addressing_style": "path"},
+            signature_version=None if signed else UNSIGNED,
         ),
     )
     return S3Storage(url.netloc, url.path, client)

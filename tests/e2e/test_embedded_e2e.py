@@ -95,3 +95,25 @@ def test_embedded_job_end_to_end(
 
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert student.config.num_hidden_layers == job["metrics"]["student"]["num_layers"]
+
+
+def test_sigterm_stops_the_worker_too(embedded):
+    import re
+    import signal
+
+    match = re.search(r"worker pid (\d+)", embedded.text())
+    assert match, embedded.text()[-2000:]
+    worker_pid = int(match.group(1))
+    os.kill(embedded.p.pid, signal.SIGTERM)  # the serve process only, as systemd would
+    embedded.p.wait(timeout=60)
+
+    def worker_gone() -> bool:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie has exited; only its parent's wait is missing
+        with open(f"/proc/{worker_pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+
+    wait_for(worker_gone, 60, "the worker to exit")
