@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.errors import ProblemError
 
@@ -18,6 +21,29 @@ class Page(BaseModel, Generic[T]):
     data: list[T]
     has_more: bool
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, rows: list[Any], has_more: bool, convert: Callable[[Any], T]) -> Page[T]:
+        return cls(
+            data=[convert(r) for r in rows],
+            has_more=has_more,
+            next_cursor=encode_cursor(rows[-1].id) if has_more else None,
+        )
+
+
+def keyset(
+    session: Session,
+    query: Select,
+    id_column: InstrumentedAttribute[str],
+    *,
+    limit: int,
+    after: str | None,
+) -> tuple[list[Any], bool]:
+    """Newest first, ``limit`` rows after the cursor; filters in ``query`` apply first."""
+    if after:
+        query = query.where(id_column < decode_cursor(after))
+    rows = list(session.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
 
 
 def encode_cursor(last_id: str) -> str:

@@ -8,7 +8,7 @@ from app.datasets import service
 from app.datasets.schemas import DatasetRead
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
 from app.errors import problem_responses
-from app.pagination import AfterQuery, LimitQuery, Page, encode_cursor
+from app.pagination import AfterQuery, LimitQuery, Page
 from app.uploads import spooled_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -64,10 +64,8 @@ def list_datasets(
     session: SessionDep, tenant: CurrentTenant, limit: LimitQuery = 20, after: AfterQuery = None
 ) -> Page[DatasetRead]:
     rows, has_more = service.list_datasets(session=session, tenant=tenant, limit=limit, after=after)
-    return Page[DatasetRead](
-        data=[DatasetRead.model_validate(r, from_attributes=True) for r in rows],
-        has_more=has_more,
-        next_cursor=encode_cursor(rows[-1].id) if has_more else None,
+    return Page[DatasetRead].of(
+        rows, has_more, lambda r: DatasetRead.model_validate(r, from_attributes=True)
     )
 
 

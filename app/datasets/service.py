@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 
 from app.datasets.jsonl import parse_jsonl
 from app.datasets.tables import Dataset
-from app.errors import ProblemError, not_found
+from app.errors import ProblemError
 from app.ids import new_id
 from app.jobs.tables import Job
-from app.pagination import decode_cursor
+from app.pagination import keyset
 from app.storage import Storage, file_digest
+from app.tenancy import get_owned
 
 SUPPORTED_FORMATS = ("jsonl",)
 ALL_FORMATS = ("jsonl", "csv", "tsv", "parquet", "conll")
@@ -131,20 +132,14 @@ def create_dataset(
 
 
 def get_dataset(*, session: Session, tenant: str, dataset_id: str) -> Dataset:
-    row = session.get(Dataset, dataset_id)
-    if row is None or row.tenant != tenant:
-        raise not_found("dataset", dataset_id)
-    return row
+    return get_owned(session, Dataset, dataset_id, tenant=tenant, kind="dataset")
 
 
 def list_datasets(
     *, session: Session, tenant: str, limit: int, after: str | None
 ) -> tuple[list[Dataset], bool]:
-    q = select(Dataset).where(Dataset.tenant == tenant)
-    if after:
-        q = q.where(Dataset.id < decode_cursor(after))
-    rows = list(session.scalars(q.order_by(Dataset.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    query = select(Dataset).where(Dataset.tenant == tenant)
+    return keyset(session, query, Dataset.id, limit=limit, after=after)
 
 
 def delete_dataset(*, session: Session, storage: Storage, tenant: str, dataset_id: str) -> None:

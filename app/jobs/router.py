@@ -20,7 +20,7 @@ from app.jobs.schemas import (
     JobStatus,
 )
 from app.jobs.tables import Artifact, Job
-from app.pagination import AfterQuery, LimitQuery, Page, encode_cursor
+from app.pagination import AfterQuery, LimitQuery, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -100,11 +100,7 @@ def list_jobs(
     rows, has_more = service.list_jobs(
         session=session, tenant=tenant, status=status, limit=limit, after=after
     )
-    return Page[JobRead](
-        data=[to_read(j) for j in rows],
-        has_more=has_more,
-        next_cursor=encode_cursor(rows[-1].id) if has_more else None,
-    )
+    return Page[JobRead].of(rows, has_more, to_read)
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=problem_responses(404))

@@ -17,14 +17,15 @@ from sqlalchemy.orm import Session
 
 from app.datasets.tables import Dataset
 from app.db import utcnow
-from app.errors import ProblemError, not_found
+from app.errors import ProblemError
 from app.ids import new_id
 from app.jobs import queue as job_queue
 from app.jobs.schemas import TERMINAL, JobCreate
 from app.jobs.tables import Artifact, Job, JobEvent
 from app.models.tables import Model
-from app.pagination import decode_cursor
+from app.pagination import keyset
 from app.settings import Settings
+from app.tenancy import get_owned
 from workers.engine import capabilities
 
 ACTIVE = ("running", "cancelling")
@@ -184,22 +185,16 @@ def _by_idempotency_key(session: Session, tenant: str, key: str, request_hash: s
 
 
 def get_job(*, session: Session, tenant: str, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.tenant != tenant:
-        raise not_found("job", job_id)
-    return job
+    return get_owned(session, Job, job_id, tenant=tenant, kind="job")
 
 
 def list_jobs(
     *, session: Session, tenant: str, status: str | None, limit: int, after: str | None
 ) -> tuple[list[Job], bool]:
-    q = select(Job).where(Job.tenant == tenant)
+    query = select(Job).where(Job.tenant == tenant)
     if status is not None:
-        q = q.where(Job.status == status)  # filter first, then the limit
-    if after:
-        q = q.where(Job.id < decode_cursor(after))
-    rows = list(session.scalars(q.order_by(Job.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+        query = query.where(Job.status == status)  # in the query, so before the limit
+    return keyset(session, query, Job.id, limit=limit, after=after)
 
 
 def list_events(

@@ -8,7 +8,7 @@ from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
 from app.errors import problem_responses
 from app.models import service
 from app.models.schemas import ModelRead
-from app.pagination import AfterQuery, LimitQuery, Page, encode_cursor
+from app.pagination import AfterQuery, LimitQuery, Page
 from app.uploads import spooled_upload
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -51,10 +51,8 @@ def list_models(
     session: SessionDep, tenant: CurrentTenant, limit: LimitQuery = 20, after: AfterQuery = None
 ) -> Page[ModelRead]:
     rows, has_more = service.list_models(session=session, tenant=tenant, limit=limit, after=after)
-    return Page[ModelRead](
-        data=[ModelRead.model_validate(r, from_attributes=True) for r in rows],
-        has_more=has_more,
-        next_cursor=encode_cursor(rows[-1].id) if has_more else None,
+    return Page[ModelRead].of(
+        rows, has_more, lambda r: ModelRead.model_validate(r, from_attributes=True)
     )
 
 

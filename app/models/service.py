@@ -8,13 +8,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import ProblemError, not_found
+from app.errors import ProblemError
 from app.ids import new_id
 from app.jobs.tables import Job
 from app.models.archive import inspect_archive
 from app.models.tables import Model
-from app.pagination import decode_cursor
+from app.pagination import keyset
 from app.storage import Storage
+from app.tenancy import get_owned
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +55,14 @@ def create_model(
 
 
 def get_model(*, session: Session, tenant: str, model_id: str) -> Model:
-    row = session.get(Model, model_id)
-    if row is None or row.tenant != tenant:
-        raise not_found("model", model_id)
-    return row
+    return get_owned(session, Model, model_id, tenant=tenant, kind="model")
 
 
 def list_models(
     *, session: Session, tenant: str, limit: int, after: str | None
 ) -> tuple[list[Model], bool]:
-    q = select(Model).where(Model.tenant == tenant)
-    if after:
-        q = q.where(Model.id < decode_cursor(after))
-    rows = list(session.scalars(q.order_by(Model.id.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    query = select(Model).where(Model.tenant == tenant)
+    return keyset(session, query, Model.id, limit=limit, after=after)
 
 
 def delete_model(*, session: Session, storage: Storage, tenant: str, model_id: str) -> None:

@@ -149,3 +149,13 @@ def test_config_json_must_be_an_object(client, tmp_path: Path, tiny_teacher_dir:
     (folder / "config.json").write_text(json.dumps([1, 2]))
     archive = pack_tar(folder, tmp_path / "m.tar.gz")
     assert_problem(upload_model(client, archive), 422, "model_config_invalid", "file")
+
+
+def test_oversized_upload_is_413_and_writes_nothing(app, client, tenant, tiny_teacher_tar: Path):
+    from app.settings import get_settings
+
+    small = get_settings().model_copy(update={"max_upload_bytes": 1000})
+    app.dependency_overrides[get_settings] = lambda: small
+    before = _counts(tenant)
+    assert_problem(upload_model(client, tiny_teacher_tar), 413, "upload_too_large", "file")
+    assert _counts(tenant) == before
