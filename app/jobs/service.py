@@ -71,6 +71,29 @@ def _check_supported(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
             f"supported: {', '.join(capabilities.MODEL_TYPES)}.",
             param="teacher.model_id",
         )
+    not_yet = sorted(set(body.pruning.structured) - set(capabilities.STRUCTURED))
+    if not_yet or "layers" not in body.pruning.structured:
+        raise ProblemError(
+            422,
+            "pruning_unsupported",
+            f"This engine reaches params_ratio by removing whole layers; pruning.structured "
+            f"must be {list(capabilities.STRUCTURED)} for now (not available yet: {not_yet}).",
+            param="pruning.structured",
+        )
+    if body.pruning.unstructured_sparsity and not capabilities.UNSTRUCTURED:
+        raise ProblemError(
+            422,
+            "pruning_unsupported",
+            "Unstructured pruning is not available yet; set pruning.unstructured_sparsity to 0.",
+            param="pruning.unstructured_sparsity",
+        )
+    if body.distillation.attention and not capabilities.ATTENTION_LOSS:
+        raise ProblemError(
+            422,
+            "distillation_unsupported",
+            "The attention-map loss is not available yet; set distillation.attention to false.",
+            param="distillation.attention",
+        )
     layers = teacher.config.get("num_hidden_layers")
     if isinstance(layers, int) and layers > 0 and body.target.params_ratio < 1 / layers - 1e-9:
         raise ProblemError(
@@ -167,7 +190,18 @@ def create_job(
             raise
         return existing, False
     # Commit, then enqueue: a worker must find the row when the message arrives.
-    job_queue.enqueue(job_id=job.id, queue=queue)
+    if not job_queue.enqueue(job_id=job.id, queue=queue):
+        add_event(
+            session=session,
+            job_id=job.id,
+            attempt=0,
+            type="warning",
+            data={
+                "message": "The broker could not be reached, so no worker has this job "
+                "yet; it stays queued. Queued jobs are not yet re-sent automatically: "
+                "cancel it and submit it again once the broker is back."
+            },
+        )
     return job, True
 
 

@@ -40,6 +40,7 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "teacher_epochs": 3,
     }
     assert req["distillation"]["temperature"] == 2.0
+    assert req["pruning"] == {"structured": ["layers"], "unstructured_sparsity": 0.0}
     assert req["dataset"] == {
         "dataset_id": dataset_id,
         "train_split": "train",
@@ -172,6 +173,24 @@ def test_malformed_json(client, tenant):
             "dataset.eval_split",
         ),
         ({"accelerator": "gpu"}, 422, "no_gpu_workers", "accelerator"),
+        (
+            {"pruning": {"structured": ["layers", "ffn"]}},
+            422,
+            "pruning_unsupported",
+            "pruning.structured",
+        ),
+        (
+            {"pruning": {"unstructured_sparsity": 0.5}},
+            422,
+            "pruning_unsupported",
+            "pruning.unstructured_sparsity",
+        ),
+        (
+            {"distillation": {"attention": True}},
+            422,
+            "distillation_unsupported",
+            "distillation.attention",
+        ),
     ],
 )
 def test_bad_requests_write_nothing(

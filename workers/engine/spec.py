@@ -33,7 +33,7 @@ class DistillationSpec:
 
 @dataclass(frozen=True)
 class PruningSpec:
-    structured: tuple[str, ...] = ("layers", "ffn", "hidden")
+    structured: tuple[str, ...] = ("layers",)
     unstructured_sparsity: float = 0.0
 
 
