@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
-from app.errors import problem_responses
+from app.errors import ProblemError, problem_responses
 from app.jobs import service
 from app.jobs.schemas import (
     EXAMPLE_JOB,
@@ -155,13 +155,18 @@ def list_artifacts(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
-        **problem_responses(404),
+        **problem_responses(404, 410),
     },
 )
 def download_artifact(
     session: SessionDep, storage: StorageDep, tenant: CurrentTenant, job_id: str, name: str
 ) -> StreamingResponse:
     art = service.get_artifact(session=session, tenant=tenant, job_id=job_id, name=name)
+    if storage.size(art.storage_key) is None:
+        # Checked before streaming starts: a failure mid-stream cannot become a problem+json.
+        raise ProblemError(
+            410, "artifact_gone", f"The stored bytes of artifact {name!r} are no longer there."
+        )
     return StreamingResponse(
         storage.iter_bytes(art.storage_key),
         media_type=art.content_type,

@@ -105,7 +105,27 @@ class JobError(BaseModel):
     message: str
 
 
+EXAMPLE_JOB_READ = {
+    "id": "job_01jd8x6m5v2n3k4p5q6r7s8t9v",
+    "object": "job",
+    "name": "sst2-half",
+    "status": "running",
+    "phase": "distilling",
+    "progress": 0.42,
+    "attempt": 1,
+    "queue": "cpu",
+    "created_at": "2026-11-27T21:40:53Z",
+    "started_at": "2026-11-27T21:40:54Z",
+    "finished_at": None,
+    "request": {**EXAMPLE_JOB, "strategy": "prune_then_distill"},
+    "metrics": None,
+    "error": None,
+}
+
+
 class JobRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_JOB_READ]})
+
     id: str
     object: Literal["job"] = "job"
     name: str | None
