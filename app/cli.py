@@ -131,6 +131,46 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
                 os.killpg(worker.pid, signal.SIGKILL)
 
 
+def keys(settings: Settings, args: argparse.Namespace) -> int:
+    from app.auth import service
+    from app.db import session_scope
+
+    if settings.is_sqlite:
+        # Embedded mode: the first key may come before the first `serve`.
+        from app.migrate import upgrade
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        upgrade(settings.database_url)
+    with session_scope() as session:
+        if args.keys_command == "create":
+            try:
+                row, key = service.create_key(
+                    session=session, tenant=args.tenant, scope=args.scope, name=args.name
+                )
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            print(
+                f"created {row.id} for tenant {row.tenant}, scope {row.scope} "
+                f"(shown once, keep it secret): {key}"
+            )
+        elif args.keys_command == "list":
+            for row in service.list_keys(session=session, tenant=args.tenant):
+                state = (
+                    f"revoked {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if row.revoked_at else "active"
+                )
+                print(
+                    f"{row.id}  {row.tenant}  {row.scope:5}  {row.prefix}…  "
+                    f"{row.created_at:%Y-%m-%dT%H:%M:%SZ}  {state}"
+                )
+        elif args.keys_command == "revoke":
+            if not service.revoke_key(session=session, key_id=args.key_id):
+                print(f"error: no active key {args.key_id}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="modelpress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,6 +184,16 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--queues", help="comma-separated: cpu, gpu (default from settings)")
     w.add_argument("--concurrency", type=int)
     sub.add_parser("migrate")
+    k = sub.add_parser("keys", help="API keys")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="print a new key (the last word of the line)")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--scope", choices=("read", "write", "admin"), default="write")
+    kc.add_argument("--name")
+    kl = ksub.add_parser("list")
+    kl.add_argument("--tenant")
+    kr = ksub.add_parser("revoke")
+    kr.add_argument("key_id")
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -158,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(settings, args.queues, args.concurrency)
     elif args.command == "migrate":
         migrate(settings)
+    elif args.command == "keys":
+        sys.exit(keys(settings, args))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from app import errors
 from app.datasets.router import router as datasets_router
+from app.guard import GuardMiddleware
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.models.router import router as models_router
@@ -16,6 +17,9 @@ from app.settings import get_settings
 DESCRIPTION = """
 modelpress compresses transformer models: send a teacher model, a dataset and a target
 (how much smaller), get back a distilled, pruned student with an honest report.
+
+Every `/v1` route needs `Authorization: Bearer <api key>` (`modelpress keys create`);
+keys with scope `read` may only read.
 
 Errors are RFC 9457 `application/problem+json` with a stable `code` and, where a field
 is at fault, `param`.
@@ -37,6 +41,7 @@ def create_app() -> FastAPI:
         ],
     )
     errors.install(app)
+    app.add_middleware(GuardMiddleware)
     app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(jobs_router)

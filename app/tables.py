@@ -1,7 +1,8 @@
 """Imports every table so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from app.auth.tables import ApiKey
 from app.datasets.tables import Dataset
 from app.jobs.tables import Artifact, Job, JobEvent
 from app.models.tables import Model
 
-__all__ = ["Artifact", "Dataset", "Job", "JobEvent", "Model"]
+__all__ = ["ApiKey", "Artifact", "Dataset", "Job", "JobEvent", "Model"]

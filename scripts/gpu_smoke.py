@@ -32,7 +32,11 @@ def main() -> None:
             tf.add(p, arcname=p.name)
     data = make_tiny_dataset(work / "data.jsonl", n=4000)
 
-    http = httpx.Client(base_url=API, timeout=60)
+    import subprocess
+
+    key = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "gpu"],
+                         check=True, capture_output=True, text=True).stdout.split()[-1]
+    http = httpx.Client(base_url=API, timeout=60, headers={"Authorization": f"Bearer {key}"})
     deadline = time.monotonic() + 120
     while True:
         try:

@@ -23,13 +23,20 @@ def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
+def make_key(tenant: str, scope: str = "write") -> str:
+    from app.auth.service import create_key
+    from app.db import session_scope
+
+    with session_scope() as session:
+        return create_key(session=session, tenant=tenant, scope=scope)[1]
+
+
 @pytest.fixture
 def client(app, tenant: str) -> Iterator[TestClient]:
-    # Each test gets its own tenant, so lists and filters see only its own rows.
-    from app.deps import _tenant
-
-    app.dependency_overrides[_tenant] = lambda: tenant
+    # Each test gets its own tenant (a real API key), so lists see only its own rows.
+    key = make_key(tenant)
     with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Bearer {key}"
         yield c
     app.dependency_overrides.clear()
 

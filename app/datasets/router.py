@@ -11,7 +11,7 @@ from app.errors import problem_responses
 from app.pagination import AfterQuery, LimitQuery, Page
 from app.uploads import spooled_upload
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(401, 403))
 
 
 @router.post(

@@ -22,7 +22,7 @@ from app.jobs.schemas import (
 from app.jobs.tables import Artifact, Job
 from app.pagination import AfterQuery, LimitQuery, Page
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403))
 
 
 def to_read(job: Job) -> JobRead:
@@ -63,7 +63,7 @@ def _artifact_read(art: Artifact, request: Request, settings_url: str) -> Artifa
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problem_responses(400, 409, 422),
+    responses=problem_responses(400, 409, 413, 422),
     summary="Create a compression job",
     description="Queues a job and answers 202 with its `Location`. With an `Idempotency-Key`, "
     "the same key and body return the same job; another body with that key is a 409.",

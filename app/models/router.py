@@ -11,7 +11,7 @@ from app.models.schemas import ModelRead
 from app.pagination import AfterQuery, LimitQuery, Page
 from app.uploads import spooled_upload
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(401, 403))
 
 
 @router.post(

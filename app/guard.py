@@ -1,0 +1,120 @@
+"""What every request passes before it reaches a route: the API key, its scope, and
+the upload size limit.
+
+It is ASGI middleware rather than a route dependency so that the order is always the
+same: a request without a valid key gets 401 even if its body is malformed or huge, and
+an oversized body is refused while it streams in, before it is held anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.auth.service import Principal, authenticate
+from app.db import get_sessionmaker
+from app.errors import ProblemError, problem_response
+from app.settings import get_settings
+
+PROTECTED_PREFIX = "/v1/"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class BodyTooLarge(ProblemError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            "upload_too_large",
+            f"The request body is larger than the limit of {limit} bytes "
+            "(MODELPRESS_MAX_UPLOAD_BYTES).",
+        )
+
+
+def _lookup(token: str) -> Principal | None:
+    with get_sessionmaker()() as session:
+        return authenticate(session=session, key=token)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            if kind.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class GuardMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(PROTECTED_PREFIX):
+            refusal = await self._authorize(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        limit = get_settings().max_upload_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                await problem_response(400, "bad_request", "Invalid Content-Length.")(
+                    scope, receive, send
+                )
+                return
+            if too_big:
+                # Answered before a byte of the body is read.
+                await _problem(BodyTooLarge(limit))(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            # Chunked bodies declare no length: count as they arrive.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _authorize(self, scope: Scope) -> Any:
+        token = _bearer(scope)
+        if token is None:
+            return problem_response(
+                401,
+                "unauthenticated",
+                "Send an API key as 'Authorization: Bearer <key>'; create one with "
+                "`modelpress keys create --tenant NAME`.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = await anyio.to_thread.run_sync(_lookup, token)
+        if principal is None:
+            return problem_response(
+                401,
+                "invalid_api_key",
+                "The API key is unknown or revoked.",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        if scope["method"] in WRITE_METHODS and not principal.allows("write"):
+            return problem_response(
+                403,
+                "insufficient_scope",
+                f"This API key has scope '{principal.scope}'; {scope['method']} needs a key "
+                "with scope 'write' or 'admin'.",
+            )
+        scope.setdefault("state", {})["principal"] = principal
+        return None
+
+
+def _problem(exc: ProblemError) -> Any:
+    return problem_response(exc.status, exc.code, exc.detail, param=exc.param)
