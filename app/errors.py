@@ -118,7 +118,9 @@ def _problem_handler(_request: Request, exc: ProblemError) -> JSONResponse:
 
 
 def _http_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {404: "not_found", 405: "method_not_allowed", 413: "upload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such route; see /docs for the API."

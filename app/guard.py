@@ -11,22 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.service import Principal, authenticate
 from app.db import get_sessionmaker
-from app.errors import ProblemError, problem_response
+from app.errors import problem_response
 from app.settings import get_settings
 
 PROTECTED_PREFIX = "/v1/"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-class BodyTooLarge(ProblemError):
+class BodyTooLarge(HTTPException):
+    # An HTTPException, because FastAPI turns any other error raised while it parses a
+    # body into a 400; errors.py renders it as problem+json with code upload_too_large.
     def __init__(self, limit: int) -> None:
         super().__init__(
             413,
-            "upload_too_large",
             f"The request body is larger than the limit of {limit} bytes "
             "(MODELPRESS_MAX_UPLOAD_BYTES).",
         )
@@ -71,7 +73,8 @@ class GuardMiddleware:
                 return
             if too_big:
                 # Answered before a byte of the body is read.
-                await _problem(BodyTooLarge(limit))(scope, receive, send)
+                exc = BodyTooLarge(limit)
+                await problem_response(413, "upload_too_large", exc.detail)(scope, receive, send)
                 return
         received = 0
 
@@ -114,7 +117,3 @@ class GuardMiddleware:
             )
         scope.setdefault("state", {})["principal"] = principal
         return None
-
-
-def _problem(exc: ProblemError) -> Any:
-    return problem_response(exc.status, exc.code, exc.detail, param=exc.param)

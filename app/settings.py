@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     public_url: str = Field("", description="Base URL for links in responses; empty → request URL.")
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    # Caps on what a model archive may unpack to (a zip bomb stops here).
+    max_archive_members: int = Field(10_000, gt=0)
+    max_archive_bytes: int = Field(20 * 1024**3, gt=0)
+    # Per-tenant quotas.
+    tenant_max_active_jobs: int = Field(20, ge=1, description="queued + running jobs")
+    tenant_max_stored_bytes: int = Field(200 * 1024**3, gt=0, description="models + datasets")
     # Latency is measured with a fixed thread count so numbers are comparable.
     latency_threads: int = Field(2, ge=1)
     log_level: str = "INFO"

@@ -10,6 +10,8 @@ from pathlib import Path, PurePosixPath
 from app.datasets.service import split_key
 from app.datasets.tables import Dataset
 from app.jobs.tables import Job
+from app.models.archive import ArchiveLimits, check_archive
+from app.models.service import archive_limits
 from app.models.tables import Model
 from app.settings import Settings
 from app.storage import Storage
@@ -22,8 +24,11 @@ from workers.engine.spec import (
 )
 
 
-def extract_archive(archive: Path, dest: Path) -> Path:
+def extract_archive(archive: Path, dest: Path, limits: ArchiveLimits) -> Path:
     """Extract safely and return the folder that holds config.json."""
+    # The API checked this archive at upload; checked again because the caps may have
+    # changed since, and a worker trusts nothing it did not check itself.
+    check_archive(archive, limits)
     dest.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -55,7 +60,7 @@ def build_spec(
     req = job.request
     archive = workdir / f"teacher.{teacher.archive_format}"
     storage.download_file(teacher.storage_key, archive)
-    teacher_dir = extract_archive(archive, workdir / "teacher")
+    teacher_dir = extract_archive(archive, workdir / "teacher", archive_limits(settings))
     archive.unlink()
 
     data_dir = workdir / "data"

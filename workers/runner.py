@@ -148,6 +148,9 @@ def run_job(
         cleanup(workdir)
 
     status, metrics, code, message = outcome
+    if message:
+        # Messages go to clients: no server paths in them.
+        message = message.replace(str(workdir) + "/", "").replace(str(workdir), "")
     finished = False
     if status != "lost":
         with session_scope() as s:

@@ -46,6 +46,7 @@ def upload_dataset(
         row = service.create_dataset(
             session=session,
             storage=storage,
+            settings=settings,
             tenant=tenant,
             path=path,
             filename=file.filename or "data",

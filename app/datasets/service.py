@@ -16,6 +16,8 @@ from app.errors import ProblemError
 from app.ids import new_id
 from app.jobs.tables import Job
 from app.pagination import keyset
+from app.quotas import check_storage_quota
+from app.settings import Settings
 from app.storage import Storage, file_digest
 from app.tenancy import get_owned
 
@@ -60,6 +62,7 @@ def create_dataset(
     *,
     session: Session,
     storage: Storage,
+    settings: Settings,
     tenant: str,
     path: Path,
     filename: str,
@@ -84,6 +87,9 @@ def create_dataset(
             '(one {"text": ..., "label": ...} object per line).',
             param="format",
         )
+    check_storage_quota(
+        session=session, settings=settings, tenant=tenant, incoming=path.stat().st_size
+    )
     workdir = Path(tempfile.mkdtemp(prefix="modelpress-ds-"))
     dataset_id = new_id("ds")
     written: list[str] = []

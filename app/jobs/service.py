@@ -24,11 +24,12 @@ from app.jobs.schemas import TERMINAL, JobCreate
 from app.jobs.tables import Artifact, Job, JobEvent
 from app.models.tables import Model
 from app.pagination import keyset
+from app.quotas import check_active_jobs_quota
 from app.settings import Settings
 from app.tenancy import get_owned
 from workers.engine import capabilities
 
-ACTIVE = ("running", "cancelling")
+OWNED_STATES = ("running", "cancelling")
 
 
 # ---------------------------------------------------------------- creation and reads
@@ -151,6 +152,7 @@ def create_job(
             param="dataset.dataset_id",
         )
     _check_supported(body, teacher, dataset)
+    check_active_jobs_quota(session=session, settings=settings, tenant=tenant)
     queue = job_queue.choose_queue(accelerator=body.accelerator, settings=settings)
     if queue is None:
         raise ProblemError(
@@ -321,7 +323,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> int | None:
 
 
 def _owned(job_id: str, attempt: int):
-    return (Job.id == job_id, Job.attempt == attempt, Job.status.in_(ACTIVE))
+    return (Job.id == job_id, Job.attempt == attempt, Job.status.in_(OWNED_STATES))
 
 
 def set_phase(*, session: Session, job_id: str, attempt: int, phase: str) -> bool:

@@ -55,26 +55,74 @@ def detect_format(path: Path) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_members: int
+    max_bytes: int
+
+
+def _check_size(count: int, total: int, limits: ArchiveLimits) -> None:
+    if count > limits.max_members:
+        raise ProblemError(
+            413,
+            "archive_too_many_members",
+            f"The archive has more than {limits.max_members} members "
+            "(MODELPRESS_MAX_ARCHIVE_MEMBERS).",
+            param="file",
+        )
+    if total > limits.max_bytes:
+        raise ProblemError(
+            413,
+            "archive_too_large",
+            f"The archive unpacks to more than {limits.max_bytes} bytes "
+            "(MODELPRESS_MAX_ARCHIVE_BYTES).",
+            param="file",
+        )
+
+
+def _tar_members(tf: tarfile.TarFile, limits: ArchiveLimits) -> list[tarfile.TarInfo]:
+    """Members one at a time, so a bomb is stopped at the cap, not after unpacking it all."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    while (m := tf.next()) is not None:
+        members.append(m)
+        total += m.size
+        _check_size(len(members), total, limits)
+        _check_names([m.name])
+        if m.issym() or m.islnk() or m.isdev() or m.isfifo():
+            raise _invalid(
+                f"The archive member {m.name!r} is a link or device; pack regular files only.",
+                code="archive_unsafe",
+            )
+    return members
+
+
+def check_archive(path: Path, limits: ArchiveLimits) -> str:
+    """Refuse unsafe or oversized archives before anything is extracted; returns the format."""
+    fmt = detect_format(path)
+    with _members(path, fmt, limits):
+        pass
+    return fmt
+
+
 @contextmanager
-def _members(path: Path, fmt: str) -> Iterator[tuple[list[str], Callable[[str], IO[bytes]]]]:
+def _members(
+    path: Path, fmt: str, limits: ArchiveLimits
+) -> Iterator[tuple[list[str], Callable[[str], IO[bytes]]]]:
     """The archive's regular-file names and a function opening one of them."""
     try:
         if fmt == "zip":
             with zipfile.ZipFile(path) as zf:
-                names = [i.filename for i in zf.infolist() if not i.is_dir()]
+                infos = zf.infolist()
+                # zipfile never reads past a member's declared file_size, so these sums
+                # bound what extraction can write.
+                _check_size(len(infos), sum(i.file_size for i in infos), limits)
+                names = [i.filename for i in infos if not i.is_dir()]
                 _check_names(names)
                 yield names, zf.open
         else:
             with tarfile.open(path, "r:gz") as tf:
-                members = tf.getmembers()
-                _check_names([m.name for m in members])
-                for m in members:
-                    if m.issym() or m.islnk() or m.isdev() or m.isfifo():
-                        raise _invalid(
-                            f"The archive member {m.name!r} is a link or device; "
-                            "pack regular files only.",
-                            code="archive_unsafe",
-                        )
+                members = _tar_members(tf, limits)
                 files = {m.name: m for m in members if m.isfile()}
 
                 def open_member(name: str) -> IO[bytes]:
@@ -131,9 +179,9 @@ def _safetensors_header(f: IO[bytes], name: str) -> dict[str, Any]:
     return header
 
 
-def inspect_archive(path: Path) -> ModelInfo:
+def inspect_archive(path: Path, limits: ArchiveLimits) -> ModelInfo:
     fmt = detect_format(path)
-    with _members(path, fmt) as (names, open_member):
+    with _members(path, fmt, limits) as (names, open_member):
         root = _root_of(names)
         prefix = f"{root}/" if root else ""
         in_root = {n[len(prefix) :]: n for n in names if n.startswith(prefix) and n != prefix}

@@ -37,6 +37,7 @@ def upload_model(
         row = service.create_model(
             session=session,
             storage=storage,
+            settings=settings,
             tenant=tenant,
             path=path,
             filename=file.filename or "model",

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 from app.errors import ProblemError
 from app.ids import new_id
 from app.jobs.tables import Job
-from app.models.archive import inspect_archive
+from app.models.archive import ArchiveLimits, inspect_archive
 from app.models.tables import Model
 from app.pagination import keyset
+from app.quotas import check_storage_quota
+from app.settings import Settings
 from app.storage import Storage
 from app.tenancy import get_owned
 
@@ -21,9 +23,20 @@ log = logging.getLogger(__name__)
 
 
 def create_model(
-    *, session: Session, storage: Storage, tenant: str, path: Path, filename: str, name: str | None
+    *,
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    tenant: str,
+    path: Path,
+    filename: str,
+    name: str | None,
 ) -> Model:
-    info = inspect_archive(path)  # raises 422 before anything is written
+    # Every check raises before anything is written.
+    check_storage_quota(
+        session=session, settings=settings, tenant=tenant, incoming=path.stat().st_size
+    )
+    info = inspect_archive(path, archive_limits(settings))
     model_id = new_id("mdl")
     key = f"models/{model_id}/model.{info.archive_format}"
     stored = storage.put_file(key, path)
@@ -52,6 +65,10 @@ def create_model(
         storage.delete(key)
         raise
     return row
+
+
+def archive_limits(settings: Settings) -> ArchiveLimits:
+    return ArchiveLimits(settings.max_archive_members, settings.max_archive_bytes)
 
 
 def get_model(*, session: Session, tenant: str, model_id: str) -> Model:

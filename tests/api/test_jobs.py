@@ -161,7 +161,7 @@ def test_malformed_json(client, tenant):
         ),
         ({"accelerator": "gpu"}, 422, "no_gpu_workers", "accelerator"),
         (
-            {"pruning": {"structured": ["layers", "ffn"]}},
+            {"pruning": {"structured": ["layers", "hidden"]}},
             422,
             "pruning_unsupported",
             "pruning.structured",

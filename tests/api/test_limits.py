@@ -1,0 +1,164 @@
+"""Size limits, archive caps and quotas: refused early, with problem+json naming the limit."""
+
+from __future__ import annotations
+
+import io
+import json
+import select
+import socket
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from tests.apiclient import assert_problem, job_body, make_key, upload_dataset, upload_model
+from tests.e2e.conftest import free_port
+
+LIMIT = 1_000_000
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    from app.settings import get_settings
+
+    s = get_settings()  # the one object the API and the guard read
+    monkeypatch.setattr(s, "max_upload_bytes", LIMIT)
+    return s
+
+
+@pytest.fixture
+def server(app, settings) -> Iterator[tuple[str, int]]:
+    """The app behind a real HTTP server, for bodies a test client would buffer."""
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield "127.0.0.1", port
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _head(port: int, key: str, extra: str) -> bytes:
+    return (
+        f"POST /v1/datasets HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+        f"{extra}\r\n"
+    ).encode()
+
+
+def _status(sock: socket.socket) -> tuple[int, dict]:
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    return status, json.loads(body[body.index(b"{") :])
+
+
+def test_declared_length_over_the_limit_is_refused_before_the_body(server, tenant):
+    host, port = server
+    key = make_key(tenant)
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(_head(port, key, f"Content-Length: {50 * LIMIT}\r\n"))
+        # not one byte of the 50 MB body is sent: the answer comes anyway
+        status, body = _status(sock)
+    assert status == 413 and body["code"] == "upload_too_large"
+
+
+def test_chunked_body_is_cut_off_at_the_limit(server, tenant):
+    host, port = server
+    key = make_key(tenant)
+    part = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="d.jsonl"\r\n\r\n'
+    sent = 0
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(_head(port, key, "Transfer-Encoding: chunked\r\n"))
+        chunk = part + b'{"text": "x", "label": 0}\n' * 2000  # ~54 kB
+        while sent < 50 * LIMIT:
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server has answered
+            try:
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+            chunk = b'{"text": "x", "label": 0}\n' * 2000
+            time.sleep(0.002)
+        status, body = _status(sock)
+    assert status == 413 and body["code"] == "upload_too_large"
+    # the server stopped reading near the limit, not after 50 MB
+    assert sent < 5 * LIMIT
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_archive_member_cap(client, settings, tenant, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "max_archive_members", 5)
+    members = {f"f{i}.txt": b"x" for i in range(10)} | {"config.json": b"{}"}
+    r = upload_model(client, _zip(tmp_path / "many.zip", members))
+    assert_problem(r, 413, "archive_too_many_members", "file")
+
+
+def test_zip_bomb_is_refused(client, settings, tenant, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "max_archive_bytes", LIMIT)
+    bomb = _zip(
+        tmp_path / "bomb.zip", {"config.json": b"{}", "model.safetensors": bytes(40 * LIMIT)}
+    )
+    assert bomb.stat().st_size < LIMIT // 10  # small upload, 40x the cap unpacked
+    assert_problem(upload_model(client, bomb), 413, "archive_too_large", "file")
+    assert client.get("/v1/models").json()["data"] == []
+
+
+def test_tar_bomb_is_refused(client, settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "max_archive_bytes", LIMIT)
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, size in (("config.json", 2), ("model.safetensors", 40 * LIMIT)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tf.addfile(info, io.BytesIO(bytes(size)))
+    assert_problem(upload_model(client, path), 413, "archive_too_large", "file")
+
+
+def test_active_jobs_quota(client, settings, model_id, dataset_id, monkeypatch):
+    monkeypatch.setattr(settings, "tenant_max_active_jobs", 2)
+    ids = [
+        client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"] for _ in range(2)
+    ]
+    r = client.post("/v1/jobs", json=job_body(model_id, dataset_id))
+    body = assert_problem(r, 429, "quota_active_jobs")
+    assert "MODELPRESS_TENANT_MAX_ACTIVE_JOBS" in body["detail"]
+    assert r.headers["retry-after"]
+    client.post(f"/v1/jobs/{ids[0]}/cancel")
+    assert client.post("/v1/jobs", json=job_body(model_id, dataset_id)).status_code == 202
+
+
+def test_stored_bytes_quota(client, settings, tiny_dataset, tiny_teacher_tar, monkeypatch):
+    first = upload_dataset(client, tiny_dataset)
+    assert first.status_code == 201
+    monkeypatch.setattr(
+        settings,
+        "tenant_max_stored_bytes",
+        first.json()["size_bytes"] + tiny_dataset.stat().st_size - 1,
+    )
+    body = assert_problem(upload_dataset(client, tiny_dataset), 403, "quota_stored_bytes")
+    assert "MODELPRESS_TENANT_MAX_STORED_BYTES" in body["detail"]
+    assert_problem(upload_model(client, tiny_teacher_tar), 403, "quota_stored_bytes")
+    assert len(client.get("/v1/datasets").json()["data"]) == 1
