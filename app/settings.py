@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     # Caps on what a model archive may unpack to (a zip bomb stops here).
     max_archive_members: int = Field(10_000, gt=0)
     max_archive_bytes: int = Field(20 * 1024**3, gt=0)
+    # URLs that users give (a teacher by URI, later webhooks): only these schemes and
+    # hosts ("example.com" or "*.example.com"), and never private, loopback or link-local
+    # addresses unless allowed.
+    url_allowed_schemes: list[str] = ["https"]
+    url_allowed_hosts: list[str] = []
+    url_allow_private: bool = False
     # Per-tenant quotas.
     tenant_max_active_jobs: int = Field(20, ge=1, description="queued + running jobs")
     tenant_max_stored_bytes: int = Field(200 * 1024**3, gt=0, description="models + datasets")
