@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -117,14 +118,29 @@ def _problem_handler(_request: Request, exc: ProblemError) -> JSONResponse:
     )
 
 
-def _http_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path supports, from the OpenAPI document (Starlette's own Allow
+    header names only the first route that matched the path)."""
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            return sorted(m.upper() for m in operations)
+    return []
+
+
+def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed", 413: "upload_too_large"}.get(
         exc.status_code, "http_error"
     )
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such route; see /docs for the API."
-    return problem_response(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not supported here; use {' or '.join(allowed)}."
+    return problem_response(exc.status_code, code, detail, headers=headers or None)
 
 
 def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
