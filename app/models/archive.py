@@ -212,6 +212,13 @@ def inspect_archive(path: Path, limits: ArchiveLimits) -> ModelInfo:
             raise _invalid("config.json is not valid JSON.", code="model_config_invalid") from e
         if not isinstance(config, dict):
             raise _invalid("config.json must hold a JSON object.", code="model_config_invalid")
+        if config.get("auto_map") or any(k.endswith(".py") for k in top):
+            # Custom modelling code would run only with trust_remote_code, which we never set.
+            raise _invalid(
+                "The model needs custom code (config.json has auto_map, or the archive holds "
+                ".py files); only architectures built into transformers are accepted.",
+                code="model_custom_code",
+            )
 
         num_parameters = 0
         head_rows: int | None = None

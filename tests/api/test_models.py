@@ -159,3 +159,18 @@ def test_oversized_upload_is_413_and_writes_nothing(app, client, tenant, tiny_te
     before = _counts(tenant)
     assert_problem(upload_model(client, tiny_teacher_tar), 413, "upload_too_large", "file")
     assert _counts(tenant) == before
+
+
+def test_custom_code_models_refused(client, tenant, tmp_path: Path, tiny_teacher_dir: Path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for p in tiny_teacher_dir.iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_evil.py").write_text("import os; os.system('echo pwned')\n")
+    before = _counts(tenant)
+    r = upload_model(client, pack_tar(folder, tmp_path / "evil.tar.gz"))
+    assert_problem(r, 422, "model_custom_code", "file")
+    assert _counts(tenant) == before
