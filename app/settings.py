@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     public_url: str = Field("", description="Base URL for links in responses; empty → request URL.")
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    # Lifetime of pre-signed download URLs (GET …/artifacts/{name}?redirect=true).
+    presign_seconds: int = Field(300, ge=10, le=3600)
     # Caps on what a model archive may unpack to (a zip bomb stops here).
     max_archive_members: int = Field(10_000, gt=0)
     max_archive_bytes: int = Field(20 * 1024**3, gt=0)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
+from botocore import UNSIGNED
+
 from app.settings import Settings, get_settings
 
 CHUNK = 1024 * 1024
@@ -78,6 +80,11 @@ class Storage(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise StorageError unless the store is reachable (readiness)."""
+
+    def presign(self, key: str, *, expires_s: int, filename: str) -> str | None:
+        """A URL that downloads the object for ``expires_s`` seconds, or None if this
+        store cannot sign one (local files, or S3 without credentials)."""
+        return None
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
@@ -220,6 +227,19 @@ class S3Storage(Storage):
             keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
 
+    def presign(self, key: str, *, expires_s: int, filename: str) -> str | None:
+        if self.client.meta.config.signature_version == UNSIGNED:
+            return None
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self._k(key),
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=expires_s,
+        )
+
     def ensure(self) -> None:
         from botocore.exceptions import ClientError
 
@@ -240,7 +260,6 @@ def storage_from_settings(settings: Settings) -> Storage:
     if url.scheme == "file":
         return FileStorage(Path(unquote(url.path)))
     import boto3
-    from botocore import UNSIGNED
     from botocore.config import Config
 
     # No key configured: send unsigned requests (an S3 server without identities, such as
@@ -261,7 +280,7 @@ def storage_from_settings(settings: Settings) -> Storage:
             connect_timeout=5,
             read_timeout=60,
             s3={"addressing_style": "path"},
-            signature_version=None if signed else UNSIGNED,
+            signature_version="s3v4" if signed else UNSIGNED,
         ),
     )
     return S3Storage(url.netloc, url.path, client)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
 from app.errors import ProblemError, problem_responses
@@ -155,13 +155,32 @@ def list_artifacts(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+        307: {"description": "With redirect=true: a short-lived pre-signed URL."},
         **problem_responses(404, 410),
     },
 )
 def download_artifact(
-    session: SessionDep, storage: StorageDep, tenant: CurrentTenant, job_id: str, name: str
-) -> StreamingResponse:
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    tenant: CurrentTenant,
+    job_id: str,
+    name: str,
+    redirect: Annotated[
+        bool,
+        Query(
+            description="Answer 307 to a pre-signed URL of the object store, valid for "
+            "MODELPRESS_PRESIGN_SECONDS, when the store can sign one; else stream."
+        ),
+    ] = False,
+) -> Response:
     art = service.get_artifact(session=session, tenant=tenant, job_id=job_id, name=name)
+    if redirect:
+        url = storage.presign(
+            art.storage_key, expires_s=settings.presign_seconds, filename=art.filename
+        )
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     if storage.size(art.storage_key) is None:
         # Checked before streaming starts: a failure mid-stream cannot become a problem+json.
         raise ProblemError(
