@@ -46,4 +46,27 @@ def create_app() -> FastAPI:
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(health_router)
+    _problem_json_for_validation_errors(app)
     return app
+
+
+def _problem_json_for_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents its own 422 body on every route with parameters; ours is
+    problem+json (errors.py), so the document says so."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    response = operation.get("responses", {}).get("422")
+                    if response is not None:
+                        response["content"] = {errors.PROBLEM_JSON: problem}
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     url_allowed_schemes: list[str] = ["https"]
     url_allowed_hosts: list[str] = []
     url_allow_private: bool = False
+    # Job leases: a running job's worker renews its lease every lease_seconds / 3; a lease
+    # that runs out means the worker is gone, and the reaper (in every worker, every
+    # reaper_interval_seconds) queues the job again, up to max_attempts claims in all.
+    lease_seconds: int = Field(60, ge=2)
+    reaper_interval_seconds: float = Field(15.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    # A queued job that no worker claimed for this long is handed to the broker again
+    # (a message lost with a broker restart, or never sent while it was down).
+    requeue_after_seconds: int = Field(120, ge=1)
+    # Default of a job's max_runtime_s: past it the job fails with max_runtime_exceeded.
+    job_max_runtime_seconds: int = Field(24 * 3600, ge=1)
     # Per-tenant quotas.
     tenant_max_active_jobs: int = Field(20, ge=1, description="queued + running jobs")
     tenant_max_stored_bytes: int = Field(200 * 1024**3, gt=0, description="models + datasets")

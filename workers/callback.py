@@ -15,18 +15,27 @@ STOP_CHECK_EVERY_S = 1.0
 
 
 class JobCallback:
-    def __init__(self, job_id: str, attempt: int) -> None:
+    """``stop_reason`` says why should_stop() turned True: "cancelled" (the job is being
+    cancelled), "lost" (another attempt owns the job) or "max_runtime"."""
+
+    def __init__(self, job_id: str, attempt: int, *, max_runtime_s: float | None = None) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        self._deadline = time.monotonic() + max_runtime_s if max_runtime_s else None
         self._last_progress_at = 0.0
         self._last_progress = 0.0
         self._last_stop_check = 0.0
         self._stop = False
+        self.stop_reason: str | None = None
+
+    def lost(self) -> None:
+        """Called by the lease keeper when a renewal finds the job is no longer ours."""
+        self.stop_reason = "lost"
+        self._stop = True
 
     def on_phase(self, phase: str) -> None:
         with session_scope() as s:
-            if not jobs.set_phase(session=s, job_id=self.job_id, attempt=self.attempt, phase=phase):
-                self._stop = True
+            jobs.set_phase(session=s, job_id=self.job_id, attempt=self.attempt, phase=phase)
 
     def on_progress(self, progress: float) -> None:
         now = time.monotonic()
@@ -58,8 +67,15 @@ class JobCallback:
 
     def should_stop(self) -> bool:
         now = time.monotonic()
-        if not self._stop and now - self._last_stop_check >= STOP_CHECK_EVERY_S:
+        if self._stop:
+            return True
+        if self._deadline is not None and now > self._deadline:
+            self.stop_reason, self._stop = "max_runtime", True
+        elif now - self._last_stop_check >= STOP_CHECK_EVERY_S:
             self._last_stop_check = now
             with session_scope() as s:
-                self._stop = jobs.should_stop(session=s, job_id=self.job_id, attempt=self.attempt)
+                state = jobs.owner_state(session=s, job_id=self.job_id, attempt=self.attempt)
+            if state != "running":
+                self.stop_reason = "cancelled" if state == "cancelling" else "lost"
+                self._stop = True
         return self._stop

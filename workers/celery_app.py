@@ -45,7 +45,7 @@ def broker_options(settings: Settings) -> tuple[str, dict]:
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     url, options = broker_options(settings)
-    app = Celery("modelpress", broker=url, include=["workers.tasks"])
+    app = Celery("modelpress", broker=url, include=["workers.tasks", "workers.reaper"])
     app.conf.update(
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from pathlib import Path
+
+from sqlalchemy import select
 
 from app.datasets.tables import Dataset
 from app.db import session_scope
@@ -29,6 +32,42 @@ CONTENT_TYPES = {
     ".png": "image/png",
 }
 MAX_ERROR_CHARS = 1000
+
+
+class LeaseKeeper:
+    """Renews the job's lease from a thread while the engine works; when a renewal finds
+    the job is no longer this attempt's, it tells the callback, which stops the engine."""
+
+    def __init__(self, job_id: str, attempt: int, lease_seconds: int, *, on_lost) -> None:
+        self.job_id, self.attempt, self.lease_seconds = job_id, attempt, lease_seconds
+        self.on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                with session_scope() as s:
+                    ok = jobs.renew_lease(
+                        session=s,
+                        job_id=self.job_id,
+                        attempt=self.attempt,
+                        lease_seconds=self.lease_seconds,
+                    )
+            except Exception:
+                # The database may be briefly away; the lease has slack for two misses.
+                log.warning("could not renew the lease of job %s", self.job_id, exc_info=True)
+                continue
+            if not ok:
+                self.on_lost()
+                return
 
 
 class LostOwnership(Exception):
@@ -96,14 +135,23 @@ def run_job(
     settings = settings or get_settings()
     storage = storage or get_storage()
     with session_scope() as s:
-        attempt = jobs.claim(session=s, job_id=job_id, worker=worker)
+        attempt = jobs.claim(
+            session=s, job_id=job_id, worker=worker, lease_seconds=settings.lease_seconds
+        )
+        max_runtime = (
+            s.scalar(select(Job.request["max_runtime_s"].as_integer()).where(Job.id == job_id))
+            if attempt
+            else None
+        )
     if attempt is None:
         log.info("job %s is not queued (duplicate delivery or cancelled): nothing to do", job_id)
         return "skipped"
 
     workdir = Path(tempfile.mkdtemp(prefix=f"modelpress-{job_id}-"))
     uploaded: list[str] = []
-    callback = JobCallback(job_id, attempt)
+    callback = JobCallback(job_id, attempt, max_runtime_s=max_runtime)
+    keeper = LeaseKeeper(job_id, attempt, settings.lease_seconds, on_lost=callback.lost)
+    keeper.start()
     outcome: tuple[str, dict | None, str | None, str | None]
     try:
         with session_scope() as s:
@@ -135,7 +183,18 @@ def run_job(
             )
         outcome = ("succeeded", result.metrics, None, None)
     except EngineStopped:
-        outcome = ("cancelled", None, None, None)
+        if callback.stop_reason == "max_runtime":
+            outcome = (
+                "failed",
+                None,
+                "max_runtime_exceeded",
+                f"The job ran longer than its max_runtime_s ({max_runtime} s) and was "
+                "stopped; raise max_runtime_s or lower training.epochs.",
+            )
+        elif callback.stop_reason == "lost":
+            outcome = ("lost", None, None, None)
+        else:
+            outcome = ("cancelled", None, None, None)
     except LostOwnership:
         outcome = ("lost", None, None, None)
     except EngineInputError as e:
@@ -145,6 +204,7 @@ def run_job(
         code, message = _failure(e)
         outcome = ("failed", None, code, message)
     finally:
+        keeper.stop()
         cleanup(workdir)
 
     status, metrics, code, message = outcome

@@ -3,11 +3,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
 from app.errors import ProblemError, problem_responses
-from app.jobs import service
+from app.jobs import events, service
 from app.jobs.schemas import (
     EXAMPLE_JOB,
     ArtifactList,
@@ -120,21 +120,44 @@ def cancel_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRe
     return to_read(service.cancel_job(session=session, tenant=tenant, job_id=job_id))
 
 
-@router.get("/{job_id}/events", response_model=EventList, responses=problem_responses(404, 422))
+@router.get(
+    "/{job_id}/events",
+    response_model=EventList,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "JSON page, or with `Accept: text/event-stream` a live stream: "
+            "one `id:`/`event:`/`data:` message per event, ending when the job has ended.",
+        },
+        **problem_responses(404, 422),
+    },
+)
 def list_events(
+    request: Request,
     session: SessionDep,
     tenant: CurrentTenant,
     job_id: str,
     after: Annotated[int | None, Query(ge=0, description="Only events after this id.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> EventList:
+) -> Response:
+    if "text/event-stream" in request.headers.get("accept", ""):
+        service.get_job(session=session, tenant=tenant, job_id=job_id)  # 404 before streaming
+        last = request.headers.get("last-event-id", "")
+        start = int(last) if last.isdigit() else (after or 0)
+        return StreamingResponse(
+            events.stream(job_id=job_id, after=start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
     rows, has_more = service.list_events(
         session=session, tenant=tenant, job_id=job_id, after=after, limit=limit
     )
-    return EventList(
-        data=[EventRead.model_validate(e, from_attributes=True) for e in rows],
-        has_more=has_more,
-        next_cursor=str(rows[-1].id) if has_more else None,
+    return JSONResponse(
+        EventList(
+            data=[EventRead.model_validate(e, from_attributes=True) for e in rows],
+            has_more=has_more,
+            next_cursor=str(rows[-1].id) if has_more else None,
+        ).model_dump(mode="json")
     )
 
 

@@ -96,6 +96,13 @@ class JobCreate(Strict):
     accelerator: Literal["auto", "gpu", "cpu"] = Field(
         "auto", description="auto: the gpu queue when a GPU worker is configured, else cpu."
     )
+    max_runtime_s: int | None = Field(
+        None,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Past this many seconds of running the job fails with "
+        "max_runtime_exceeded; default MODELPRESS_JOB_MAX_RUNTIME_SECONDS.",
+    )
     name: str | None = Field(None, max_length=200)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -128,6 +129,8 @@ def create_job(
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Insert a queued job and enqueue it; returns (job, created)."""
+    if body.max_runtime_s is None:
+        body = body.model_copy(update={"max_runtime_s": settings.job_max_runtime_seconds})
     request = body.model_dump(mode="json")
     request_hash = _request_hash(request)
     if idempotency_key is not None:
@@ -292,11 +295,11 @@ def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
     return job
 
 
-def claim(*, session: Session, job_id: str, worker: str) -> int | None:
+def claim(*, session: Session, job_id: str, worker: str, lease_seconds: int) -> int | None:
     """Take a queued job for this worker; returns the attempt, or None if not ours.
 
     A duplicate delivery of a running, finished or cancelled job finds no queued row
-    and does nothing.
+    and does nothing. The claim holds a lease that the worker must renew.
     """
     now = utcnow()
     result = session.execute(
@@ -306,10 +309,10 @@ def claim(*, session: Session, job_id: str, worker: str) -> int | None:
             status="running",
             attempt=Job.attempt + 1,
             worker=worker,
-            started_at=now,
+            started_at=func.coalesce(Job.started_at, now),
             updated_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
             phase="preparing",
-            progress=0.0,
         )
         .returning(Job.attempt)
     )
@@ -320,6 +323,77 @@ def claim(*, session: Session, job_id: str, worker: str) -> int | None:
     _event(session, job_id, attempt, "status", {"status": "running", "worker": worker})
     session.commit()
     return attempt
+
+
+def renew_lease(*, session: Session, job_id: str, attempt: int, lease_seconds: int) -> bool:
+    """Extend this attempt's lease; False when the job is no longer this attempt's."""
+    now = utcnow()
+    ok = session.execute(
+        update(Job)
+        .where(*_owned(job_id, attempt))
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+    ).rowcount
+    session.commit()
+    return bool(ok)
+
+
+def reap(*, session: Session, settings: Settings) -> list[tuple[str, str]]:
+    """Jobs whose worker is gone go back to the queue (or end); queued jobs nobody
+    claimed for a while are handed to the broker again. Returns (job id, queue) pairs
+    to enqueue once committed. Safe to run in many processes at once: every change is a
+    conditional UPDATE on the state it saw."""
+    now = utcnow()
+    to_send: list[tuple[str, str]] = []
+    expired = session.execute(
+        select(Job.id, Job.status, Job.attempt, Job.queue, Job.worker).where(
+            Job.status.in_(OWNED_STATES), Job.lease_expires_at < now
+        )
+    ).all()
+    for job_id, status, attempt, queue, worker in expired:
+        same = (
+            Job.id == job_id,
+            Job.status == status,
+            Job.attempt == attempt,
+            Job.lease_expires_at < now,
+        )
+        lost = {"reason": "worker_lost", "worker": worker}
+        if status == "cancelling":
+            values: dict[str, Any] = {"status": "cancelled", "finished_at": now}
+        elif attempt >= settings.max_attempts:
+            values = {
+                "status": "failed",
+                "finished_at": now,
+                "error_code": "max_attempts_exceeded",
+                "error_message": (
+                    f"The job lost its worker {attempt} times (killed, out of memory or "
+                    f"restarted; last on {worker}) and is not retried past "
+                    f"{settings.max_attempts} attempts (MODELPRESS_MAX_ATTEMPTS). If it "
+                    "runs out of memory, lower training.batch_size or max_seq_length."
+                ),
+            }
+        else:
+            values = {"status": "queued", "worker": None}
+        values.update(updated_at=now, lease_expires_at=None)
+        if session.execute(update(Job).where(*same).values(**values)).rowcount:
+            data = {"status": values["status"], **lost}
+            if values["status"] == "failed":
+                data["error"] = {"code": values["error_code"], "message": values["error_message"]}
+            _event(session, job_id, attempt, "status", data)
+            if values["status"] == "queued":
+                to_send.append((job_id, queue))
+    stale = now - timedelta(seconds=settings.requeue_after_seconds)
+    for job_id, queue in session.execute(
+        select(Job.id, Job.queue).where(Job.status == "queued", Job.updated_at < stale)
+    ).all():
+        touched = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued", Job.updated_at < stale)
+            .values(updated_at=now)
+        ).rowcount
+        if touched:
+            to_send.append((job_id, queue))
+    session.commit()
+    return to_send
 
 
 def _owned(job_id: str, attempt: int):
@@ -356,10 +430,17 @@ def add_event(
     session.commit()
 
 
+def owner_state(*, session: Session, job_id: str, attempt: int) -> str | None:
+    """The job's status if this attempt still owns it, else None."""
+    row = session.execute(select(Job.status, Job.attempt).where(Job.id == job_id)).one_or_none()
+    if row is None or row.attempt != attempt or row.status not in OWNED_STATES:
+        return None
+    return row.status
+
+
 def should_stop(*, session: Session, job_id: str, attempt: int) -> bool:
     """True once the job is being cancelled or no longer belongs to this attempt."""
-    row = session.execute(select(Job.status, Job.attempt).where(Job.id == job_id)).one_or_none()
-    return row is None or row.attempt != attempt or row.status != "running"
+    return owner_state(session=session, job_id=job_id, attempt=attempt) != "running"
 
 
 def record_artifact(

@@ -88,9 +88,9 @@ def test_stale_attempt_cannot_write(client, model_id, dataset_id):
 
     jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
     with session_scope() as s:
-        attempt = jobs.claim(session=s, job_id=jid, worker="w1")
+        attempt = jobs.claim(session=s, job_id=jid, worker="w1", lease_seconds=60)
         assert attempt == 1
-        assert jobs.claim(session=s, job_id=jid, worker="w2") is None
+        assert jobs.claim(session=s, job_id=jid, worker="w2", lease_seconds=60) is None
         # pretend the job was handed to a second attempt
         s.execute(Job.__table__.update().where(Job.id == jid).values(attempt=2))
         s.commit()
@@ -111,7 +111,7 @@ def test_cancel_running_job_stops_it(client, model_id, dataset_id):
 
     jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
     with session_scope() as s:
-        attempt = jobs.claim(session=s, job_id=jid, worker="w1")
+        attempt = jobs.claim(session=s, job_id=jid, worker="w1", lease_seconds=60)
     cb = JobCallback(jid, attempt)
     assert cb.should_stop() is False
     r = client.post(f"/v1/jobs/{jid}/cancel")
