@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,29 @@ def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse
     return problem_response(exc.status_code, code, detail, headers=headers or None)
 
 
+DATABASE_RETRY_AFTER_S = 5
+
+
+def database_unavailable() -> JSONResponse:
+    return problem_response(
+        503,
+        "database_unavailable",
+        "The database is not reachable right now; retry shortly.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    # Connection failures (server down, fail-over, network) are temporary: 503, and the
+    # pool's pre-ping reconnects on its own once the database is back.
+    if isinstance(exc, OperationalError | InterfaceError) or getattr(
+        exc, "connection_invalidated", False
+    ):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return database_unavailable()
+    return _unhandled(_request, exc)
+
+
 def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return problem_response(
@@ -154,6 +178,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(ProblemError, _problem_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unhandled)
 
 

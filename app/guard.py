@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.service import Principal, authenticate
 from app.db import get_sessionmaker
-from app.errors import problem_response
+from app.errors import database_unavailable, problem_response
 from app.settings import get_settings
 
 PROTECTED_PREFIX = "/v1/"
@@ -100,7 +101,10 @@ class GuardMiddleware:
                 "`modelpress keys create --tenant NAME`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = await anyio.to_thread.run_sync(_lookup, token)
+        try:
+            principal = await anyio.to_thread.run_sync(_lookup, token)
+        except (OperationalError, InterfaceError):
+            return database_unavailable()
         if principal is None:
             return problem_response(
                 401,
