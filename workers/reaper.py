@@ -16,20 +16,24 @@ from app.db import get_engine, session_scope
 from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.settings import Settings, get_settings
+from app.storage import get_storage
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
-def reap_once(settings: Settings | None = None) -> list[tuple[str, str]]:
+def reap_once(settings: Settings | None = None) -> jobs.Reaped:
     settings = settings or get_settings()
     with session_scope() as session:
-        to_send = jobs.reap(session=session, settings=settings)
-    for job_id, queue in to_send:  # after the commit, as everywhere
+        reaped = jobs.reap(session=session, settings=settings)
+    for job_id, queue in reaped.to_send:  # after the commit, as everywhere
         job_queue.enqueue(job_id=job_id, queue=queue)
-    if to_send:
-        log.info("reaper re-sent %d job(s): %s", len(to_send), [j for j, _ in to_send])
-    return to_send
+    storage = get_storage()
+    for job_id in reaped.ended:
+        storage.delete_prefix(f"jobs/{job_id}/")
+    if reaped.to_send or reaped.ended:
+        log.info("reaper: re-sent %s, ended %s", [j for j, _ in reaped.to_send], reaped.ended)
+    return reaped
 
 
 def _loop(interval: float) -> None:

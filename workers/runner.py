@@ -9,6 +9,7 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -70,10 +71,6 @@ class LeaseKeeper:
                 return
 
 
-class LostOwnership(Exception):
-    """Another attempt owns the job now; this worker must stop writing."""
-
-
 def _content_type(filename: str) -> str:
     for suffix, ctype in CONTENT_TYPES.items():
         if filename.endswith(suffix):
@@ -82,36 +79,39 @@ def _content_type(filename: str) -> str:
 
 
 def _upload(
-    *,
-    storage: Storage,
-    job_id: str,
-    attempt: int,
-    art: ArtifactFile,
-    workdir: Path,
-    uploaded: list[str],
-) -> None:
+    *, storage: Storage, job_id: str, attempt: int, art: ArtifactFile, workdir: Path
+) -> dict[str, Any]:
+    """Upload one artifact under this attempt's prefix and check it arrived whole."""
     path = art.path
     if path.is_dir():
         path = pack_folder(path, workdir / f"{art.name}.tar.gz")
-    filename = path.name if not art.path.is_dir() else f"{art.name}.tar.gz"
-    key = f"jobs/{job_id}/{attempt}/{filename}"
+    filename = path.name
+    key = f"{attempt_prefix(job_id, attempt)}{filename}"
     stored = storage.put_file(key, path)
-    uploaded.append(key)
-    with session_scope() as s:
-        ok = jobs.record_artifact(
-            session=s,
-            job_id=job_id,
-            attempt=attempt,
-            name=art.name,
-            kind=art.kind,
-            filename=filename,
-            content_type=_content_type(filename),
-            storage_key=key,
-            size_bytes=stored.size_bytes,
-            sha256=stored.sha256,
-        )
-    if not ok:
-        raise LostOwnership(job_id)
+    if storage.size(key) != stored.size_bytes:
+        raise RuntimeError(f"artifact {art.name} did not arrive whole in the object store")
+    return {
+        "name": art.name,
+        "kind": art.kind,
+        "filename": filename,
+        "content_type": _content_type(filename),
+        "storage_key": key,
+        "size_bytes": stored.size_bytes,
+        "sha256": stored.sha256,
+    }
+
+
+def attempt_prefix(job_id: str, attempt: int) -> str:
+    return f"jobs/{job_id}/{attempt}/"
+
+
+def remove_other_attempts(storage: Storage, job_id: str, attempt: int) -> int:
+    """Objects that earlier attempts of this job left (their workers died mid-upload)."""
+    keep = attempt_prefix(job_id, attempt)
+    stale = [k for k in storage.list(f"jobs/{job_id}/") if not k.startswith(keep)]
+    for key in stale:
+        storage.delete(key)
+    return len(stale)
 
 
 def _failure(exc: BaseException) -> tuple[str, str]:
@@ -148,7 +148,9 @@ def run_job(
         return "skipped"
 
     workdir = Path(tempfile.mkdtemp(prefix=f"modelpress-{job_id}-"))
-    uploaded: list[str] = []
+    records: list[dict[str, Any]] = []
+    if attempt > 1:
+        remove_other_attempts(storage, job_id, attempt)
     callback = JobCallback(job_id, attempt, max_runtime_s=max_runtime)
     keeper = LeaseKeeper(job_id, attempt, settings.lease_seconds, on_lost=callback.lost)
     keeper.start()
@@ -173,13 +175,8 @@ def run_job(
         if callback.should_stop():
             raise EngineStopped()
         for art in result.artifacts:
-            _upload(
-                storage=storage,
-                job_id=job_id,
-                attempt=attempt,
-                art=art,
-                workdir=workdir,
-                uploaded=uploaded,
+            records.append(
+                _upload(storage=storage, job_id=job_id, attempt=attempt, art=art, workdir=workdir)
             )
         outcome = ("succeeded", result.metrics, None, None)
     except EngineStopped:
@@ -195,8 +192,6 @@ def run_job(
             outcome = ("lost", None, None, None)
         else:
             outcome = ("cancelled", None, None, None)
-    except LostOwnership:
-        outcome = ("lost", None, None, None)
     except EngineInputError as e:
         outcome = ("failed", None, e.code, e.message)
     except Exception as e:
@@ -222,11 +217,12 @@ def run_job(
                 metrics=metrics,
                 error_code=code,
                 error_message=message,
+                artifacts=records if status == "succeeded" else None,
             )
     if status != "succeeded" or not finished:
-        # A cancelled, failed or superseded attempt leaves no objects behind.
-        for key in uploaded:
-            storage.delete(key)
+        # A cancelled, failed or superseded attempt leaves no objects behind, not even
+        # half of an upload that failed.
+        storage.delete_prefix(attempt_prefix(job_id, attempt))
         if status == "succeeded":
             status = "lost"
     log.info("job %s attempt %s: %s", job_id, attempt, status)

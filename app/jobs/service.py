@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -106,7 +107,7 @@ def _check_supported(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
             f"target.params_ratio >= {1 / layers:.3f}.",
             param="target.params_ratio",
         )
-    for field, split in (
+    for split_field, split in (
         ("train_split", body.dataset.train_split),
         ("eval_split", body.dataset.eval_split),
     ):
@@ -116,7 +117,7 @@ def _check_supported(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
                 "split_not_found",
                 f"Dataset {dataset.id} has no split {split!r}; it has "
                 f"{', '.join(sorted(dataset.splits))}.",
-                param=f"dataset.{field}",
+                param=f"dataset.{split_field}",
             )
 
 
@@ -337,13 +338,21 @@ def renew_lease(*, session: Session, job_id: str, attempt: int, lease_seconds: i
     return bool(ok)
 
 
-def reap(*, session: Session, settings: Settings) -> list[tuple[str, str]]:
+@dataclass
+class Reaped:
+    # (job id, queue) pairs to enqueue once committed
+    to_send: list[tuple[str, str]] = field(default_factory=list)
+    # jobs ended here (failed or cancelled), whose dead workers' objects must go
+    ended: list[str] = field(default_factory=list)
+
+
+def reap(*, session: Session, settings: Settings) -> Reaped:
     """Jobs whose worker is gone go back to the queue (or end); queued jobs nobody
-    claimed for a while are handed to the broker again. Returns (job id, queue) pairs
-    to enqueue once committed. Safe to run in many processes at once: every change is a
-    conditional UPDATE on the state it saw."""
+    claimed for a while are handed to the broker again. Safe to run in many processes
+    at once: every change is a conditional UPDATE on the state it saw."""
     now = utcnow()
-    to_send: list[tuple[str, str]] = []
+    result = Reaped()
+    to_send = result.to_send
     expired = session.execute(
         select(Job.id, Job.status, Job.attempt, Job.queue, Job.worker).where(
             Job.status.in_(OWNED_STATES), Job.lease_expires_at < now
@@ -381,6 +390,8 @@ def reap(*, session: Session, settings: Settings) -> list[tuple[str, str]]:
             _event(session, job_id, attempt, "status", data)
             if values["status"] == "queued":
                 to_send.append((job_id, queue))
+            else:
+                result.ended.append(job_id)
     stale = now - timedelta(seconds=settings.requeue_after_seconds)
     for job_id, queue in session.execute(
         select(Job.id, Job.queue).where(Job.status == "queued", Job.updated_at < stale)
@@ -393,7 +404,7 @@ def reap(*, session: Session, settings: Settings) -> list[tuple[str, str]]:
         if touched:
             to_send.append((job_id, queue))
     session.commit()
-    return to_send
+    return result
 
 
 def _owned(job_id: str, attempt: int):
@@ -443,39 +454,6 @@ def should_stop(*, session: Session, job_id: str, attempt: int) -> bool:
     return owner_state(session=session, job_id=job_id, attempt=attempt) != "running"
 
 
-def record_artifact(
-    *,
-    session: Session,
-    job_id: str,
-    attempt: int,
-    name: str,
-    kind: str,
-    filename: str,
-    content_type: str,
-    storage_key: str,
-    size_bytes: int,
-    sha256: str,
-) -> bool:
-    owner = session.scalar(select(Job.id).where(*_owned(job_id, attempt)).with_for_update())
-    if owner is None:
-        session.rollback()
-        return False
-    session.add(
-        Artifact(
-            job_id=job_id,
-            name=name,
-            kind=kind,
-            filename=filename,
-            content_type=content_type,
-            storage_key=storage_key,
-            size_bytes=size_bytes,
-            sha256=sha256,
-        )
-    )
-    session.commit()
-    return True
-
-
 def finish(
     *,
     session: Session,
@@ -485,7 +463,11 @@ def finish(
     metrics: dict[str, Any] | None = None,
     error_code: str | None = None,
     error_message: str | None = None,
+    artifacts: list[dict[str, Any]] | None = None,
 ) -> bool:
+    """End this attempt's job. A success records its artifacts in the same transaction,
+    so a job is never succeeded with half its artifacts, nor has artifacts unless it
+    succeeded (each dict holds Artifact's columns but job_id)."""
     assert status in TERMINAL
     now = utcnow()
     values: dict[str, Any] = {
@@ -500,6 +482,8 @@ def finish(
         values.update(error_code=error_code, error_message=error_message)
     ok = session.execute(update(Job).where(*_owned(job_id, attempt)).values(**values)).rowcount
     if ok:
+        for art in artifacts or ():
+            session.add(Artifact(job_id=job_id, **art))
         data: dict[str, Any] = {"status": status}
         if error_code:
             data["error"] = {"code": error_code, "message": error_message}

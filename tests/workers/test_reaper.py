@@ -43,7 +43,7 @@ def _reap(settings) -> list[tuple[str, str]]:
     from app.jobs import service as jobs
 
     with session_scope() as s:
-        return jobs.reap(session=s, settings=settings)
+        return jobs.reap(session=s, settings=settings).to_send
 
 
 def _expire(job_id: str) -> None:
