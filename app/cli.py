@@ -70,7 +70,7 @@ def default_queues(settings: Settings) -> str:
     return "cpu,gpu" if settings.gpu_workers else "cpu"
 
 
-def worker_argv(queues: str, concurrency: int, loglevel: str) -> list[str]:
+def worker_argv(queues: str, concurrency: int, loglevel: str, name: str | None = None) -> list[str]:
     return [
         "worker",
         "--queues",
@@ -80,13 +80,15 @@ def worker_argv(queues: str, concurrency: int, loglevel: str) -> list[str]:
         "--loglevel",
         loglevel,
         "--hostname",
-        f"modelpress-{queues.replace(',', '-')}@%h",
+        f"{name or 'modelpress-' + queues.replace(',', '-')}@%h",
         "--without-gossip",
         "--without-mingle",
     ]
 
 
-def run_worker(settings: Settings, queues: str | None, concurrency: int | None) -> None:
+def run_worker(
+    settings: Settings, queues: str | None, concurrency: int | None, name: str | None = None
+) -> None:
     from workers.celery_app import celery_app
 
     celery_app.worker_main(
@@ -94,6 +96,7 @@ def run_worker(settings: Settings, queues: str | None, concurrency: int | None) 
             queues or default_queues(settings),
             concurrency or settings.worker_concurrency,
             settings.log_level,
+            name,
         )
     )
 
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     w = sub.add_parser("worker")
     w.add_argument("--queues", help="comma-separated: cpu, gpu (default from settings)")
     w.add_argument("--concurrency", type=int)
+    w.add_argument("--name", help="node name before the @ (default modelpress-QUEUES)")
     sub.add_parser("migrate")
     k = sub.add_parser("keys", help="API keys")
     ksub = k.add_subparsers(dest="keys_command", required=True)
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "api":
         run_api(settings, args.host, args.port)
     elif args.command == "worker":
-        run_worker(settings, args.queues, args.concurrency)
+        run_worker(settings, args.queues, args.concurrency, args.name)
     elif args.command == "migrate":
         migrate(settings)
     elif args.command == "keys":

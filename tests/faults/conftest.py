@@ -1,0 +1,79 @@
+"""Workers as real processes that a test can kill -9 and start again, with short leases."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests import services
+from tests.e2e.conftest import Proc, wait_for
+
+# Short enough for tests, long enough for a renewal every lease/3 on a busy machine.
+FAULT_ENV = {
+    "MODELPRESS_LEASE_SECONDS": "4",
+    "MODELPRESS_REAPER_INTERVAL_SECONDS": "1",
+    "MODELPRESS_REQUEUE_AFTER_SECONDS": "3",
+    "MODELPRESS_MAX_ATTEMPTS": "3",
+}
+
+
+class Workers:
+    def __init__(self, logdir: Path, env: dict[str, str]) -> None:
+        self.logdir = logdir
+        self.env = env
+        self.procs: dict[str, Proc] = {}
+        self.kills = 0
+
+    def start(self, name: str) -> Proc:
+        log = self.logdir / f"{name}-{len(list(self.logdir.iterdir()))}.log"
+        proc = Proc(
+            [sys.executable, "-m", "app.cli", "worker", "--queues", "cpu", "--name", name],
+            self.env,
+            log,
+        )
+        self.procs[name] = proc
+        wait_for(lambda: "ready." in proc.text() or proc.p.poll() is not None, 60, f"worker {name}")
+        assert proc.p.poll() is None, proc.text()
+        return proc
+
+    def kill(self, name: str) -> None:
+        """kill -9 of the worker and its pool processes, as when a machine dies."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.p.pid, signal.SIGKILL)
+        proc.p.wait()
+        self.kills += 1
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+        self.procs.clear()
+
+
+@pytest.fixture
+def workers(stack, tmp_path, monkeypatch) -> Iterator[Workers]:
+    redis.Redis.from_url(services.REDIS_URL).delete("cpu", "gpu")
+    from app.settings import get_settings
+
+    settings = get_settings()  # the API in this process shares the short timings
+    for key, value in FAULT_ENV.items():
+        monkeypatch.setattr(settings, key.removeprefix("MODELPRESS_").lower(), int(value))
+    logdir = tmp_path / "workers"
+    logdir.mkdir()
+    pool = Workers(logdir, {**os.environ, **FAULT_ENV})
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+def job_worker(client, job_id: str) -> str | None:
+    """The node name (before @) of the worker that holds the job now."""
+    events = client.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    running = [e for e in events if e["type"] == "status" and e["data"]["status"] == "running"]
+    return running[-1]["data"]["worker"].split("@")[0] if running else None
