@@ -203,9 +203,9 @@ def create_job(
             attempt=0,
             type="warning",
             data={
-                "message": "The broker could not be reached, so no worker has this job "
-                "yet; it stays queued. Queued jobs are not yet re-sent automatically: "
-                "cancel it and submit it again once the broker is back."
+                "message": "The broker could not be reached, so no worker has this job yet; "
+                "it stays queued and is sent again once the broker is back (the reaper "
+                "re-sends queued jobs unclaimed for MODELPRESS_REQUEUE_AFTER_SECONDS)."
             },
         )
     return job, True
