@@ -65,6 +65,11 @@ class JobCallback:
                 data=payload,
             )
 
+    def check_now(self) -> bool:
+        """should_stop() without the throttle, for the last check before finishing."""
+        self._last_stop_check = 0.0
+        return self.should_stop()
+
     def should_stop(self) -> bool:
         now = time.monotonic()
         if self._stop:

@@ -172,12 +172,14 @@ def run_job(
         from workers.engine.compress import compress
 
         result = compress(spec, callback)
-        if callback.should_stop():
-            raise EngineStopped()
         for art in result.artifacts:
+            if callback.check_now():
+                raise EngineStopped()
             records.append(
                 _upload(storage=storage, job_id=job_id, attempt=attempt, art=art, workdir=workdir)
             )
+        if callback.check_now():
+            raise EngineStopped()
         outcome = ("succeeded", result.metrics, None, None)
     except EngineStopped:
         if callback.stop_reason == "max_runtime":
@@ -219,11 +221,17 @@ def run_job(
                 error_message=message,
                 artifacts=records if status == "succeeded" else None,
             )
+    if status == "succeeded" and not finished:
+        # Cancelled between the last check and the commit: end it as cancelled.
+        with session_scope() as s:
+            if jobs.owner_state(session=s, job_id=job_id, attempt=attempt) == "cancelling":
+                status = "cancelled"
+                jobs.finish(session=s, job_id=job_id, attempt=attempt, status=status)
     if status != "succeeded" or not finished:
         # A cancelled, failed or superseded attempt leaves no objects behind, not even
         # half of an upload that failed.
         storage.delete_prefix(attempt_prefix(job_id, attempt))
-        if status == "succeeded":
+        if status == "succeeded":  # another attempt owns the job
             status = "lost"
     log.info("job %s attempt %s: %s", job_id, attempt, status)
     return status

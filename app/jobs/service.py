@@ -480,7 +480,11 @@ def finish(
         values.update(progress=1.0, metrics=metrics)
     if error_code is not None:
         values.update(error_code=error_code, error_message=error_message)
-    ok = session.execute(update(Job).where(*_owned(job_id, attempt)).values(**values)).rowcount
+    owned = _owned(job_id, attempt)
+    if status == "succeeded":
+        # A cancel that arrived during the upload wins: the job is cancelled, not done.
+        owned = (*owned, Job.status == "running")
+    ok = session.execute(update(Job).where(*owned).values(**values)).rowcount
     if ok:
         for art in artifacts or ():
             session.add(Artifact(job_id=job_id, **art))
