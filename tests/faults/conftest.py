@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class Workers:
         self.env = env
         self.procs: dict[str, Proc] = {}
         self.kills = 0
+        self.kill_times: list[float] = []  # wall-clock, to compare with event times
 
     def start(self, name: str) -> Proc:
         log = self.logdir / f"{name}-{len(list(self.logdir.iterdir()))}.log"
@@ -46,6 +48,7 @@ class Workers:
         """kill -9 of the worker and its pool processes, as when a machine dies."""
         proc = self.procs.pop(name)
         os.killpg(proc.p.pid, signal.SIGKILL)
+        self.kill_times.append(time.time())
         proc.p.wait()
         self.kills += 1
 
