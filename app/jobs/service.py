@@ -29,7 +29,7 @@ from app.pagination import keyset
 from app.quotas import check_active_jobs_quota
 from app.settings import Settings
 from app.tenancy import get_owned
-from workers.engine import capabilities
+from workers.engine import capabilities, plan
 
 OWNED_STATES = ("running", "cancelling")
 
@@ -40,6 +40,17 @@ OWNED_STATES = ("running", "cancelling")
 def _request_hash(request: dict[str, Any]) -> str:
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _smallest_ratio(config: dict[str, Any], *, ffn: bool, num_labels: int) -> float | None:
+    """The least params_ratio the engine's plan can reach for this teacher (plan.py is
+    plain Python, shared with the engine), or None if config.json lacks the sizes."""
+    try:
+        sizes = plan.sizes_from_config(config, num_labels=num_labels)
+    except (KeyError, TypeError, ValueError):
+        return None
+    width = plan.ffn_floor(sizes.intermediate_size) if ffn else sizes.intermediate_size
+    return sizes.non_embedding(1, width) / sizes.teacher_non_embedding
 
 
 def _check_supported(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
@@ -97,14 +108,21 @@ def _check_supported(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
             "The attention-map loss is not available yet; set distillation.attention to false.",
             param="distillation.attention",
         )
-    layers = teacher.config.get("num_hidden_layers")
-    if isinstance(layers, int) and layers > 0 and body.target.params_ratio < 1 / layers - 1e-9:
+    smallest = _smallest_ratio(
+        teacher.config, ffn="ffn" in body.pruning.structured, num_labels=len(dataset.label_names)
+    )
+    if smallest is not None and body.target.params_ratio < smallest - 1e-9:
+        how = (
+            "one layer with a quarter of its FFN width"
+            if "ffn" in body.pruning.structured
+            else 'one whole layer; add "ffn" to pruning.structured to go smaller'
+        )
         raise ProblemError(
             422,
             "target_unreachable",
-            f"This engine removes whole layers: with {layers} layers the smallest student "
-            f"keeps one layer, about {1 / layers:.3f} of the encoder; ask for "
-            f"target.params_ratio >= {1 / layers:.3f}.",
+            f"The smallest student this engine makes from this teacher keeps {how}: about "
+            f"{smallest:.3f} of its non-embedding parameters; ask for "
+            f"target.params_ratio >= {smallest:.3f}.",
             param="target.params_ratio",
         )
     for split_field, split in (

@@ -200,3 +200,16 @@ def test_bad_requests_write_nothing(
 
 def test_missing_body(client):
     assert_problem(client.post("/v1/jobs"), 422, "validation_error")
+
+
+def test_ffn_pruning_reaches_smaller_targets(client, model_id, dataset_id):
+    # 4 layers: whole layers alone keep at least about a quarter of the encoder
+    layers_only = job_body(model_id, dataset_id, target={"params_ratio": 0.2})
+    body = assert_problem(
+        client.post("/v1/jobs", json=layers_only), 422, "target_unreachable", "target.params_ratio"
+    )
+    assert '"ffn"' in body["detail"]
+    with_ffn = {**layers_only, "pruning": {"structured": ["layers", "ffn"]}}
+    r = client.post("/v1/jobs", json=with_ffn)
+    assert r.status_code == 202, r.text
+    assert r.json()["request"]["pruning"]["structured"] == ["layers", "ffn"]

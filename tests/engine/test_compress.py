@@ -31,7 +31,26 @@ def finetuned_run(
     headless_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Run:
     callback = RecordingCallback()
-    spec = make_spec(headless_teacher, tiny_splits, tmp_path_factory.mktemp("run-base"))
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path_factory.mktemp("run-base"),
+        pruning=PruningSpec(structured=("layers",)),
+    )
+    return compress(spec, callback), callback
+
+
+@pytest.fixture(scope="module")
+def ffn_run(
+    headless_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Run:
+    callback = RecordingCallback()
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path_factory.mktemp("run-ffn"),
+        pruning=PruningSpec(structured=("layers", "ffn")),
+    )
     return compress(spec, callback), callback
 
 
@@ -47,6 +66,7 @@ def headed_run(
         params_ratio=0.25,
         training={"epochs": 1},
         distillation=DistillationSpec(hidden_states=False),
+        pruning=PruningSpec(structured=("layers",)),
     )
     return compress(spec, callback), callback
 
@@ -67,6 +87,8 @@ def test_student_has_fewer_layers_per_params_ratio(finetuned_run: Run) -> None:
     assert metrics["teacher"]["num_layers"] == 4
     assert metrics["student"]["num_layers"] == 2
     assert metrics["layer_map"] == [1, 3]
+    assert metrics["pruning_plan"] == {"num_layers": 2, "intermediate_size": 64, "importance": None}
+    assert metrics["student"]["intermediate_size"] == metrics["teacher"]["intermediate_size"] == 64
     assert 0.5 <= metrics["params_ratio_non_embedding"] < 0.75
     assert metrics["student"]["num_parameters"] < metrics["teacher"]["num_parameters"]
     assert metrics["student"]["size_bytes"] < metrics["teacher"]["size_bytes"]
@@ -86,6 +108,7 @@ def test_metrics_are_plain_json(finetuned_run: Run) -> None:
             "latency_ms_cpu_bs1",
             "latency_ms_cpu_bs32",
             "num_layers",
+            "intermediate_size",
         ):
             assert type(metrics[side][key]) in (int, float), (side, key)
         assert metrics[side]["latency_ms_cpu_bs1"] > 0
@@ -129,6 +152,57 @@ def test_exported_model_loads_with_plain_transformers(finetuned_run: Run) -> Non
     assert "| Accuracy |" in card and "Teacher" in card and "Student" in card
 
 
+def test_ffn_pruning_keeps_more_layers_with_narrower_ffns(ffn_run: Run) -> None:
+    result, callback = ffn_run
+    metrics = result.metrics
+    # Tiny BERT (4 layers, hidden 32, FFN 64) at 0.5: three layers with 24 neurons each,
+    # where dropping layers alone keeps two at full width.
+    assert metrics["pruning_plan"] == {
+        "num_layers": 3,
+        "intermediate_size": 24,
+        "importance": "taylor",
+    }
+    assert metrics["layer_map"] == [0, 1, 3]
+    assert metrics["student"]["num_layers"] == 3
+    assert metrics["student"]["intermediate_size"] == 24
+    assert metrics["teacher"]["intermediate_size"] == 64
+    assert 0.5 <= metrics["params_ratio_non_embedding"] < 0.6
+    assert metrics["teacher"]["accuracy"] >= 0.9
+    assert metrics["student"]["accuracy"] >= 0.8
+    assert json.loads(json.dumps(metrics)) == metrics
+
+    plan_logs = [d for _, _, d in callback.logs if d and d.get("stage") == "pruning"]
+    assert len(plan_logs) == 1
+    assert plan_logs[0]["intermediate_size"] == 24
+    assert plan_logs[0]["importance"] == "taylor"
+    assert plan_logs[0]["layer_map"] == [0, 1, 3]
+
+    paths = {a.name: a.path for a in result.artifacts}
+    model = AutoModelForSequenceClassification.from_pretrained(paths["model"])
+    assert model.config.num_hidden_layers == 3
+    assert model.config.intermediate_size == 24
+    report = json.loads(paths["report"].read_text())
+    assert report["export"]["reload_max_abs_logit_diff"] <= 1e-4
+    assert report["spec"]["pruning"]["structured"] == ["layers", "ffn"]
+    assert report["spec"]["pruning"]["importance"] == "taylor"
+    assert "24 of its 64 FFN neurons" in paths["model-card"].read_text()
+
+
+def test_magnitude_importance_needs_no_data_and_runs_end_to_end(
+    headed_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    spec = make_spec(
+        headed_teacher,
+        tiny_splits,
+        tmp_path,
+        training={"epochs": 1},
+        pruning=PruningSpec(structured=("layers", "ffn"), importance="magnitude"),
+    )
+    metrics = compress(spec).metrics
+    assert metrics["pruning_plan"]["importance"] == "magnitude"
+    assert metrics["student"]["intermediate_size"] == 24
+
+
 def test_trained_head_skips_finetuning(headed_run: Run) -> None:
     result, callback = headed_run
     assert result.metrics["teacher_finetuned"] is False
@@ -165,6 +239,11 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
         ({"target": TargetSpec(params_ratio=0.0)}, "bad_params_ratio"),
         ({"target": TargetSpec(params_ratio=1.5)}, "bad_params_ratio"),
         ({"pruning": PruningSpec(unstructured_sparsity=0.5)}, "unsupported_pruning"),
+        ({"pruning": PruningSpec(structured=("layers", "hidden"))}, "unsupported_pruning"),
+        ({"pruning": PruningSpec(structured=("layers", "ffn", "heads"))}, "unsupported_pruning"),
+        ({"pruning": PruningSpec(structured=("ffn",))}, "unsupported_pruning"),
+        ({"pruning": PruningSpec(importance="entropy")}, "unsupported_importance"),
+        ({"pruning": PruningSpec(importance_batches=0)}, "bad_pruning"),
         ({"distillation": DistillationSpec(attention=True)}, "unsupported_loss"),
         ({"label_names": ("only",)}, "too_few_labels"),
         ({"device": "tpu"}, "unsupported_device"),

@@ -20,8 +20,11 @@ def _loaded_after(statement: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def test_spec_and_capabilities_do_not_import_torch() -> None:
-    loaded = _loaded_after("import workers.engine.capabilities, workers.engine.spec")
+def test_spec_capabilities_and_plan_do_not_import_torch() -> None:
+    # plan.py too: the API can say what a target produces from a config.json alone.
+    loaded = _loaded_after(
+        "import workers.engine.capabilities, workers.engine.spec, workers.engine.plan"
+    )
     assert "torch" not in loaded
     assert "transformers" not in loaded
 

@@ -122,3 +122,17 @@ def test_cancel_running_job_stops_it(client, model_id, dataset_id):
         assert jobs.finish(session=s, job_id=jid, attempt=attempt, status="cancelled")
     assert client.get(f"/v1/jobs/{jid}").json()["status"] == "cancelled"
     assert get_storage().list(f"jobs/{jid}/") == []
+
+
+def test_ffn_pruning_job(client, model_id, dataset_id):
+    from workers.runner import run_job
+
+    body = job_body(
+        model_id, dataset_id, training=TINY_TRAINING, pruning={"structured": ["layers", "ffn"]}
+    )
+    jid = client.post("/v1/jobs", json=body).json()["id"]
+    assert run_job(job_id=jid, worker="w1") == "succeeded"
+    m = client.get(f"/v1/jobs/{jid}").json()["metrics"]
+    assert m["student"]["intermediate_size"] < m["teacher"]["intermediate_size"]
+    assert m["pruning_plan"]["importance"] == "taylor"
+    assert 0.5 <= m["params_ratio_non_embedding"] < 0.6

@@ -1,13 +1,14 @@
 """The engine's entry point: ``compress(spec, callback) -> CompressionResult``.
 
 This file only sequences the phases; each piece of work lives in a module named for
-it (data, teacher, prune_layers, distill, evaluate, export).
+it (data, teacher, plan, importance, prune_layers, distill, evaluate, export).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine.data import EncodedSplit, encode, read_jsonl
+from workers.engine.data import EncodedSplit, encode, iter_batches, read_jsonl
 from workers.engine.distill import distill
 from workers.engine.evaluate import (
     Quality,
@@ -25,9 +26,11 @@ from workers.engine.evaluate import (
     saved_size_bytes,
 )
 from workers.engine.export import save_model, verify_reload, write_model_card, write_report
+from workers.engine.importance import get_importance, top_neurons
 from workers.engine.layers import parameter_counts
+from workers.engine.plan import plan_student
 from workers.engine.progress import Progress
-from workers.engine.prune_layers import build_student, choose_layers
+from workers.engine.prune_layers import build_student, sizes_from_model
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
 from workers.engine.spec import (
     ArtifactFile,
@@ -117,21 +120,42 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     with _timed(timings, "pruning"):
         params_ratio = spec.target.params_ratio
         assert params_ratio is not None  # validate_spec guarantees it
-        not_yet = sorted(set(spec.pruning.structured) - {"layers"})
-        if not_yet:
-            progress.log(
-                f"this engine removes whole layers only; {not_yet} pruning is not done yet",
-                level="warning",
-                data={"stage": "pruning", "ignored": not_yet},
-            )
         teacher_counts = parameter_counts(teacher)
-        layer_map = choose_layers(teacher, params_ratio, teacher_counts.non_embedding)
-        student = build_student(teacher, layer_map)
-        achieved = parameter_counts(student).non_embedding / teacher_counts.non_embedding
+        sizes = sizes_from_model(teacher, teacher_counts.non_embedding)
+        plan = plan_student(sizes, params_ratio, ffn="ffn" in spec.pruning.structured)
+        layer_map = list(plan.layer_map)
+        neurons = None
+        importance_name: str | None = None
+        if plan.intermediate_size < sizes.intermediate_size:
+            importance_name = spec.pruning.importance
+            neurons = _rank_neurons(
+                teacher, train, layer_map, plan.intermediate_size, spec, pad_id, runtime, progress
+            )
+        student = build_student(teacher, layer_map, neurons)
+        student_non_embedding = parameter_counts(student).non_embedding
+        if student_non_embedding != plan.non_embedding:
+            raise AssertionError(
+                f"the student has {student_non_embedding} non-embedding parameters, "
+                f"the plan said {plan.non_embedding}"
+            )
+        achieved = student_non_embedding / teacher_counts.non_embedding
+        pruning_plan = {
+            "num_layers": plan.num_layers,
+            "intermediate_size": plan.intermediate_size,
+            "importance": importance_name,
+        }
+        ranked = f" (neurons ranked by {importance_name} importance)" if importance_name else ""
         progress.log(
-            f"kept teacher layers {layer_map}: {achieved:.3f} of the non-embedding parameters "
-            f"(target {params_ratio})",
-            data={"stage": "pruning", "layer_map": layer_map, "params_ratio": achieved},
+            f"pruning plan: kept teacher layers {layer_map} ({plan.num_layers} of "
+            f"{sizes.num_layers}) with FFN width {plan.intermediate_size} of "
+            f"{sizes.intermediate_size}{ranked}: {achieved:.3f} of the non-embedding "
+            f"parameters (target {params_ratio})",
+            data={
+                "stage": "pruning",
+                "layer_map": layer_map,
+                "params_ratio": achieved,
+                **pruning_plan,
+            },
         )
 
     # -- distilling --------------------------------------------------------------
@@ -186,6 +210,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             achieved=achieved,
             teacher_finetuned=needs_finetune,
             layer_map=layer_map,
+            pruning_plan=pruning_plan,
             spec=spec,
             runtime=runtime,
             seq_len=max_len,
@@ -266,6 +291,30 @@ def _quality(
     )
 
 
+def _rank_neurons(
+    teacher: PreTrainedModel,
+    train: EncodedSplit,
+    layer_map: list[int],
+    width: int,
+    spec: CompressionSpec,
+    pad_id: int,
+    runtime: Runtime,
+    progress: Progress,
+) -> list[torch.Tensor]:
+    """For each kept layer, the ``width`` FFN neurons the importance ranks highest,
+    scored through the teacher on a seeded sample of training batches."""
+    importance = get_importance(spec.pruning.importance)
+    batches = []
+    if importance.needs_data:
+        generator = torch.Generator().manual_seed(spec.training.seed)
+        stream = iter_batches(
+            train, spec.training.batch_size, pad_token_id=pad_id, generator=generator
+        )
+        batches = list(itertools.islice(stream, spec.pruning.importance_batches))
+    scores = importance.scores(teacher, batches, runtime=runtime, progress=progress)
+    return top_neurons([scores[j] for j in layer_map], width)
+
+
 def _usable_seq_len(config: dict[str, Any], requested: int) -> int:
     positions = config.get("max_position_embeddings")
     if not isinstance(positions, int):
@@ -282,6 +331,7 @@ def _metrics(
     achieved: float,
     teacher_finetuned: bool,
     layer_map: list[int],
+    pruning_plan: dict[str, Any],
     spec: CompressionSpec,
     runtime: Runtime,
     seq_len: int,
@@ -300,6 +350,8 @@ def _metrics(
         "teacher_finetuned": teacher_finetuned,
         # layer_map[i] is the teacher layer that student layer i was copied from.
         "layer_map": list(layer_map),
+        # importance is None when no FFN neuron was removed.
+        "pruning_plan": dict(pruning_plan),
         "latency_threads": spec.latency_threads,
         "latency_seq_len": seq_len,
         "device": runtime.device.type,
@@ -318,6 +370,8 @@ def _spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict
         "pruning": {
             "structured": list(spec.pruning.structured),
             "unstructured_sparsity": spec.pruning.unstructured_sparsity,
+            "importance": spec.pruning.importance,
+            "importance_batches": spec.pruning.importance_batches,
         },
         "training": dataclasses.asdict(spec.training),
         "device": spec.device,

@@ -174,4 +174,5 @@ def model_metrics(
         "latency_ms_cpu_bs1": latency[1],
         "latency_ms_cpu_bs32": latency[32],
         "num_layers": len(encoder_layers(model)),
+        "intermediate_size": int(model.config.intermediate_size),
     }

@@ -92,6 +92,7 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
         ("Accuracy", _fmt_pct, "accuracy"),
         ("Macro-F1", _fmt_pct, "macro_f1"),
         ("Encoder layers", str, "num_layers"),
+        ("FFN width (intermediate_size)", str, "intermediate_size"),
         ("Parameters", _fmt_int, "num_parameters"),
         ("Non-embedding parameters", _fmt_int, "non_embedding_parameters"),
         ("Size on disk (safetensors)", _fmt_mb, "size_bytes"),
@@ -127,7 +128,8 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
         "",
         f"Produced by modelpress with the `{summary['strategy']}` strategy: "
         f"{student['num_layers']} of the teacher's {teacher['num_layers']} encoder layers "
-        f"kept (teacher layers {metrics['layer_map']}), then distilled from the teacher "
+        f"kept (teacher layers {metrics['layer_map']}){_ffn_sentence(metrics)}, then "
+        "distilled from the teacher "
         f"(alpha {summary['distillation']['alpha']}, temperature "
         f"{summary['distillation']['temperature']}"
         f"{', hidden-state loss' if summary['distillation']['hidden_states'] else ''}).",
@@ -162,6 +164,17 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _ffn_sentence(metrics: dict[str, Any]) -> str:
+    teacher, student = metrics["teacher"], metrics["student"]
+    if student["intermediate_size"] == teacher["intermediate_size"]:
+        return ""
+    importance = metrics["pruning_plan"]["importance"]
+    return (
+        f", each with the {student['intermediate_size']} of its "
+        f"{teacher['intermediate_size']} FFN neurons ranked highest by {importance} importance"
+    )
 
 
 def write_model_card(path: Path, metrics: dict[str, Any], summary: dict[str, Any]) -> None:

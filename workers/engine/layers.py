@@ -1,7 +1,9 @@
 """Where an encoder keeps its layers and embeddings, and how many parameters each holds.
 
 Every family in ``capabilities.MODEL_TYPES`` keeps its transformer blocks in
-``<base>.encoder.layer`` and its embeddings in ``<base>.embeddings``.
+``<base>.encoder.layer`` and its embeddings in ``<base>.embeddings``, and each block's
+feed-forward network in ``intermediate`` (``dense`` then the activation) and
+``output.dense``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,42 @@ def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
             f"{type(model).__name__} has no encoder.layer list that layer pruning can shorten",
         )
     return layers
+
+
+@dataclass(frozen=True)
+class FFN:
+    """One layer's feed-forward network: neuron j is row j of ``up`` (and its bias), the
+    activation's output j, and column j of ``down``."""
+
+    up: nn.Linear
+    down: nn.Linear
+    # Its output is the activated intermediate tensor, [batch, tokens, neurons].
+    activation_output: nn.Module
+    # State-dict names of the two weights relative to the layer, e.g. "intermediate.dense".
+    up_name: str
+    down_name: str
+
+
+def ffn(layer: nn.Module) -> FFN:
+    intermediate = getattr(layer, "intermediate", None)
+    up = getattr(intermediate, "dense", None)
+    down = getattr(getattr(layer, "output", None), "dense", None)
+    if not (isinstance(up, nn.Linear) and isinstance(down, nn.Linear)) or (
+        up.out_features != down.in_features
+    ):
+        raise EngineInputError(
+            "unsupported_architecture",
+            f"{type(layer).__name__} has no intermediate.dense / output.dense pair that FFN "
+            "pruning can narrow",
+        )
+    assert intermediate is not None
+    return FFN(
+        up=up,
+        down=down,
+        activation_output=intermediate,
+        up_name="intermediate.dense",
+        down_name="output.dense",
+    )
 
 
 def encoder_layers_name(model: PreTrainedModel) -> str:

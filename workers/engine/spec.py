@@ -33,8 +33,18 @@ class DistillationSpec:
 
 @dataclass(frozen=True)
 class PruningSpec:
+    """``structured``: what may be removed to meet ``target.params_ratio``; "layers" alone
+    drops whole layers, "layers" and "ffn" mix fewer layers with narrower FFNs.
+
+    ``importance`` ranks FFN neurons ("taylor", "activation" or "magnitude"; see
+    ``workers/engine/importance.py``), scored on ``importance_batches`` batches of
+    training data through the fine-tuned teacher. Both only matter with "ffn".
+    """
+
     structured: tuple[str, ...] = ("layers",)
     unstructured_sparsity: float = 0.0
+    importance: str = "taylor"
+    importance_batches: int = 8
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workers.engine.capabilities import MODEL_TYPES, STRATEGIES, TARGETS, TASKS
+from workers.engine.capabilities import (
+    IMPORTANCE,
+    MODEL_TYPES,
+    STRATEGIES,
+    STRUCTURED,
+    TARGETS,
+    TASKS,
+)
 from workers.engine.spec import CompressionSpec, EngineInputError
 
 
@@ -52,13 +59,29 @@ def _validate_target(spec: CompressionSpec) -> None:
 
 
 def _validate_pruning(spec: CompressionSpec) -> None:
-    if "layers" not in spec.pruning.structured:
+    pruning = spec.pruning
+    not_yet = sorted(set(pruning.structured) - set(STRUCTURED))
+    if not_yet:
         raise EngineInputError(
             "unsupported_pruning",
-            "this engine reaches params_ratio by removing whole layers: "
-            "pruning.structured must include 'layers'",
+            f"structured pruning of {not_yet} is not supported yet; pruning.structured may "
+            f"hold {list(STRUCTURED)}",
         )
-    if spec.pruning.unstructured_sparsity:
+    if "layers" not in pruning.structured:
+        raise EngineInputError(
+            "unsupported_pruning",
+            "this engine reaches params_ratio by removing whole layers (and, with 'ffn', "
+            "FFN neurons): pruning.structured must include 'layers'",
+        )
+    if pruning.importance not in IMPORTANCE:
+        raise EngineInputError(
+            "unsupported_importance",
+            f"pruning.importance {pruning.importance!r} is not available; "
+            f"available: {list(IMPORTANCE)}",
+        )
+    if pruning.importance_batches < 1:
+        raise EngineInputError("bad_pruning", "pruning.importance_batches must be at least 1")
+    if pruning.unstructured_sparsity:
         raise EngineInputError(
             "unsupported_pruning", "unstructured pruning is not supported yet; set it to 0"
         )
