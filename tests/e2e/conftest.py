@@ -59,11 +59,28 @@ class Proc:
         self._f.close()
 
 
+def retire_leftover_jobs() -> None:
+    """Jobs that earlier tests queued but never meant to run must not reach a worker:
+    not their messages, and not the reaper's re-sending of unclaimed queued jobs."""
+    from sqlalchemy import update
+
+    from app.db import session_scope, utcnow
+    from app.jobs.tables import Job
+
+    redis.Redis.from_url(services.REDIS_URL).delete("cpu", "gpu")
+    with session_scope() as s:
+        s.execute(
+            update(Job)
+            .where(Job.status.in_(("queued", "running", "cancelling")))
+            .values(status="cancelled", finished_at=utcnow(), lease_expires_at=None)
+        )
+        s.commit()
+
+
 @pytest.fixture(scope="module")
 def celery_worker(stack, tmp_path_factory) -> Iterator[Proc]:
     """A real Celery worker process on the test Redis, database and S3 bucket."""
-    # Messages left by API tests (jobs nobody meant to run) must not reach this worker.
-    redis.Redis.from_url(services.REDIS_URL).delete("cpu", "gpu")
+    retire_leftover_jobs()
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = Proc(
         [sys.executable, "-m", "app.cli", "worker", "--queues", "cpu"], dict(os.environ), log

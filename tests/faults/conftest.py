@@ -10,10 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests import services
-from tests.e2e.conftest import Proc, wait_for
+from tests.e2e.conftest import Proc, retire_leftover_jobs, wait_for
 
 # Short enough for tests, long enough for a renewal every lease/3 on a busy machine.
 FAULT_ENV = {
@@ -60,7 +58,7 @@ class Workers:
 
 @pytest.fixture
 def workers(stack, tmp_path, monkeypatch) -> Iterator[Workers]:
-    redis.Redis.from_url(services.REDIS_URL).delete("cpu", "gpu")
+    retire_leftover_jobs()
     from app.settings import get_settings
 
     settings = get_settings()  # the API in this process shares the short timings
