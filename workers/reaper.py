@@ -1,4 +1,4 @@
-"""The reaper: every worker runs one, in its main process, on a timer.
+"""The reaper: every worker starts one beside it, running on a timer.
 
 It gives jobs whose lease ran out (their worker was killed, ran out of memory, or lost
 its host) back to the queue, or ends them, and re-sends queued jobs that no worker has
@@ -8,6 +8,10 @@ claimed for a while. Many reapers at once are safe: each change is a conditional
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
@@ -36,26 +40,46 @@ def reap_once(settings: Settings | None = None) -> jobs.Reaped:
     return reaped
 
 
-def _loop(interval: float) -> None:
+def _loop(interval: float, parent: int) -> None:
     while not _stop.wait(interval):
+        if os.getppid() != parent:
+            return  # the worker that started us is gone: so are we
         try:
             reap_once()
         except Exception:
             log.warning("reaper pass failed; retrying", exc_info=True)
 
 
+# The reaper runs as its own process beside the worker, not as a thread in it: the
+# prefork pool forks a fresh child for every job, and a fork while a thread holds a
+# lock (an import, the connection pool) can leave the child deadlocked.
+_process: subprocess.Popen | None = None
+
+
 @worker_ready.connect
 def _start(**_kwargs: object) -> None:
-    interval = get_settings().reaper_interval_seconds
-    threading.Thread(target=_loop, args=(interval,), name="reaper", daemon=True).start()
+    global _process
+    _process = subprocess.Popen(
+        [sys.executable, "-m", "workers.reaper", str(os.getpid())],
+        env=os.environ.copy(),
+    )
 
 
 @worker_shutdown.connect
 def _halt(**_kwargs: object) -> None:
-    _stop.set()
+    if _process is not None and _process.poll() is None:
+        _process.terminate()
 
 
 @worker_process_init.connect
 def _fresh_connections(**_kwargs: object) -> None:
     # A forked pool process must not share the parent's database connections.
     get_engine().dispose(close=False)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=get_settings().log_level, format="%(asctime)s %(levelname)s reaper: %(message)s"
+    )
+    signal.signal(signal.SIGTERM, lambda *_: _stop.set())
+    _loop(get_settings().reaper_interval_seconds, int(sys.argv[1]))
