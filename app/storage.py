@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from botocore import UNSIGNED
@@ -94,12 +93,6 @@ class Storage(ABC):
         for key in keys:
             self.delete(key)
         return len(keys)
-
-    def put_stream(self, key: str, stream: BinaryIO) -> StoredObject:
-        with tempfile.NamedTemporaryFile(prefix="modelpress-put-") as tmp:
-            shutil.copyfileobj(stream, tmp, CHUNK)
-            tmp.flush()
-            return self.put_file(key, Path(tmp.name))
 
 
 class FileStorage(Storage):

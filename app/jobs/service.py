@@ -467,11 +467,6 @@ def owner_state(*, session: Session, job_id: str, attempt: int) -> str | None:
     return row.status
 
 
-def should_stop(*, session: Session, job_id: str, attempt: int) -> bool:
-    """True once the job is being cancelled or no longer belongs to this attempt."""
-    return owner_state(session=session, job_id=job_id, attempt=attempt) != "running"
-
-
 def finish(
     *,
     session: Session,

@@ -96,7 +96,7 @@ def test_stale_attempt_cannot_write(client, model_id, dataset_id):
         s.commit()
         assert not jobs.set_progress(session=s, job_id=jid, attempt=1, progress=0.5)
         assert not jobs.finish(session=s, job_id=jid, attempt=1, status="succeeded")
-        assert jobs.should_stop(session=s, job_id=jid, attempt=1)
+        assert jobs.owner_state(session=s, job_id=jid, attempt=1) is None  # stale: must stop
         assert s.scalar(select(Job.status).where(Job.id == jid)) == "running"
         assert jobs.finish(
             session=s, job_id=jid, attempt=2, status="failed", error_code="x", error_message="y"
