@@ -4,6 +4,7 @@ modelpress serve     embedded mode: migrations, a Celery worker and the API toge
 modelpress api       the HTTP API only (production)
 modelpress worker    a Celery worker only (production)
 modelpress migrate   apply the database migrations and create the storage bucket
+modelpress compress SPEC.yaml --out DIR   the engine on a spec file, without the service
 """
 
 from __future__ import annotations
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--concurrency", type=int)
     w.add_argument("--name", help="node name before the @ (default modelpress-QUEUES)")
     sub.add_parser("migrate")
+    c = sub.add_parser("compress", help="compress a model described by a YAML spec file")
+    c.add_argument("spec", help="YAML in the job API's vocabulary, with local paths")
+    c.add_argument("--out", required=True, help="folder for the model, report and plots")
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    c.add_argument("--latency-threads", type=int, default=2, help="CPU threads when timing")
     k = sub.add_parser("keys", help="API keys")
     ksub = k.add_subparsers(dest="keys_command", required=True)
     kc = ksub.add_parser("create", help="print a new key (the last word of the line)")
@@ -199,6 +205,15 @@ def main(argv: list[str] | None = None) -> None:
     kr = ksub.add_parser("revoke")
     kr.add_argument("key_id")
     args = parser.parse_args(argv)
+    if args.command == "compress":
+        # Imported here: the engine pulls in torch, which the API must never load.
+        from workers.compress_cli import run_compress
+
+        sys.exit(
+            run_compress(
+                args.spec, args.out, device=args.device, latency_threads=args.latency_threads
+            )
+        )
 
     settings = get_settings()
     logging.basicConfig(

@@ -11,6 +11,8 @@ from app.datasets.router import router as datasets_router
 from app.guard import GuardMiddleware
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.metrics.http import HttpMetricsMiddleware
+from app.metrics.router import router as metrics_router
 from app.models.router import router as models_router
 from app.settings import get_settings
 
@@ -42,10 +44,13 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(GuardMiddleware)
+    # Added last, so outermost: it also counts what the guard refuses.
+    app.add_middleware(HttpMetricsMiddleware)
     app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     _problem_json_for_validation_errors(app)
     return app
 

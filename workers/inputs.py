@@ -15,13 +15,8 @@ from app.models.service import archive_limits
 from app.models.tables import Model
 from app.settings import Settings
 from app.storage import Storage
-from workers.engine.spec import (
-    CompressionSpec,
-    DistillationSpec,
-    PruningSpec,
-    TargetSpec,
-    TrainingSpec,
-)
+from workers.engine.spec import CompressionSpec
+from workers.request_spec import engine_sections
 
 
 def extract_archive(archive: Path, dest: Path, limits: ArchiveLimits) -> Path:
@@ -74,31 +69,18 @@ def build_spec(
         storage.download_file(split_key(dataset.id, split), path)
         files[role] = path
 
-    target = req["target"]
     output_dir = workdir / "output"
     output_dir.mkdir()
     engine_work = workdir / "engine"
     engine_work.mkdir()
     return CompressionSpec(
-        task=req["task"],
         teacher_dir=teacher_dir,
         train_file=files["train"],
         eval_file=files["eval"],
         label_names=tuple(dataset.label_names),
         output_dir=output_dir,
         work_dir=engine_work,
-        target=TargetSpec(
-            params_ratio=target.get("params_ratio"),
-            sparsity=target.get("sparsity"),
-            pattern=target.get("pattern") or "unstructured",
-        ),
-        strategy=req["strategy"],
-        distillation=DistillationSpec(**req["distillation"]),
-        pruning=PruningSpec(
-            structured=tuple(req["pruning"]["structured"]),
-            unstructured_sparsity=req["pruning"]["unstructured_sparsity"],
-        ),
-        training=TrainingSpec(**req["training"]),
+        **engine_sections(req),
         device="cuda" if job.queue == "gpu" else "cpu",
         latency_threads=settings.latency_threads,
     )

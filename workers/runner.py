@@ -5,13 +5,18 @@ Kept apart from the Celery task so it can be called (and tested) without a broke
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from app.datasets.tables import Dataset
 from app.db import session_scope
@@ -20,7 +25,7 @@ from app.jobs.tables import Job
 from app.models.tables import Model
 from app.settings import Settings, get_settings
 from app.storage import Storage, get_storage
-from workers.callback import JobCallback
+from workers.callback import DB_AWAY, JobCallback, checkpoint_prefix
 from workers.engine.spec import ArtifactFile, EngineInputError, EngineStopped
 from workers.inputs import build_spec, cleanup, pack_folder
 
@@ -33,6 +38,8 @@ CONTENT_TYPES = {
     ".png": "image/png",
 }
 MAX_ERROR_CHARS = 1000
+# How long a finished run waits for an unreachable database to record its end.
+FINISH_PATIENCE_S = 120.0
 
 
 class LeaseKeeper:
@@ -106,8 +113,9 @@ def attempt_prefix(job_id: str, attempt: int) -> str:
 
 
 def remove_other_attempts(storage: Storage, job_id: str, attempt: int) -> int:
-    """Objects that earlier attempts of this job left (their workers died mid-upload)."""
-    keep = attempt_prefix(job_id, attempt)
+    """Objects that earlier attempts of this job left (their workers died mid-upload).
+    Checkpoints stay: this attempt resumes from them and replaces them as it goes."""
+    keep = (attempt_prefix(job_id, attempt), checkpoint_prefix(job_id))
     stale = [k for k in storage.list(f"jobs/{job_id}/") if not k.startswith(keep)]
     for key in stale:
         storage.delete(key)
@@ -126,6 +134,55 @@ def _failure(exc: BaseException) -> tuple[str, str]:
         f"The compression engine failed: {text[:MAX_ERROR_CHARS]}. "
         "If this persists with valid inputs, report it with the job id."
     )
+
+
+def _fetch_checkpoint(
+    session: Session, storage: Storage, job_id: str, attempt: int, workdir: Path
+) -> Path | None:
+    """The checkpoint an earlier attempt left, downloaded, or None."""
+    found = jobs.checkpoint_of(session=session, job_id=job_id)
+    if found is None or attempt == 1:
+        return None
+    key, info = found
+    path = workdir / "resume" / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    try:
+        storage.download_file(key, path)
+    except Exception:
+        log.warning("job %s: checkpoint %s could not be fetched; starting afresh", job_id, key)
+        return None
+    jobs.add_event(
+        session=session,
+        job_id=job_id,
+        attempt=attempt,
+        type="log",
+        data={
+            "level": "info",
+            "message": f"attempt {attempt} resumes from the checkpoint attempt "
+            f"{info.get('attempt')} made in {info.get('stage')}"
+            + (f" at step {info['step']}" if info.get("step") is not None else ""),
+            "data": {"checkpoint": info},
+        },
+    )
+    return path
+
+
+@contextmanager
+def _database_back(job_id: str, patience_s: float = FINISH_PATIENCE_S) -> Iterator[Session]:
+    """A session once the database answers: a job's end is worth waiting for, since
+    otherwise its lease runs out and the work is done again."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            with session_scope() as s:
+                s.execute(text("SELECT 1"))
+                yield s
+                return
+        except DB_AWAY:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: database unreachable; retrying to record the end", job_id)
+            time.sleep(2)
 
 
 def run_job(
@@ -151,7 +208,7 @@ def run_job(
     records: list[dict[str, Any]] = []
     if attempt > 1:
         remove_other_attempts(storage, job_id, attempt)
-    callback = JobCallback(job_id, attempt, max_runtime_s=max_runtime)
+    callback = JobCallback(job_id, attempt, max_runtime_s=max_runtime, storage=storage)
     keeper = LeaseKeeper(job_id, attempt, settings.lease_seconds, on_lost=callback.lost)
     keeper.start()
     outcome: tuple[str, dict | None, str | None, str | None]
@@ -168,10 +225,17 @@ def run_job(
                 settings=settings,
                 workdir=workdir,
             )
+            resume_from = _fetch_checkpoint(s, storage, job_id, attempt, workdir)
+        if resume_from is not None:
+            spec = dataclasses.replace(spec, resume_from=resume_from)
         # Imported here: the engine pulls in torch, which only workers need.
         from workers.engine.compress import compress
 
         result = compress(spec, callback)
+        callback.on_log(
+            f"uploading {len(result.artifacts)} artifacts",
+            data={"stage": "uploading", "artifacts": [a.name for a in result.artifacts]},
+        )
         for art in result.artifacts:
             if callback.check_now():
                 raise EngineStopped()
@@ -205,12 +269,15 @@ def run_job(
         cleanup(workdir)
 
     status, metrics, code, message = outcome
+    if status != "lost":
+        # Whatever the end, nothing will resume from these any more.
+        storage.delete_prefix(checkpoint_prefix(job_id))
     if message:
         # Messages go to clients: no server paths in them.
         message = message.replace(str(workdir) + "/", "").replace(str(workdir), "")
     finished = False
     if status != "lost":
-        with session_scope() as s:
+        with _database_back(job_id) as s:
             finished = jobs.finish(
                 session=s,
                 job_id=job_id,

@@ -6,6 +6,22 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
+class DatasetIngest(BaseModel):
+    """What the upload found and changed; in the upload's response only (not stored)."""
+
+    columns: dict[str, str] = Field(
+        description="The file's column for each role: text and label, or tokens and tags."
+    )
+    duplicate_rows: int = Field(
+        description="Rows identical to an earlier row (text and label, or tokens and "
+        "tags); kept, since they may be meant, but counted."
+    )
+    iob1_converted: int = Field(
+        description="Tags rewritten from IOB1 to IOB2: an I-X that starts an entity became "
+        "B-X (0 when the tags were IOB2 already, and for classification)."
+    )
+
+
 class DatasetRead(BaseModel):
     id: str
     object: Literal["dataset"] = "dataset"
@@ -13,16 +29,27 @@ class DatasetRead(BaseModel):
     filename: str
     format: str
     status: Literal["ready"]
-    task_hint: str | None
+    task_hint: Literal["sequence-classification", "token-classification"] | None = Field(
+        description="What the data is for: text and label rows (sequence-classification) "
+        "or sentences of tokens with one IOB2 tag each (token-classification)."
+    )
     num_rows: int
     splits: dict[str, int] = Field(description="Rows per split.")
     split_generated: bool = Field(
         description="True when the held-out split was drawn by modelpress (seed 0, 10%)."
     )
-    label_names: list[str]
+    label_names: list[str] = Field(
+        description="Names of the label ids (classification) or of the tag ids, IOB2 tags "
+        "such as O, B-PER, I-PER (token classification)."
+    )
     size_bytes: int
     sha256: str
     created_at: datetime
+    ingest: DatasetIngest | None = Field(
+        None,
+        description="Only in the response to the upload: the columns used, duplicates "
+        "counted, IOB1 tags converted. Null when the dataset is read later.",
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -42,6 +69,11 @@ class DatasetRead(BaseModel):
                     "size_bytes": 61234,
                     "sha256": "3b1f…",
                     "created_at": "2026-11-27T21:00:00Z",
+                    "ingest": {
+                        "columns": {"text": "sentence", "label": "label"},
+                        "duplicate_rows": 2,
+                        "iob1_converted": 0,
+                    },
                 }
             ]
         }

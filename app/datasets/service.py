@@ -10,7 +10,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.datasets.jsonl import parse_jsonl
+from app.datasets.parse import FORMATS, ParseOptions, parse_dataset
+from app.datasets.splits import ParsedDataset
 from app.datasets.tables import Dataset
 from app.errors import ProblemError
 from app.ids import new_id
@@ -20,9 +21,6 @@ from app.quotas import check_storage_quota
 from app.settings import Settings
 from app.storage import Storage, file_digest
 from app.tenancy import get_owned
-
-SUPPORTED_FORMATS = ("jsonl",)
-ALL_FORMATS = ("jsonl", "csv", "tsv", "parquet", "conll")
 
 
 def split_key(dataset_id: str, split: str) -> str:
@@ -68,23 +66,18 @@ def create_dataset(
     filename: str,
     fmt: str,
     name: str | None,
-    text_column: str,
-    label_column: str,
-    label_names: list[str] | None,
-) -> Dataset:
-    if fmt not in ALL_FORMATS:
+    options: ParseOptions,
+) -> tuple[Dataset, ParsedDataset]:
+    """Check the whole file, then store it and its normalised splits, then the row.
+
+    Returns the row and what parsing found (columns used, duplicates, IOB1 tags
+    rewritten), which is reported in the upload's response only.
+    """
+    if fmt not in FORMATS:
         raise ProblemError(
             422,
             "validation_error",
-            f"format must be one of {', '.join(ALL_FORMATS)}.",
-            param="format",
-        )
-    if fmt not in SUPPORTED_FORMATS:
-        raise ProblemError(
-            422,
-            "format_unsupported",
-            f"The {fmt} format is not accepted yet; convert the file to JSONL "
-            '(one {"text": ..., "label": ...} object per line).',
+            f"format must be one of {', '.join(FORMATS)}.",
             param="format",
         )
     check_storage_quota(
@@ -94,13 +87,7 @@ def create_dataset(
     dataset_id = new_id("ds")
     written: list[str] = []
     try:
-        parsed = parse_jsonl(
-            path,
-            workdir,
-            text_column=text_column,
-            label_column=label_column,
-            label_names=label_names,
-        )
+        parsed = parse_dataset(path, fmt, workdir / "splits", options)
         size, sha = file_digest(path)
         source_key = f"datasets/{dataset_id}/source.{fmt}"
         storage.put_file(source_key, path)
@@ -116,7 +103,7 @@ def create_dataset(
             filename=filename,
             format=fmt,
             status="ready",
-            task_hint="sequence-classification",
+            task_hint=parsed.task,
             num_rows=sum(parsed.counts.values()),
             splits=parsed.counts,
             label_names=parsed.label_names,
@@ -127,7 +114,7 @@ def create_dataset(
         )
         session.add(row)
         session.commit()
-        return row
+        return row, parsed
     except BaseException:
         session.rollback()
         for key in written:  # nothing half-written survives a failure

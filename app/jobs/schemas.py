@@ -44,6 +44,8 @@ class Target(Strict):
             self.pattern = "unstructured"
         if self.params_ratio is not None and self.pattern is not None:
             raise ValueError("pattern applies only to a sparsity target")
+        if self.pattern == "2:4" and self.sparsity != 0.5:
+            raise ValueError("the 2:4 pattern zeroes 2 weights in every 4: its sparsity is 0.5")
         return self
 
 
@@ -56,8 +58,16 @@ class Distillation(Strict):
 
 class Pruning(Strict):
     # The default is what this engine release does; ffn/hidden/heads come with issue #3.
-    structured: list[Literal["layers", "ffn", "hidden", "heads"]] = ["layers"]
+    structured: list[Literal["layers", "ffn", "hidden", "heads"]] = Field(
+        ["layers"],
+        description="What structured pruning may remove to meet target.params_ratio.",
+    )
     unstructured_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
+    importance: Literal["taylor", "activation", "magnitude"] = Field(
+        "taylor",
+        description="How neurons are ranked before pruning: first-order Taylor scores or "
+        "activations measured on training data through the teacher, or weight magnitude.",
+    )
 
 
 class Training(Strict):
@@ -67,7 +77,23 @@ class Training(Strict):
     max_seq_length: int = Field(128, ge=8, le=8192)
     seed: int = Field(0, ge=0)
     teacher_epochs: int = Field(
-        3, ge=1, le=100, description="Epochs to fine-tune a headless teacher."
+        3,
+        ge=0,
+        le=100,
+        description="Epochs to train the teacher's head first, when it has none for this "
+        "task and the dataset's labels (no head, another label count or another kind of "
+        "head). 0: never; such a teacher is then refused when the job is created.",
+    )
+    teacher_learning_rate: float = Field(
+        5e-5, gt=0.0, le=1.0, description="Learning rate of that teacher fine-tuning."
+    )
+    checkpoint_every_steps: int = Field(
+        200, ge=1, le=1_000_000, description="Training steps between resumable checkpoints."
+    )
+    cache_teacher_logits: bool = Field(
+        False,
+        description="Compute the teacher's logits once and reuse them every epoch instead "
+        "of running the teacher at every step.",
     )
 
 
@@ -83,6 +109,26 @@ EXAMPLE_JOB = {
 
 
 class JobCreate(Strict):
+    """A compression job. Checked when it is created, before anything is queued; each
+    failure is a 422 whose `param` names the field to change:
+
+    - `task` must agree with the dataset's `task_hint` (`task_dataset_mismatch`).
+    - `dataset.train_split` and `dataset.eval_split` must be splits of the dataset
+      (`split_not_found`, naming the splits it has).
+    - The teacher's head is used as it is only when it was made for this task and the
+      dataset's label count (see the model's `head_task` and `num_labels`). Otherwise (no
+      head, another label count, another kind of head) a new head is trained on the
+      dataset for `training.teacher_epochs` epochs before distilling; with
+      `teacher_epochs` 0 such a teacher is refused (`teacher_head_mismatch`).
+    - `target.params_ratio` must be reachable for the teacher's architecture
+      (`target_unreachable`, saying the least ratio there is).
+    - A value that this engine release cannot do yet (a strategy, target kind, sparsity
+      pattern, pruning kind, the attention loss, cached teacher logits) is refused with
+      `not_supported_yet`, saying what is supported.
+
+    Teachers always have a tokenizer: an archive without one is refused at upload.
+    """
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_JOB]})
 
     task: Literal["sequence-classification", "token-classification", "causal-lm"]

@@ -24,12 +24,12 @@ from app.ids import new_id
 from app.jobs import queue as job_queue
 from app.jobs.schemas import TERMINAL, JobCreate
 from app.jobs.tables import Artifact, Job, JobEvent
+from app.jobs.validation import check_job_request
 from app.models.tables import Model
 from app.pagination import keyset
 from app.quotas import check_active_jobs_quota
 from app.settings import Settings
 from app.tenancy import get_owned
-from workers.engine import capabilities, plan
 
 OWNED_STATES = ("running", "cancelling")
 
@@ -40,103 +40,6 @@ OWNED_STATES = ("running", "cancelling")
 def _request_hash(request: dict[str, Any]) -> str:
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _smallest_ratio(config: dict[str, Any], *, ffn: bool, num_labels: int) -> float | None:
-    """The least params_ratio the engine's plan can reach for this teacher (plan.py is
-    plain Python, shared with the engine), or None if config.json lacks the sizes."""
-    try:
-        sizes = plan.sizes_from_config(config, num_labels=num_labels)
-    except (KeyError, TypeError, ValueError):
-        return None
-    width = plan.ffn_floor(sizes.intermediate_size) if ffn else sizes.intermediate_size
-    return sizes.non_embedding(1, width) / sizes.teacher_non_embedding
-
-
-def _check_supported(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
-    """What this engine release can do, checked before any work is queued."""
-    if body.task not in capabilities.TASKS:
-        raise ProblemError(
-            422,
-            "task_unsupported",
-            f"Task {body.task!r} is not available yet; supported: {', '.join(capabilities.TASKS)}.",
-            param="task",
-        )
-    if body.strategy not in capabilities.STRATEGIES:
-        raise ProblemError(
-            422,
-            "strategy_unsupported",
-            f"Strategy {body.strategy!r} is not available yet; supported: "
-            f"{', '.join(capabilities.STRATEGIES)}.",
-            param="strategy",
-        )
-    if body.target.params_ratio is None:
-        raise ProblemError(
-            422,
-            "target_unsupported",
-            "Sparsity targets are not available yet; give target.params_ratio.",
-            param="target.sparsity",
-        )
-    if teacher.model_type not in capabilities.MODEL_TYPES:
-        raise ProblemError(
-            422,
-            "model_unsupported",
-            f"Teacher model_type {teacher.model_type!r} is not supported; "
-            f"supported: {', '.join(capabilities.MODEL_TYPES)}.",
-            param="teacher.model_id",
-        )
-    not_yet = sorted(set(body.pruning.structured) - set(capabilities.STRUCTURED))
-    if not_yet or "layers" not in body.pruning.structured:
-        raise ProblemError(
-            422,
-            "pruning_unsupported",
-            f"This engine reaches params_ratio by removing whole layers; pruning.structured "
-            f"must be {list(capabilities.STRUCTURED)} for now (not available yet: {not_yet}).",
-            param="pruning.structured",
-        )
-    if body.pruning.unstructured_sparsity and not capabilities.UNSTRUCTURED:
-        raise ProblemError(
-            422,
-            "pruning_unsupported",
-            "Unstructured pruning is not available yet; set pruning.unstructured_sparsity to 0.",
-            param="pruning.unstructured_sparsity",
-        )
-    if body.distillation.attention and not capabilities.ATTENTION_LOSS:
-        raise ProblemError(
-            422,
-            "distillation_unsupported",
-            "The attention-map loss is not available yet; set distillation.attention to false.",
-            param="distillation.attention",
-        )
-    smallest = _smallest_ratio(
-        teacher.config, ffn="ffn" in body.pruning.structured, num_labels=len(dataset.label_names)
-    )
-    if smallest is not None and body.target.params_ratio < smallest - 1e-9:
-        how = (
-            "one layer with a quarter of its FFN width"
-            if "ffn" in body.pruning.structured
-            else 'one whole layer; add "ffn" to pruning.structured to go smaller'
-        )
-        raise ProblemError(
-            422,
-            "target_unreachable",
-            f"The smallest student this engine makes from this teacher keeps {how}: about "
-            f"{smallest:.3f} of its non-embedding parameters; ask for "
-            f"target.params_ratio >= {smallest:.3f}.",
-            param="target.params_ratio",
-        )
-    for split_field, split in (
-        ("train_split", body.dataset.train_split),
-        ("eval_split", body.dataset.eval_split),
-    ):
-        if split not in dataset.splits:
-            raise ProblemError(
-                422,
-                "split_not_found",
-                f"Dataset {dataset.id} has no split {split!r}; it has "
-                f"{', '.join(sorted(dataset.splits))}.",
-                param=f"dataset.{split_field}",
-            )
 
 
 def create_job(
@@ -173,7 +76,7 @@ def create_job(
             f"No dataset with id {body.dataset.dataset_id!r}; upload one with POST /v1/datasets.",
             param="dataset.dataset_id",
         )
-    _check_supported(body, teacher, dataset)
+    check_job_request(body, teacher, dataset)
     check_active_jobs_quota(session=session, settings=settings, tenant=tenant)
     queue = job_queue.choose_queue(accelerator=body.accelerator, settings=settings)
     if queue is None:
@@ -356,6 +259,35 @@ def renew_lease(*, session: Session, job_id: str, attempt: int, lease_seconds: i
     return bool(ok)
 
 
+def record_checkpoint(
+    *, session: Session, job_id: str, attempt: int, key: str, info: dict[str, Any]
+) -> str | None:
+    """Point the job at this attempt's newest checkpoint. Returns the key it replaces
+    (the caller deletes that object), or None; raises LookupError when the attempt no
+    longer owns the job, so a stale worker cannot move a live job's checkpoint."""
+    previous = session.scalar(select(Job.checkpoint_key).where(Job.id == job_id))
+    ok = session.execute(
+        update(Job)
+        .where(*_owned(job_id, attempt))
+        .values(checkpoint_key=key, checkpoint={**info, "attempt": attempt})
+    ).rowcount
+    if not ok:
+        session.rollback()
+        raise LookupError(f"job {job_id} is no longer owned by attempt {attempt}")
+    _event(session, job_id, attempt, "checkpoint", {**info, "attempt": attempt})
+    session.commit()
+    return previous if previous != key else None
+
+
+def checkpoint_of(*, session: Session, job_id: str) -> tuple[str, dict[str, Any]] | None:
+    row = session.execute(
+        select(Job.checkpoint_key, Job.checkpoint).where(Job.id == job_id)
+    ).one_or_none()
+    if row is None or row.checkpoint_key is None:
+        return None
+    return row.checkpoint_key, dict(row.checkpoint or {})
+
+
 @dataclass
 class Reaped:
     # (job id, queue) pairs to enqueue once committed
@@ -400,6 +332,8 @@ def reap(*, session: Session, settings: Settings) -> Reaped:
             }
         else:
             values = {"status": "queued", "worker": None}
+        if values["status"] != "queued":
+            values["checkpoint_key"] = None
         values.update(updated_at=now, lease_expires_at=None)
         if session.execute(update(Job).where(*same).values(**values)).rowcount:
             data = {"status": values["status"], **lost}
@@ -488,6 +422,8 @@ def finish(
         "finished_at": now,
         "updated_at": now,
         "lease_expires_at": None,
+        # An ended job resumes nothing; the worker deletes the object itself.
+        "checkpoint_key": None,
     }
     if status == "succeeded":
         values.update(progress=1.0, metrics=metrics)

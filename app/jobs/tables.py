@@ -37,6 +37,10 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The latest checkpoint of the attempt that owns the job (object key, and its stage,
+    # step, progress and attempt), which a later attempt resumes from.
+    checkpoint_key: Mapped[str | None] = mapped_column(String(512))
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.errors import ProblemError
+from workers.engine.capabilities import HEAD_ARCHITECTURE_SUFFIX
 
 HEAD_PREFIXES = ("classifier.", "score.", "qa_outputs.")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
@@ -35,6 +36,18 @@ class ModelInfo:
     num_parameters: int
     has_task_head: bool
     num_labels: int | None
+
+
+def head_task(architecture: str | None, *, has_task_head: bool) -> str | None:
+    """The task the weights' head was made for ("sequence-classification",
+    "token-classification"), "other" for a head of another kind or an unnamed
+    architecture, None without a head."""
+    if not has_task_head:
+        return None
+    for task, suffix in HEAD_ARCHITECTURE_SUFFIX.items():
+        if architecture and architecture.endswith(suffix):
+            return task
+    return "other"
 
 
 def _invalid(detail: str, code: str = "model_invalid") -> ProblemError:

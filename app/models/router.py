@@ -1,17 +1,27 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
-from app.errors import problem_responses
+from app.errors import ProblemError, problem_responses
 from app.models import service
 from app.models.schemas import ModelRead
+from app.models.uri import fetched_model_uri
 from app.pagination import AfterQuery, LimitQuery, Page
 from app.uploads import spooled_upload
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(401, 403))
+
+
+@contextmanager
+def _uploaded(file: UploadFile, *, max_bytes: int) -> Iterator[tuple[Path, str]]:
+    with spooled_upload(file, max_bytes=max_bytes) as path:
+        yield path, file.filename or "model"
 
 
 @router.post(
@@ -21,8 +31,13 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_respo
     responses=problem_responses(400, 413, 422),
     summary="Upload a teacher model",
     description="A `save_pretrained` folder packed as `.tar.gz` or `.zip`, with safetensors "
-    "weights, `config.json` and the tokenizer. Example: "
-    "`curl -F file=@minilm.tar.gz -F name=minilm http://localhost:8000/v1/models`.",
+    "weights, `config.json` and the tokenizer, given either as `file` (an upload) or as "
+    "`uri`: `s3://<bucket>/<key>` of such an archive already in this service's S3 store "
+    "(the configured bucket, outside the service's own `models/`, `datasets/` and `jobs/` "
+    "folders). An archive by `uri` is copied into the store and checked exactly as an "
+    "upload; a service whose store is a local folder refuses `uri`. Examples: "
+    "`curl -F file=@minilm.tar.gz -F name=minilm http://localhost:8000/v1/models`, "
+    "`curl -F uri=s3://ml-store/teams/nlp/minilm.tar.gz http://localhost:8000/v1/models`.",
 )
 def upload_model(
     session: SessionDep,
@@ -30,19 +45,52 @@ def upload_model(
     settings: SettingsDep,
     tenant: CurrentTenant,
     response: Response,
-    file: Annotated[UploadFile, File(description="The packed model folder.")],
+    file: Annotated[UploadFile | None, File(description="The packed model folder.")] = None,
+    uri: Annotated[
+        str | None,
+        Form(
+            max_length=2048,
+            description="Instead of `file`: `s3://<bucket>/<key>` of the packed folder in "
+            "this service's object store.",
+        ),
+    ] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> ModelRead:
-    with spooled_upload(file, max_bytes=settings.max_upload_bytes) as path:
-        row = service.create_model(
-            session=session,
-            storage=storage,
-            settings=settings,
-            tenant=tenant,
-            path=path,
-            filename=file.filename or "model",
-            name=name,
+    if (file is None) == (uri is None):
+        param = "file" if file is None else "uri"
+        message = (
+            "give the model as `file` (an upload) or as `uri` (s3://bucket/key)"
+            if file is None
+            else "give either `file` or `uri`, not both"
         )
+        raise ProblemError(
+            422,
+            "validation_error",
+            f"{param}: {message}.",
+            param=param,
+            errors=[{"param": param, "message": message}],
+        )
+    if uri is not None:
+        source = fetched_model_uri(uri, storage=storage, max_bytes=settings.max_upload_bytes)
+    else:
+        assert file is not None
+        source = _uploaded(file, max_bytes=settings.max_upload_bytes)
+    try:
+        with source as (path, filename):
+            row = service.create_model(
+                session=session,
+                storage=storage,
+                settings=settings,
+                tenant=tenant,
+                path=path,
+                filename=filename,
+                name=name,
+            )
+    except ProblemError as e:
+        # The archive checks name the upload field; by uri the archive came from there.
+        if uri is not None and e.param == "file":
+            e.param = "uri"
+        raise
     response.headers["Location"] = f"/v1/models/{row.id}"
     return ModelRead.model_validate(row, from_attributes=True)
 

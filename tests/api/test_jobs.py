@@ -38,9 +38,21 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "max_seq_length": 128,
         "seed": 0,
         "teacher_epochs": 3,
+        "teacher_learning_rate": 5e-5,
+        "checkpoint_every_steps": 200,
+        "cache_teacher_logits": False,
     }
-    assert req["distillation"]["temperature"] == 2.0
-    assert req["pruning"] == {"structured": ["layers"], "unstructured_sparsity": 0.0}
+    assert req["distillation"] == {
+        "temperature": 2.0,
+        "alpha": 0.5,
+        "hidden_states": True,
+        "attention": False,
+    }
+    assert req["pruning"] == {
+        "structured": ["layers"],
+        "unstructured_sparsity": 0.0,
+        "importance": "taylor",
+    }
     assert req["dataset"] == {
         "dataset_id": dataset_id,
         "train_split": "train",
@@ -147,9 +159,9 @@ def test_malformed_json(client, tenant):
         ({"target": {"params_ratio": 0.5, "sparsity": 0.5}}, 422, "validation_error", "target"),
         ({"target": {"params_ratio": 1.5}}, 422, "validation_error", "target.params_ratio"),
         ({"task": "summarization"}, 422, "validation_error", "task"),
-        ({"task": "token-classification"}, 422, "task_unsupported", "task"),
-        ({"strategy": "joint"}, 422, "strategy_unsupported", "strategy"),
-        ({"target": {"sparsity": 0.5}}, 422, "target_unsupported", "target.sparsity"),
+        ({"task": "causal-lm"}, 422, "not_supported_yet", "task"),
+        ({"strategy": "joint"}, 422, "not_supported_yet", "strategy"),
+        ({"target": {"sparsity": 0.6, "pattern": "2:4"}}, 422, "validation_error", "target"),
         ({"target": {"params_ratio": 0.1}}, 422, "target_unreachable", "target.params_ratio"),
         ({"teacher": {"model_id": "mdl_nope"}}, 422, "model_not_found", "teacher.model_id"),
         ({"dataset": {"dataset_id": "ds_nope"}}, 422, "dataset_not_found", "dataset.dataset_id"),
@@ -163,19 +175,19 @@ def test_malformed_json(client, tenant):
         (
             {"pruning": {"structured": ["layers", "hidden"]}},
             422,
-            "pruning_unsupported",
+            "not_supported_yet",
             "pruning.structured",
         ),
         (
-            {"pruning": {"unstructured_sparsity": 0.5}},
+            {"pruning": {"unstructured_sparsity": 1.0}},
             422,
-            "pruning_unsupported",
+            "validation_error",
             "pruning.unstructured_sparsity",
         ),
         (
             {"distillation": {"attention": True}},
             422,
-            "distillation_unsupported",
+            "not_supported_yet",
             "distillation.attention",
         ),
     ],

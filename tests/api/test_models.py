@@ -103,6 +103,7 @@ def test_bad_archives_write_nothing(client, tenant, tmp_path: Path, files, code)
     body = assert_problem(upload_model(client, _tar(tmp_path, files)), 422, code, "file")
     if code == "model_weights_missing" and "pytorch_model.bin" in files:
         assert "pickle" in body["detail"]
+        assert "save_pretrained(DIR, safe_serialization=True)" in body["detail"]
     assert _counts(tenant) == before
 
 

@@ -130,7 +130,7 @@ def test_progress_is_monotonic_and_ends_at_one(finetuned_run: Run, headed_run: R
 def test_exported_model_loads_with_plain_transformers(finetuned_run: Run) -> None:
     result, _ = finetuned_run
     paths = {a.name: a.path for a in result.artifacts}
-    assert {a.kind for a in result.artifacts} == {"model", "report", "model_card"}
+    assert {a.kind for a in result.artifacts} == {"model", "report", "model_card", "plot"}
     model_dir = paths["model"]
     assert (model_dir / "model.safetensors").is_file()
     assert not list(model_dir.glob("*.bin"))
@@ -232,13 +232,16 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [
-        ({"task": "token-classification"}, "unsupported_task"),
+        ({"task": "causal-lm"}, "unsupported_task"),
         ({"strategy": "joint"}, "unsupported_strategy"),
-        ({"target": TargetSpec(sparsity=0.5)}, "unsupported_target"),
+        ({"target": TargetSpec(sparsity=0.5, pattern="4:8")}, "unsupported_pattern"),
+        ({"target": TargetSpec(sparsity=0.6, pattern="2:4")}, "bad_sparsity"),
+        ({"target": TargetSpec(sparsity=1.0)}, "bad_sparsity"),
+        ({"target": TargetSpec(params_ratio=0.5, sparsity=0.5)}, "missing_target"),
         ({"target": TargetSpec()}, "missing_target"),
         ({"target": TargetSpec(params_ratio=0.0)}, "bad_params_ratio"),
         ({"target": TargetSpec(params_ratio=1.5)}, "bad_params_ratio"),
-        ({"pruning": PruningSpec(unstructured_sparsity=0.5)}, "unsupported_pruning"),
+        ({"pruning": PruningSpec(unstructured_sparsity=1.0)}, "bad_pruning"),
         ({"pruning": PruningSpec(structured=("layers", "hidden"))}, "unsupported_pruning"),
         ({"pruning": PruningSpec(structured=("layers", "ffn", "heads"))}, "unsupported_pruning"),
         ({"pruning": PruningSpec(structured=("ffn",))}, "unsupported_pruning"),

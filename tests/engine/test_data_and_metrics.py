@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.tiny import make_tiny_bert, make_tiny_dataset
 from workers.engine.data import encode, iter_batches, read_jsonl
-from workers.engine.evaluate import accuracy, cpu_latency_ms, macro_f1
+from workers.engine.evaluate import cpu_latency_ms, predict, quality
+from workers.engine.metrics import ClassificationScores, accuracy, macro_f1
 from workers.engine.progress import Progress
+from workers.engine.runtime import Runtime
 from workers.engine.spec import NullCallback
+from workers.engine.tasks import get_task
 
 
 def test_tiny_dataset_is_deterministic_and_balanced(tmp_path: Path) -> None:
@@ -86,3 +92,40 @@ def test_latency_restores_thread_count(tmp_path: Path) -> None:
     assert set(result) == {"a", "b"}
     assert all(v > 0 for per_model in result.values() for v in per_model.values())
     assert set(result["a"]) == {1, 32}
+
+
+class _LengthModel(nn.Module):
+    """Predicts class (real length mod 3): a known answer for every row."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object):
+        length = attention_mask.sum(dim=-1)
+        return SimpleNamespace(logits=F.one_hot(length % 3, 3).float())
+
+
+def test_predictions_come_back_in_split_order(tmp_path: Path) -> None:
+    """Evaluation batches rows by length; each prediction must still land on its row."""
+    tokenizer = AutoTokenizer.from_pretrained(make_tiny_bert(tmp_path / "m"))
+    texts = ["the plot " * n + "good" for n in (5, 1, 3, 0, 4, 2, 6)]
+    labels = [0, 1, 2, 0, 0, 1, 2]
+    path = tmp_path / "d.jsonl"
+    rows = [json.dumps({"text": t, "label": y}) for t, y in zip(texts, labels, strict=True)]
+    path.write_text("\n".join(rows) + "\n")
+    split = encode(
+        tokenizer, read_jsonl(path, num_labels=3, split="eval"), max_length=32, split="eval"
+    )
+    expected = [len(ids) % 3 for ids in split.features["input_ids"]]
+    assert len(set(expected)) == 3 and expected != sorted(expected)
+    common = {
+        "batch_size": 3,
+        "pad_token_id": 0,
+        "runtime": Runtime(torch.device("cpu")),
+        "progress": Progress(NullCallback()),
+    }
+    model = _LengthModel()
+    task = get_task("sequence-classification")
+    assert predict(model, split, task=task, **common) == expected  # type: ignore[arg-type]
+    scores = quality(model, split, **common)  # type: ignore[arg-type]
+    assert isinstance(scores, ClassificationScores)
+    assert scores.accuracy == accuracy(expected, labels)
+    assert scores.macro_f1 == macro_f1(expected, labels)
+    assert scores.as_dict() == {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1}

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from tests.engine.conftest import LABELS
+from tests.engine.tiny_models import logits, random_batches, reload, tiny_llama
 from workers.engine import capabilities
 from workers.engine.data import Batch, encode, iter_batches, read_jsonl
 from workers.engine.importance import (
@@ -172,3 +173,48 @@ def test_uneven_or_bad_neuron_sets_are_refused(teacher: PreTrainedModel) -> None
         build_student(teacher, [3], [torch.tensor([0, 64])])
     with pytest.raises(ValueError, match="neuron sets"):
         build_student(teacher, [1, 3], [torch.arange(8)])
+
+
+def test_llama_ffn_is_gate_and_up_rows_and_down_columns(tmp_path: Path) -> None:
+    """Silent neurons (zero down columns) go without changing the logits; the kept
+    ones are the teacher's gate and up rows and down columns."""
+    teacher = tiny_llama()
+    part = ffn(encoder_layers(teacher)[0])
+    assert part.gate is teacher.model.layers[0].mlp.gate_proj
+    assert part.up is teacher.model.layers[0].mlp.up_proj
+    assert part.down is teacher.model.layers[0].mlp.down_proj
+    width = teacher.config.intermediate_size
+    silent = list(range(1, width, 3))
+    with torch.no_grad():
+        for layer in encoder_layers(teacher):
+            ffn(layer).down.weight[:, silent] = 0
+    batches = random_batches()
+    scores = get_importance("taylor").scores(teacher, batches, runtime=CPU)
+    assert all(s[silent].abs().max() == 0 for s in scores)
+    kept = top_neurons(scores, width - len(silent))
+    assert all(not set(k.tolist()) & set(silent) for k in kept)
+    student = build_student(teacher, [0, 1, 2, 3], kept)
+    assert student.config.intermediate_size == width - len(silent)
+    for i, (s_layer, t_layer) in enumerate(
+        zip(encoder_layers(student), encoder_layers(teacher), strict=True)
+    ):
+        s_ffn, t_ffn = ffn(s_layer), ffn(t_layer)
+        assert s_ffn.gate is not None and t_ffn.gate is not None
+        assert torch.equal(s_ffn.gate.weight, t_ffn.gate.weight[kept[i]])
+        assert torch.equal(s_ffn.up.weight, t_ffn.up.weight[kept[i]])
+        assert torch.equal(s_ffn.down.weight, t_ffn.down.weight[:, kept[i]])
+    for batch in batches:
+        assert torch.allclose(logits(student, batch), logits(teacher, batch), atol=1e-6)
+
+    counts = parameter_counts(teacher)
+    sizes = sizes_from_model(teacher, counts.non_embedding)
+    plan = plan_student(sizes, 0.6, ffn=True)
+    assert plan.intermediate_size < width and plan.intermediate_size % 8 == 0
+    narrow = build_student(
+        teacher,
+        plan.layer_map,
+        top_neurons([scores[j] for j in plan.layer_map], plan.intermediate_size),
+    )
+    assert parameter_counts(narrow).non_embedding == plan.non_embedding
+    reloaded = reload(narrow, tmp_path)
+    assert torch.allclose(logits(reloaded, batches[0]), logits(narrow, batches[0]), atol=1e-4)

@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from tests.engine.tiny_models import logits, random_batches, reload, tiny_llama
 from tests.tiny import make_tiny_bert
-from workers.engine.layers import encoder_layers, parameter_counts
+from workers.engine.layers import encoder_layers, encoder_layers_name, parameter_counts
 from workers.engine.prune_layers import build_student, choose_layers, evenly_spaced_layers
 from workers.engine.teacher import has_trained_head, head_output_size, load_teacher
 
@@ -104,3 +105,26 @@ def test_head_detection_reads_the_checkpoint(tmp_path: Path) -> None:
     assert not has_trained_head(three, 2)  # a head for other labels is not ours
     # ...and loading it for two labels replaces the head instead of failing.
     assert load_teacher(three, ("a", "b")).classifier.out_features == 2
+
+
+def test_llama_layers_are_found_chosen_and_copied(tmp_path: Path) -> None:
+    teacher = tiny_llama()
+    layers = encoder_layers(teacher)
+    assert layers is teacher.model.layers and len(layers) == 4
+    assert encoder_layers_name(teacher) == "model.layers"
+    counts = parameter_counts(teacher)
+    assert counts.total - counts.non_embedding == teacher.model.embed_tokens.weight.numel()
+    keep = choose_layers(teacher, 0.5, counts.non_embedding)
+    assert keep == [1, 3]
+    student = build_student(teacher, keep)
+    assert student.config.num_hidden_layers == 2
+    assert parameter_counts(student).non_embedding >= 0.5 * counts.non_embedding
+    for i, j in enumerate(keep):
+        s_state, t_state = encoder_layers(student)[i].state_dict(), layers[j].state_dict()
+        assert s_state.keys() == t_state.keys()
+        assert all(torch.equal(s_state[k], t_state[k]) for k in s_state)
+    assert torch.equal(student.score.weight, teacher.score.weight)
+    assert torch.equal(student.model.norm.weight, teacher.model.norm.weight)
+    batch = random_batches(1)[0]
+    reloaded = reload(student, tmp_path)
+    assert torch.allclose(logits(reloaded, batch), logits(student, batch), atol=1e-5)

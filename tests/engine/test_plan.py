@@ -1,24 +1,36 @@
-"""The pruning plan: how many layers and how wide an FFN meet a params_ratio target."""
+"""The pruning plan: how many layers, how wide an FFN and a hidden width, and how many
+heads meet a params_ratio target."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
     ElectraConfig,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
     RobertaConfig,
 )
 
 from workers.engine.layers import parameter_counts
 from workers.engine.plan import (
     WIDTH_MULTIPLE,
+    PrunePlan,
     TeacherSizes,
+    check_structured,
+    evenly_spaced_layers,
     ffn_floor,
+    plan_structured,
     plan_student,
     sizes_from_config,
+    smallest_ratio,
 )
 from workers.engine.prune_layers import sizes_from_model
+from workers.engine.spec import EngineInputError
 
 # all-MiniLM-L6-v2's shape: 6 layers, hidden 384, FFN 1536 (no model is built).
 MINILM = {
@@ -130,3 +142,204 @@ def test_sizes_from_config_match_the_built_model(config: object) -> None:
     measured = sizes_from_model(model, non_embedding)
     assert sizes_from_config(config, num_labels=3) == measured
     assert measured.teacher_non_embedding == non_embedding
+
+
+# -- hidden width and heads ---------------------------------------------------------------
+
+# Llama-3-8B's shape (no model is built): 32 query heads over 8 KV heads of 128.
+LLAMA_8B = {
+    "model_type": "llama",
+    "num_hidden_layers": 32,
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+}
+WIDTH_COMBOS = [
+    ("layers", "hidden"),
+    ("layers", "ffn", "hidden"),
+]
+LLAMA_COMBOS = [
+    *WIDTH_COMBOS,
+    ("layers", "heads"),
+    ("layers", "ffn", "heads"),
+    ("layers", "ffn", "hidden", "heads"),
+]
+
+
+@pytest.fixture
+def llama8b() -> TeacherSizes:
+    return sizes_from_config(LLAMA_8B, num_labels=2)
+
+
+def _check_plan(sizes: TeacherSizes, plan: PrunePlan, ratio: float, structured: tuple) -> None:
+    target = ratio * sizes.teacher_non_embedding
+    assert plan.non_embedding >= target
+    assert plan.non_embedding == sizes.non_embedding(
+        plan.num_layers,
+        plan.intermediate_size,
+        plan.hidden_size,
+        plan.num_attention_heads,
+        plan.num_key_value_heads,
+    )
+    assert plan.layer_map == tuple(evenly_spaced_layers(sizes.num_layers, plan.num_layers))
+    assert plan.head_dim == sizes.head_dim
+    for name, size, full in (
+        ("ffn", plan.intermediate_size, sizes.intermediate_size),
+        ("hidden", plan.hidden_size, sizes.hidden_size),
+    ):
+        if name not in structured:
+            assert size == full
+        else:
+            assert size == full or size % WIDTH_MULTIPLE == 0
+    assert plan.hidden_size >= sizes.hidden_size // 2
+    assert plan.intermediate_size >= ffn_floor(sizes.intermediate_size)
+    if sizes.is_llama:
+        # What LlamaConfig validates, and KV groups kept whole.
+        assert plan.hidden_size % plan.num_attention_heads == 0
+        assert plan.num_attention_heads % plan.num_key_value_heads == 0
+        assert plan.num_key_value_heads == sizes.num_kv_heads  # grouped: queries go first
+        assert plan.num_attention_heads >= sizes.num_heads // 2
+        if "heads" not in structured:
+            assert plan.num_attention_heads == sizes.num_heads
+    else:
+        # Heads keep their size and follow the hidden width.
+        assert plan.num_attention_heads * plan.head_dim == plan.hidden_size
+        assert plan.hidden_size % plan.head_dim == 0
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("structured", WIDTH_COMBOS)
+def test_bert_width_plans_reach_the_target_in_whole_heads(
+    minilm: TeacherSizes, ratio: float, structured: tuple
+) -> None:
+    plan = plan_structured(minilm, ratio, structured)
+    _check_plan(minilm, plan, ratio, structured)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("structured", LLAMA_COMBOS)
+def test_llama_plans_reach_the_target_and_respect_kv_groups(
+    llama8b: TeacherSizes, ratio: float, structured: tuple
+) -> None:
+    plan = plan_structured(llama8b, ratio, structured)
+    _check_plan(llama8b, plan, ratio, structured)
+
+
+@pytest.mark.parametrize("ratio", [0.9, 0.75, 0.5, 0.3])
+def test_with_an_ffn_axis_the_plan_lands_within_one_step_of_the_target(
+    minilm: TeacherSizes, llama8b: TeacherSizes, ratio: float
+) -> None:
+    """The FFN absorbs the rest of the target: less than one 8-neuron step per layer."""
+    for sizes, structured in (
+        (minilm, ("layers", "ffn", "hidden")),
+        (llama8b, ("layers", "ffn", "hidden", "heads")),
+    ):
+        plan = plan_structured(sizes, ratio, structured)
+        target = ratio * sizes.teacher_non_embedding
+        per_neuron = (3 if sizes.is_llama else 2) * plan.hidden_size + 1
+        assert plan.non_embedding - target < plan.num_layers * WIDTH_MULTIPLE * per_neuron
+        assert plan.num_layers == sizes.num_layers  # width first at these ratios
+
+
+def test_the_width_rule_pinned(minilm: TeacherSizes, llama8b: TeacherSizes) -> None:
+    """Width before depth, every allowed axis shrunk by one shared fraction, FFN last."""
+    plan = plan_structured(minilm, 0.5, ("layers", "ffn", "hidden"))
+    assert (plan.num_layers, plan.hidden_size, plan.num_attention_heads) == (6, 288, 9)
+    assert plan.intermediate_size == 960
+    plan = plan_structured(llama8b, 0.5, ("layers", "ffn", "hidden", "heads"))
+    assert (plan.num_layers, plan.hidden_size, plan.intermediate_size) == (32, 2856, 10000)
+    assert (plan.num_attention_heads, plan.num_key_value_heads) == (24, 8)
+    # Depth goes only once every width is at its floor.
+    plan = plan_structured(llama8b, 0.05, ("layers", "ffn", "hidden", "heads"))
+    assert plan.num_layers < 32
+    assert (plan.hidden_size, plan.num_attention_heads) == (2048, 16)
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_more_width_axes_keep_at_least_as_many_layers(minilm: TeacherSizes, ratio: float) -> None:
+    ffn_only = plan_structured(minilm, ratio, ("layers", "ffn"))
+    both = plan_structured(minilm, ratio, ("layers", "ffn", "hidden"))
+    assert both.num_layers >= ffn_only.num_layers
+
+
+def test_layers_and_ffn_plans_are_unchanged_by_the_new_axes(minilm: TeacherSizes) -> None:
+    for ratio in RATIOS:
+        for structured, ffn in ((("layers",), False), (("layers", "ffn"), True)):
+            assert plan_structured(minilm, ratio, structured) == plan_student(
+                minilm, ratio, ffn=ffn
+            )
+
+
+@pytest.mark.parametrize("sizes_name", ["minilm", "llama8b"])
+def test_smallest_ratio_is_what_the_smallest_plan_reaches(
+    sizes_name: str, request: pytest.FixtureRequest
+) -> None:
+    sizes = request.getfixturevalue(sizes_name)
+    combos = LLAMA_COMBOS if sizes.is_llama else [("layers",), ("layers", "ffn"), *WIDTH_COMBOS]
+    for structured in combos:
+        smallest = smallest_ratio(sizes, structured)
+        plan = plan_structured(sizes, smallest, structured)
+        assert plan.num_layers == 1
+        assert plan.params_ratio == pytest.approx(smallest)
+        assert plan_structured(sizes, 0.001, structured) == dataclasses.replace(
+            plan, target_ratio=0.001
+        )
+    # The API's historical check (one layer, FFN at its floor) is the same number.
+    floor = ffn_floor(sizes.intermediate_size)
+    expected = sizes.non_embedding(1, floor) / sizes.teacher_non_embedding
+    assert smallest_ratio(sizes, ("layers", "ffn")) == pytest.approx(expected)
+
+
+def test_structures_a_config_cannot_describe_are_refused(minilm: TeacherSizes) -> None:
+    for structured, words in (
+        (("layers", "heads"), "'hidden'"),
+        (("layers", "rows"), "not available"),
+        (("ffn",), "must include 'layers'"),
+    ):
+        with pytest.raises(EngineInputError) as info:
+            plan_structured(minilm, 0.5, structured)
+        assert info.value.code == "unsupported_pruning"
+        assert words in info.value.message
+    headless = sizes_from_config({**MINILM, "num_attention_heads": None}, num_labels=2)
+    with pytest.raises(EngineInputError, match="num_attention_heads"):
+        check_structured(headless, ("layers", "hidden"))
+    check_structured(headless, ("layers", "ffn"))  # the old plans need no heads
+
+
+def test_electra_hidden_never_lands_on_the_embedding_width() -> None:
+    """At H' = E an ELECTRA config drops the projection the teacher's weights need."""
+    sizes = sizes_from_config(
+        {**MINILM, "model_type": "electra", "embedding_size": 128}, num_labels=2
+    )
+    seen = {
+        plan_structured(sizes, r / 100, ("layers", "hidden")).hidden_size for r in range(1, 101)
+    }
+    assert 128 not in seen and len(seen) > 3
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        LlamaConfig(vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=8,
+                    num_key_value_heads=2, head_dim=8, intermediate_size=96),
+        LlamaConfig(vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=8,
+                    num_key_value_heads=8, intermediate_size=96, attention_bias=True,
+                    mlp_bias=True),
+        MistralConfig(vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=8,
+                      num_key_value_heads=2, head_dim=16, intermediate_size=96),
+        Qwen2Config(vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=8,
+                    num_key_value_heads=4, intermediate_size=96),
+    ],
+    ids=["llama-gqa", "llama-biases", "mistral", "qwen2"],
+)  # fmt: skip
+def test_llama_family_sizes_match_the_built_model(config: object) -> None:
+    config.num_labels = 3
+    config.pad_token_id = 0
+    model = AutoModelForSequenceClassification.from_config(config)
+    non_embedding = parameter_counts(model).non_embedding
+    sizes = sizes_from_model(model, non_embedding)  # checks every layer's count too
+    assert sizes == sizes_from_config(config, num_labels=3)
+    assert sizes.teacher_non_embedding == non_embedding
+    assert sizes.is_llama

@@ -1,11 +1,13 @@
-"""A TCP proxy that a test can cut and restore: an outage of a real server (PostgreSQL,
-Redis) as its clients see it, without stopping the server other tests use."""
+"""A TCP proxy that a test can cut and restore, or slow down: an outage of a real server
+(PostgreSQL, Redis, S3) as its clients see it, without stopping the server other tests
+use."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 
 
 class Proxy:
@@ -15,6 +17,8 @@ class Proxy:
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        # Bytes per second each way per connection; None: as fast as it goes.
+        self.rate: float | None = None
 
     def start(self) -> Proxy:
         listener = socket.socket()
@@ -56,19 +60,24 @@ class Proxy:
             with self._lock:
                 self._conns += [client, server]
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
+    def throttle(self, bytes_per_s: float | None) -> None:
+        """Slow every connection, open ones included, to this rate (None: full speed)."""
+        self.rate = bytes_per_s
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(4096 if self.rate else 65536):
+                dst.sendall(data)
+                if self.rate:
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
 
 
 def _free_port() -> int:

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.apiclient import job_body
+from tests.apiclient import ARTIFACT_NAMES, job_body
 from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.faults
@@ -103,7 +103,7 @@ def test_chaos(client, model_id, dataset_id, workers, monkeypatch):
                     recoveries.append(_t(nxt["created_at"]) - _t(lost["created_at"]))
         if job["status"] == "succeeded":
             names_ = sorted(a["name"] for a in arts)
-            if names_ != ["model", "model-card", "report"]:
+            if names_ != ARTIFACT_NAMES:
                 duplicates += 1
             prefixes = {k.split("/")[2] for k in keys}
             assert prefixes == {str(job["attempt"])}, keys  # one attempt's objects only

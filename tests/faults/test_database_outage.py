@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from urllib.parse import urlparse
 
 import httpx
@@ -56,3 +57,38 @@ def test_api_answers_503_while_postgres_is_down_and_recovers(stack, tmp_path):
     finally:
         api.stop()
         proxy.cut()
+
+
+def test_running_job_rides_out_a_database_restart(client, model_id, dataset_id, workers):
+    """The worker's connections are reset and refused for longer than a lease renewal
+    interval, as in a PostgreSQL restart: the run goes on, the job ends once."""
+    from tests.apiclient import ARTIFACT_NAMES, job_body
+    from tests.faults.test_worker_kills import TRAINING, _phase, _terminal
+
+    pg = urlparse(services.POSTGRES_URL)
+    proxy = Proxy((pg.hostname, pg.port)).start()
+    try:
+        workers.env = {
+            **workers.env,
+            "MODELPRESS_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/"
+            f"{services.DB_NAME}",
+            # Longer than the outage: the job stays this attempt's (a shorter lease would
+            # send it back to the queue, which the worker-kill tests cover).
+            "MODELPRESS_LEASE_SECONDS": "30",
+        }
+        worker = workers.start("a")
+        body = job_body(model_id, dataset_id, training=TRAINING)
+        jid = client.post("/v1/jobs", json=body).json()["id"]
+        wait_for(lambda: _phase(client, jid)[1] == "distilling", 180, "distilling")
+        proxy.cut()
+        time.sleep(8)
+        assert _phase(client, jid)[0] == "running"  # the API's own connection is direct
+        proxy.start()
+        job = _terminal(client, jid)
+    finally:
+        proxy.cut()
+    assert job["status"] == "succeeded", job
+    assert job["attempt"] == 1
+    assert "database unreachable" in worker.text()  # the outage did reach the worker
+    arts = client.get(f"/v1/jobs/{jid}/artifacts").json()["data"]
+    assert sorted(a["name"] for a in arts) == ARTIFACT_NAMES

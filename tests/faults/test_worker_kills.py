@@ -1,17 +1,27 @@
-"""kill -9 of workers mid-job: the job is claimed again and ends exactly once."""
+"""kill -9 of workers mid-job: the job is claimed again, resumes from its checkpoint, and
+ends exactly once."""
 
 from __future__ import annotations
 
+import time
+from urllib.parse import urlparse
+
 import pytest
 
-from tests.apiclient import job_body
+from tests.apiclient import ARTIFACT_NAMES, job_body
 from tests.e2e.conftest import wait_for
 from tests.faults.conftest import job_worker
 
 pytestmark = pytest.mark.faults
 
 # Long enough to be killed in the middle of distillation on a tiny model.
-TRAINING = {"epochs": 20, "teacher_epochs": 2, "batch_size": 16, "max_seq_length": 32}
+TRAINING = {
+    "epochs": 20,
+    "teacher_epochs": 2,
+    "batch_size": 16,
+    "max_seq_length": 32,
+    "checkpoint_every_steps": 20,
+}
 
 
 def _phase(client, jid: str) -> tuple[str, str | None, int]:
@@ -35,7 +45,11 @@ def _wait_distilling(client, jid: str, attempt: int) -> None:
     )
 
 
-def test_kill_during_distillation_then_another_worker_finishes(
+def _events(client, jid: str) -> list[dict]:
+    return client.get(f"/v1/jobs/{jid}/events", params={"limit": 1000}).json()["data"]
+
+
+def test_kill_during_distillation_resumes_from_checkpoint_on_another_worker(
     client, model_id, dataset_id, workers
 ):
     from app.storage import get_storage
@@ -45,7 +59,18 @@ def test_kill_during_distillation_then_another_worker_finishes(
     jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id, training=TRAINING)).json()[
         "id"
     ]
-    _wait_distilling(client, jid, 1)
+
+    def distilling_checkpoint() -> dict | None:
+        return next(
+            (
+                e["data"]
+                for e in _events(client, jid)
+                if e["type"] == "checkpoint" and e["data"]["stage"] == "distilling"
+            ),
+            None,
+        )
+
+    saved = wait_for(distilling_checkpoint, 180, "a checkpoint in distillation")
     victim = job_worker(client, jid)
     workers.kill(victim)
     job = _terminal(client, jid)
@@ -54,12 +79,14 @@ def test_kill_during_distillation_then_another_worker_finishes(
     survivor = job_worker(client, jid)
     assert survivor != victim
     arts = client.get(f"/v1/jobs/{jid}/artifacts").json()["data"]
-    assert sorted(a["name"] for a in arts) == ["model", "model-card", "report"]  # one set
+    assert sorted(a["name"] for a in arts) == ARTIFACT_NAMES  # one set
+    # One set of objects, and no checkpoint left behind.
     keys = get_storage().list(f"jobs/{jid}/")
-    assert keys and all(k.startswith(f"jobs/{jid}/2/") for k in keys)
+    assert keys and all(k.startswith(f"jobs/{jid}/2/") for k in keys), keys
+    events = _events(client, jid)
     statuses = [
         (e["attempt"], e["data"]["status"], e["data"].get("reason"))
-        for e in client.get(f"/v1/jobs/{jid}/events", params={"limit": 1000}).json()["data"]
+        for e in events
         if e["type"] == "status"
     ]
     assert statuses == [
@@ -69,6 +96,64 @@ def test_kill_during_distillation_then_another_worker_finishes(
         (2, "running", None),
         (2, "succeeded", None),
     ]
+    # Attempt 2 went on from a checkpoint of attempt 1's distillation: it did not
+    # fine-tune the teacher again, and its progress did not start again from zero.
+    second = [e for e in events if e["attempt"] == 2]
+    resumed = [e for e in second if "resumes from the checkpoint" in e["data"].get("message", "")]
+    assert resumed, [e["data"] for e in second if e["type"] == "log"]
+    checkpoint = resumed[0]["data"]["data"]["checkpoint"]
+    assert checkpoint["attempt"] == 1 and checkpoint["stage"] == "distilling"
+    assert checkpoint["step"] >= saved["step"]
+    assert "teacher_finetune" not in [e["data"]["phase"] for e in second if e["type"] == "phase"]
+    progress = [e["data"]["progress"] for e in second if e["type"] == "progress"]
+    assert progress and min(progress) >= checkpoint["progress"] - 1e-3
+
+
+def test_kill_during_artifact_upload_leaves_one_set(client, model_id, dataset_id, workers):
+    from app.storage import get_storage
+    from tests import services
+    from tests.faults.proxy import Proxy
+
+    s3 = urlparse(services.S3_ENDPOINT)
+    proxy = Proxy((s3.hostname, s3.port)).start()
+    rate = 10_000  # bytes/s once the upload starts: seconds for even a tiny model
+    try:
+        slow = {**workers.env, "MODELPRESS_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        fast = workers.env
+        workers.env = slow
+        workers.start("a")
+        workers.env = fast
+        training = {**TRAINING, "epochs": 2}
+        jid = client.post(
+            "/v1/jobs", json=job_body(model_id, dataset_id, training=training)
+        ).json()["id"]
+        wait_for(lambda: _phase(client, jid)[1] == "exporting", 180, "exporting")
+        proxy.throttle(rate)
+
+        def uploading() -> bool:
+            return any(
+                e["data"].get("data", {}).get("stage") == "uploading"
+                for e in _events(client, jid)
+                if e["type"] == "log"
+            )
+
+        wait_for(uploading, 120, "the upload to start", interval=0.2)
+        time.sleep(1.0)
+        assert _phase(client, jid)[0::2] == ("running", 1)  # still uploading
+        workers.kill("a")
+        workers.start("b")
+        job = _terminal(client, jid)
+    finally:
+        proxy.cut()
+    assert job["status"] == "succeeded", job
+    assert job["attempt"] == 2
+    arts = client.get(f"/v1/jobs/{jid}/artifacts").json()["data"]
+    assert sorted(a["name"] for a in arts) == ARTIFACT_NAMES
+    # The kill really fell inside the upload: the model alone takes longer than 1 s.
+    model = next(a for a in arts if a["name"] == "model")
+    assert model["size_bytes"] / rate > 3
+    keys = get_storage().list(f"jobs/{jid}/")
+    assert keys and all(k.startswith(f"jobs/{jid}/2/") for k in keys), keys
 
 
 def test_killed_past_max_attempts_fails_with_its_reason(client, model_id, dataset_id, workers):

@@ -9,14 +9,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine.data import EncodedSplit, encode, iter_batches, read_jsonl
+from workers.engine import checkpoint
+from workers.engine.checkpoint import Checkpointer, LoopState, cpu_state, rng_state, set_rng_state
+from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.distill import distill
 from workers.engine.evaluate import (
     Quality,
@@ -26,12 +30,20 @@ from workers.engine.evaluate import (
     saved_size_bytes,
 )
 from workers.engine.export import save_model, verify_reload, write_model_card, write_report
-from workers.engine.importance import get_importance, top_neurons
+from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import plan_student
+from workers.engine.plan import plan_structured
+from workers.engine.plots import write_plots
 from workers.engine.progress import Progress
-from workers.engine.prune_layers import build_student, sizes_from_model
+from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
+from workers.engine.prune_width import build_pruned
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
+from workers.engine.sparsity import (
+    MagnitudePruner,
+    compressed_size_bytes,
+    sparsity_config,
+    sparsity_report,
+)
 from workers.engine.spec import (
     ArtifactFile,
     CompressionResult,
@@ -40,12 +52,14 @@ from workers.engine.spec import (
     EngineInputError,
     NullCallback,
 )
+from workers.engine.tasks import get_task
 from workers.engine.teacher import (
     finetune_teacher,
     has_trained_head,
     load_teacher,
     load_tokenizer,
 )
+from workers.engine.train import LoopHooks
 from workers.engine.validate import read_teacher_config, validate_spec
 
 # Families whose position ids start after the padding index, which costs them
@@ -56,7 +70,20 @@ _OFFSET_POSITIONS = ("roberta", "xlm-roberta")
 def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> CompressionResult:
     progress = Progress(callback or NullCallback())
     validate_spec(spec)
+    # What differs between sequence and token classification (rows, head, scores).
+    task = get_task(spec.task)
     timings: dict[str, float] = {}
+
+    # A resumed run reports the progress it had before it reports anything else.
+    checkpointer = Checkpointer(
+        folder=spec.work_dir / "checkpoints",
+        fingerprint=checkpoint.fingerprint(
+            _spec_summary(spec, read_teacher_config(spec.teacher_dir))
+        ),
+        progress=progress,
+    )
+    resumed = _resume_point(spec, checkpointer, progress)
+    stage = resumed["stage"] if resumed else None
 
     # -- preparing ---------------------------------------------------------------
     progress.start_phase("preparing")
@@ -65,23 +92,26 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         runtime = Runtime(resolve_device(spec.device))
         seed_everything(spec.training.seed)
         num_labels = len(spec.label_names)
-        train_examples = read_jsonl(spec.train_file, num_labels=num_labels, split="train")
-        eval_examples = read_jsonl(spec.eval_file, num_labels=num_labels, split="eval")
-        needs_finetune = not has_trained_head(spec.teacher_dir, num_labels)
+        task.check_label_names(spec.label_names)
+        train_examples = task.read(spec.train_file, num_labels=num_labels, split="train")
+        eval_examples = task.read(spec.eval_file, num_labels=num_labels, split="eval")
+        needs_finetune = not has_trained_head(spec.teacher_dir, num_labels, task)
         if needs_finetune and spec.training.teacher_epochs == 0:
             raise EngineInputError(
                 "teacher_needs_finetune",
-                f"the teacher has no trained {num_labels}-label classification head, so it "
+                f"the teacher has no trained {num_labels}-label {task.name} head, so it "
                 "must be fine-tuned first: set training.teacher_epochs to at least 1",
             )
         progress.within(0.2)
-        tokenizer = load_tokenizer(spec.teacher_dir)
+        tokenizer = load_tokenizer(spec.teacher_dir, task)
         max_len = _usable_seq_len(teacher_config, spec.training.max_seq_length)
-        train = encode(tokenizer, train_examples, max_length=max_len, split="train")
-        evaluation = encode(tokenizer, eval_examples, max_length=max_len, split="eval")
+        train = task.encode(tokenizer, train_examples, max_length=max_len, split="train")
+        evaluation = task.encode(tokenizer, eval_examples, max_length=max_len, split="eval")
         pad_id = int(tokenizer.pad_token_id)
         progress.within(0.5)
-        teacher = load_teacher(spec.teacher_dir, spec.label_names).to(runtime.device)
+        teacher = load_teacher(spec.teacher_dir, spec.label_names, task).to(runtime.device)
+        if resumed and resumed.get("teacher") is not None:
+            teacher.load_state_dict(resumed["teacher"])
         progress.log(
             f"loaded {teacher_config['model_type']} teacher; {len(train)} train and "
             f"{len(evaluation)} eval examples on {runtime.device.type}",
@@ -97,9 +127,22 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     # -- teacher_finetune --------------------------------------------------------
     teacher_curve: list[dict[str, float]] | None = None
     teacher_scores: Quality | None = None
-    if needs_finetune:
+    # The fine-tuned teacher's weights, which every later checkpoint carries.
+    teacher_state: dict[str, torch.Tensor] | None = None
+    if needs_finetune and stage in ("teacher_done", "distilling"):
+        assert resumed is not None
+        teacher_curve = resumed["teacher_curve"]
+        teacher_scores = task.scores_type(**resumed["teacher_scores"])
+        teacher_state = resumed["teacher"]
+        if stage == "teacher_done":
+            set_rng_state(resumed["rng"])
+    elif needs_finetune:
         progress.start_phase("teacher_finetune")
         with _timed(timings, "teacher_finetune"):
+
+            def save_finetune(loop: LoopState) -> None:
+                checkpointer.save("teacher_finetune", {"loop": loop, "teacher": cpu_state(teacher)})
+
             teacher_curve = finetune_teacher(
                 teacher,
                 train,
@@ -107,31 +150,49 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 pad_token_id=pad_id,
                 runtime=runtime,
                 progress=progress,
+                hooks=LoopHooks(
+                    checkpoint_every=spec.training.checkpoint_every_steps,
+                    save=save_finetune,
+                    resume=resumed["loop"] if stage == "teacher_finetune" else None,
+                ),
             )
             teacher_scores = _quality(teacher, evaluation, spec, pad_id, runtime, progress)
+            teacher_state = cpu_state(teacher)
+            if spec.training.checkpoint_every_steps:
+                checkpointer.save(
+                    "teacher_done",
+                    {
+                        "teacher": teacher_state,
+                        "teacher_curve": teacher_curve,
+                        "teacher_scores": dataclasses.asdict(teacher_scores),
+                        "rng": rng_state(),
+                    },
+                )
             progress.log(
-                f"teacher fine-tuned: accuracy {teacher_scores.accuracy:.4f}, "
-                f"macro-F1 {teacher_scores.macro_f1:.4f}",
-                data={"stage": "teacher_finetune", **dataclasses.asdict(teacher_scores)},
+                f"teacher fine-tuned: {teacher_scores.summary()}",
+                data={"stage": "teacher_finetune", **teacher_scores.as_dict()},
             )
 
     # -- pruning -----------------------------------------------------------------
     progress.start_phase("pruning")
     with _timed(timings, "pruning"):
-        params_ratio = spec.target.params_ratio
+        # A sparsity target keeps the teacher's shape: the student is a full copy whose
+        # weights are zeroed while it is distilled.
+        params_ratio = spec.target.params_ratio if spec.target.sparsity is None else 1.0
         assert params_ratio is not None  # validate_spec guarantees it
         teacher_counts = parameter_counts(teacher)
         sizes = sizes_from_model(teacher, teacher_counts.non_embedding)
-        plan = plan_student(sizes, params_ratio, ffn="ffn" in spec.pruning.structured)
+        plan = plan_structured(sizes, params_ratio, spec.pruning.structured)
         layer_map = list(plan.layer_map)
-        neurons = None
+        ranked_structures = sorted(structures_to_score(sizes, plan))
+        scores = None
         importance_name: str | None = None
-        if plan.intermediate_size < sizes.intermediate_size:
+        if ranked_structures:
             importance_name = spec.pruning.importance
-            neurons = _rank_neurons(
-                teacher, train, layer_map, plan.intermediate_size, spec, pad_id, runtime, progress
+            scores = _score_structures(
+                teacher, train, ranked_structures, spec, pad_id, runtime, progress
             )
-        student = build_student(teacher, layer_map, neurons)
+        student = build_pruned(teacher, selection_for(sizes, plan, scores))
         student_non_embedding = parameter_counts(student).non_embedding
         if student_non_embedding != plan.non_embedding:
             raise AssertionError(
@@ -139,21 +200,35 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 f"the plan said {plan.non_embedding}"
             )
         achieved = student_non_embedding / teacher_counts.non_embedding
-        pruning_plan = {
+        pruning_plan: dict[str, Any] = {
             "num_layers": plan.num_layers,
             "intermediate_size": plan.intermediate_size,
             "importance": importance_name,
         }
-        ranked = f" (neurons ranked by {importance_name} importance)" if importance_name else ""
+        if {"hidden", "heads"} & set(spec.pruning.structured):
+            # The widths only where they could change, so layers/FFN reports stay as
+            # they were.
+            pruning_plan |= {
+                "hidden_size": plan.hidden_size,
+                "num_attention_heads": plan.num_attention_heads,
+                "num_key_value_heads": plan.num_key_value_heads,
+            }
+        ranked = (
+            f" ({', '.join(ranked_structures)} ranked by {importance_name} importance)"
+            if importance_name
+            else ""
+        )
         progress.log(
             f"pruning plan: kept teacher layers {layer_map} ({plan.num_layers} of "
             f"{sizes.num_layers}) with FFN width {plan.intermediate_size} of "
-            f"{sizes.intermediate_size}{ranked}: {achieved:.3f} of the non-embedding "
-            f"parameters (target {params_ratio})",
+            f"{sizes.intermediate_size}, hidden width {plan.hidden_size} of "
+            f"{sizes.hidden_size}, {plan.num_attention_heads} of {sizes.num_heads} heads"
+            f"{ranked}: {achieved:.3f} of the non-embedding parameters (target {params_ratio})",
             data={
                 "stage": "pruning",
                 "layer_map": layer_map,
                 "params_ratio": achieved,
+                **plan.as_dict(),
                 **pruning_plan,
             },
         )
@@ -161,6 +236,29 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     # -- distilling --------------------------------------------------------------
     progress.start_phase("distilling")
     with _timed(timings, "distilling"):
+        if stage == "distilling":
+            assert resumed is not None
+            student.load_state_dict(resumed["student"])
+        pruner = _sparsity_pruner(spec, student, train)
+        if pruner is not None and stage == "distilling":
+            assert resumed is not None
+            pruner.load_state_dict(resumed["sparsity"])
+
+        def save_distill(loop: LoopState) -> None:
+            checkpointer.save(
+                "distilling",
+                {
+                    "loop": loop,
+                    "student": cpu_state(student),
+                    "teacher": teacher_state,
+                    "teacher_curve": teacher_curve,
+                    "teacher_scores": (
+                        dataclasses.asdict(teacher_scores) if teacher_scores else None
+                    ),
+                    "sparsity": pruner.state_dict() if pruner else None,
+                },
+            )
+
         distill_curve = distill(
             student,
             teacher,
@@ -171,7 +269,22 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             pad_token_id=pad_id,
             runtime=runtime,
             progress=progress,
+            hooks=LoopHooks(
+                checkpoint_every=spec.training.checkpoint_every_steps,
+                save=save_distill,
+                resume=resumed["loop"] if stage == "distilling" else None,
+                after_step=pruner.on_step if pruner else None,
+            ),
         )
+        if pruner is not None:
+            # The zeros become plain weights: the export is an ordinary checkpoint.
+            pruner.fold()
+            zeros = sparsity_report(student)
+            progress.log(
+                f"sparsity: {zeros['sparsity']:.3f} of the encoder's linear weights are zero "
+                f"({pruner.config.pattern})",
+                data={"stage": "distilling", **zeros},
+            )
 
     # -- evaluating --------------------------------------------------------------
     progress.start_phase("evaluating")
@@ -216,6 +329,11 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             seq_len=max_len,
         )
 
+        if pruner is not None:
+            metrics["sparsity"] = _sparsity_metrics(
+                pruner, {"teacher": teacher, "student": student}, spec.work_dir
+            )
+
     # -- exporting ---------------------------------------------------------------
     progress.start_phase("exporting")
     export_start = time.perf_counter()
@@ -230,6 +348,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         batch_size=spec.training.batch_size,
         pad_token_id=pad_id,
         progress=progress,
+        task=task,
     )
     progress.within(0.8)
     summary = _spec_summary(spec, teacher_config)
@@ -237,22 +356,21 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     card_path = spec.output_dir / "README.md"
     # Up to the report itself, which records it.
     timings["exporting"] = time.perf_counter() - export_start
-    write_report(
-        report_path,
-        {
-            "metrics": metrics,
-            "spec": summary,
-            "data": {
-                "train_examples": len(train),
-                "eval_examples": len(evaluation),
-                "max_seq_length": max_len,
-            },
-            "training": {"teacher_finetune": teacher_curve, "distilling": distill_curve},
-            "export": {"reload_max_abs_logit_diff": max_diff},
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    report = {
+        "metrics": metrics,
+        "spec": summary,
+        "data": {
+            "train_examples": len(train),
+            "eval_examples": len(evaluation),
+            "max_seq_length": max_len,
         },
-    )
-    write_model_card(card_path, metrics, summary)
+        "training": {"teacher_finetune": teacher_curve, "distilling": distill_curve},
+        "export": {"reload_max_abs_logit_diff": max_diff},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    write_report(report_path, report)
+    plots = write_plots(spec.output_dir, report)
+    write_model_card(card_path, metrics, summary, plots)
     progress.finish()
     return CompressionResult(
         metrics=metrics,
@@ -260,6 +378,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             ArtifactFile("model", "model", model_dir),
             ArtifactFile("report", "report", report_path),
             ArtifactFile("model-card", "model_card", card_path),
+            *(ArtifactFile(p.stem.replace("_", "-"), "plot", p) for p in plots),
         ],
     )
 
@@ -288,21 +407,22 @@ def _quality(
         pad_token_id=pad_id,
         runtime=runtime,
         progress=progress,
+        task=get_task(spec.task),
+        label_names=spec.label_names,
     )
 
 
-def _rank_neurons(
+def _score_structures(
     teacher: PreTrainedModel,
     train: EncodedSplit,
-    layer_map: list[int],
-    width: int,
+    structures: list[str],
     spec: CompressionSpec,
     pad_id: int,
     runtime: Runtime,
     progress: Progress,
-) -> list[torch.Tensor]:
-    """For each kept layer, the ``width`` FFN neurons the importance ranks highest,
-    scored through the teacher on a seeded sample of training batches."""
+) -> StructureScores:
+    """Importance of the ``structures`` a plan narrows (importance.STRUCTURES), scored
+    through the teacher on a seeded sample of training batches."""
     importance = get_importance(spec.pruning.importance)
     batches = []
     if importance.needs_data:
@@ -311,8 +431,62 @@ def _rank_neurons(
             train, spec.training.batch_size, pad_token_id=pad_id, generator=generator
         )
         batches = list(itertools.islice(stream, spec.pruning.importance_batches))
-    scores = importance.scores(teacher, batches, runtime=runtime, progress=progress)
-    return top_neurons([scores[j] for j in layer_map], width)
+    return importance.structure_scores(
+        teacher, batches, runtime=runtime, want=structures, progress=progress
+    )
+
+
+def _sparsity_pruner(
+    spec: CompressionSpec, student: PreTrainedModel, train: EncodedSplit
+) -> MagnitudePruner | None:
+    """Gradual magnitude pruning during distillation, for a sparsity target (or the extra
+    ``pruning.unstructured_sparsity`` on top of a params_ratio target)."""
+    if spec.target.sparsity is not None:
+        target, pattern = spec.target.sparsity, spec.target.pattern
+    elif spec.pruning.unstructured_sparsity > 0:
+        target, pattern = spec.pruning.unstructured_sparsity, "unstructured"
+    else:
+        return None
+    total_steps = train.num_batches(spec.training.batch_size) * spec.training.epochs
+    return MagnitudePruner(student, sparsity_config(target, pattern, total_steps))
+
+
+def _sparsity_metrics(
+    pruner: MagnitudePruner, models: dict[str, PreTrainedModel], work_dir: Path
+) -> dict[str, Any]:
+    """Zeros as what they are: counts, and the artifact's size once compressed (the only
+    size benefit unstructured zeros give); any speed-up is the measured latency."""
+    out: dict[str, Any] = {
+        "target": pruner.config.target,
+        "pattern": pruner.config.pattern,
+        "compression": "gzip -6",
+    }
+    for name, model in models.items():
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix="gzip-") as tmp:
+            model.save_pretrained(tmp)
+            gzipped = compressed_size_bytes(Path(tmp))
+            out[name] = {**sparsity_report(model), "gzip_size_bytes": gzipped}
+    return out
+
+
+def _resume_point(
+    spec: CompressionSpec, checkpointer: Checkpointer, progress: Progress
+) -> dict[str, Any] | None:
+    """The checkpoint to continue from, if the spec names one that fits this run."""
+    if spec.resume_from is None:
+        return None
+    data, problem = checkpoint.load(spec.resume_from, expected_fingerprint=checkpointer.fingerprint)
+    if data is None:
+        progress.log(f"starting afresh: {problem}", level="warning")
+        return None
+    step = data["loop"]["step"] if "loop" in data else None
+    at = f" at step {step}" if step is not None else ""
+    progress.log(
+        f"resuming from the checkpoint made in {data['stage']}{at}",
+        data={"stage": data["stage"], "step": step, "progress": data["progress"]},
+    )
+    progress.resume_at(float(data["progress"]))
+    return data
 
 
 def _usable_seq_len(config: dict[str, Any], requested: int) -> int:
@@ -336,12 +510,15 @@ def _metrics(
     runtime: Runtime,
     seq_len: int,
 ) -> dict[str, Any]:
-    t_acc, s_acc = teacher_part["accuracy"], student_part["accuracy"]
+    # Retention is on the task's main metric (accuracy; entity F1 for token tasks).
+    main_metric = get_task(spec.task).main_metric
+    t_main, s_main = teacher_part[main_metric], student_part[main_metric]
     return {
         "teacher": teacher_part,
         "student": student_part,
+        "main_metric": main_metric,
         # None rather than inf/NaN, which JSON cannot carry.
-        "retention": s_acc / t_acc if t_acc > 0 else None,
+        "retention": s_main / t_main if t_main > 0 else None,
         "compression_ratio": teacher_part["num_parameters"] / student_part["num_parameters"],
         "params_ratio_non_embedding": achieved,
         "speedup_cpu_bs1": teacher_part["latency_ms_cpu_bs1"] / student_part["latency_ms_cpu_bs1"],

@@ -1,4 +1,9 @@
-"""JSONL loading, tokenisation once up front, and dynamically padded batches."""
+"""JSONL loading, tokenisation once up front, and dynamically padded batches.
+
+Two row formats, one per task family (``workers/engine/tasks.py`` picks): sequence
+classification reads ``{"text": str, "label": int}``, token classification reads
+``{"tokens": [str, ...], "tags": [int, ...]}`` with one tag per word.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -14,6 +20,10 @@ from transformers import PreTrainedTokenizerBase
 from workers.engine.spec import EngineInputError
 
 Batch = dict[str, torch.Tensor]
+
+# The label of a position that carries none (later word pieces, special tokens,
+# padding): PyTorch's cross-entropy default, and what the losses mask out.
+IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -23,13 +33,30 @@ class Example:
 
 
 @dataclass(frozen=True)
+class TokenExample:
+    """A sentence as words, with one tag (index into the IOB2 label names) per word."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class EncodedSplit:
-    """A tokenised split; each feature list holds one unpadded row per example."""
+    """A tokenised split; each feature list holds one unpadded row per example.
+
+    ``labels`` holds one int per example for sequence tasks; for token tasks one row
+    per example aligned with ``input_ids`` (the word's tag on its first piece,
+    ``IGNORE_INDEX`` elsewhere). Token tasks also keep every word's gold tag in
+    ``word_tags`` and, in ``labelled_words``, which word each labelled piece starts:
+    words cut by truncation (or that tokenise to nothing) still count at scoring.
+    """
 
     name: str
     features: dict[str, list[list[int]]]
-    labels: list[int]
+    labels: list[Any]
     texts: list[str]
+    word_tags: list[list[int]] | None = None
+    labelled_words: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,12 +64,15 @@ class EncodedSplit:
     def num_batches(self, batch_size: int) -> int:
         return math.ceil(len(self) / batch_size)
 
+    @property
+    def per_token(self) -> bool:
+        return self.word_tags is not None
 
-def read_jsonl(path: Path, *, num_labels: int, split: str) -> list[Example]:
-    """Read ``{"text": str, "label": int}`` lines; errors name the file line to fix."""
+
+def _jsonl_objects(path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each non-blank line's JSON object with ``"<split> line N"`` to name it in errors."""
     if not path.is_file():
         raise EngineInputError("missing_split", f"the {split} file does not exist")
-    examples: list[Example] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -54,22 +84,61 @@ def read_jsonl(path: Path, *, num_labels: int, split: str) -> list[Example]:
                 raise EngineInputError("bad_jsonl", f"{where} is not valid JSON: {exc}") from exc
             if not isinstance(row, dict):
                 raise EngineInputError("bad_jsonl", f"{where} must be a JSON object")
-            text, label = row.get("text"), row.get("label")
-            if not isinstance(text, str):
-                raise EngineInputError("bad_text", f"{where}: 'text' must be a string")
-            # bool is an int subclass; a true/false label is a data bug, not class 1/0.
-            if not isinstance(label, int) or isinstance(label, bool):
-                raise EngineInputError("bad_label", f"{where}: 'label' must be an integer")
-            if not 0 <= label < num_labels:
-                raise EngineInputError(
-                    "label_out_of_range",
-                    f"{where}: label {label} is outside 0..{num_labels - 1} "
-                    f"({num_labels} label_names)",
-                )
-            examples.append(Example(text=text, label=label))
+            yield where, row
+
+
+def _check_label(value: object, *, where: str, field: str, num_labels: int) -> int:
+    # bool is an int subclass; a true/false label is a data bug, not class 1/0.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EngineInputError("bad_label", f"{where}: '{field}' must be an integer")
+    if not 0 <= value < num_labels:
+        raise EngineInputError(
+            "label_out_of_range",
+            f"{where}: {field} {value} is outside 0..{num_labels - 1} ({num_labels} label_names)",
+        )
+    return value
+
+
+def read_jsonl(path: Path, *, num_labels: int, split: str) -> list[Example]:
+    """Read ``{"text": str, "label": int}`` lines; errors name the file line to fix."""
+    examples: list[Example] = []
+    for where, row in _jsonl_objects(path, split):
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise EngineInputError("bad_text", f"{where}: 'text' must be a string")
+        label = _check_label(row.get("label"), where=where, field="label", num_labels=num_labels)
+        examples.append(Example(text=text, label=label))
     if not examples:
         raise EngineInputError("empty_split", f"the {split} split has no examples")
     return examples
+
+
+def read_token_jsonl(path: Path, *, num_labels: int, split: str) -> list[TokenExample]:
+    """Read ``{"tokens": [str, ...], "tags": [int, ...]}`` lines, one tag per token."""
+    examples: list[TokenExample] = []
+    for where, row in _jsonl_objects(path, split):
+        tokens, tags = row.get("tokens"), row.get("tags")
+        words_ok = isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+        if not words_ok or not tokens:
+            raise EngineInputError(
+                "bad_tokens", f"{where}: 'tokens' must be a non-empty list of strings"
+            )
+        if not isinstance(tags, list):
+            raise EngineInputError("bad_label", f"{where}: 'tags' must be a list of integers")
+        if len(tags) != len(tokens):
+            raise EngineInputError(
+                "tags_length_mismatch",
+                f"{where}: {len(tokens)} tokens but {len(tags)} tags (one tag per token)",
+            )
+        checked = [_check_label(t, where=where, field="tag", num_labels=num_labels) for t in tags]
+        examples.append(TokenExample(tokens=tuple(tokens), tags=tuple(checked)))
+    if not examples:
+        raise EngineInputError("empty_split", f"the {split} split has no examples")
+    return examples
+
+
+def _feature_keys(encoded: Any) -> list[str]:
+    return [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
 
 
 def encode(
@@ -79,12 +148,65 @@ def encode(
     # No padding here: batches pad to their own longest row, which on CPU is most of
     # the speed for short texts.
     encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     return EncodedSplit(
         name=split,
-        features={k: list(encoded[k]) for k in keys},
+        features={k: list(encoded[k]) for k in _feature_keys(encoded)},
         labels=[ex.label for ex in examples],
         texts=texts,
+    )
+
+
+def align_tags(word_ids: list[int | None], tags: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """Per-piece labels: a word's tag on its first piece, ``IGNORE_INDEX`` on its other
+    pieces and on special tokens. Also the word index behind each labelled piece.
+
+    First piece only (as BERT's NER recipe): every word is then predicted exactly once,
+    and a long word does not weigh more in the loss than a short one.
+    """
+    labels: list[int] = []
+    words: list[int] = []
+    previous: int | None = None
+    for word in word_ids:
+        if word is None or word == previous:
+            labels.append(IGNORE_INDEX)
+        else:
+            labels.append(tags[word])
+            words.append(word)
+        previous = word
+    return labels, words
+
+
+def encode_words(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[TokenExample],
+    *,
+    max_length: int,
+    split: str,
+) -> EncodedSplit:
+    if not tokenizer.is_fast:
+        raise EngineInputError(
+            "tokenizer_not_fast",
+            "token classification aligns tags to word pieces, which needs a fast tokenizer: "
+            "save the teacher's tokenizer with tokenizer.json",
+        )
+    words = [list(ex.tokens) for ex in examples]
+    encoded = tokenizer(
+        words, is_split_into_words=True, truncation=True, max_length=max_length, padding=False
+    )
+    labels: list[list[int]] = []
+    labelled_words: list[list[int]] = []
+    for i, ex in enumerate(examples):
+        row, starts = align_tags(encoded.word_ids(i), ex.tags)
+        labels.append(row)
+        labelled_words.append(starts)
+    return EncodedSplit(
+        name=split,
+        features={k: list(encoded[k]) for k in _feature_keys(encoded)},
+        labels=labels,
+        # Latency inputs are plain texts: the words joined by spaces.
+        texts=[" ".join(ex.tokens) for ex in examples],
+        word_tags=[list(ex.tags) for ex in examples],
+        labelled_words=labelled_words,
     )
 
 
@@ -98,8 +220,36 @@ def collate(split: EncodedSplit, indices: list[int], pad_token_id: int) -> Batch
     if "attention_mask" not in batch:
         lengths = torch.tensor([len(split.features["input_ids"][i]) for i in indices])
         batch["attention_mask"] = (torch.arange(length)[None, :] < lengths[:, None]).long()
-    batch["labels"] = torch.tensor([split.labels[i] for i in indices], dtype=torch.long)
+    if split.per_token:
+        rows = [split.labels[i] for i in indices]
+        padded = [row + [IGNORE_INDEX] * (length - len(row)) for row in rows]
+        batch["labels"] = torch.tensor(padded, dtype=torch.long)
+    else:
+        batch["labels"] = torch.tensor([split.labels[i] for i in indices], dtype=torch.long)
     return batch
+
+
+def iter_indexed_batches(
+    split: EncodedSplit,
+    batch_size: int,
+    *,
+    pad_token_id: int,
+    generator: torch.Generator | None = None,
+    by_length: bool = False,
+) -> Iterator[tuple[list[int], Batch]]:
+    """Batches with the split indices of their rows. Shuffled when given a generator;
+    ``by_length`` groups similar lengths (evaluation only: order does not matter there
+    and it cuts padding)."""
+    if generator is not None:
+        order = torch.randperm(len(split), generator=generator).tolist()
+    elif by_length:
+        ids = split.features["input_ids"]
+        order = sorted(range(len(split)), key=lambda i: len(ids[i]))
+    else:
+        order = list(range(len(split)))
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        yield indices, collate(split, indices, pad_token_id)
 
 
 def iter_batches(
@@ -110,17 +260,10 @@ def iter_batches(
     generator: torch.Generator | None = None,
     by_length: bool = False,
 ) -> Iterator[Batch]:
-    """Shuffled when given a generator; ``by_length`` groups similar lengths (evaluation
-    only: order does not matter there and it cuts padding)."""
-    if generator is not None:
-        order = torch.randperm(len(split), generator=generator).tolist()
-    elif by_length:
-        ids = split.features["input_ids"]
-        order = sorted(range(len(split)), key=lambda i: len(ids[i]))
-    else:
-        order = list(range(len(split)))
-    for start in range(0, len(order), batch_size):
-        yield collate(split, order[start : start + batch_size], pad_token_id)
+    for _, batch in iter_indexed_batches(
+        split, batch_size, pad_token_id=pad_token_id, generator=generator, by_length=by_length
+    ):
+        yield batch
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

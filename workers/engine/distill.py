@@ -2,20 +2,27 @@
 
 Loss = alpha · CE(labels) + (1 - alpha) · T² · KL(teacher/T ‖ student/T)
        [+ HIDDEN_WEIGHT · MSE(hidden states through the layer map)].
+
+Task-agnostic: for token classification the logits are per token and CE and KL count
+only the pieces that carry a label (a word's first piece; ``losses.labelled_rows``),
+while the hidden-state MSE covers every real token (the attention mask).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from workers.engine.checkpoint import cpu_state
 from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
 from workers.engine.spec import DistillationSpec, TrainingSpec
-from workers.engine.train import TrainConfig, train_loop
+from workers.engine.train import LoopHooks, TrainConfig, train_loop
 
 # TinyBERT weights its hidden-state term 1:1 with the prediction terms; with
 # LayerNorm-ed states the MSE sits in the same range as the CE/KL terms.
@@ -48,6 +55,7 @@ def distill(
     pad_token_id: int,
     runtime: Runtime,
     progress: Progress,
+    hooks: LoopHooks | None = None,
 ) -> list[dict[str, float]]:
     terms = [("ce", distillation.alpha), ("kd_kl", 1.0 - distillation.alpha)]
     if distillation.hidden_states:
@@ -56,6 +64,7 @@ def distill(
     use_hidden = distillation.hidden_states
     pairs = hidden_pairs(layer_map)
     projections = make_projections(student, teacher, len(pairs)).to(runtime.device)
+    hooks = _with_projections(hooks, projections)
     teacher.eval()
 
     def step_loss(batch: Batch) -> torch.Tensor:
@@ -95,6 +104,21 @@ def distill(
         step_loss=step_loss,
         runtime=runtime,
         progress=progress,
+        hooks=hooks,
     )
     teacher.eval()
     return curve
+
+
+def _with_projections(hooks: LoopHooks | None, projections: nn.ModuleList) -> LoopHooks | None:
+    """The projections train with the student, so checkpoints carry them too."""
+    if hooks is None:
+        return None
+    if hooks.resume is not None and "projections" in hooks.resume:
+        projections.load_state_dict(hooks.resume["projections"])
+    save = hooks.save
+    if save is None:
+        return hooks
+    return dataclasses.replace(
+        hooks, save=lambda state: save({**state, "projections": cpu_state(projections)})
+    )

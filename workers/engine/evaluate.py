@@ -5,16 +5,31 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from workers.engine.data import EncodedSplit, iter_batches, model_inputs, to_device
+from workers.engine.data import EncodedSplit, iter_indexed_batches, model_inputs, to_device
 from workers.engine.layers import encoder_layers, parameter_counts
+from workers.engine.metrics import Quality, accuracy, macro_f1
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
+from workers.engine.tasks import SEQUENCE_CLASSIFICATION, Task, get_task
+
+# accuracy and macro_f1 lived here before metrics.py; re-exported for older callers.
+__all__ = [
+    "Quality",
+    "accuracy",
+    "cpu_latency_ms",
+    "macro_f1",
+    "model_metrics",
+    "predict",
+    "quality",
+    "saved_size_bytes",
+]
 
 LATENCY_BATCH_SIZES = (1, 32)
 LATENCY_WARMUP = 3
@@ -25,54 +40,28 @@ LATENCY_MAX_REPS = 100
 LATENCY_BUDGET_S = 2.0
 
 
-@dataclass(frozen=True)
-class Quality:
-    accuracy: float
-    macro_f1: float
-
-
-def accuracy(predictions: list[int], labels: list[int]) -> float:
-    if not labels:
-        return 0.0
-    return sum(p == y for p, y in zip(predictions, labels, strict=True)) / len(labels)
-
-
-def macro_f1(predictions: list[int], labels: list[int]) -> float:
-    """Unweighted mean of per-class F1 over the classes seen in labels or predictions
-    (sklearn's default set): a class absent from both says nothing about the model."""
-    classes = sorted(set(labels) | set(predictions))
-    if not classes:
-        return 0.0
-    scores = []
-    for c in classes:
-        tp = sum(p == c and y == c for p, y in zip(predictions, labels, strict=True))
-        fp = sum(p == c and y != c for p, y in zip(predictions, labels, strict=True))
-        fn = sum(p != c and y == c for p, y in zip(predictions, labels, strict=True))
-        denominator = 2 * tp + fp + fn
-        scores.append(2 * tp / denominator if denominator else 0.0)
-    return sum(scores) / len(scores)
-
-
 def predict(
     model: PreTrainedModel,
     split: EncodedSplit,
     *,
+    task: Task,
     batch_size: int,
     pad_token_id: int,
     runtime: Runtime,
     progress: Progress,
-) -> tuple[list[int], list[int]]:
-    """Predictions and the labels in the same (length-sorted) order."""
+) -> list[Any]:
+    """The task's prediction for each example, in split order."""
     model.eval()
-    predictions: list[int] = []
-    labels: list[int] = []
-    for batch in iter_batches(split, batch_size, pad_token_id=pad_token_id, by_length=True):
+    predictions: list[Any] = [None] * len(split)
+    batches = iter_indexed_batches(split, batch_size, pad_token_id=pad_token_id, by_length=True)
+    for indices, batch in batches:
         progress.check_stop()
         with torch.inference_mode(), runtime.autocast():
             logits = model(**model_inputs(to_device(batch, runtime.device))).logits
-        predictions.extend(logits.float().argmax(dim=-1).tolist())
-        labels.extend(batch["labels"].tolist())
-    return predictions, labels
+        rows = task.decode(logits.float().cpu(), batch)
+        for index, row in zip(indices, rows, strict=True):
+            predictions[index] = row
+    return predictions
 
 
 def quality(
@@ -83,16 +72,22 @@ def quality(
     pad_token_id: int,
     runtime: Runtime,
     progress: Progress,
+    task: Task | None = None,
+    label_names: Sequence[str] = (),
 ) -> Quality:
-    predictions, labels = predict(
+    """The task's scores on ``split`` (sequence classification when no task is given;
+    token classification needs the tag names)."""
+    task = task or get_task(SEQUENCE_CLASSIFICATION)
+    predictions = predict(
         model,
         split,
+        task=task,
         batch_size=batch_size,
         pad_token_id=pad_token_id,
         runtime=runtime,
         progress=progress,
     )
-    return Quality(accuracy=accuracy(predictions, labels), macro_f1=macro_f1(predictions, labels))
+    return task.score(predictions, split, label_names)
 
 
 def saved_size_bytes(model: PreTrainedModel, work_dir: Path) -> int:
@@ -163,11 +158,12 @@ def cpu_latency_ms(
 
 def model_metrics(
     model: PreTrainedModel, scores: Quality, *, size_bytes: int, latency: dict[int, float]
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
+    """The quality scores first (the task's own keys; ``per_type`` for entities), then
+    size and speed."""
     counts = parameter_counts(model)
     return {
-        "accuracy": scores.accuracy,
-        "macro_f1": scores.macro_f1,
+        **scores.as_dict(),
         "num_parameters": counts.total,
         "non_embedding_parameters": counts.non_embedding,
         "size_bytes": size_bytes,

@@ -4,18 +4,17 @@ report and a model card."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from workers.engine.data import EncodedSplit, iter_batches, model_inputs
+from workers.engine.plots import PLOT_TITLES
 from workers.engine.progress import Progress
+from workers.engine.tasks import SEQUENCE_CLASSIFICATION, Task, get_task
 
 RELOAD_TOLERANCE = 1e-4
 RELOAD_CHECK_BATCHES = 3
@@ -38,13 +37,16 @@ def verify_reload(
     batch_size: int,
     pad_token_id: int,
     progress: Progress,
+    task: Task | None = None,
 ) -> float:
-    """Reload with the stock Auto class and compare logits with the in-memory model.
+    """Reload with the task's stock Auto class (``AutoModelForSequenceClassification``
+    when no task is given) and compare logits with the in-memory model.
 
     This is the promise the service makes (ARCHITECTURE.md rule 7): what it returns
     loads with plain transformers and behaves as measured.
     """
-    reloaded = AutoModelForSequenceClassification.from_pretrained(
+    task = task or get_task(SEQUENCE_CLASSIFICATION)
+    reloaded = task.auto_class.from_pretrained(
         folder, use_safetensors=True, trust_remote_code=False, dtype=torch.float32
     )
     reloaded.eval()
@@ -86,11 +88,12 @@ def _fmt_pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def model_card(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
+def model_card(metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence[Path] = ()) -> str:
     teacher, student = metrics["teacher"], metrics["student"]
+    task = get_task(summary.get("task", SEQUENCE_CLASSIFICATION))
+    auto_class = task.auto_class.__name__
     rows = [
-        ("Accuracy", _fmt_pct, "accuracy"),
-        ("Macro-F1", _fmt_pct, "macro_f1"),
+        *((label, _fmt_pct, key) for label, key in task.quality_rows),
         ("Encoder layers", str, "num_layers"),
         ("FFN width (intermediate_size)", str, "intermediate_size"),
         ("Parameters", _fmt_int, "num_parameters"),
@@ -117,14 +120,14 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
     lines = [
         "---",
         "library_name: transformers",
-        "pipeline_tag: text-classification",
+        f"pipeline_tag: {task.pipeline_tag}",
         "tags:",
         "- modelpress",
         "- knowledge-distillation",
         "- pruning",
         "---",
         "",
-        "# Compressed sequence classifier",
+        f"# Compressed {task.model_noun}",
         "",
         f"Produced by modelpress with the `{summary['strategy']}` strategy: "
         f"{student['num_layers']} of the teacher's {teacher['num_layers']} encoder layers "
@@ -140,10 +143,11 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
         "",
         *table,
         "",
-        f"- Accuracy retention: {'n/a' if retention is None else _fmt_pct(retention)}",
+        *_per_type_table(teacher, student),
+        f"- {task.main_metric_label} retention: "
+        f"{'n/a' if retention is None else _fmt_pct(retention)}",
         f"- Compression (all parameters): {metrics['compression_ratio']:.2f}x",
-        f"- Non-embedding parameters kept: {_fmt_pct(metrics['params_ratio_non_embedding'])}"
-        f" (target {_fmt_pct(summary['target']['params_ratio'])})",
+        *_size_lines(metrics, summary),
         f"- CPU speed-up: {metrics['speedup_cpu_bs1']:.2f}x at batch 1, "
         f"{metrics['speedup_cpu_bs32']:.2f}x at batch 32",
         f"- Teacher fine-tuned by modelpress first: {finetuned}",
@@ -153,17 +157,65 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any]) -> str:
         "interleaved on the same machine. Scores are on the evaluation split supplied with "
         "the job.",
         "",
+        *_plots_section(plots),
         "## Usage",
         "",
         "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        f"from transformers import {auto_class}, AutoTokenizer",
         "",
-        'model = AutoModelForSequenceClassification.from_pretrained("path/to/model")',
+        f'model = {auto_class}.from_pretrained("path/to/model")',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/model")',
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def _size_lines(metrics: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """What was removed (parameters) or zeroed (sparsity), each said as what it is."""
+    target = summary["target"]
+    lines = []
+    if target.get("params_ratio") is not None:
+        lines.append(
+            "- Non-embedding parameters kept: "
+            f"{_fmt_pct(metrics['params_ratio_non_embedding'])} "
+            f"(target {_fmt_pct(target['params_ratio'])})"
+        )
+    sparsity = metrics.get("sparsity")
+    if sparsity:
+        student, teacher = sparsity["student"], sparsity["teacher"]
+        lines += [
+            f"- Zero weights in the encoder's linear layers: {_fmt_pct(student['sparsity'])} "
+            f"({sparsity['pattern']}, target {_fmt_pct(sparsity['target'])}); the weights "
+            "are stored dense, so the file is as large as a dense one",
+            f"- Size once compressed ({sparsity['compression']}): "
+            f"{student['gzip_size_bytes']:,} bytes vs the teacher's "
+            f"{teacher['gzip_size_bytes']:,}; any speed-up is the measured latency above, "
+            "not a promise of sparse kernels",
+        ]
+    return lines
+
+
+def _per_type_table(teacher: dict[str, Any], student: dict[str, Any]) -> list[str]:
+    """Entity-level scores per type (token classification), as seqeval's report has
+    them; nothing for tasks without entity types."""
+    t_types, s_types = teacher.get("per_type"), student.get("per_type")
+    if t_types is None or s_types is None:
+        return []
+    lines = [
+        "Per entity type (precision / recall / F1; support = gold entities):",
+        "",
+        "| Type | Support | Teacher P | Teacher R | Teacher F1 | Student P | Student R "
+        "| Student F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    empty = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    for name in sorted(set(t_types) | set(s_types)):
+        t, s = t_types.get(name, empty), s_types.get(name, empty)
+        support = max(int(t["support"]), int(s["support"]))
+        cells = [_fmt_pct(side[k]) for side in (t, s) for k in ("precision", "recall", "f1")]
+        lines.append(f"| {name} | {support} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _ffn_sentence(metrics: dict[str, Any]) -> str:
@@ -177,5 +229,18 @@ def _ffn_sentence(metrics: dict[str, Any]) -> str:
     )
 
 
-def write_model_card(path: Path, metrics: dict[str, Any], summary: dict[str, Any]) -> None:
-    path.write_text(model_card(metrics, summary), encoding="utf-8")
+def _plots_section(plots: Sequence[Path]) -> list[str]:
+    # Links relative to the card, which is written beside the PNGs.
+    if not plots:
+        return []
+    lines = ["## Plots", ""]
+    for plot in plots:
+        title = PLOT_TITLES.get(plot.name, plot.stem.replace("_", " "))
+        lines += [f"![{title}]({plot.name})", ""]
+    return lines
+
+
+def write_model_card(
+    path: Path, metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence[Path] = ()
+) -> None:
+    path.write_text(model_card(metrics, summary, plots), encoding="utf-8")

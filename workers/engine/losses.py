@@ -2,6 +2,12 @@
 
 Every loss takes the same ``LossInputs`` and returns a scalar in float32 (autocast may
 hand over bf16 activations; reductions in bf16 lose too much precision).
+
+The prediction losses (``ce``, ``kd_kl``) work on any task by the shape of the logits:
+``[batch, classes]`` with one label per row (sequence classification), or
+``[batch, tokens, classes]`` with one label per token, where ``IGNORE_INDEX`` marks the
+tokens that carry none (later word pieces, special tokens, padding); those are left out
+of both terms, so the teacher's opinion on them is not distilled either.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workers.engine.data import IGNORE_INDEX
 from workers.engine.spec import EngineInputError
 
 
@@ -51,9 +58,38 @@ def get_loss(name: str) -> LossFn:
         ) from None
 
 
+def labelled_rows(
+    inputs: LossInputs,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Student logits, teacher logits and labels as ``[rows, classes]`` / ``[rows]``, one
+    row per labelled position: per-token logits are flattened and the positions labelled
+    ``IGNORE_INDEX`` dropped; per-sequence logits pass through unchanged."""
+    student, teacher, labels = inputs.student_logits, inputs.teacher_logits, inputs.labels
+    if student.ndim == 2:
+        return student, teacher, labels
+    if student.shape[:-1] != labels.shape:
+        raise ValueError(
+            f"per-token logits {tuple(student.shape)} need labels of shape "
+            f"{tuple(student.shape[:-1])}, got {tuple(labels.shape)}"
+        )
+    classes = student.shape[-1]
+    keep = labels.reshape(-1) != IGNORE_INDEX
+    flat_teacher = None if teacher is None else teacher.reshape(-1, classes)[keep]
+    return student.reshape(-1, classes)[keep], flat_teacher, labels.reshape(-1)[keep]
+
+
+def _nothing_to_learn(logits: torch.Tensor) -> torch.Tensor:
+    # A batch without a labelled position (every word tokenised to nothing): a zero that
+    # keeps the graph, rather than the NaN an empty mean gives.
+    return logits.float().sum() * 0.0
+
+
 @register("ce")
 def cross_entropy(inputs: LossInputs) -> torch.Tensor:
-    return F.cross_entropy(inputs.student_logits.float(), inputs.labels)
+    student, _, labels = labelled_rows(inputs)
+    if labels.numel() == 0:
+        return _nothing_to_learn(inputs.student_logits)
+    return F.cross_entropy(student.float(), labels)
 
 
 @register("kd_kl")
@@ -65,9 +101,15 @@ def kd_kl(inputs: LossInputs) -> torch.Tensor:
     """
     if inputs.teacher_logits is None:
         raise ValueError("kd_kl needs teacher logits")
+    student_rows, teacher_rows, _ = labelled_rows(inputs)
+    assert teacher_rows is not None
+    if student_rows.shape[0] == 0:
+        return _nothing_to_learn(inputs.student_logits)
     t = inputs.temperature
-    log_student = F.log_softmax(inputs.student_logits.float() / t, dim=-1)
-    teacher = F.softmax(inputs.teacher_logits.float() / t, dim=-1)
+    log_student = F.log_softmax(student_rows.float() / t, dim=-1)
+    teacher = F.softmax(teacher_rows.float() / t, dim=-1)
+    # batchmean over labelled rows: per sentence for sequence tasks, per word for
+    # token tasks.
     return F.kl_div(log_student, teacher, reduction="batchmean") * (t * t)
 
 

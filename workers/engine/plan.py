@@ -3,68 +3,204 @@
 Pure Python (no torch), so that anything holding a teacher's config.json (the API
 included) can say what a target will produce without loading a model.
 
-Sizes of a BERT-family encoder with hidden width H, FFN width I and L layers:
+Two families, told apart by ``model_type``:
 
-- every layer holds ``other`` parameters that FFN pruning does not touch (attention,
-  both LayerNorms, the FFN output bias: 4H² + 9H) plus ``2H + 1`` per FFN neuron (its
-  row of the intermediate dense weight, its bias, its column of the output dense weight);
-- ``fixed`` is the non-embedding rest that every student keeps (pooler and classifier,
-  ELECTRA's embedding projection).
+- **BERT-like** encoders (BERT, RoBERTa, XLM-R, ELECTRA). The config derives the head
+  size as ``hidden_size / num_attention_heads``, so the attention width *is* the hidden
+  width. Hidden pruning therefore keeps the head size and drops whole heads with the
+  channels: a student of hidden width H' has H' / head_dim heads (kernels like a head
+  size of 32 or 64, and a narrower head would change every attention score). Heads
+  alone cannot go at a fixed width ("heads" is refused; "hidden" removes them).
+- **Llama-like** decoders (Llama, Mistral, Qwen2). The config carries ``head_dim``,
+  ``num_attention_heads`` and ``num_key_value_heads``: hidden width and heads are
+  independent. Query heads go uniformly per key-value group (every KV head keeps the
+  same number of query heads); when each KV head serves one query head (no grouping),
+  heads go with their KV heads.
 
-The plan rule (``plan_student``):
+Every layer of a student has the same shape (the config holds one of each size); which
+channels, heads and neurons each layer keeps is the importance score's business.
 
-- ``layers`` only: the fewest evenly spaced layers, at full FFN width, whose
-  non-embedding parameters reach the target (the rule the engine always had).
-- ``layers`` and ``ffn``: width before depth (CoFi, Minitron: at moderate ratios a model
-  loses less from narrower FFNs than from fewer layers). For k = L, L-1, ..., 1, take the
-  smallest width m (a multiple of 8, or the teacher's full width) that reaches the
-  target with k layers; the first k whose m is at least the floor, a quarter of the
-  teacher's width rounded up to a multiple of 8, wins. Its parameters are at or above
-  the target by less than one 8-neuron step per layer (k · 8 · (2H + 1) parameters;
-  0.7% of the target for MiniLM-L6 at 0.5): that step is the tolerance. When no k gets
-  there with m at or above the floor (targets far below what one layer holds), the
-  smallest plan that still reaches the target is taken, ties going to more layers.
+The plan rule (``plan_student``), on non-embedding parameters (CoFi, Minitron):
 
-The same m serves every layer (a BERT config has one ``intermediate_size``); each layer
-keeps its own top-m neurons by importance.
+- ``layers`` only: the fewest evenly spaced layers, at full width, whose non-embedding
+  parameters reach the target (the rule the engine always had).
+- with width axes (``ffn``, ``hidden``, ``heads``): width before depth. Minitron found
+  that at equal size a narrower model keeps more accuracy than a shallower one (depth
+  gives more speed-up per parameter, which is why a target far below what the floors
+  allow still drops layers). For k = L, L-1, ..., 1: shrink every allowed width axis by
+  one shared fraction f (each rounded up to its grid and held at its floor), take the
+  smallest f that still reaches the target with k layers, then tighten the finest axis
+  (FFN, else hidden, else heads) to the smallest grid size that reaches it. The first
+  k whose finest axis stays at or above its floor wins; its parameters exceed the
+  target by less than one grid step of that axis per layer (for FFN pruning, k · 8 ·
+  (2H + 1): 0.7% of the target for MiniLM-L6 at 0.5). When no k gets there (targets
+  far below what one layer holds), the smallest plan that still reaches the target is
+  taken, every axis at its floor, ties going to more layers.
+
+Grids: FFN widths and Llama hidden widths are multiples of 8; BERT hidden widths are
+multiples of the head size (of lcm(head size, 8) where that leaves room); heads move in
+whole query heads per KV group. A teacher's own size is always allowed. Floors, as a
+fraction of the teacher's size: FFN 1/4, hidden 1/2, heads 1/2.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
+
+from workers.engine.spec import EngineInputError
 
 # Kernel-friendly widths; a width that is not a multiple of 8 appears only when it is
 # the teacher's own.
 WIDTH_MULTIPLE = 8
-# The narrowest FFN a plan may leave, as a fraction of the teacher's width.
+# The narrowest each axis may get, as a fraction of the teacher's size.
 MIN_FFN_FRACTION = 0.25
+MIN_HIDDEN_FRACTION = 0.5
+MIN_HEADS_FRACTION = 0.5
+
+STRUCTURES = ("layers", "ffn", "hidden", "heads")
+BERT_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
+LLAMA_TYPES = ("llama", "mistral", "qwen2")
+# Which axis absorbs the last bit of the target: the finest grid first.
+_FINEST_FIRST = ("ffn", "hidden", "heads")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One student's sizes (every layer alike)."""
+
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
 
 
 @dataclass(frozen=True)
 class TeacherSizes:
+    """What the parameter count of a ``*ForSequenceClassification`` model depends on.
+
+    ``family`` is "bert" (heads follow the hidden width; LayerNorms with biases, a
+    pooler or classification dense of width H) or "llama" (explicit ``head_dim`` and KV
+    heads, gated MLP, RMSNorms, a final norm and a bias-free ``score``).
+    """
+
     num_layers: int
     hidden_size: int
     intermediate_size: int
-    # Per layer, the parameters FFN pruning does not remove.
-    layer_other: int
-    # Non-embedding parameters outside the encoder layers (pooler, classifier...).
-    fixed: int
+    num_heads: int = 0  # 0: unknown (the config did not say; hidden/heads then unplannable)
+    num_kv_heads: int = 0
+    head_dim: int = 0
+    num_labels: int = 2
+    family: str = "bert"
+    qkv_bias: bool = True
+    o_bias: bool = True
+    mlp_bias: bool = True
+    # ELECTRA's embedding width when it differs from the hidden width (a projection
+    # from E to H then sits between the embeddings and the encoder).
+    embedding_size: int | None = None
+    # BERT-like: the head has a hidden dense (BERT's pooler, RoBERTa's and ELECTRA's
+    # classification dense) before its output projection; token-classification heads
+    # are the projection alone.
+    head_dense: bool = True
+
+    @property
+    def is_llama(self) -> bool:
+        return self.family == "llama"
+
+    @property
+    def kv_group(self) -> int:
+        """Query heads per KV head."""
+        return self.num_heads // self.num_kv_heads if self.num_kv_heads else 1
+
+    @property
+    def teacher_shape(self) -> Shape:
+        return Shape(
+            self.num_layers,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_heads,
+            self.num_kv_heads,
+        )
 
     @property
     def per_neuron(self) -> int:
-        return 2 * self.hidden_size + 1
+        """Parameters per FFN neuron at the teacher's hidden width."""
+        return self._per_neuron(self.hidden_size)
 
-    def non_embedding(self, num_layers: int, intermediate_size: int) -> int:
-        """Non-embedding parameters of a student with these dimensions."""
-        per_layer = self.layer_other + self.per_neuron * intermediate_size
-        return self.fixed + num_layers * per_layer
+    @property
+    def layer_other(self) -> int:
+        """Per layer, the parameters FFN pruning does not remove (teacher's width)."""
+        return self._layer(self.teacher_shape) - self.per_neuron * self.intermediate_size
+
+    @property
+    def fixed(self) -> int:
+        """Non-embedding parameters outside the layers (pooler, classifier, ...)."""
+        return self._fixed(self.hidden_size)
+
+    def non_embedding(
+        self,
+        num_layers: int,
+        intermediate_size: int,
+        hidden_size: int | None = None,
+        num_heads: int | None = None,
+        num_kv_heads: int | None = None,
+    ) -> int:
+        """Non-embedding parameters of a student with these dimensions (the teacher's
+        for any left out; a BERT-like student's heads follow its hidden width)."""
+        hidden = self.hidden_size if hidden_size is None else hidden_size
+        if self.is_llama:
+            heads = self.num_heads if num_heads is None else num_heads
+            kv = self.num_kv_heads if num_kv_heads is None else num_kv_heads
+        else:
+            heads = kv = hidden // self.head_dim if self.head_dim else 0
+        return self.shape_params(Shape(num_layers, hidden, intermediate_size, heads, kv))
+
+    def shape_params(self, shape: Shape) -> int:
+        return self._fixed(shape.hidden_size) + shape.num_layers * self._layer(shape)
 
     @property
     def teacher_non_embedding(self) -> int:
-        return self.non_embedding(self.num_layers, self.intermediate_size)
+        return self.shape_params(self.teacher_shape)
+
+    def _per_neuron(self, hidden: int) -> int:
+        if self.is_llama:  # gate and up rows, down column
+            return 3 * hidden + (2 if self.mlp_bias else 0)
+        return 2 * hidden + 1
+
+    def _layer(self, shape: Shape) -> int:
+        hidden = shape.hidden_size
+        mlp = self._per_neuron(hidden) * shape.intermediate_size
+        if not self.is_llama:
+            # q, k, v and the output dense, each H x H with a bias; both LayerNorms; the
+            # FFN output bias.
+            return 4 * hidden * hidden + 4 * hidden + 4 * hidden + hidden + mlp
+        q = shape.num_heads * self.head_dim
+        kv = shape.num_kv_heads * self.head_dim
+        attn = 2 * hidden * q + 2 * hidden * kv
+        if self.qkv_bias:
+            attn += q + 2 * kv
+        if self.o_bias:
+            attn += hidden
+        if self.mlp_bias:
+            mlp += hidden
+        return attn + mlp + 2 * hidden  # two RMSNorms
+
+    def _fixed(self, hidden: int) -> int:
+        labels = self.num_labels
+        if self.is_llama:
+            return hidden + hidden * labels  # final norm, bias-free score
+        # BERT: pooler (H² + H) + classifier (H·C + C); RoBERTa / ELECTRA: a dense
+        # (H² + H) and an out_proj (H·C + C). Same count.
+        fixed = hidden * labels + labels
+        if self.head_dense:
+            fixed += hidden * hidden + hidden
+        if self.embedding_size is not None:
+            fixed += self.embedding_size * hidden + hidden  # ELECTRA's embeddings_project
+        return fixed
 
 
 @dataclass(frozen=True)
@@ -76,6 +212,21 @@ class PrunePlan:
     non_embedding: int
     params_ratio: float  # achieved: non_embedding / the teacher's
     target_ratio: float
+    hidden_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The student's sizes, for logs and reports."""
+        return {
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+        }
 
 
 def evenly_spaced_layers(num_layers: int, keep: int) -> list[int]:
@@ -90,25 +241,51 @@ def evenly_spaced_layers(num_layers: int, keep: int) -> list[int]:
     return [(i + 1) * num_layers // keep - 1 for i in range(keep)]
 
 
-def sizes_from_config(config: Mapping[str, Any] | Any, num_labels: int = 2) -> TeacherSizes:
+def sizes_from_config(
+    config: Mapping[str, Any] | Any, num_labels: int = 2, *, head_dense: bool = True
+) -> TeacherSizes:
     """The sizes of a ``*ForSequenceClassification`` model built from ``config``
-    (a config.json dict or a transformers config) with ``num_labels`` outputs."""
+    (a config.json dict or a transformers config) with ``num_labels`` outputs
+    (``head_dense=False``: a BERT-like head without a hidden dense, as for token
+    classification)."""
     if not isinstance(config, Mapping):
         config = config.to_dict()
+    model_type = config.get("model_type")
     hidden = int(config["hidden_size"])
-    width = int(config["intermediate_size"])
-    # BERT: pooler (H² + H) + classifier (H·C + C); RoBERTa / ELECTRA: a classification
-    # head with a dense (H² + H) and an out_proj (H·C + C) and no pooler. Same count.
-    fixed = hidden * hidden + hidden + hidden * num_labels + num_labels
+    heads = int(config.get("num_attention_heads") or 0)
+    common = {
+        "num_layers": int(config["num_hidden_layers"]),
+        "hidden_size": hidden,
+        "intermediate_size": int(config["intermediate_size"]),
+        "num_labels": num_labels,
+    }
+    if model_type in LLAMA_TYPES:
+        if heads <= 0:
+            raise ValueError("a Llama-family config needs num_attention_heads")
+        kv = int(config.get("num_key_value_heads") or heads)
+        attention_bias = bool(config.get("attention_bias", False))
+        return TeacherSizes(
+            **common,
+            num_heads=heads,
+            num_kv_heads=kv,
+            head_dim=int(config.get("head_dim") or hidden // heads),
+            family="llama",
+            # Qwen2 has q/k/v biases and a bias-free o_proj; Mistral has none.
+            qkv_bias=model_type == "qwen2" or attention_bias,
+            o_bias=attention_bias and model_type == "llama",
+            mlp_bias=bool(config.get("mlp_bias", False)) and model_type == "llama",
+            head_dense=False,
+        )
     embedding_size = config.get("embedding_size")
-    if config.get("model_type") == "electra" and embedding_size not in (None, hidden):
-        fixed += int(embedding_size) * hidden + hidden  # embeddings_project
+    projected = model_type == "electra" and embedding_size not in (None, hidden)
     return TeacherSizes(
-        num_layers=int(config["num_hidden_layers"]),
-        hidden_size=hidden,
-        intermediate_size=width,
-        layer_other=4 * hidden * hidden + 9 * hidden,
-        fixed=fixed,
+        **common,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=hidden // heads if heads and hidden % heads == 0 else 0,
+        family="bert",
+        embedding_size=int(embedding_size) if projected else None,
+        head_dense=head_dense,
     )
 
 
@@ -119,49 +296,281 @@ def ffn_floor(intermediate_size: int) -> int:
     return max(1, min(floor, intermediate_size))
 
 
-def plan_student(sizes: TeacherSizes, params_ratio: float, *, ffn: bool) -> PrunePlan:
-    """The student's depth and FFN width for ``params_ratio`` (see the module docstring)."""
+def check_structured(sizes: TeacherSizes, structured: Collection[str]) -> None:
+    """Refuse, with what to ask for instead, what this teacher's config cannot describe."""
+    unknown = sorted(set(structured) - set(STRUCTURES))
+    if unknown:
+        raise EngineInputError(
+            "unsupported_pruning",
+            f"structured pruning of {unknown} is not available; choose from {list(STRUCTURES)}",
+        )
+    if "layers" not in structured:
+        raise EngineInputError("unsupported_pruning", "pruning.structured must include 'layers'")
+    if "heads" in structured and not sizes.is_llama:
+        raise EngineInputError(
+            "unsupported_pruning",
+            "a BERT-family config derives the head size from hidden_size / "
+            "num_attention_heads, so heads cannot go at a fixed hidden width; use "
+            "'hidden' (which removes heads with the channels), 'ffn' or 'layers'",
+        )
+    if "hidden" in structured and sizes.head_dim <= 0:
+        raise EngineInputError(
+            "unsupported_pruning",
+            "hidden-width pruning needs num_attention_heads (dividing hidden_size) in the "
+            "teacher's config; use 'ffn' or 'layers'",
+        )
+
+
+def plan_student(
+    sizes: TeacherSizes,
+    params_ratio: float,
+    *,
+    ffn: bool = False,
+    hidden: bool = False,
+    heads: bool = False,
+) -> PrunePlan:
+    """The student's depth and widths for ``params_ratio`` (see the module docstring)."""
     if not 0.0 < params_ratio <= 1.0:
         raise ValueError(f"params_ratio must be in (0, 1], not {params_ratio}")
-    target = params_ratio * sizes.teacher_non_embedding
-    full = sizes.intermediate_size
-    if not ffn:
+    axes = _axes(sizes, ffn=ffn, hidden=hidden, heads=heads)
+    # Less a hair of float noise, so a ratio computed from a plan's own count (the
+    # API's smallest_ratio) plans that same student.
+    target = params_ratio * sizes.teacher_non_embedding * (1 - 1e-12)
+    full = sizes.teacher_shape
+    if not axes:
         for k in range(1, sizes.num_layers + 1):
-            if sizes.non_embedding(k, full) >= target:
-                return _plan(sizes, k, full, params_ratio)
-        return _plan(sizes, sizes.num_layers, full, params_ratio)
+            if sizes.shape_params(replace(full, num_layers=k)) >= target:
+                return _plan(sizes, replace(full, num_layers=k), params_ratio)
+        return _plan(sizes, full, params_ratio)
 
-    floor = ffn_floor(full)
-    fallback: list[tuple[int, int, int]] = []  # (params, -k, m)
+    finest = next(axis for axis in _FINEST_FIRST if axis in axes)
+    # Llama-like configs insist that heads divide the hidden width, so a level may have
+    # to round the hidden width up, and fewer parameters no longer follow from a lower
+    # level: scan every level there. Elsewhere the first level that misses ends it.
+    monotone = not (sizes.is_llama and ("hidden" in axes or "heads" in axes))
+    fallback: list[tuple[int, int, Shape]] = []  # (params, -k, shape)
     for k in range(sizes.num_layers, 0, -1):
-        exact = _min_width(sizes, k, target)
-        if exact > full:
+        top = replace(full, num_layers=k)
+        if sizes.shape_params(top) < target:
             continue  # k layers cannot reach the target even at full width
-        width = min(_round_up(max(exact, 1)), full)
-        if width >= floor:
-            return _plan(sizes, k, width, params_ratio)
-        fallback.append((sizes.non_embedding(k, floor), -k, floor))
-    _, neg_k, width = min(fallback)
-    return _plan(sizes, -neg_k, width, params_ratio)
+        floors = _fit(sizes, _at_level(top, axes, None), axes)
+        narrowest = axes[finest].size(_tighten(sizes, floors, axes[finest], target))
+        if narrowest < axes[finest].floor:
+            # Even at the floors k layers hold too much: no level of k can be accepted.
+            fallback.append((sizes.shape_params(floors), -k, floors))
+            continue
+        chosen, chosen_params = top, sizes.shape_params(top)
+        for fraction in _levels(axes):
+            shape = _fit(sizes, _at_level(top, axes, fraction), axes)
+            params = sizes.shape_params(shape)
+            if params < target:
+                if monotone:
+                    break
+                continue
+            if params < chosen_params:  # ties keep the wider level
+                chosen, chosen_params = shape, params
+        tightened = _tighten(sizes, chosen, axes[finest], target)
+        if axes[finest].size(tightened) >= axes[finest].floor:
+            return _plan(sizes, tightened, params_ratio)
+        fallback.append((sizes.shape_params(floors), -k, floors))
+    _, _, shape = min(fallback, key=lambda item: (item[0], item[1]))
+    return _plan(sizes, shape, params_ratio)
 
 
-def _min_width(sizes: TeacherSizes, k: int, target: float) -> int:
-    """The smallest integer FFN width with which k layers reach ``target`` (may be <= 0)."""
-    per_layer_needed = (target - sizes.fixed) / k - sizes.layer_other
-    return math.ceil(per_layer_needed / sizes.per_neuron)
+def plan_structured(
+    sizes: TeacherSizes, params_ratio: float, structured: Collection[str]
+) -> PrunePlan:
+    """``plan_student`` for a ``pruning.structured`` list, refused where the teacher's
+    config cannot describe the result."""
+    check_structured(sizes, structured)
+    return plan_student(
+        sizes,
+        params_ratio,
+        ffn="ffn" in structured,
+        hidden="hidden" in structured,
+        heads="heads" in structured,
+    )
+
+
+def smallest_ratio(sizes: TeacherSizes, structured: Collection[str]) -> float:
+    """The least ``params_ratio`` a plan can reach: one layer, every allowed width at
+    its floor (what the API checks a target against)."""
+    axes = _axes(
+        sizes,
+        ffn="ffn" in structured,
+        hidden="hidden" in structured,
+        heads="heads" in structured,
+    )
+    one = replace(sizes.teacher_shape, num_layers=1)
+    floors = _fit(sizes, _at_level(one, axes, None), axes)
+    return sizes.shape_params(floors) / sizes.teacher_non_embedding
+
+
+# -- width axes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One width dimension: its sizes on the grid (ascending, the teacher's last), its
+    floor, and how a size is read from and written into a shape."""
+
+    grid: tuple[int, ...]
+    floor: int
+    full: int
+    size: Callable[[Shape], int]
+    with_size: Callable[[Shape, int], Shape]
+
+    def at(self, fraction: float | None) -> int:
+        """The smallest grid size at or above ``fraction`` of the teacher's, held at the
+        floor (``None``: the floor)."""
+        if fraction is None:
+            return self.floor
+        index = bisect.bisect_left(self.grid, fraction * self.full - 1e-9)
+        return max(self.grid[min(index, len(self.grid) - 1)], self.floor)
+
+
+def _axes(sizes: TeacherSizes, *, ffn: bool, hidden: bool, heads: bool) -> dict[str, _Axis]:
+    axes: dict[str, _Axis] = {}
+    if ffn:
+        full = sizes.intermediate_size
+        axes["ffn"] = _Axis(
+            grid=_grid(full, WIDTH_MULTIPLE),
+            floor=ffn_floor(full),
+            full=full,
+            size=lambda s: s.intermediate_size,
+            with_size=lambda s, v: replace(s, intermediate_size=v),
+        )
+    if hidden:
+        axes["hidden"] = _hidden_axis(sizes)
+    if heads:
+        axes["heads"] = _heads_axis(sizes)
+    return axes
+
+
+def _grid(full: int, step: int) -> tuple[int, ...]:
+    return (*range(step, full, step), full)
+
+
+def _hidden_axis(sizes: TeacherSizes) -> _Axis:
+    full = sizes.hidden_size
+    if sizes.is_llama:
+        step = WIDTH_MULTIPLE
+    else:
+        if sizes.head_dim <= 0:
+            raise ValueError("hidden pruning needs the head size")
+        # Whole heads; whole multiples of 8 too where that still leaves a choice.
+        step = math.lcm(sizes.head_dim, WIDTH_MULTIPLE)
+        if step > full // 2:
+            step = sizes.head_dim
+    grid = _grid(full, step)
+    if sizes.embedding_size is not None:
+        # At H' = E an ELECTRA config has no projection, which the teacher's needs.
+        grid = tuple(v for v in grid if v != sizes.embedding_size)
+    floor = next(v for v in grid if v >= MIN_HIDDEN_FRACTION * full)
+
+    def with_size(shape: Shape, value: int) -> Shape:
+        if sizes.is_llama:
+            return replace(shape, hidden_size=value)
+        heads = value // sizes.head_dim
+        return replace(shape, hidden_size=value, num_heads=heads, num_kv_heads=heads)
+
+    return _Axis(grid, floor, full, lambda s: s.hidden_size, with_size)
+
+
+def _heads_axis(sizes: TeacherSizes) -> _Axis:
+    """Query heads per KV group when heads are grouped (the KV heads stay); whole
+    heads with their KV heads when every KV head serves one query head."""
+    if not sizes.is_llama:
+        raise ValueError("heads are planned for Llama-family models only")
+    group, kv = sizes.kv_group, sizes.num_kv_heads
+    if group > 1:
+        units, full = kv, group  # the axis counts query heads per group
+    else:
+        units, full = 1, sizes.num_heads  # the axis counts heads (= KV heads)
+    grid = _grid(full, 1)
+    floor = max(1, math.ceil(MIN_HEADS_FRACTION * full))
+
+    def with_size(shape: Shape, value: int) -> Shape:
+        if group > 1:
+            return replace(shape, num_heads=units * value)
+        return replace(shape, num_heads=value, num_kv_heads=value)
+
+    return _Axis(grid, floor, full, lambda s: s.num_heads // units, with_size)
+
+
+def _levels(axes: Mapping[str, _Axis]) -> list[float]:
+    """Every fraction at which some axis changes size, descending."""
+    # Below its floor an axis no longer moves, so its lower grid adds no level.
+    fractions = {v / a.full for a in axes.values() for v in a.grid if v >= a.floor}
+    return sorted(fractions, reverse=True)
+
+
+def _at_level(shape: Shape, axes: Mapping[str, _Axis], fraction: float | None) -> Shape:
+    for axis in axes.values():
+        shape = axis.with_size(shape, axis.at(fraction))
+    return shape
+
+
+def _tighten(sizes: TeacherSizes, shape: Shape, axis: _Axis, target: float) -> Shape:
+    """The smallest size of ``axis`` on its grid (floor or not) that still reaches the
+    target, the rest of ``shape`` fixed."""
+    values = [
+        v for v in axis.grid if v <= axis.size(shape) and _valid(sizes, axis.with_size(shape, v))
+    ]
+    # Parameters grow with the axis, so the answer is a bisection over the grid.
+    low, high = 0, len(values) - 1
+    while low < high:
+        middle = (low + high) // 2
+        if sizes.shape_params(axis.with_size(shape, values[middle])) >= target:
+            high = middle
+        else:
+            low = middle + 1
+    return axis.with_size(shape, values[high])
+
+
+def _valid(sizes: TeacherSizes, shape: Shape) -> bool:
+    """What the config accepts beyond the grids: a Llama-like config validates that the
+    heads divide the hidden width, ``head_dim`` notwithstanding."""
+    return not sizes.is_llama or shape.hidden_size % shape.num_heads == 0
+
+
+def _fit(sizes: TeacherSizes, shape: Shape, axes: Mapping[str, _Axis]) -> Shape:
+    """``shape``, or the nearest valid one above it: a wider hidden width, else more
+    heads, else the teacher's sizes on those axes."""
+    for name in ("hidden", "heads"):
+        if _valid(sizes, shape) or name not in axes:
+            continue
+        axis = axes[name]
+        for value in axis.grid:
+            if value > axis.size(shape) and _valid(sizes, axis.with_size(shape, value)):
+                shape = axis.with_size(shape, value)
+                break
+    if _valid(sizes, shape):
+        return shape
+    full = sizes.teacher_shape
+    return replace(
+        shape,
+        hidden_size=full.hidden_size,
+        num_heads=full.num_heads,
+        num_kv_heads=full.num_kv_heads,
+    )
 
 
 def _round_up(value: int) -> int:
     return -(-value // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
 
 
-def _plan(sizes: TeacherSizes, k: int, width: int, target_ratio: float) -> PrunePlan:
-    params = sizes.non_embedding(k, width)
+def _plan(sizes: TeacherSizes, shape: Shape, target_ratio: float) -> PrunePlan:
+    params = sizes.shape_params(shape)
     return PrunePlan(
-        num_layers=k,
-        intermediate_size=width,
-        layer_map=tuple(evenly_spaced_layers(sizes.num_layers, k)),
+        num_layers=shape.num_layers,
+        intermediate_size=shape.intermediate_size,
+        layer_map=tuple(evenly_spaced_layers(sizes.num_layers, shape.num_layers)),
         non_embedding=params,
         params_ratio=params / sizes.teacher_non_embedding,
         target_ratio=target_ratio,
+        hidden_size=shape.hidden_size,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_kv_heads,
+        head_dim=sizes.head_dim,
     )

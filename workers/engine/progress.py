@@ -6,6 +6,9 @@ whichever phases a run skips (a skipped phase's slice is simply jumped over).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from workers.engine.spec import PHASES, EngineCallback, EngineStopped
 
 PHASE_SPANS: dict[str, tuple[float, float]] = {
@@ -33,6 +36,20 @@ class Progress:
     @property
     def phase(self) -> str | None:
         return self._phase
+
+    @property
+    def value(self) -> float:
+        return self._value
+
+    def resume_at(self, value: float) -> None:
+        """A resumed run continues from where the checkpoint was made, not from 0."""
+        self._set(value, force=True)
+
+    def checkpoint(self, path: Path, info: dict[str, Any]) -> None:
+        # Optional: a callback that cannot keep checkpoints simply does not define it.
+        hook = getattr(self._callback, "on_checkpoint", None)
+        if hook is not None:
+            hook(path, info)
 
     def start_phase(self, phase: str) -> None:
         self.check_stop()

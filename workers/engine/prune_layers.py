@@ -1,57 +1,127 @@
-"""Structured pruning: keep evenly spaced encoder layers and, in each, the top FFN neurons.
+"""Structured pruning to a plan: evenly spaced layers and, in each, the top FFN neurons,
+heads and (model-wide) hidden channels by importance.
 
-Removing whole layers and whole FFN neurons is what makes a model smaller and faster in
-plain PyTorch, and both are described by the config (``num_hidden_layers`` and the one
-``intermediate_size`` every layer shares), so the result reloads with the stock
-``AutoModelForSequenceClassification``. How many of each is the plan (``plan.py``);
-which neurons is the importance score (``importance.py``).
+Removing whole structures is what makes a model smaller and faster in plain PyTorch,
+and each is described by the config (``num_hidden_layers``, one ``intermediate_size``,
+``hidden_size``, ``num_attention_heads``, ``num_key_value_heads``), so the result
+reloads with the stock ``AutoModelForSequenceClassification``. How many of each is the
+plan (``plan.py``); which ones is the importance score (``importance.py``); the slicing
+is ``prune_width.py``; the choice of heads under KV groups is ``prune_heads.py``.
 """
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import PreTrainedModel
 
-from workers.engine.layers import count_parameters, encoder_layers, encoder_layers_name, ffn
-from workers.engine.plan import TeacherSizes, evenly_spaced_layers, plan_student
+from workers.engine.importance import StructureScores, top_neurons, top_units
+from workers.engine.layers import classifier_dense, count_parameters, encoder_layers
+from workers.engine.plan import (
+    PrunePlan,
+    TeacherSizes,
+    evenly_spaced_layers,
+    plan_student,
+    sizes_from_config,
+)
+from workers.engine.prune_heads import select_heads
+from workers.engine.prune_width import Selection, build_pruned, top_channels
+from workers.engine.spec import EngineInputError
 
-__all__ = ["build_student", "choose_layers", "evenly_spaced_layers", "sizes_from_model"]
+__all__ = [
+    "build_student",
+    "choose_layers",
+    "evenly_spaced_layers",
+    "selection_for",
+    "sizes_from_model",
+    "structures_to_score",
+]
 
 
 def sizes_from_model(teacher: PreTrainedModel, non_embedding: int) -> TeacherSizes:
-    """The plan's sizes, counted on the model itself rather than derived from its config.
-
-    ``non_embedding`` is the teacher's non-embedding parameter count; the part that is
-    not in encoder layers (pooler, classifier) is always kept.
-    """
-    layers = encoder_layers(teacher)
-    per_layer = {count_parameters(layer) for layer in layers}
-    if len(per_layer) != 1:
-        raise AssertionError(f"encoder layers differ in size: {sorted(per_layer)}")
-    layer_size = per_layer.pop()
-    first = ffn(layers[0])
-    width, hidden = first.up.out_features, first.up.in_features
-    per_neuron = 2 * hidden + 1
-    if first.up.bias is None or first.down.in_features != width:
-        raise AssertionError("FFN without an intermediate bias is not a BERT-family layer")
-    return TeacherSizes(
-        num_layers=len(layers),
-        hidden_size=hidden,
-        intermediate_size=width,
-        layer_other=layer_size - per_neuron * width,
-        fixed=non_embedding - len(layers) * layer_size,
+    """The plan's sizes from the teacher's config, checked against the model itself:
+    every layer and the non-embedding total (``non_embedding``) must hold what the
+    sizes say, or a student's count would not be the plan's."""
+    sizes = sizes_from_config(
+        teacher.config,
+        num_labels=int(teacher.config.num_labels),
+        head_dense=classifier_dense(teacher) is not None,
     )
+    one_layer = sizes.shape_params(replace(sizes.teacher_shape, num_layers=1)) - sizes.fixed
+    per_layer = sorted({count_parameters(layer) for layer in encoder_layers(teacher)})
+    if per_layer != [one_layer] or sizes.teacher_non_embedding != non_embedding:
+        raise EngineInputError(
+            "unsupported_architecture",
+            f"{type(teacher).__name__} does not have the parameters its config describes "
+            f"(layers {per_layer} vs {one_layer}, non-embedding {non_embedding} vs "
+            f"{sizes.teacher_non_embedding}), so a pruning plan could not be trusted",
+        )
+    return sizes
 
 
 def choose_layers(teacher: PreTrainedModel, params_ratio: float, non_embedding: int) -> list[int]:
     """The fewest evenly spaced layers, at full width, whose non-embedding count reaches
     the target (the layers-only plan)."""
     sizes = sizes_from_model(teacher, non_embedding)
-    return list(plan_student(sizes, params_ratio, ffn=False).layer_map)
+    return list(plan_student(sizes, params_ratio).layer_map)
+
+
+def structures_to_score(sizes: TeacherSizes, plan: PrunePlan) -> set[str]:
+    """What ``importance.structure_scores`` must rank for ``plan`` (empty: nothing
+    narrower than the teacher, layers only)."""
+    want: set[str] = set()
+    if plan.intermediate_size < sizes.intermediate_size:
+        want.add("neurons")
+    if plan.hidden_size < sizes.hidden_size:
+        want.add("channels")
+        if not sizes.is_llama:  # heads and the head's dense follow the hidden width
+            want |= {"heads", "classifier"} if sizes.head_dense else {"heads"}
+    if plan.num_attention_heads < sizes.num_heads or plan.num_key_value_heads < sizes.num_kv_heads:
+        want.add("heads")
+    return want
+
+
+def selection_for(
+    sizes: TeacherSizes, plan: PrunePlan, scores: StructureScores | None
+) -> Selection:
+    """The top-scoring structures in the plan's sizes (``scores`` may be None only when
+    ``structures_to_score`` is empty)."""
+    layer_map = list(plan.layer_map)
+    want = structures_to_score(sizes, plan)
+    if want and scores is None:
+        raise ValueError(f"the plan narrows {sorted(want)}, which needs importance scores")
+    selection = Selection(layers=tuple(layer_map))
+    if not want:
+        return selection
+    assert scores is not None
+
+    def kept(name: str, values: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        if values is None:
+            raise ValueError(f"no {name} scores for a plan that narrows them")
+        return [values[j] for j in layer_map]
+
+    if "neurons" in want:
+        neurons = top_neurons(kept("neuron", scores.neurons), plan.intermediate_size)
+        selection = replace(selection, neurons=neurons)
+    if "channels" in want:
+        if scores.channels is None:
+            raise ValueError("no channel scores for a plan that narrows the hidden width")
+        selection = replace(selection, channels=top_channels(scores.channels, plan.hidden_size))
+        if scores.classifier is not None and not sizes.is_llama:
+            classifier = top_units(scores.classifier, plan.hidden_size)
+            selection = replace(selection, classifier=classifier)
+    if "heads" in want:
+        group = sizes.kv_group if sizes.is_llama else 1
+        heads, kv_heads = select_heads(
+            kept("head", scores.heads),
+            group=group,
+            num_heads=plan.num_attention_heads,
+            num_kv_heads=plan.num_key_value_heads,
+        )
+        selection = replace(selection, heads=heads, kv_heads=kv_heads if sizes.is_llama else None)
+    return selection
 
 
 def build_student(
@@ -63,59 +133,6 @@ def build_student(
 
     ``neurons[i]``, when given, holds the indices of teacher layer ``keep[i]``'s FFN
     neurons that student layer i keeps (the same count for every layer, which becomes
-    ``intermediate_size``): rows of the intermediate dense weight and bias, columns of
-    the output dense weight.
-
-    Built from a config rather than by slicing the teacher's module list, so that
-    everything derived from the config (layer indices, caches) is consistent and the
-    saved folder describes the model exactly.
+    ``intermediate_size``). Narrower hidden widths and fewer heads: ``build_pruned``.
     """
-    keep = list(keep)
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = len(keep)
-    template = ffn(encoder_layers(teacher)[0])
-    index: list[torch.Tensor] | None = None
-    if neurons is not None:
-        if len(neurons) != len(keep):
-            raise ValueError(f"{len(neurons)} neuron sets for {len(keep)} layers")
-        index = [torch.as_tensor(n, dtype=torch.long).cpu() for n in neurons]
-        widths = {len(n) for n in index}
-        if len(widths) != 1:
-            raise ValueError(f"every layer must keep the same FFN width, got {sorted(widths)}")
-        width = widths.pop()
-        full = template.up.out_features
-        valid = all(
-            len(torch.unique(n)) == width and int(n.min()) >= 0 and int(n.max()) < full
-            for n in index
-        )
-        if not (1 <= width <= full and valid):
-            raise ValueError(f"neuron indices must be {width} distinct values in 0..{full - 1}")
-        config.intermediate_size = width
-    student = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-
-    prefix = encoder_layers_name(teacher)
-    layer_key = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.(.+)$")
-    new_index = {teacher_idx: student_idx for student_idx, teacher_idx in enumerate(keep)}
-    rows = {f"{template.up_name}.weight", f"{template.up_name}.bias"}
-    columns = {f"{template.down_name}.weight"}
-    state: dict[str, torch.Tensor] = {}
-    for key, value in teacher.state_dict().items():
-        match = layer_key.match(key)
-        if match is None:
-            state[key] = value.detach().clone()
-            continue
-        teacher_idx, name = int(match.group(1)), match.group(2)
-        if teacher_idx not in new_index:
-            continue
-        student_idx = new_index[teacher_idx]
-        tensor = value.detach()
-        if index is not None and name in rows:
-            tensor = tensor.index_select(0, index[student_idx].to(tensor.device))
-        elif index is not None and name in columns:
-            tensor = tensor.index_select(1, index[student_idx].to(tensor.device))
-        state[f"{prefix}.{student_idx}.{name}"] = tensor.clone().contiguous()
-    # strict: a key the student does not expect (or lacks) means the family does not
-    # fit the encoder.layer assumption, and silently training from random weights
-    # would hide that.
-    student.load_state_dict(state, strict=True)
-    return student.to(next(teacher.parameters()).device)
+    return build_pruned(teacher, Selection(layers=tuple(keep), neurons=neurons))

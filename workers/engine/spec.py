@@ -56,6 +56,12 @@ class TrainingSpec:
     seed: int = 0
     teacher_epochs: int = 3
     teacher_learning_rate: float = 5e-5
+    # Training steps between checkpoints (each training phase also checkpoints where it
+    # ends); 0 turns them off.
+    checkpoint_every_steps: int = 200
+    # Teacher logits computed once and reused every epoch (capabilities.CACHE_TEACHER_LOGITS
+    # says whether this release can).
+    cache_teacher_logits: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,9 @@ class CompressionSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     latency_threads: int = 2
+    # A checkpoint file an earlier, interrupted run of this same spec wrote; the run
+    # continues from it (one that does not match the spec is ignored with a warning).
+    resume_from: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,10 @@ class EngineCallback(Protocol):
     def should_stop(self) -> bool:
         """Checked at least once per training step; True stops the run with EngineStopped."""
 
+    def on_checkpoint(self, path: Path, info: dict[str, Any]) -> None:
+        """A complete checkpoint is at ``path`` (rewritten in place by the next one);
+        keep a copy somewhere that outlives this process to resume from it."""
+
 
 class NullCallback:
     def on_phase(self, phase: str) -> None:
@@ -127,6 +140,9 @@ class NullCallback:
 
     def should_stop(self) -> bool:
         return False
+
+    def on_checkpoint(self, path: Path, info: dict[str, Any]) -> None:
+        pass
 
 
 class EngineStopped(Exception):

@@ -11,24 +11,20 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from tokenizers import pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
 from workers.engine.spec import EngineInputError, TrainingSpec
-from workers.engine.train import TrainConfig, train_loop
+from workers.engine.tasks import SEQUENCE_CLASSIFICATION, Task, get_task
+from workers.engine.train import LoopHooks, TrainConfig, train_loop
 
-# The last projection of a sequence-classification head in the supported families:
-# BERT's ``classifier``, RoBERTa/ELECTRA's ``classifier.out_proj``, and ``score`` for
-# decoder-style heads.
-HEAD_WEIGHT_KEYS = ("classifier.weight", "classifier.out_proj.weight", "score.weight")
+# The last projection of a sequence-classification head in the supported families
+# (each task lists its own: ``Task.head_weight_keys``).
+HEAD_WEIGHT_KEYS = get_task(SEQUENCE_CLASSIFICATION).head_weight_keys
 
 
 def safetensors_files(teacher_dir: Path) -> list[Path]:
@@ -46,24 +42,58 @@ def safetensors_files(teacher_dir: Path) -> list[Path]:
     )
 
 
-def head_output_size(teacher_dir: Path) -> int | None:
+def head_output_size(
+    teacher_dir: Path, head_weight_keys: tuple[str, ...] = HEAD_WEIGHT_KEYS
+) -> int | None:
     """Rows of the checkpoint's classifier projection, read from the safetensors header
     alone (no tensor is loaded); None when the checkpoint has no head."""
     for path in safetensors_files(teacher_dir):
         with safe_open(str(path), framework="pt") as handle:
             for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                if key in HEAD_WEIGHT_KEYS:
+                if key in head_weight_keys:
                     return int(handle.get_slice(key).get_shape()[0])
     return None
 
 
-def has_trained_head(teacher_dir: Path, num_labels: int) -> bool:
-    return head_output_size(teacher_dir) == num_labels
+def saved_architectures(teacher_dir: Path) -> list[str]:
+    """config.json's ``architectures``: the classes the checkpoint was saved from."""
+    try:
+        config = json.loads((teacher_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = config.get("architectures") if isinstance(config, dict) else None
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
-def load_tokenizer(teacher_dir: Path) -> PreTrainedTokenizerBase:
+def has_trained_head(teacher_dir: Path, num_labels: int, task: Task | None = None) -> bool:
+    """A head of the right size, saved by a model of this task: BERT's 9-way sentence
+    head and its 9-tag token head are both ``classifier.weight`` [9, hidden], but only
+    one of them tags words. A config without ``architectures`` is taken at its
+    weights' word."""
+    task = task or get_task(SEQUENCE_CLASSIFICATION)
+    if head_output_size(teacher_dir, task.head_weight_keys) != num_labels:
+        return False
+    saved = saved_architectures(teacher_dir)
+    return not saved or any(name.endswith(task.architecture_suffix) for name in saved)
+
+
+def _bytelevel_without_prefix_space(tokenizer: PreTrainedTokenizerBase) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    return isinstance(pre, pre_tokenizers.ByteLevel) and not pre.add_prefix_space
+
+
+def load_tokenizer(teacher_dir: Path, task: Task | None = None) -> PreTrainedTokenizerBase:
+    # Byte-level BPE (RoBERTa) marks a word start by its leading space; words handed
+    # over one by one (token classification) have none unless the tokenizer adds it,
+    # and transformers 5 no longer refuses such input: it silently tokenises worse.
+    words = task is not None and task.name != SEQUENCE_CLASSIFICATION
     try:
         tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)
+        if words and _bytelevel_without_prefix_space(tokenizer):
+            tokenizer = AutoTokenizer.from_pretrained(
+                teacher_dir, trust_remote_code=False, add_prefix_space=True
+            )
     except (OSError, ValueError) as exc:
         raise EngineInputError(
             "teacher_missing_tokenizer", f"could not load the teacher's tokenizer: {exc}"
@@ -75,9 +105,13 @@ def load_tokenizer(teacher_dir: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_teacher(teacher_dir: Path, label_names: tuple[str, ...]) -> PreTrainedModel:
+def load_teacher(
+    teacher_dir: Path, label_names: tuple[str, ...], task: Task | None = None
+) -> PreTrainedModel:
+    """The teacher with the task's head (sequence classification when no task is given)."""
+    task = task or get_task(SEQUENCE_CLASSIFICATION)
     safetensors_files(teacher_dir)  # refuse non-safetensors folders before loading
-    model, info = AutoModelForSequenceClassification.from_pretrained(
+    model, info = task.auto_class.from_pretrained(
         teacher_dir,
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
@@ -139,6 +173,7 @@ def finetune_teacher(
     pad_token_id: int,
     runtime: Runtime,
     progress: Progress,
+    hooks: LoopHooks | None = None,
 ) -> list[dict[str, float]]:
     ce = get_loss("ce")
 
@@ -162,4 +197,5 @@ def finetune_teacher(
         step_loss=step_loss,
         runtime=runtime,
         progress=progress,
+        hooks=hooks,
     )

@@ -6,6 +6,7 @@ and a short loss curve. What a step computes is the caller's ``step_loss``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workers.engine.checkpoint import LoopState, SaveLoop, rng_state, set_rng_state
 from workers.engine.data import Batch, EncodedSplit, iter_batches, to_device
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
@@ -32,6 +34,22 @@ class TrainConfig:
     learning_rate: float
     seed: int
     pad_token_id: int
+
+
+@dataclass
+class LoopHooks:
+    """How a caller checkpoints, resumes and extends a training loop.
+
+    Every ``checkpoint_every`` steps ``save`` gets the loop's state (optimizer, schedule,
+    step, data order, RNG); given back as ``resume`` (with the modules' weights restored
+    by the caller) the loop continues exactly where it was. ``after_step(step)`` runs
+    after each optimizer step (sparsity masks use it).
+    """
+
+    checkpoint_every: int = 0
+    save: SaveLoop | None = None
+    resume: LoopState | None = None
+    after_step: Callable[[int], None] | None = None
 
 
 def linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -67,8 +85,12 @@ def train_loop(
     step_loss: Callable[[Batch], torch.Tensor],
     runtime: Runtime,
     progress: Progress,
+    hooks: LoopHooks | None = None,
 ) -> list[dict[str, float]]:
     """Train ``modules`` (all their parameters) and return the loss curve."""
+    hooks = hooks or LoopHooks()
+    checkpoint_every, save = hooks.checkpoint_every, hooks.save
+    resume, after_step = hooks.resume, hooks.after_step
     named = [item for module in modules for item in module.named_parameters()]
     optimizer = torch.optim.AdamW(parameter_groups(named), lr=config.learning_rate)
     steps_per_epoch = data.num_batches(config.batch_size)
@@ -87,14 +109,32 @@ def train_loop(
     running = torch.zeros((), device=runtime.device)
     in_window = 0
     step = 0
+    first_epoch, skip = 0, 0
+    epoch_sum, epoch_steps = 0.0, 0
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        generator.set_state(resume["epoch_generator"])
+        step, first_epoch, skip = resume["step"], resume["epoch"], resume["batch_in_epoch"]
+        curve = [dict(point) for point in resume["curve"]]
+        running += resume["running"]
+        in_window = resume["in_window"]
+        epoch_sum, epoch_steps = resume["epoch_sum"], resume["epoch_steps"]
+        set_rng_state(resume["rng"])
     for module in modules:
         module.train()
-    for epoch in range(config.epochs):
-        epoch_sum, epoch_steps = 0.0, 0
+    for epoch in range(first_epoch, config.epochs):
+        if epoch != first_epoch or resume is None:
+            epoch_sum, epoch_steps = 0.0, 0
+        # The shuffle of this epoch is drawn from this state: a resumed run redraws it.
+        epoch_generator = generator.get_state()
         batches = iter_batches(
             data, config.batch_size, pad_token_id=config.pad_token_id, generator=generator
         )
-        for index, batch in enumerate(batches, start=1):
+        start = skip + 1 if epoch == first_epoch else 1
+        if epoch == first_epoch and skip:
+            batches = itertools.islice(batches, skip, None)
+        for index, batch in enumerate(batches, start=start):
             progress.check_stop()
             loss = step_loss(to_device(batch, runtime.device))
             optimizer.zero_grad(set_to_none=True)
@@ -103,6 +143,8 @@ def train_loop(
             optimizer.step()
             scheduler.step()
             step += 1
+            if after_step is not None:
+                after_step(step)
             running += loss.detach().float()
             in_window += 1
             # Reading the loss syncs a GPU, so it happens once per window (and at the end
@@ -119,6 +161,29 @@ def train_loop(
                 running.zero_()
                 in_window = 0
             progress.within(step / total_steps)
+            # The phase's last step is checkpointed by the caller, with its results.
+            due = checkpoint_every and step % checkpoint_every == 0 and step < total_steps
+            if save is not None and due:
+                ended_epoch = index == steps_per_epoch
+                save(
+                    {
+                        "step": step,
+                        # At an epoch's end the next run starts the next epoch afresh.
+                        "epoch": epoch + 1 if ended_epoch else epoch,
+                        "batch_in_epoch": 0 if ended_epoch else index,
+                        "epoch_generator": (
+                            generator.get_state() if ended_epoch else epoch_generator
+                        ),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "curve": [dict(point) for point in curve],
+                        "running": float(running.item()),
+                        "in_window": in_window,
+                        "epoch_sum": 0.0 if ended_epoch else epoch_sum,
+                        "epoch_steps": 0 if ended_epoch else epoch_steps,
+                        "rng": rng_state(),
+                    }
+                )
         epoch_loss = epoch_sum / max(epoch_steps, 1)
         progress.log(
             f"{config.name} epoch {epoch + 1}/{config.epochs}: loss {epoch_loss:.4f}",

@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from workers.engine.capabilities import (
+    CACHE_TEACHER_LOGITS,
     IMPORTANCE,
     MODEL_TYPES,
+    SPARSITY_PATTERNS,
     STRATEGIES,
     STRUCTURED,
     TARGETS,
     TASKS,
+    UNSTRUCTURED,
 )
 from workers.engine.spec import CompressionSpec, EngineInputError
 
@@ -42,14 +45,38 @@ def validate_spec(spec: CompressionSpec) -> None:
 
 def _validate_target(spec: CompressionSpec) -> None:
     target = spec.target
-    if target.sparsity is not None:
+    given = [k for k in ("params_ratio", "sparsity") if getattr(target, k) is not None]
+    if len(given) != 1:
+        raise EngineInputError(
+            "missing_target", "give exactly one of target.params_ratio or target.sparsity"
+        )
+    if given[0] not in TARGETS:
         raise EngineInputError(
             "unsupported_target",
-            f"target 'sparsity' is not supported yet; supported: {list(TARGETS)}",
+            f"target {given[0]!r} is not supported yet; supported: {list(TARGETS)}",
         )
+    if target.sparsity is not None:
+        if target.pattern not in SPARSITY_PATTERNS:
+            raise EngineInputError(
+                "unsupported_pattern",
+                f"target.pattern {target.pattern!r} is not available; "
+                f"available: {list(SPARSITY_PATTERNS)}",
+            )
+        if not 0.0 < target.sparsity < 1.0:
+            raise EngineInputError(
+                "bad_sparsity",
+                f"target.sparsity is the fraction of encoder weights set to zero, in (0, 1); "
+                f"got {target.sparsity}",
+            )
+        if target.pattern == "2:4" and target.sparsity != 0.5:
+            raise EngineInputError(
+                "bad_sparsity",
+                "the 2:4 pattern zeroes 2 weights in every 4, so its sparsity is 0.5; "
+                f"got {target.sparsity}",
+            )
+        return
     ratio = target.params_ratio
-    if ratio is None:
-        raise EngineInputError("missing_target", "target.params_ratio is required")
+    assert ratio is not None
     if not 0.0 < ratio <= 1.0:
         raise EngineInputError(
             "bad_params_ratio",
@@ -81,9 +108,14 @@ def _validate_pruning(spec: CompressionSpec) -> None:
         )
     if pruning.importance_batches < 1:
         raise EngineInputError("bad_pruning", "pruning.importance_batches must be at least 1")
-    if pruning.unstructured_sparsity:
+    if not UNSTRUCTURED and pruning.unstructured_sparsity:
         raise EngineInputError(
             "unsupported_pruning", "unstructured pruning is not supported yet; set it to 0"
+        )
+    if not 0.0 <= pruning.unstructured_sparsity < 1.0:
+        raise EngineInputError(
+            "bad_pruning",
+            f"pruning.unstructured_sparsity must be in [0, 1); got {pruning.unstructured_sparsity}",
         )
 
 
@@ -112,6 +144,11 @@ def _validate_training(spec: CompressionSpec) -> None:
         (tr.learning_rate > 0, "training.learning_rate must be > 0"),
         (tr.teacher_learning_rate > 0, "training.teacher_learning_rate must be > 0"),
         (tr.max_seq_length >= 8, "training.max_seq_length must be at least 8"),
+        (tr.checkpoint_every_steps >= 0, "training.checkpoint_every_steps must be 0 or more"),
+        (
+            CACHE_TEACHER_LOGITS or not tr.cache_teacher_logits,
+            "training.cache_teacher_logits is not supported yet; set it to false",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -1,0 +1,205 @@
+"""Checks on a job request against its teacher, its dataset and what the engine can do,
+run before anything is written or queued. Each failure is a 422 that names the field at
+fault and says what to change.
+
+What the engine supports comes from ``workers/engine/capabilities.py`` (plain Python,
+no torch), so a feature enabled there is accepted here with no change to this file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.datasets.tables import Dataset
+from app.errors import ProblemError
+from app.jobs.schemas import JobCreate
+from app.models.archive import head_task
+from app.models.tables import Model
+from workers.engine import capabilities, plan
+
+
+def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
+    _check_task(body, dataset)
+    _check_splits(body, dataset)
+    _check_teacher(body, teacher, dataset)
+    _check_engine_support(body)
+    _check_reachable(body, teacher, dataset)
+
+
+def _not_supported_yet(param: str, detail: str) -> ProblemError:
+    return ProblemError(422, "not_supported_yet", detail, param=param)
+
+
+def _listing(values: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(repr(v) for v in values) if values else "none yet"
+
+
+def _check_task(body: JobCreate, dataset: Dataset) -> None:
+    if body.task not in capabilities.TASKS:
+        raise _not_supported_yet(
+            "task",
+            f"Task {body.task!r} is not supported yet; supported: {_listing(capabilities.TASKS)}.",
+        )
+    # task_hint says what the dataset's columns hold (text/label or tokens/tags); a
+    # dataset without one is trusted to fit.
+    if dataset.task_hint is not None and dataset.task_hint != body.task:
+        holds = {
+            "sequence-classification": "texts with one label each",
+            "token-classification": "tokens with one tag each",
+        }.get(dataset.task_hint, f"{dataset.task_hint} data")
+        raise ProblemError(
+            422,
+            "task_dataset_mismatch",
+            f"Dataset {dataset.id} holds {holds} (task_hint {dataset.task_hint!r}), which a "
+            f"{body.task} job cannot train on; set task to {dataset.task_hint!r} or use a "
+            f"dataset made for {body.task}.",
+            param="task",
+        )
+
+
+def _check_splits(body: JobCreate, dataset: Dataset) -> None:
+    for split_field, split in (
+        ("train_split", body.dataset.train_split),
+        ("eval_split", body.dataset.eval_split),
+    ):
+        if split not in dataset.splits:
+            raise ProblemError(
+                422,
+                "split_not_found",
+                f"Dataset {dataset.id} has no split {split!r}; it has "
+                f"{', '.join(sorted(dataset.splits))}.",
+                param=f"dataset.{split_field}",
+            )
+
+
+def _check_teacher(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
+    # The tokenizer needs no check here: an archive without one is refused at upload
+    # (model_tokenizer_missing), so every stored teacher has one.
+    if teacher.model_type not in capabilities.MODEL_TYPES:
+        raise ProblemError(
+            422,
+            "model_unsupported",
+            f"Teacher model_type {teacher.model_type!r} is not supported; "
+            f"supported: {_listing(capabilities.MODEL_TYPES)}.",
+            param="teacher.model_id",
+        )
+    why = _head_unfit(body.task, teacher, len(dataset.label_names))
+    if why is not None and body.training.teacher_epochs < 1:
+        raise ProblemError(
+            422,
+            "teacher_head_mismatch",
+            f"Teacher {teacher.id} {why}, so its head must be trained on dataset "
+            f"{dataset.id} before distilling; set training.teacher_epochs to at least 1 "
+            "(the default is 3), or use a teacher fine-tuned for this task on these "
+            f"{len(dataset.label_names)} labels.",
+            param="training.teacher_epochs",
+        )
+
+
+def _head_unfit(task: str, teacher: Model, num_labels: int) -> str | None:
+    """Why the teacher's head cannot serve this job as it is, or None if it can."""
+    kind = head_task(teacher.architecture, has_task_head=teacher.has_task_head)
+    if kind is None:
+        return "has no task head"
+    if kind != task:
+        return f"has a {kind} head ({teacher.architecture}), not a {task} one"
+    if teacher.num_labels != num_labels:
+        return f"has a head for {teacher.num_labels} labels and the dataset has {num_labels}"
+    return None
+
+
+def _check_engine_support(body: JobCreate) -> None:
+    if body.strategy not in capabilities.STRATEGIES:
+        raise _not_supported_yet(
+            "strategy",
+            f"Strategy {body.strategy!r} is not supported yet; supported: "
+            f"{_listing(capabilities.STRATEGIES)}.",
+        )
+    _check_target(body)
+    _check_pruning(body)
+    if body.distillation.attention and not capabilities.ATTENTION_LOSS:
+        raise _not_supported_yet(
+            "distillation.attention",
+            "The attention-map loss is not supported yet; set distillation.attention to "
+            "false (the logit and hidden-state losses are).",
+        )
+    if body.training.cache_teacher_logits and not capabilities.CACHE_TEACHER_LOGITS:
+        raise _not_supported_yet(
+            "training.cache_teacher_logits",
+            "Caching the teacher's logits is not supported yet; set "
+            "training.cache_teacher_logits to false (the teacher then runs at every step).",
+        )
+
+
+def _check_target(body: JobCreate) -> None:
+    target = body.target
+    kind = "params_ratio" if target.params_ratio is not None else "sparsity"
+    if kind not in capabilities.TARGETS:
+        raise _not_supported_yet(
+            f"target.{kind}",
+            f"A {kind} target is not supported yet; supported targets: "
+            f"{_listing(capabilities.TARGETS)}.",
+        )
+    if kind == "sparsity" and target.pattern not in capabilities.SPARSITY_PATTERNS:
+        raise _not_supported_yet(
+            "target.pattern",
+            f"Sparsity pattern {target.pattern!r} is not supported yet; supported: "
+            f"{_listing(capabilities.SPARSITY_PATTERNS)}.",
+        )
+
+
+def _check_pruning(body: JobCreate) -> None:
+    pruning = body.pruning
+    not_yet = [s for s in pruning.structured if s not in capabilities.STRUCTURED]
+    if not_yet or "layers" not in pruning.structured:
+        raise _not_supported_yet(
+            "pruning.structured",
+            "This engine reaches target.params_ratio by removing whole layers and, with "
+            f'"ffn", FFN neurons: pruning.structured must include "layers" and may hold '
+            f"{_listing(capabilities.STRUCTURED)}"
+            + (f" ({_listing(not_yet)} not supported yet)." if not_yet else "."),
+        )
+    if pruning.importance not in capabilities.IMPORTANCE:
+        raise _not_supported_yet(
+            "pruning.importance",
+            f"Importance {pruning.importance!r} is not supported yet; supported: "
+            f"{_listing(capabilities.IMPORTANCE)}.",
+        )
+    if pruning.unstructured_sparsity and not capabilities.UNSTRUCTURED:
+        raise _not_supported_yet(
+            "pruning.unstructured_sparsity",
+            "Unstructured pruning is not supported yet; set pruning.unstructured_sparsity to 0.",
+        )
+
+
+def smallest_ratio(config: dict[str, Any], *, ffn: bool, num_labels: int) -> float | None:
+    """The least params_ratio the engine's plan can reach for this teacher (plan.py is
+    plain Python, shared with the engine), or None if config.json lacks the sizes."""
+    try:
+        sizes = plan.sizes_from_config(config, num_labels=num_labels)
+    except (KeyError, TypeError, ValueError):
+        return None
+    width = plan.ffn_floor(sizes.intermediate_size) if ffn else sizes.intermediate_size
+    return sizes.non_embedding(1, width) / sizes.teacher_non_embedding
+
+
+def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
+    ratio = body.target.params_ratio
+    if ratio is None:
+        return
+    ffn = "ffn" in body.pruning.structured
+    smallest = smallest_ratio(teacher.config, ffn=ffn, num_labels=len(dataset.label_names))
+    if smallest is not None and ratio < smallest - 1e-9:
+        how = (
+            "one layer with a quarter of its FFN width"
+            if ffn
+            else 'one whole layer; add "ffn" to pruning.structured to go smaller'
+        )
+        raise ProblemError(
+            422,
+            "target_unreachable",
+            f"The smallest student this engine makes from this teacher keeps {how}: about "
+            f"{smallest:.3f} of its non-embedding parameters; ask for "
+            f"target.params_ratio >= {smallest:.3f}.",
+            param="target.params_ratio",
+        )

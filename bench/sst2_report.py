@@ -1,0 +1,160 @@
+"""Columns, the Pareto check and the markdown table of bench/sst2.py's results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLUMNS = (
+    "method",
+    "target",
+    "dev_accuracy",
+    "retention",
+    "num_parameters",
+    "encoder_parameters",
+    "encoder_nonzero",
+    "size_bytes",
+    "latency_ms_cpu_bs1",
+    "latency_ms_cpu_bs32",
+    "speedup_cpu_bs1",
+    "speedup_cpu_bs32",
+    "wall_s",
+)
+
+
+def with_columns(row: dict[str, Any], measured: dict[str, Any], teacher: dict[str, Any]):
+    """The row's columns from the final pass, relative to the teacher measured with it."""
+    acc = measured["dev_accuracy"]
+    return {
+        **row,
+        **measured,
+        "retention": acc / teacher["dev_accuracy"] if teacher["dev_accuracy"] else None,
+        "speedup_cpu_bs1": teacher["latency_ms_cpu_bs1"] / measured["latency_ms_cpu_bs1"],
+        "speedup_cpu_bs32": teacher["latency_ms_cpu_bs32"] / measured["latency_ms_cpu_bs32"],
+    }
+
+
+def _ok(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    return [r for r in rows if r["method"].startswith(prefix) and "skipped" not in r]
+
+
+def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each peer row: is some modelpress row at least as fast (bs1), at least as
+    small (size_bytes) and more accurate? When none is, by how much the best one that
+    is as fast and as small falls short, or that none is as fast and as small."""
+    ours = _ok(rows, "modelpress")
+    checks = []
+    for peer in _ok(rows, "peer:"):
+        fast_small = [
+            m
+            for m in ours
+            if m["latency_ms_cpu_bs1"] <= peer["latency_ms_cpu_bs1"]
+            and m["size_bytes"] <= peer["size_bytes"]
+        ]
+        check: dict[str, Any] = {"peer": peer["method"], "peer_accuracy": peer["dev_accuracy"]}
+        if fast_small:
+            best = max(fast_small, key=lambda m: m["dev_accuracy"])
+            margin = best["dev_accuracy"] - peer["dev_accuracy"]
+            check.update(
+                dominated=margin > 0,
+                by=best["method"],
+                accuracy_margin=margin,
+                says=(
+                    f"dominated by {best['method']} (+{margin * 100:.2f} accuracy points, "
+                    f"{peer['latency_ms_cpu_bs1'] / best['latency_ms_cpu_bs1']:.2f}x as fast, "
+                    f"{peer['size_bytes'] / best['size_bytes']:.2f}x as small)"
+                    if margin > 0
+                    else f"NOT dominated: the most accurate modelpress row at least as fast and "
+                    f"as small, {best['method']}, is {-margin * 100:.2f} accuracy points behind"
+                ),
+            )
+        else:
+            fastest = min(ours, key=lambda m: m["latency_ms_cpu_bs1"], default=None)
+            check.update(dominated=False, by=None, accuracy_margin=None)
+            check["says"] = (
+                "NOT dominated: no modelpress row ran"
+                if fastest is None
+                else "NOT dominated: no modelpress row is at least as fast (bs1) and as small "
+                f"(fastest: {fastest['method']} at {fastest['latency_ms_cpu_bs1']:.2f} ms vs "
+                f"{peer['latency_ms_cpu_bs1']:.2f} ms)"
+            )
+        checks.append(check)
+    return checks
+
+
+def bar(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's full-mode bar: at >= 2x bs1 speed-up keep >= 99% of the teacher, at
+    >= 3x keep >= 97%; here the best retention modelpress reaches at each."""
+    ours = _ok(rows, "modelpress")
+    result = {}
+    for speedup, needed in ((2.0, 0.99), (3.0, 0.97)):
+        fast = [m for m in ours if m["speedup_cpu_bs1"] >= speedup]
+        best = max(fast, key=lambda m: m["retention"], default=None)
+        result[f"speedup_{speedup:g}x"] = {
+            "retention_needed": needed,
+            "best": None if best is None else best["method"],
+            "best_retention": None if best is None else best["retention"],
+            "met": best is not None and best["retention"] >= needed,
+        }
+    return result
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    value = row.get(column)
+    if value is None:
+        return "-"
+    if column in ("dev_accuracy", "retention"):
+        return f"{value:.4f}"
+    if column.startswith("latency"):
+        return f"{value:.2f}"
+    if column.startswith("speedup"):
+        return f"{value:.2f}x"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 2 + "---:|" * (len(COLUMNS) - 2)]
+    for row in rows:
+        if "skipped" in row:
+            cells = [row["method"], row.get("target", "-"), f"skipped: {row['skipped']}"]
+            cells += ["-"] * (len(COLUMNS) - 3)
+            cells = [c.replace("|", "\\|") for c in cells]
+        else:
+            cells = [_cell(row, c) for c in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, t, setup = result["machine"], result["teacher"], result["setup"]
+    head = [
+        f"# SST-2: modelpress against its peers ({result['mode']}, {result['date']})",
+        "",
+        f"- machine: {m['cpu']} ({m['cores']} cores, {m['threads']} threads timed)"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
+        f"- torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}",
+        f"- data: {setup['data']}",
+        f"- budget: {setup['budget']}",
+        f"- teacher: {setup['teacher']}; dev accuracy {t['dev_accuracy']:.4f}, "
+        f"CPU latency {t['latency_ms_cpu_bs1']:.2f} ms (bs1) / {t['latency_ms_cpu_bs32']:.1f} ms "
+        f"(bs32), {t['size_bytes']:,} bytes; fine-tuned in {t['finetune_wall_s']} s"
+        + (" (cached)" if t.get("finetune_cached") else ""),
+        f"- latency: {setup['latency']}",
+        "",
+    ]
+    lines = [*head, table(result["rows"]), "", "## Pareto check (bs1 latency, size_bytes)", ""]
+    lines += [f"- {c['peer']}: {c['says']}" for c in result["pareto"]]
+    lines += ["", "## Bar (full mode)", ""]
+    for name, b in result["bar"].items():
+        got = (
+            "no modelpress row this fast"
+            if b["best"] is None
+            else (f"{b['best']} keeps {b['best_retention']:.4f}")
+        )
+        lines.append(
+            f"- {name}: needs retention >= {b['retention_needed']}: {got} "
+            f"({'met' if b['met'] else 'not met'})"
+        )
+    lines += ["", f"Total wall time {result['total_wall_s']} s.", ""]
+    return "\n".join(lines)

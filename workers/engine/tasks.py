@@ -1,0 +1,234 @@
+"""Task strategies, registered by name: what differs between sequence and token
+classification, so that the rest of the engine does not assume either.
+
+A task knows its row format (reading and encoding), its transformers Auto class and
+head, how to turn a batch's logits into predictions, and how to score them. The losses
+need no task: they read per-sequence or per-token logits from their shape
+(``workers/engine/losses.py``), so importance scoring works on any task unchanged.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    PreTrainedTokenizerBase,
+)
+
+from workers.engine import capabilities
+from workers.engine.data import (
+    IGNORE_INDEX,
+    Batch,
+    EncodedSplit,
+    encode,
+    encode_words,
+    read_jsonl,
+    read_token_jsonl,
+)
+from workers.engine.metrics import (
+    ClassificationScores,
+    EntityScores,
+    Quality,
+    accuracy,
+    entity_scores,
+    macro_f1,
+)
+from workers.engine.spec import EngineInputError
+
+SEQUENCE_CLASSIFICATION = "sequence-classification"
+TOKEN_CLASSIFICATION = "token-classification"
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    # The score retention compares, a key of the task's quality dict.
+    main_metric: ClassVar[str]
+    # What ``score`` returns; rebuilt from ``dataclasses.asdict`` of it on resume.
+    scores_type: ClassVar[type[ClassificationScores] | type[EntityScores]]
+    # The class the teacher loads with, the student is exported for, and a user
+    # reloads the artifact with.
+    auto_class: ClassVar[Any]
+    # What config.json's ``architectures`` entries end with when the checkpoint's head
+    # was trained for this task (a 9-way sentence head is no 9-tag NER head).
+    architecture_suffix: ClassVar[str]
+    # safetensors names of the head's last projection in the supported families.
+    head_weight_keys: ClassVar[tuple[str, ...]]
+    # Model card: the Hub pipeline tag, a noun for the title, and the quality rows of
+    # the results table as (row label, quality key).
+    pipeline_tag: ClassVar[str]
+    model_noun: ClassVar[str]
+    quality_rows: ClassVar[tuple[tuple[str, str], ...]]
+
+    @abstractmethod
+    def check_label_names(self, label_names: Sequence[str]) -> None:
+        """Refuse label names this task cannot score (EngineInputError)."""
+
+    @abstractmethod
+    def read(self, path: Path, *, num_labels: int, split: str) -> list[Any]: ...
+
+    @abstractmethod
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        examples: list[Any],
+        *,
+        max_length: int,
+        split: str,
+    ) -> EncodedSplit: ...
+
+    @abstractmethod
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
+        """One prediction per batch row, from the model's logits (on CPU)."""
+
+    @abstractmethod
+    def score(
+        self, predictions: list[Any], split: EncodedSplit, label_names: Sequence[str]
+    ) -> Quality:
+        """Quality of ``predictions`` (one per example, in split order)."""
+
+    @property
+    def main_metric_label(self) -> str:
+        return next(label for label, key in self.quality_rows if key == self.main_metric)
+
+
+class SequenceClassification(Task):
+    name = SEQUENCE_CLASSIFICATION
+    main_metric = ClassificationScores.main_metric
+    scores_type = ClassificationScores
+    auto_class = AutoModelForSequenceClassification
+    architecture_suffix = capabilities.HEAD_ARCHITECTURE_SUFFIX[SEQUENCE_CLASSIFICATION]
+    # BERT's ``classifier``, RoBERTa/ELECTRA's ``classifier.out_proj``, and ``score``
+    # for decoder-style heads.
+    head_weight_keys = ("classifier.weight", "classifier.out_proj.weight", "score.weight")
+    pipeline_tag = "text-classification"
+    model_noun = "sequence classifier"
+    quality_rows = (("Accuracy", "accuracy"), ("Macro-F1", "macro_f1"))
+
+    def check_label_names(self, label_names: Sequence[str]) -> None:
+        pass  # any distinct names will do (validate_spec checks that)
+
+    def read(self, path: Path, *, num_labels: int, split: str) -> list[Any]:
+        return read_jsonl(path, num_labels=num_labels, split=split)
+
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        examples: list[Any],
+        *,
+        max_length: int,
+        split: str,
+    ) -> EncodedSplit:
+        return encode(tokenizer, examples, max_length=max_length, split=split)
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
+        return logits.argmax(dim=-1).tolist()
+
+    def score(
+        self, predictions: list[Any], split: EncodedSplit, label_names: Sequence[str]
+    ) -> Quality:
+        labels = list(split.labels)
+        return ClassificationScores(
+            accuracy=accuracy(predictions, labels), macro_f1=macro_f1(predictions, labels)
+        )
+
+
+class TokenClassification(Task):
+    """Named-entity recognition and other IOB2 tagging, scored by entity with seqeval."""
+
+    name = TOKEN_CLASSIFICATION
+    main_metric = EntityScores.main_metric
+    scores_type = EntityScores
+    auto_class = AutoModelForTokenClassification
+    architecture_suffix = capabilities.HEAD_ARCHITECTURE_SUFFIX[TOKEN_CLASSIFICATION]
+    # Token heads are a single linear layer in every supported family.
+    head_weight_keys = ("classifier.weight", "score.weight")
+    pipeline_tag = "token-classification"
+    model_noun = "token classifier"
+    quality_rows = (
+        ("Entity F1", "f1"),
+        ("Entity precision", "precision"),
+        ("Entity recall", "recall"),
+        ("Token accuracy", "token_accuracy"),
+    )
+
+    def check_label_names(self, label_names: Sequence[str]) -> None:
+        bad = [
+            name
+            for name in label_names
+            if name != "O" and not (name[:2] in ("B-", "I-") and len(name) > 2)
+        ]
+        if bad:
+            raise EngineInputError(
+                "bad_tag_names",
+                f"token classification needs IOB2 tag names ('O', 'B-TYPE', 'I-TYPE'); "
+                f"not IOB2: {bad[:5]}",
+            )
+        if "O" not in label_names:
+            raise EngineInputError(
+                "bad_tag_names", "token classification needs the outside tag 'O' in label_names"
+            )
+
+    def read(self, path: Path, *, num_labels: int, split: str) -> list[Any]:
+        return read_token_jsonl(path, num_labels=num_labels, split=split)
+
+    def encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        examples: list[Any],
+        *,
+        max_length: int,
+        split: str,
+    ) -> EncodedSplit:
+        return encode_words(tokenizer, examples, max_length=max_length, split=split)
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
+        """Per row, the predicted tag of each labelled (first) piece, in word order."""
+        predicted = logits.argmax(dim=-1)
+        labelled = batch["labels"] != IGNORE_INDEX
+        return [row[keep].tolist() for row, keep in zip(predicted, labelled, strict=True)]
+
+    def score(
+        self, predictions: list[Any], split: EncodedSplit, label_names: Sequence[str]
+    ) -> Quality:
+        if split.word_tags is None or split.labelled_words is None:
+            raise ValueError("token classification scores a split encoded by words")
+        self.check_label_names(label_names)
+        outside = list(label_names).index("O")
+        gold: list[list[str]] = []
+        predicted: list[list[str]] = []
+        for tags, words, row in zip(
+            split.word_tags, split.labelled_words, predictions, strict=True
+        ):
+            # Words the model never saw (cut by truncation) are predicted 'O': they
+            # count against recall instead of vanishing from the score.
+            full = [outside] * len(tags)
+            for word, tag in zip(words, row, strict=True):
+                full[word] = tag
+            gold.append([label_names[t] for t in tags])
+            predicted.append([label_names[t] for t in full])
+        return entity_scores(gold, predicted)
+
+
+TASKS: dict[str, Task] = {
+    task.name: task for task in (SequenceClassification(), TokenClassification())
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise EngineInputError(
+            "unsupported_task", f"task {name!r} is not supported; supported: {sorted(TASKS)}"
+        ) from None
+
+
+assert tuple(sorted(TASKS)) == tuple(sorted(capabilities.TASKS)), (
+    "capabilities.TASKS must list the registered tasks"
+)
