@@ -13,10 +13,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from datetime import timedelta
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from app.db import get_engine, session_scope
+from app.db import get_engine, session_scope, utcnow
 from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.settings import Settings, get_settings
@@ -24,6 +26,9 @@ from app.storage import get_storage
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
+# Jobs that ended this recently are checked for objects that arrived after their end.
+ORPHAN_WINDOW_S = 600.0
+SWEEP_EVERY_S = 10.0
 
 
 def reap_once(settings: Settings | None = None) -> jobs.Reaped:
@@ -40,12 +45,37 @@ def reap_once(settings: Settings | None = None) -> jobs.Reaped:
     return reaped
 
 
+def sweep_orphans(window_s: float = ORPHAN_WINDOW_S) -> int:
+    """Delete objects under recently ended jobs that no artifact row names.
+
+    A worker killed while its upload request was in flight does not stop that request:
+    a proxy or a kernel buffer may still deliver it, after the next attempt cleaned up.
+    The attempts clean up what they see; this catches what lands afterwards."""
+    since = utcnow() - timedelta(seconds=window_s)
+    with session_scope() as session:
+        ended = jobs.recently_finished(session=session, since=since)
+    storage = get_storage()
+    removed = 0
+    for job_id, keep in ended:
+        for key in storage.list(f"jobs/{job_id}/"):
+            if key not in keep:
+                storage.delete(key)
+                removed += 1
+    if removed:
+        log.info("reaper: removed %s orphaned objects", removed)
+    return removed
+
+
 def _loop(interval: float, parent: int) -> None:
+    last_sweep = 0.0
     while not _stop.wait(interval):
         if os.getppid() != parent:
             return  # the worker that started us is gone: so are we
         try:
             reap_once()
+            if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
+                last_sweep = time.monotonic()
+                sweep_orphans()
         except Exception:
             log.warning("reaper pass failed; retrying", exc_info=True)
 

@@ -288,6 +288,9 @@ def run_job(
                 error_message=message,
                 artifacts=records if status == "succeeded" else None,
             )
+    if status == "succeeded" and finished:
+        # What a dead attempt's in-flight upload delivered since this attempt started.
+        remove_other_attempts(storage, job_id, attempt)
     if status == "succeeded" and not finished:
         # Cancelled between the last check and the commit: end it as cancelled.
         with session_scope() as s:

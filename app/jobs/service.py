@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -286,6 +286,19 @@ def checkpoint_of(*, session: Session, job_id: str) -> tuple[str, dict[str, Any]
     if row is None or row.checkpoint_key is None:
         return None
     return row.checkpoint_key, dict(row.checkpoint or {})
+
+
+def recently_finished(*, session: Session, since: datetime) -> list[tuple[str, list[str]]]:
+    """Jobs that ended after ``since``, each with the object keys it keeps (its
+    artifacts'; none unless it succeeded)."""
+    rows = session.execute(
+        select(Job.id).where(Job.status.in_(TERMINAL), Job.finished_at >= since)
+    ).scalars()
+    out = []
+    for job_id in rows:
+        keys = session.scalars(select(Artifact.storage_key).where(Artifact.job_id == job_id))
+        out.append((job_id, list(keys)))
+    return out
 
 
 @dataclass

@@ -16,6 +16,7 @@ from app.jobs.schemas import JobCreate
 from app.models.archive import head_task
 from app.models.tables import Model
 from workers.engine import capabilities, plan
+from workers.engine.spec import EngineInputError
 
 
 def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
@@ -172,28 +173,38 @@ def _check_pruning(body: JobCreate) -> None:
         )
 
 
-def smallest_ratio(config: dict[str, Any], *, ffn: bool, num_labels: int) -> float | None:
-    """The least params_ratio the engine's plan can reach for this teacher (plan.py is
-    plain Python, shared with the engine), or None if config.json lacks the sizes."""
+def _sizes(config: dict[str, Any], *, task: str, num_labels: int) -> plan.TeacherSizes | None:
+    """The teacher's sizes as the engine's planner sees them (plan.py is plain Python,
+    shared with the engine), or None if config.json lacks them."""
     try:
-        sizes = plan.sizes_from_config(config, num_labels=num_labels)
+        return plan.sizes_from_config(
+            config, num_labels=num_labels, head_dense=task == "sequence-classification"
+        )
     except (KeyError, TypeError, ValueError):
         return None
-    width = plan.ffn_floor(sizes.intermediate_size) if ffn else sizes.intermediate_size
-    return sizes.non_embedding(1, width) / sizes.teacher_non_embedding
 
 
 def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
+    sizes = _sizes(teacher.config, task=body.task, num_labels=len(dataset.label_names))
+    if sizes is None:
+        return
+    structured = body.pruning.structured
+    try:
+        plan.check_structured(sizes, structured)
+    except EngineInputError as e:
+        raise ProblemError(
+            422, "pruning_not_possible", e.message, param="pruning.structured"
+        ) from None
     ratio = body.target.params_ratio
     if ratio is None:
         return
-    ffn = "ffn" in body.pruning.structured
-    smallest = smallest_ratio(teacher.config, ffn=ffn, num_labels=len(dataset.label_names))
-    if smallest is not None and ratio < smallest - 1e-9:
+    smallest = plan.smallest_ratio(sizes, structured)
+    if ratio < smallest - 1e-9:
+        widths = [s for s in ("ffn", "hidden", "heads") if s in structured]
         how = (
-            "one layer with a quarter of its FFN width"
-            if ffn
-            else 'one whole layer; add "ffn" to pruning.structured to go smaller'
+            f"one layer with its {', '.join(widths)} width at the floor"
+            if widths
+            else 'one whole layer; add "ffn" (or "hidden") to pruning.structured to go smaller'
         )
         raise ProblemError(
             422,

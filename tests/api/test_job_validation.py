@@ -150,8 +150,6 @@ def test_fitting_head_needs_no_teacher_training(client, teacher_archives, datase
         ({"task": "causal-lm"}, "task", "'token-classification'"),
         ({"strategy": "distill_then_prune"}, "strategy", "'prune_then_distill'"),
         ({"strategy": "joint"}, "strategy", "'prune_then_distill'"),
-        ({"pruning": {"structured": ["layers", "hidden"]}}, "pruning.structured", "'ffn'"),
-        ({"pruning": {"structured": ["layers", "heads"]}}, "pruning.structured", "'ffn'"),
         ({"pruning": {"structured": ["ffn"]}}, "pruning.structured", '"layers"'),
         ({"distillation": {"attention": True}}, "distillation.attention", "hidden-state"),
         ({"training": {"cache_teacher_logits": True}}, "training.cache_teacher_logits", "false"),
@@ -308,3 +306,19 @@ def test_api_defaults_are_the_engine_defaults():
     pruning = Pruning().model_dump()
     assert tuple(pruning.pop("structured")) == PruningSpec().structured
     assert pruning == {k: getattr(PruningSpec(), k) for k in pruning}
+
+
+def test_width_pruning_is_accepted_and_reaches_smaller_targets(client, model_id, dataset_id):
+    _accepted(client, job_body(model_id, dataset_id, pruning={"structured": ["layers", "hidden"]}))
+    layers_only = client.post(
+        "/v1/jobs", json=job_body(model_id, dataset_id, target={"params_ratio": 0.05})
+    )
+    problem = assert_problem(layers_only, 422, "target_unreachable", "target.params_ratio")
+    floor = float(problem["detail"].rsplit(">= ", 1)[1].rstrip("."))
+    wide = job_body(
+        model_id,
+        dataset_id,
+        target={"params_ratio": floor * 0.9},
+        pruning={"structured": ["layers", "ffn", "hidden"]},
+    )
+    _accepted(client, wide)  # narrower widths go below what whole layers can reach

@@ -173,9 +173,9 @@ def test_malformed_json(client, tenant):
         ),
         ({"accelerator": "gpu"}, 422, "no_gpu_workers", "accelerator"),
         (
-            {"pruning": {"structured": ["layers", "hidden"]}},
+            {"pruning": {"structured": ["layers", "heads"]}},  # a BERT teacher
             422,
-            "not_supported_yet",
+            "pruning_not_possible",
             "pruning.structured",
         ),
         (

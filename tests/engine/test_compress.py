@@ -242,7 +242,6 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
         ({"target": TargetSpec(params_ratio=0.0)}, "bad_params_ratio"),
         ({"target": TargetSpec(params_ratio=1.5)}, "bad_params_ratio"),
         ({"pruning": PruningSpec(unstructured_sparsity=1.0)}, "bad_pruning"),
-        ({"pruning": PruningSpec(structured=("layers", "hidden"))}, "unsupported_pruning"),
         ({"pruning": PruningSpec(structured=("layers", "ffn", "heads"))}, "unsupported_pruning"),
         ({"pruning": PruningSpec(structured=("ffn",))}, "unsupported_pruning"),
         ({"pruning": PruningSpec(importance="entropy")}, "unsupported_importance"),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoModelForSequenceClassification, BertTokenizer, PreTrainedModel
 
+from tests.engine.conftest import make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
+from tests.tiny import VOCAB
+from workers.engine import validate
+from workers.engine.compress import compress
 from workers.engine.importance import get_importance
 from workers.engine.layers import attention, encoder_layers, parameter_counts
 from workers.engine.plan import plan_structured
@@ -16,7 +21,7 @@ from workers.engine.prune_heads import grouped_heads
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import Selection, build_pruned
 from workers.engine.runtime import Runtime
-from workers.engine.spec import EngineInputError
+from workers.engine.spec import EngineInputError, PruningSpec
 
 CPU = Runtime(torch.device("cpu"))
 GROUP = 4  # the tiny Llama: 8 query heads over 2 KV heads
@@ -180,3 +185,45 @@ def test_head_plans_reload_and_count_as_planned(
     batch = random_batches(1)[0]
     reloaded = reload(student, tmp_path)
     assert torch.allclose(logits(reloaded, batch), logits(student, batch), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def llama_teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama classifier saved with a WordPiece tokenizer over the tiny vocabulary."""
+    folder = tmp_path_factory.mktemp("llama-teacher")
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    BertTokenizer.from_pretrained(folder).save_pretrained(folder)
+    tiny_llama(seed=7, vocab_size=len(VOCAB), pad_token_id=VOCAB.index("[PAD]")).save_pretrained(
+        folder
+    )
+    return folder
+
+
+def test_compress_prunes_llama_heads_end_to_end(
+    llama_teacher_dir: Path,
+    tiny_splits: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Until capabilities lists Llama and "heads", the spec checks refuse them.
+    monkeypatch.setattr(validate, "MODEL_TYPES", (*validate.MODEL_TYPES, "llama"))
+    monkeypatch.setattr(validate, "STRUCTURED", ("layers", "ffn", "hidden", "heads"))
+    spec = make_spec(
+        llama_teacher_dir,
+        tiny_splits,
+        tmp_path,
+        params_ratio=0.5,
+        training={"teacher_epochs": 0, "epochs": 1},
+        pruning=PruningSpec(structured=("layers", "ffn", "hidden", "heads")),
+    )
+    result = compress(spec)
+    plan = result.metrics["pruning_plan"]
+    assert plan["num_attention_heads"] < 8 and plan["num_key_value_heads"] == 2
+    assert plan["hidden_size"] % plan["num_attention_heads"] == 0
+    paths = {a.name: a.path for a in result.artifacts}
+    report = json.loads(paths["report"].read_text())
+    assert report["export"]["reload_max_abs_logit_diff"] <= 1e-4
+    model = AutoModelForSequenceClassification.from_pretrained(paths["model"], use_safetensors=True)
+    assert model.config.num_attention_heads == plan["num_attention_heads"]
+    assert model.config.head_dim == 8
+    assert result.metrics["params_ratio_non_embedding"] >= 0.5

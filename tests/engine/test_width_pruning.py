@@ -3,20 +3,25 @@ and a tiny Llama: shapes and config agree, counts match the plan, students reloa
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
+from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
+from workers.engine import validate
+from workers.engine.compress import compress
 from workers.engine.importance import get_importance
 from workers.engine.layers import attention, encoder_layers, ffn, parameter_counts
 from workers.engine.plan import WIDTH_MULTIPLE, plan_structured
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import Selection, build_pruned, top_channels
 from workers.engine.runtime import Runtime
+from workers.engine.spec import EngineInputError, PruningSpec
 
 CPU = Runtime(torch.device("cpu"))
 BERT_COMBOS = [
@@ -104,6 +109,23 @@ def test_the_tiny_plans_do_narrow_what_they_may(family: str) -> None:
         assert every.intermediate_size < sizes.intermediate_size
         assert every.num_attention_heads < sizes.num_heads
         assert every.num_key_value_heads == sizes.num_kv_heads
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "electra"])
+def test_token_classifiers_prune_too(kind: str, tmp_path: Path) -> None:
+    """No pooler: the tagging projection reads the residual stream directly."""
+    teacher = tiny_encoder(kind, tokens=True)
+    sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
+    assert not sizes.head_dense
+    student, plan, _ = _student(teacher, ("layers", "ffn", "hidden"), 0.5, "activation")
+    assert plan.hidden_size < 32
+    assert type(student) is type(teacher)
+    assert student.classifier.in_features == plan.hidden_size
+    assert parameter_counts(student).non_embedding == plan.non_embedding
+    batch = random_batches(1)[0]
+    reloaded = reload(student, tmp_path, tokens=True)
+    assert type(reloaded) is type(teacher)
+    assert (logits(reloaded, batch) - logits(student, batch)).abs().max() <= 1e-4
 
 
 def test_bert_hidden_pruning_slices_every_tensor_consistently(tmp_path: Path) -> None:
@@ -211,3 +233,56 @@ def test_a_plan_that_narrows_needs_scores() -> None:
         selection_for(sizes, plan, None)
     layers_only = plan_structured(sizes, 0.5, ("layers",))
     assert selection_for(sizes, layers_only, None) == Selection(layers=layers_only.layer_map)
+
+
+def test_compress_prunes_hidden_width_end_to_end(
+    headed_teacher: Path,
+    tiny_splits: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Until capabilities.STRUCTURED lists "hidden", the spec check refuses it.
+    monkeypatch.setattr(validate, "STRUCTURED", ("layers", "ffn", "hidden", "heads"))
+    callback = RecordingCallback()
+    spec = make_spec(
+        headed_teacher,
+        tiny_splits,
+        tmp_path,
+        training={"teacher_epochs": 0, "epochs": 1},
+        pruning=PruningSpec(structured=("layers", "ffn", "hidden")),
+    )
+    result = compress(spec, callback)
+    plan = result.metrics["pruning_plan"]
+    assert plan["hidden_size"] < 32 and plan["num_attention_heads"] * 8 == plan["hidden_size"]
+    assert plan["importance"] == "taylor"
+    logs = [d for _, _, d in callback.logs if d and d.get("stage") == "pruning"]
+    assert logs[0]["hidden_size"] == plan["hidden_size"]
+    assert (
+        result.metrics["student"]["non_embedding_parameters"]
+        >= 0.5 * (result.metrics["teacher"]["non_embedding_parameters"])
+    )
+    paths = {a.name: a.path for a in result.artifacts}
+    report = json.loads(paths["report"].read_text())
+    assert report["export"]["reload_max_abs_logit_diff"] <= 1e-4
+    model = AutoModelForSequenceClassification.from_pretrained(paths["model"], use_safetensors=True)
+    assert model.config.hidden_size == plan["hidden_size"]
+
+
+def test_compress_refuses_bert_heads_with_what_to_use_instead(
+    headed_teacher: Path,
+    tiny_splits: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(validate, "STRUCTURED", ("layers", "ffn", "hidden", "heads"))
+    spec = make_spec(
+        headed_teacher,
+        tiny_splits,
+        tmp_path,
+        training={"teacher_epochs": 0},
+        pruning=PruningSpec(structured=("layers", "heads")),
+    )
+    with pytest.raises(EngineInputError) as info:
+        compress(spec)
+    assert info.value.code == "unsupported_pruning"
+    assert "'hidden'" in info.value.message

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     BertConfig,
     ElectraConfig,
     LlamaConfig,
@@ -43,8 +44,11 @@ def tiny_llama(seed: int = 0, **overrides: object) -> PreTrainedModel:
     return AutoModelForSequenceClassification.from_config(LlamaConfig(**settings)).eval()
 
 
-def tiny_encoder(kind: str = "bert", seed: int = 0, **overrides: object) -> PreTrainedModel:
-    """Hidden 32 in 4 heads of 8, FFN 64, 4 layers (ELECTRA: embeddings of 16)."""
+def tiny_encoder(
+    kind: str = "bert", seed: int = 0, *, tokens: bool = False, **overrides: object
+) -> PreTrainedModel:
+    """Hidden 32 in 4 heads of 8, FFN 64, 4 layers (ELECTRA: embeddings of 16); a
+    sequence-classification head, or a token-classification one with ``tokens``."""
     settings: dict[str, object] = {
         "vocab_size": VOCAB,
         "hidden_size": 32,
@@ -61,7 +65,8 @@ def tiny_encoder(kind: str = "bert", seed: int = 0, **overrides: object) -> PreT
         settings["embedding_size"] = 16
     settings.update(overrides)
     torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(config_class(**settings)).eval()
+    auto = AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification
+    return auto.from_config(config_class(**settings)).eval()
 
 
 def random_batches(
@@ -87,7 +92,8 @@ def logits(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
 
-def reload(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
+def reload(model: PreTrainedModel, folder: Path, *, tokens: bool = False) -> PreTrainedModel:
     """Save with safetensors and load back with nothing but the plain Auto class."""
     model.save_pretrained(folder)
-    return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+    auto = AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification
+    return auto.from_pretrained(folder, use_safetensors=True).eval()

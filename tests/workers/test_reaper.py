@@ -132,3 +132,52 @@ def test_max_runtime_fails_the_job(client, model_id, dataset_id):
     job = client.get(f"/v1/jobs/{jid}").json()
     assert job["error"]["code"] == "max_runtime_exceeded"
     assert client.get(f"/v1/jobs/{jid}/artifacts").json()["data"] == []
+
+
+def test_sweep_removes_objects_that_landed_after_the_job_ended(
+    client, model_id, dataset_id, tmp_path
+):
+    """A dead attempt's upload can arrive after the next attempt cleaned up: the sweep
+    deletes what no artifact row names, and keeps what one does."""
+    from app.db import session_scope
+    from app.jobs import service as jobs
+    from app.storage import get_storage
+    from workers.reaper import sweep_orphans
+
+    jid = _queued_job(client, model_id, dataset_id)
+    _claim(jid)
+    _expire(jid)
+    from app.settings import get_settings
+
+    _reap(get_settings())
+    assert _claim(jid) == 2
+    storage = get_storage()
+    blob = tmp_path / "b"
+    blob.write_bytes(b"x" * 100)
+    kept = storage.put_file(f"jobs/{jid}/2/model.tar.gz", blob)
+    with session_scope() as s:
+        assert jobs.finish(
+            session=s,
+            job_id=jid,
+            attempt=2,
+            status="succeeded",
+            metrics={},
+            artifacts=[
+                {
+                    "name": "model",
+                    "kind": "model",
+                    "filename": "model.tar.gz",
+                    "content_type": "application/gzip",
+                    "storage_key": f"jobs/{jid}/2/model.tar.gz",
+                    "size_bytes": kept.size_bytes,
+                    "sha256": kept.sha256,
+                }
+            ],
+        )
+    storage.put_file(f"jobs/{jid}/1/model.tar.gz", blob)  # attempt 1's, arriving late
+    assert sweep_orphans() >= 1
+    assert storage.list(f"jobs/{jid}/") == [f"jobs/{jid}/2/model.tar.gz"]
+    # A job that ended long ago is not listed again.
+    storage.put_file(f"jobs/{jid}/1/late.bin", blob)
+    assert sweep_orphans(window_s=0) == 0
+    storage.delete(f"jobs/{jid}/1/late.bin")

@@ -10,9 +10,11 @@ STRATEGIES = ("prune_then_distill",)
 TARGETS = ("params_ratio", "sparsity")
 # Patterns a ``sparsity`` target may use, once "sparsity" is among TARGETS.
 SPARSITY_PATTERNS: tuple[str, ...] = ("unstructured", "2:4")
-# What structured pruning can remove; "layers" must be among those asked for. With
-# "ffn" too, the target is met by fewer layers and narrower FFNs (workers/engine/plan.py).
-STRUCTURED = ("layers", "ffn")
+# What structured pruning can remove; "layers" must be among those asked for. The plan
+# (workers/engine/plan.py) narrows the allowed widths first (FFN neurons, hidden
+# channels, attention heads: Llama-family only, key-value groups kept whole), then
+# drops layers. BERT-family "hidden" removes whole heads with their channels.
+STRUCTURED = ("layers", "ffn", "hidden", "heads")
 # How FFN neurons are ranked (workers/engine/importance.py); the first is the default.
 IMPORTANCE = ("taylor", "activation", "magnitude")
 UNSTRUCTURED = True
@@ -21,10 +23,10 @@ ATTENTION_LOSS = False
 # Teacher logits computed once and reused every epoch instead of a teacher forward pass
 # per step.
 CACHE_TEACHER_LOGITS = False
-# BERT-family encoders whose layers live in ``<base>.encoder.layer`` and whose config
-# a shallower, narrower copy can describe by ``num_hidden_layers`` and
-# ``intermediate_size`` alone.
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
+# Families whose shallower, narrower copies a standard transformers config describes:
+# BERT-like encoders (layers in ``<base>.encoder.layer``) and Llama-like decoders
+# (``<base>.layers``, explicit head_dim and key-value heads).
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2")
 # The Auto class suffix of a teacher's head for each task: a head of another kind (or
 # for another label count) is replaced and trained before distillation.
 HEAD_ARCHITECTURE_SUFFIX = {

@@ -29,18 +29,25 @@ The plan rule (``plan_student``), on non-embedding parameters (CoFi, Minitron):
   gives more speed-up per parameter, which is why a target far below what the floors
   allow still drops layers). For k = L, L-1, ..., 1: shrink every allowed width axis by
   one shared fraction f (each rounded up to its grid and held at its floor), take the
-  smallest f that still reaches the target with k layers, then tighten the finest axis
-  (FFN, else hidden, else heads) to the smallest grid size that reaches it. The first
-  k whose finest axis stays at or above its floor wins; its parameters exceed the
-  target by less than one grid step of that axis per layer (for FFN pruning, k · 8 ·
-  (2H + 1): 0.7% of the target for MiniLM-L6 at 0.5). When no k gets there (targets
-  far below what one layer holds), the smallest plan that still reaches the target is
-  taken, every axis at its floor, ties going to more layers.
+  f whose student reaches the target with k layers with the fewest parameters, then
+  tighten the finest axis (FFN, else hidden, else heads) to the smallest grid size
+  that reaches it. The first k whose finest axis stays at or above its floor wins; its
+  parameters exceed the target by less than one grid step of that axis per layer (for
+  FFN pruning, k · 8 · (2H + 1): 0.7% of the target for MiniLM-L6 at 0.5). When no k
+  gets there (targets far below what one layer holds), the smallest plan that still
+  reaches the target is taken, every axis at its floor, ties going to more layers.
 
 Grids: FFN widths and Llama hidden widths are multiples of 8; BERT hidden widths are
 multiples of the head size (of lcm(head size, 8) where that leaves room); heads move in
 whole query heads per KV group. A teacher's own size is always allowed. Floors, as a
-fraction of the teacher's size: FFN 1/4, hidden 1/2, heads 1/2.
+fraction of the teacher's size: FFN 1/4, hidden 1/2, heads 1/2. ``LlamaConfig``
+validates that the heads divide the hidden width (``head_dim`` notwithstanding), so a
+Llama plan rounds its hidden width up (or keeps more heads) until they do: 64 wide with
+8 heads can keep 4 heads but not 6 or 7.
+
+A student's non-embedding count is exactly ``PrunePlan.non_embedding``
+(``prune_layers.sizes_from_model`` checks the formulas against the teacher's own count
+before any plan is trusted).
 """
 
 from __future__ import annotations

@@ -33,12 +33,15 @@ class DistillationSpec:
 
 @dataclass(frozen=True)
 class PruningSpec:
-    """``structured``: what may be removed to meet ``target.params_ratio``; "layers" alone
-    drops whole layers, "layers" and "ffn" mix fewer layers with narrower FFNs.
+    """``structured``: what may be removed to meet ``target.params_ratio``; "layers"
+    alone drops whole layers; with "ffn", "hidden" or "heads" the plan narrows those
+    widths first and drops layers only when they are at their floors (plan.py).
 
-    ``importance`` ranks FFN neurons ("taylor", "activation" or "magnitude"; see
+    ``importance`` ranks what is removed ("taylor", "activation" or "magnitude"; see
     ``workers/engine/importance.py``), scored on ``importance_batches`` batches of
-    training data through the fine-tuned teacher. Both only matter with "ffn".
+    training data through the fine-tuned teacher. ``unstructured_sparsity`` zeroes that
+    fraction of the student's encoder weights while it is distilled, on top of a
+    params_ratio target.
     """
 
     structured: tuple[str, ...] = ("layers",)

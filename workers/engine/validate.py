@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from workers.engine import plan
 from workers.engine.capabilities import (
     CACHE_TEACHER_LOGITS,
     IMPORTANCE,
@@ -32,6 +33,7 @@ def validate_spec(spec: CompressionSpec) -> None:
         )
     _validate_target(spec)
     _validate_pruning(spec)
+    _validate_structure(spec)
     _validate_distillation(spec)
     _validate_training(spec)
     labels = spec.label_names
@@ -153,6 +155,22 @@ def _validate_training(spec: CompressionSpec) -> None:
     for ok, message in checks:
         if not ok:
             raise EngineInputError("bad_training", message)
+
+
+def _validate_structure(spec: CompressionSpec) -> None:
+    """What the teacher's config cannot describe is refused now, not after fine-tuning."""
+    if spec.target.params_ratio is None or not (spec.teacher_dir / "config.json").is_file():
+        return  # the teacher is checked (with a clearer message) when it is read
+    config = read_teacher_config(spec.teacher_dir)
+    try:
+        sizes = plan.sizes_from_config(
+            config,
+            num_labels=len(spec.label_names),
+            head_dense=spec.task == "sequence-classification",
+        )
+    except (KeyError, TypeError, ValueError):
+        return  # an unsupported model type is reported by the model-type check
+    plan.check_structured(sizes, spec.pruning.structured)
 
 
 def read_teacher_config(teacher_dir: Path) -> dict[str, Any]:
