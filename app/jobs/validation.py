@@ -116,6 +116,15 @@ def _check_engine_support(body: JobCreate) -> None:
             f"Strategy {body.strategy!r} is not supported yet; supported: "
             f"{_listing(capabilities.STRATEGIES)}.",
         )
+    least = capabilities.MIN_EPOCHS.get(body.strategy, 1)
+    if body.training.epochs < least:
+        raise ProblemError(
+            422,
+            "too_few_epochs",
+            f"Strategy {body.strategy!r} distils in rounds of one epoch at least; set "
+            f"training.epochs to {least} or more.",
+            param="training.epochs",
+        )
     _check_target(body)
     _check_pruning(body)
     if body.distillation.attention and not capabilities.ATTENTION_LOSS:

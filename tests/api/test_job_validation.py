@@ -148,8 +148,6 @@ def test_fitting_head_needs_no_teacher_training(client, teacher_archives, datase
     ("patch", "param", "supported"),
     [
         ({"task": "causal-lm"}, "task", "'token-classification'"),
-        ({"strategy": "distill_then_prune"}, "strategy", "'prune_then_distill'"),
-        ({"strategy": "joint"}, "strategy", "'prune_then_distill'"),
         ({"pruning": {"structured": ["ffn"]}}, "pruning.structured", '"layers"'),
         ({"distillation": {"attention": True}}, "distillation.attention", "hidden-state"),
         ({"training": {"cache_teacher_logits": True}}, "training.cache_teacher_logits", "false"),

@@ -4,6 +4,7 @@ with the same seed ends, whichever training phase it was stopped in."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ class CheckpointingCallback(RecordingCallback):
     """Keeps a copy of each checkpoint; with ``stop_at`` = (stage, step) it stops the
     run right after that checkpoint, as a kill would."""
 
-    def __init__(self, keep: Path, stop_at: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        keep: Path,
+        stop_at: tuple[str, int | None] | Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
         super().__init__()
         self.keep = keep
         self.stop_at = stop_at
@@ -38,7 +43,8 @@ class CheckpointingCallback(RecordingCallback):
         self.keep.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, copy)
         self.saved.append({**info, "copy": copy})
-        if self.stop_at == (info["stage"], info["step"]):
+        wanted = self.stop_at
+        if (callable(wanted) and wanted(info)) or wanted == (info["stage"], info["step"]):
             self._stopping = True
 
     def should_stop(self) -> bool:

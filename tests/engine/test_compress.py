@@ -233,7 +233,8 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
     ("overrides", "code"),
     [
         ({"task": "causal-lm"}, "unsupported_task"),
-        ({"strategy": "joint"}, "unsupported_strategy"),
+        ({"strategy": "greedy"}, "unsupported_strategy"),
+        ({"strategy": "distill_then_prune", "training": {"epochs": 1}}, "bad_training"),
         ({"target": TargetSpec(sparsity=0.5, pattern="4:8")}, "unsupported_pattern"),
         ({"target": TargetSpec(sparsity=0.6, pattern="2:4")}, "bad_sparsity"),
         ({"target": TargetSpec(sparsity=1.0)}, "bad_sparsity"),

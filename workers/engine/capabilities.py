@@ -6,7 +6,9 @@ so enabling a feature in the engine means adding it here, and nothing in the API
 """
 
 TASKS = ("sequence-classification", "token-classification")
-STRATEGIES = ("prune_then_distill",)
+STRATEGIES = ("prune_then_distill", "distill_then_prune", "joint")
+# Strategies that distil in rounds need an epoch per round at least (strategies.py).
+MIN_EPOCHS = {"distill_then_prune": 2}
 TARGETS = ("params_ratio", "sparsity")
 # Patterns a ``sparsity`` target may use, once "sparsity" is among TARGETS.
 SPARSITY_PATTERNS: tuple[str, ...] = ("unstructured", "2:4")
@@ -18,11 +20,14 @@ STRUCTURED = ("layers", "ffn", "hidden", "heads")
 # How FFN neurons are ranked (workers/engine/importance.py); the first is the default.
 IMPORTANCE = ("taylor", "activation", "magnitude")
 UNSTRUCTURED = True
-LOSSES = ("ce", "kd_kl", "hidden_mse")
-ATTENTION_LOSS = False
+LOSSES = ("ce", "kd_kl", "hidden_mse", "attention_kl")
+# distillation.attention: KL between teacher and student attention maps over the layer
+# map (losses.attention_kl; eager attention while distilling).
+ATTENTION_LOSS = True
 # Teacher logits computed once and reused every epoch instead of a teacher forward pass
-# per step.
-CACHE_TEACHER_LOGITS = False
+# per step. Only without the hidden-state and attention losses, which need that forward
+# pass (distillation.hidden_states=false and attention=false).
+CACHE_TEACHER_LOGITS = True
 # Families whose shallower, narrower copies a standard transformers config describes:
 # BERT-like encoders (layers in ``<base>.encoder.layer``) and Llama-like decoders
 # (``<base>.layers``, explicit head_dim and key-value heads).

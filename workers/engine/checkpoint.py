@@ -90,6 +90,8 @@ class Checkpointer:
         os.replace(tmp, self.path)
         step = int(payload["loop"]["step"]) if "loop" in payload else None
         info = {"stage": stage, "step": step, "progress": round(self.progress.value, 4)}
+        if "round" in payload:  # strategies with several rounds restart the step count
+            info["round"] = int(payload["round"]) + 1
         self.progress.checkpoint(self.path, info)
         return self.path
 

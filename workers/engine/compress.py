@@ -7,7 +7,9 @@ it (data, teacher, plan, importance, prune_layers, distill, evaluate, export).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
 import itertools
 import tempfile
 import time
@@ -52,6 +54,7 @@ from workers.engine.spec import (
     EngineInputError,
     NullCallback,
 )
+from workers.engine.strategies import Round, plan_rounds
 from workers.engine.tasks import get_task
 from workers.engine.teacher import (
     finetune_teacher,
@@ -173,118 +176,123 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 data={"stage": "teacher_finetune", **teacher_scores.as_dict()},
             )
 
-    # -- pruning -----------------------------------------------------------------
-    progress.start_phase("pruning")
-    with _timed(timings, "pruning"):
-        # A sparsity target keeps the teacher's shape: the student is a full copy whose
-        # weights are zeroed while it is distilled.
-        params_ratio = spec.target.params_ratio if spec.target.sparsity is None else 1.0
-        assert params_ratio is not None  # validate_spec guarantees it
-        teacher_counts = parameter_counts(teacher)
-        sizes = sizes_from_model(teacher, teacher_counts.non_embedding)
-        plan = plan_structured(sizes, params_ratio, spec.pruning.structured)
-        layer_map = list(plan.layer_map)
-        ranked_structures = sorted(structures_to_score(sizes, plan))
-        scores = None
-        importance_name: str | None = None
-        if ranked_structures:
-            importance_name = spec.pruning.importance
-            scores = _score_structures(
-                teacher, train, ranked_structures, spec, pad_id, runtime, progress
-            )
-        student = build_pruned(teacher, selection_for(sizes, plan, scores))
-        student_non_embedding = parameter_counts(student).non_embedding
-        if student_non_embedding != plan.non_embedding:
-            raise AssertionError(
-                f"the student has {student_non_embedding} non-embedding parameters, "
-                f"the plan said {plan.non_embedding}"
-            )
-        achieved = student_non_embedding / teacher_counts.non_embedding
-        pruning_plan: dict[str, Any] = {
-            "num_layers": plan.num_layers,
-            "intermediate_size": plan.intermediate_size,
-            "importance": importance_name,
-        }
-        if {"hidden", "heads"} & set(spec.pruning.structured):
-            # The widths only where they could change, so layers/FFN reports stay as
-            # they were.
-            pruning_plan |= {
-                "hidden_size": plan.hidden_size,
-                "num_attention_heads": plan.num_attention_heads,
-                "num_key_value_heads": plan.num_key_value_heads,
-            }
-        ranked = (
-            f" ({', '.join(ranked_structures)} ranked by {importance_name} importance)"
-            if importance_name
-            else ""
-        )
-        progress.log(
-            f"pruning plan: kept teacher layers {layer_map} ({plan.num_layers} of "
-            f"{sizes.num_layers}) with FFN width {plan.intermediate_size} of "
-            f"{sizes.intermediate_size}, hidden width {plan.hidden_size} of "
-            f"{sizes.hidden_size}, {plan.num_attention_heads} of {sizes.num_heads} heads"
-            f"{ranked}: {achieved:.3f} of the non-embedding parameters (target {params_ratio})",
-            data={
-                "stage": "pruning",
-                "layer_map": layer_map,
-                "params_ratio": achieved,
-                **plan.as_dict(),
-                **pruning_plan,
-            },
-        )
+    # -- pruning and distilling, in the strategy's rounds --------------------------
+    rounds = plan_rounds(spec)
+    teacher_non_embedding = parameter_counts(teacher).non_embedding
+    student: PreTrainedModel = teacher
+    layer_map = list(range(teacher.config.num_hidden_layers))
+    achieved = 1.0
+    pruning_plan: dict[str, Any] = {}
+    round_reports: list[dict[str, Any]] = []
+    distill_curve: list[dict[str, float]] = []
+    pruner: MagnitudePruner | None = None
+    first_round = 0
+    if stage == "distilling":
+        assert resumed is not None
+        first_round = int(resumed.get("round", 0))
+        student = _student_from_checkpoint(teacher, resumed, runtime)
+        layer_map = list(resumed["layer_map"])
+        achieved, pruning_plan = resumed["achieved"], dict(resumed["pruning_plan"])
+        round_reports = [dict(r) for r in resumed["rounds"]]
+        distill_curve = [dict(point) for point in resumed["curve_before"]]
+    for index, current in enumerate(rounds):
+        if index < first_round:
+            continue
+        progress.share(index, len(rounds))
+        resuming = stage == "distilling" and index == first_round
+        if not resuming:
+            progress.start_phase("pruning")
+            with _timed(timings, "pruning"):
+                student, layer_map, achieved, plan_report = _prune_round(
+                    student,
+                    current,
+                    teacher=teacher,
+                    teacher_non_embedding=teacher_non_embedding,
+                    layer_map=layer_map,
+                    train=train,
+                    spec=spec,
+                    pad_id=pad_id,
+                    runtime=runtime,
+                    progress=progress,
+                )
+                if plan_report is not None:
+                    pruning_plan = plan_report
+                round_reports.append(
+                    {
+                        "round": index + 1,
+                        "target_ratio": current.ratio,
+                        "params_ratio": achieved,
+                        "structured": list(current.structured),
+                        "epochs": current.epochs,
+                        "layer_map": list(layer_map),
+                    }
+                )
 
-    # -- distilling --------------------------------------------------------------
-    progress.start_phase("distilling")
-    with _timed(timings, "distilling"):
-        if stage == "distilling":
-            assert resumed is not None
-            student.load_state_dict(resumed["student"])
-        pruner = _sparsity_pruner(spec, student, train)
-        if pruner is not None and stage == "distilling":
-            assert resumed is not None
-            pruner.load_state_dict(resumed["sparsity"])
+        progress.start_phase("distilling")
+        with _timed(timings, "distilling"):
+            steps = train.num_batches(spec.training.batch_size) * current.epochs
+            pruner = (
+                MagnitudePruner(student, current.zeroing.config(steps)) if current.zeroing else None
+            )
+            if pruner is not None and resuming:
+                assert resumed is not None
+                pruner.load_state_dict(resumed["sparsity"])
+            curve_before = [dict(point) for point in distill_curve]
 
-        def save_distill(loop: LoopState) -> None:
-            checkpointer.save(
-                "distilling",
+            save_distill = functools.partial(
+                _save_distill,
+                checkpointer,
                 {
-                    "loop": loop,
-                    "student": cpu_state(student),
+                    "round": index,
+                    "student_config": student.config.to_dict(),
+                    "layer_map": list(layer_map),
+                    "achieved": achieved,
+                    "pruning_plan": dict(pruning_plan),
+                    "rounds": [dict(r) for r in round_reports],
+                    "curve_before": curve_before,
                     "teacher": teacher_state,
                     "teacher_curve": teacher_curve,
                     "teacher_scores": (
                         dataclasses.asdict(teacher_scores) if teacher_scores else None
                     ),
-                    "sparsity": pruner.state_dict() if pruner else None,
                 },
+                student,
+                pruner,
             )
 
-        distill_curve = distill(
-            student,
-            teacher,
-            train,
-            layer_map=layer_map,
-            distillation=spec.distillation,
-            training=spec.training,
-            pad_token_id=pad_id,
-            runtime=runtime,
-            progress=progress,
-            hooks=LoopHooks(
-                checkpoint_every=spec.training.checkpoint_every_steps,
-                save=save_distill,
-                resume=resumed["loop"] if stage == "distilling" else None,
-                after_step=pruner.on_step if pruner else None,
-            ),
-        )
-        if pruner is not None:
-            # The zeros become plain weights: the export is an ordinary checkpoint.
-            pruner.fold()
-            zeros = sparsity_report(student)
-            progress.log(
-                f"sparsity: {zeros['sparsity']:.3f} of the encoder's linear weights are zero "
-                f"({pruner.config.pattern})",
-                data={"stage": "distilling", **zeros},
+            curve = distill(
+                student,
+                teacher,
+                train,
+                layer_map=layer_map,
+                distillation=spec.distillation,
+                training=dataclasses.replace(spec.training, epochs=current.epochs),
+                pad_token_id=pad_id,
+                runtime=runtime,
+                progress=progress,
+                hooks=LoopHooks(
+                    checkpoint_every=spec.training.checkpoint_every_steps,
+                    save=save_distill,
+                    resume=resumed["loop"] if resuming else None,
+                    after_step=pruner.on_step if pruner else None,
+                ),
             )
+            offset = curve_before[-1]["step"] if curve_before else 0
+            distill_curve = curve_before + [
+                {**point, "step": point["step"] + offset, "round": index + 1} for point in curve
+            ]
+            if pruner is not None:
+                # The zeros become plain weights: the export is an ordinary checkpoint.
+                pruner.fold()
+                zeros = sparsity_report(student)
+                progress.log(
+                    f"sparsity: {zeros['sparsity']:.3f} of the encoder's linear weights are "
+                    f"zero ({pruner.config.pattern})",
+                    data={"stage": "distilling", **zeros},
+                )
+    progress.share(0, 1)
+    if len(rounds) > 1:
+        pruning_plan = {**pruning_plan, "rounds": round_reports}
 
     # -- evaluating --------------------------------------------------------------
     progress.start_phase("evaluating")
@@ -410,6 +418,117 @@ def _quality(
         task=get_task(spec.task),
         label_names=spec.label_names,
     )
+
+
+def _prune_round(
+    model: PreTrainedModel,
+    current: Round,
+    *,
+    teacher: PreTrainedModel,
+    teacher_non_embedding: int,
+    layer_map: list[int],
+    train: EncodedSplit,
+    spec: CompressionSpec,
+    pad_id: int,
+    runtime: Runtime,
+    progress: Progress,
+) -> tuple[PreTrainedModel, list[int], float, dict[str, Any] | None]:
+    """Prune ``model`` (the teacher, or the student of the round before) to
+    ``current.ratio`` of the teacher's non-embedding parameters, ranked by importance
+    measured through ``model``. Returns the student, its map to teacher layers, the
+    ratio reached and the plan's report (None when nothing was removed)."""
+    counts = parameter_counts(model)
+    relative = current.ratio * teacher_non_embedding / counts.non_embedding
+    if relative >= 1.0 - 1e-9:
+        # Nothing to remove this round: a sparsity target, or the first round of a
+        # distill_then_prune with a target that whole layers already met.
+        # A full-size student is the teacher's shape and weights, trained separately.
+        student = copy.deepcopy(model) if model is teacher else model
+        progress.log(
+            "pruning: nothing removed in this round (the student keeps the shape it has)",
+            data={"stage": "pruning", "params_ratio": counts.non_embedding / teacher_non_embedding},
+        )
+        return student, layer_map, counts.non_embedding / teacher_non_embedding, None
+    sizes = sizes_from_model(model, counts.non_embedding)
+    plan = plan_structured(sizes, relative, current.structured)
+    ranked_structures = sorted(structures_to_score(sizes, plan))
+    scores = None
+    importance_name: str | None = None
+    if ranked_structures:
+        importance_name = spec.pruning.importance
+        scores = _score_structures(model, train, ranked_structures, spec, pad_id, runtime, progress)
+    student = build_pruned(model, selection_for(sizes, plan, scores))
+    student_non_embedding = parameter_counts(student).non_embedding
+    if student_non_embedding != plan.non_embedding:
+        raise AssertionError(
+            f"the student has {student_non_embedding} non-embedding parameters, "
+            f"the plan said {plan.non_embedding}"
+        )
+    achieved = student_non_embedding / teacher_non_embedding
+    new_map = [layer_map[i] for i in plan.layer_map]
+    pruning_plan: dict[str, Any] = {
+        "num_layers": plan.num_layers,
+        "intermediate_size": plan.intermediate_size,
+        "importance": importance_name,
+    }
+    if {"hidden", "heads"} & set(current.structured):
+        # The widths only where they could change, so layers/FFN reports stay as they were.
+        pruning_plan |= {
+            "hidden_size": plan.hidden_size,
+            "num_attention_heads": plan.num_attention_heads,
+            "num_key_value_heads": plan.num_key_value_heads,
+        }
+    ranked = (
+        f" ({', '.join(ranked_structures)} ranked by {importance_name} importance)"
+        if importance_name
+        else ""
+    )
+    progress.log(
+        f"pruning plan: kept teacher layers {new_map} ({plan.num_layers} of "
+        f"{sizes.num_layers}) with FFN width {plan.intermediate_size} of "
+        f"{sizes.intermediate_size}, hidden width {plan.hidden_size} of "
+        f"{sizes.hidden_size}, {plan.num_attention_heads} of {sizes.num_heads} heads"
+        f"{ranked}: {achieved:.3f} of the teacher's non-embedding parameters "
+        f"(target {current.ratio:.3f})",
+        data={
+            "stage": "pruning",
+            "layer_map": new_map,
+            "params_ratio": achieved,
+            **plan.as_dict(),
+            **pruning_plan,
+        },
+    )
+    return student, new_map, achieved, pruning_plan
+
+
+def _save_distill(
+    checkpointer: Checkpointer,
+    fixed: dict[str, Any],
+    student: PreTrainedModel,
+    pruner: MagnitudePruner | None,
+    loop: LoopState,
+) -> None:
+    """A distillation checkpoint: the round's fixed facts, the loop, the weights."""
+    checkpointer.save(
+        "distilling",
+        {
+            **fixed,
+            "loop": loop,
+            "student": cpu_state(student),
+            "sparsity": pruner.state_dict() if pruner else None,
+        },
+    )
+
+
+def _student_from_checkpoint(
+    teacher: PreTrainedModel, resumed: dict[str, Any], runtime: Runtime
+) -> PreTrainedModel:
+    """The student a checkpoint was made from: its config and weights, no pruning redone
+    (a later round's pruning depended on the distillation before it)."""
+    config = type(teacher.config).from_dict(resumed["student_config"])
+    student = type(teacher)._from_config(config, dtype=torch.float32)
+    student.load_state_dict(resumed["student"])
+    return student.to(runtime.device)
 
 
 def _score_structures(

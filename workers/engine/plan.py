@@ -361,8 +361,7 @@ def plan_student(
         if sizes.shape_params(top) < target:
             continue  # k layers cannot reach the target even at full width
         floors = _fit(sizes, _at_level(top, axes, None), axes)
-        narrowest = axes[finest].size(_tighten(sizes, floors, axes[finest], target))
-        if narrowest < axes[finest].floor:
+        if _wants_below_floor(sizes, floors, axes[finest], target):
             # Even at the floors k layers hold too much: no level of k can be accepted.
             fallback.append((sizes.shape_params(floors), -k, floors))
             continue
@@ -377,7 +376,7 @@ def plan_student(
             if params < chosen_params:  # ties keep the wider level
                 chosen, chosen_params = shape, params
         tightened = _tighten(sizes, chosen, axes[finest], target)
-        if axes[finest].size(tightened) >= axes[finest].floor:
+        if not _wants_below_floor(sizes, tightened, axes[finest], target):
             return _plan(sizes, tightened, params_ratio)
         fallback.append((sizes.shape_params(floors), -k, floors))
     _, _, shape = min(fallback, key=lambda item: (item[0], item[1]))
@@ -533,6 +532,18 @@ def _tighten(sizes: TeacherSizes, shape: Shape, axis: _Axis, target: float) -> S
         else:
             low = middle + 1
     return axis.with_size(shape, values[high])
+
+
+def _wants_below_floor(sizes: TeacherSizes, shape: Shape, axis: _Axis, target: float) -> bool:
+    """Whether ``shape`` (tightened on ``axis``) would still reach the target one grid
+    step narrower than the floor allows: then these layers hold too much, even at the
+    floors. (Tightening stops at the grid's smallest size, which may be the floor, so
+    that it lands on the floor says nothing by itself.)"""
+    size = axis.size(shape)
+    if size > axis.floor:
+        return False
+    step = axis.grid[1] - axis.grid[0] if len(axis.grid) > 1 else size
+    return sizes.shape_params(axis.with_size(shape, max(0, size - step))) >= target
 
 
 def _valid(sizes: TeacherSizes, shape: Shape) -> bool:

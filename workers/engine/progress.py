@@ -32,6 +32,9 @@ class Progress:
         self._phase: str | None = None
         self._value = 0.0
         self._reported = -1.0
+        # The part of each phase the current round owns (rounds of a strategy share the
+        # pruning and distilling phases).
+        self._share = (0.0, 1.0)
 
     @property
     def phase(self) -> str | None:
@@ -55,13 +58,20 @@ class Progress:
         self.check_stop()
         self._phase = phase
         self._callback.on_phase(phase)
-        self._set(PHASE_SPANS[phase][0], force=True)
+        start, end = PHASE_SPANS[phase]
+        self._set(start + (end - start) * self._share[0], force=True)
+
+    def share(self, index: int, count: int) -> None:
+        """The phases that follow are round ``index`` of ``count``: their progress fills
+        that part of each phase's span."""
+        self._share = (index / count, (index + 1) / count)
 
     def within(self, fraction: float) -> None:
-        """Progress inside the current phase, 0..1."""
+        """Progress inside the current phase (the current round's part of it), 0..1."""
         assert self._phase is not None
         start, end = PHASE_SPANS[self._phase]
-        fraction = min(max(fraction, 0.0), 1.0)
+        lo, hi = self._share
+        fraction = lo + (hi - lo) * min(max(fraction, 0.0), 1.0)
         self._set(start + (end - start) * fraction)
 
     def finish(self) -> None:

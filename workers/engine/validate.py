@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workers.engine import plan
+from workers.engine import capabilities, plan
 from workers.engine.capabilities import (
-    CACHE_TEACHER_LOGITS,
     IMPORTANCE,
+    MIN_EPOCHS,
     MODEL_TYPES,
     SPARSITY_PATTERNS,
     STRATEGIES,
@@ -19,6 +19,9 @@ from workers.engine.capabilities import (
     UNSTRUCTURED,
 )
 from workers.engine.spec import CompressionSpec, EngineInputError
+
+# Also raised by distill.distill(), for callers that skip validate_spec.
+CACHE_CONFLICT = "cache_teacher_logits needs distillation.hidden_states=false and attention=false"
 
 
 def validate_spec(spec: CompressionSpec) -> None:
@@ -34,6 +37,13 @@ def validate_spec(spec: CompressionSpec) -> None:
     _validate_target(spec)
     _validate_pruning(spec)
     _validate_structure(spec)
+    least = MIN_EPOCHS.get(spec.strategy, 1)
+    if spec.training.epochs < least:
+        raise EngineInputError(
+            "bad_training",
+            f"strategy {spec.strategy!r} distils in rounds of one epoch at least: set "
+            f"training.epochs to {least} or more",
+        )
     _validate_distillation(spec)
     _validate_training(spec)
     labels = spec.label_names
@@ -123,7 +133,8 @@ def _validate_pruning(spec: CompressionSpec) -> None:
 
 def _validate_distillation(spec: CompressionSpec) -> None:
     dist = spec.distillation
-    if dist.attention:
+    # Read at call time, so that a test (or a release) switching the flag is obeyed.
+    if dist.attention and not capabilities.ATTENTION_LOSS:
         raise EngineInputError(
             "unsupported_loss", "the attention-map loss is not supported yet; set attention=false"
         )
@@ -148,8 +159,15 @@ def _validate_training(spec: CompressionSpec) -> None:
         (tr.max_seq_length >= 8, "training.max_seq_length must be at least 8"),
         (tr.checkpoint_every_steps >= 0, "training.checkpoint_every_steps must be 0 or more"),
         (
-            CACHE_TEACHER_LOGITS or not tr.cache_teacher_logits,
+            capabilities.CACHE_TEACHER_LOGITS or not tr.cache_teacher_logits,
             "training.cache_teacher_logits is not supported yet; set it to false",
+        ),
+        (
+            # The hidden-state and attention losses need the teacher's forward pass at
+            # every step, which is what caching its logits removes.
+            not tr.cache_teacher_logits
+            or not (spec.distillation.hidden_states or spec.distillation.attention),
+            CACHE_CONFLICT,
         ),
     ]
     for ok, message in checks:

@@ -1,0 +1,146 @@
+"""Strategies as rounds of pruning and distillation: the round plans, and each strategy
+end to end on a tiny teacher (resumable in any round)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from tests.engine.conftest import RecordingCallback, make_spec
+from tests.engine.test_checkpoint_resume import CheckpointingCallback, _max_diff, _weights
+from workers.engine.compress import compress
+from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
+from workers.engine.strategies import plan_rounds
+
+
+def _spec(strategy: str, epochs: int = 4, **overrides):
+    return make_spec(
+        Path("/nonexistent"),
+        (Path("a"), Path("b")),
+        Path("/tmp/x"),
+        strategy=strategy,
+        training={"epochs": epochs},
+        **overrides,
+    )
+
+
+def test_prune_then_distill_is_one_round_with_the_whole_budget():
+    (only,) = plan_rounds(_spec("prune_then_distill"))
+    assert (only.ratio, only.epochs, only.zeroing) == (0.5, 4, None)
+
+
+def test_distill_then_prune_is_layers_first_then_the_rest():
+    first, second = plan_rounds(_spec("distill_then_prune", epochs=5))
+    assert first.structured == ("layers",) and first.ratio == pytest.approx(math.sqrt(0.5))
+    assert (first.epochs, second.epochs) == (3, 2)
+    assert second.ratio == 0.5
+
+
+def test_joint_removes_at_most_about_30_percent_per_round():
+    rounds = plan_rounds(_spec("joint", epochs=6, params_ratio=0.25))
+    assert len(rounds) == 4  # 0.7 ** 4 < 0.25 < 0.7 ** 3
+    ratios = [1.0] + [r.ratio for r in rounds]
+    assert all(b / a >= 0.7 - 1e-9 for a, b in itertools.pairwise(ratios))
+    assert ratios[-1] == pytest.approx(0.25)
+    assert sum(r.epochs for r in rounds) == 6
+
+
+def test_joint_has_no_more_rounds_than_epochs():
+    assert len(plan_rounds(_spec("joint", epochs=2, params_ratio=0.25))) == 2
+
+
+@pytest.mark.parametrize(
+    ("strategy", "schedules"),
+    [
+        ("prune_then_distill", [("gradual", 0.5)]),
+        ("distill_then_prune", [None, ("oneshot", 0.5)]),
+        ("joint", [("gradual_full", 0.5)]),
+    ],
+)
+def test_sparsity_targets_differ_in_when_weights_are_zeroed(strategy, schedules):
+    rounds = plan_rounds(_spec(strategy, params_ratio=None, target=TargetSpec(sparsity=0.5)))
+    got = [(r.zeroing.schedule, r.zeroing.target) if r.zeroing else None for r in rounds]
+    assert got == schedules
+    assert all(r.ratio == 1.0 for r in rounds)  # shapes kept: zeros, not removals
+    last = rounds[-1].zeroing.config(90)
+    if strategy == "distill_then_prune":
+        assert (last.begin_step, last.end_step) == (0, 0)  # at once, then recovery
+    elif strategy == "joint":
+        assert last.end_step == 90
+    else:
+        assert last.end_step == 60
+
+
+@pytest.mark.parametrize("strategy", ["distill_then_prune", "joint"])
+def test_strategy_end_to_end(strategy, headless_teacher, tiny_splits, tmp_path):
+    callback = RecordingCallback()
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path,
+        strategy=strategy,
+        params_ratio=0.3,
+        pruning=PruningSpec(structured=("layers", "ffn")),
+        training={"epochs": 4},
+    )
+    result = compress(spec, callback)
+    metrics = result.metrics
+    rounds = metrics["pruning_plan"]["rounds"]
+    assert len(rounds) == len(plan_rounds(spec)) >= 2
+    # Each round went further; the last reached the target (whole neurons: close to it).
+    reached = [r["params_ratio"] for r in rounds]
+    assert reached == sorted(reached, reverse=True)
+    assert metrics["params_ratio_non_embedding"] == reached[-1]
+    assert abs(reached[-1] - 0.3) < 0.05
+    assert callback.phases.count("pruning") == len(rounds)
+    assert callback.phases.count("distilling") == len(rounds)
+    assert callback.progress == sorted(callback.progress) and callback.progress[-1] == 1.0
+    model_dir = next(a.path for a in result.artifacts if a.name == "model")
+    student = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    assert student.config.num_hidden_layers == len(metrics["layer_map"])
+    assert metrics["student"]["accuracy"] >= 0.9 * metrics["teacher"]["accuracy"]
+    with torch.no_grad():
+        assert all(p.isfinite().all() for p in student.parameters())
+
+
+def test_joint_resumed_in_a_later_round_ends_like_the_uninterrupted_run(
+    headed_teacher, tiny_splits, tmp_path
+):
+    """A later round's student came from pruning a distilled one: the checkpoint must
+    carry its shape, not redo the pruning."""
+    kwargs = {
+        "strategy": "joint",
+        "params_ratio": 0.3,
+        "pruning": PruningSpec(structured=("layers", "ffn")),
+        "training": {"epochs": 3, "checkpoint_every_steps": 4},
+    }
+    whole = compress(
+        make_spec(headed_teacher, tiny_splits, tmp_path / "whole", **kwargs),
+        CheckpointingCallback(tmp_path / "kept-whole"),
+    )
+
+    def in_second_round(info: dict) -> bool:
+        return info["stage"] == "distilling" and info.get("round") == 2 and info["step"] == 8
+
+    first = CheckpointingCallback(tmp_path / "kept", stop_at=in_second_round)
+    with pytest.raises(EngineStopped):
+        compress(make_spec(headed_teacher, tiny_splits, tmp_path / "first", **kwargs), first)
+    saved = torch.load(first.saved[-1]["copy"], weights_only=True)
+    assert saved["round"] == 1  # counted from 0 in the file
+    resumed = compress(
+        make_spec(
+            headed_teacher,
+            tiny_splits,
+            tmp_path / "second",
+            resume_from=first.saved[-1]["copy"],
+            **kwargs,
+        ),
+        CheckpointingCallback(tmp_path / "kept-2"),
+    )
+    assert _max_diff(_weights(resumed), _weights(whole)) <= 1e-5
+    assert resumed.metrics["pruning_plan"] == whole.metrics["pruning_plan"]

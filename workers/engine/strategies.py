@@ -1,0 +1,126 @@
+"""Strategies: how pruning and distillation alternate, as a list of rounds.
+
+Each round prunes the current model (the teacher, at first) to a fraction of the
+teacher's non-embedding parameters, importance measured through that model, then
+distils the result from the teacher for some epochs, optionally zeroing weights on a
+schedule. The training budget (``training.epochs``) is the same whatever the strategy:
+the rounds share it.
+
+- ``prune_then_distill`` (default): one round, the target at once; sparsity zeroed on
+  the gradual schedule (begins after warm-up, complete at 2/3), masks fixed for the
+  last third.
+- ``distill_then_prune``: the classic two-step recipe. First a layers-only student at
+  about the square root of the target (layers taken from the teacher), distilled for
+  half the epochs; then pruned the rest of the way with every allowed structure and
+  recovered with the other half. With a sparsity target: a dense distillation, then
+  one-shot magnitude pruning and recovery with fixed masks.
+- ``joint``: prune while distilling, in rounds that each remove at most about 30% of
+  what is left (one-shot pruning past 30-50% collapses accuracy; Minitron and ModelOpt
+  advise about 30% per cycle). With a sparsity target: the gradual schedule over the
+  whole run, no fixed-mask tail.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from workers.engine.sparsity import SparsityConfig
+from workers.engine.sparsity_schedule import default_schedule
+from workers.engine.spec import CompressionSpec, EngineInputError
+
+# The most a joint round removes of what is left.
+JOINT_STEP = 0.7
+
+
+@dataclass(frozen=True)
+class Zeroing:
+    """Weights zeroed during a round: ``schedule`` "gradual" (cubic, to 2/3 of the
+    round), "gradual_full" (cubic, to the round's end) or "oneshot" (at its first step)."""
+
+    target: float
+    pattern: str
+    schedule: str
+
+    def config(self, total_steps: int) -> SparsityConfig:
+        if self.schedule == "oneshot":
+            begin, end, every = 0, 0, 1
+        else:
+            steps = default_schedule(total_steps)
+            begin, every = steps.begin_step, steps.update_every
+            end = total_steps if self.schedule == "gradual_full" else steps.end_step
+        return SparsityConfig(
+            target=self.target,
+            pattern=self.pattern,
+            begin_step=begin,
+            end_step=end,
+            update_every=every,
+        )
+
+
+@dataclass(frozen=True)
+class Round:
+    """``ratio``: the teacher's non-embedding parameters kept after this round's pruning
+    (1.0: nothing removed); ``structured``: what it may remove."""
+
+    ratio: float
+    structured: tuple[str, ...]
+    epochs: int
+    zeroing: Zeroing | None = None
+
+
+def plan_rounds(spec: CompressionSpec) -> list[Round]:
+    epochs = spec.training.epochs
+    ratio = spec.target.params_ratio if spec.target.sparsity is None else 1.0
+    assert ratio is not None
+    structured = tuple(spec.pruning.structured)
+    zero_target, pattern = _zeroing(spec)
+
+    def zeroing(schedule: str) -> Zeroing | None:
+        return Zeroing(zero_target, pattern, schedule) if zero_target else None
+
+    if spec.strategy == "prune_then_distill":
+        return [Round(ratio, structured, epochs, zeroing("gradual"))]
+    if spec.strategy == "distill_then_prune":
+        _need_epochs(spec, 2)
+        first = math.ceil(epochs / 2)
+        # With nothing to remove (a sparsity target) the first round only distils.
+        return [
+            Round(math.sqrt(ratio), ("layers",), first),
+            Round(ratio, structured, epochs - first, zeroing("oneshot")),
+        ]
+    if spec.strategy == "joint":
+        count = 1 if ratio >= 1.0 else max(1, math.ceil(math.log(ratio) / math.log(JOINT_STEP)))
+        count = min(count, epochs)
+        shares = _split(epochs, count)
+        return [
+            Round(
+                ratio ** ((k + 1) / count),
+                structured,
+                shares[k],
+                zeroing("gradual_full") if k == count - 1 else None,
+            )
+            for k in range(count)
+        ]
+    raise EngineInputError("unsupported_strategy", f"unknown strategy {spec.strategy!r}")
+
+
+def _zeroing(spec: CompressionSpec) -> tuple[float, str]:
+    if spec.target.sparsity is not None:
+        return spec.target.sparsity, spec.target.pattern
+    return spec.pruning.unstructured_sparsity, "unstructured"
+
+
+def _need_epochs(spec: CompressionSpec, rounds: int) -> None:
+    if spec.training.epochs < rounds:
+        raise EngineInputError(
+            "bad_training",
+            f"strategy {spec.strategy!r} distils in {rounds} rounds, one epoch at least "
+            f"each: set training.epochs to {rounds} or more",
+        )
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` epochs in ``parts`` shares as even as can be, the larger ones first."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if k < extra else 0) for k in range(parts)]
