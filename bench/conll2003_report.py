@@ -13,6 +13,7 @@ GOAL_RETENTION = 0.98
 COLUMNS = (
     "method",
     "target",
+    "layers_x_ffn",
     "f1",
     *(f"f1_{t}" for t in TYPES),
     "precision",
@@ -100,6 +101,8 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
+    if column == "layers_x_ffn":
+        return f"{row['num_layers']} x {row['intermediate_size']}"
     value = row.get(column)
     if value is None:
         return "-"

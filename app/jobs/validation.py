@@ -116,6 +116,17 @@ def _check_engine_support(body: JobCreate) -> None:
             f"Strategy {body.strategy!r} is not supported yet; supported: "
             f"{_listing(capabilities.STRATEGIES)}.",
         )
+    if body.training.cache_teacher_logits and (
+        body.distillation.hidden_states or body.distillation.attention
+    ):
+        raise ProblemError(
+            422,
+            "cache_needs_logits_only",
+            "Cached teacher logits replace the teacher's forward pass, which the hidden-state "
+            "and attention losses need; set distillation.hidden_states and "
+            "distillation.attention to false, or cache_teacher_logits to false.",
+            param="training.cache_teacher_logits",
+        )
     least = capabilities.MIN_EPOCHS.get(body.strategy, 1)
     if body.training.epochs < least:
         raise ProblemError(

@@ -149,8 +149,6 @@ def test_fitting_head_needs_no_teacher_training(client, teacher_archives, datase
     [
         ({"task": "causal-lm"}, "task", "'token-classification'"),
         ({"pruning": {"structured": ["ffn"]}}, "pruning.structured", '"layers"'),
-        ({"distillation": {"attention": True}}, "distillation.attention", "hidden-state"),
-        ({"training": {"cache_teacher_logits": True}}, "training.cache_teacher_logits", "false"),
     ],
 )
 def test_not_supported_yet(client, tenant, model_id, dataset_id, patch, param, supported):
@@ -179,7 +177,16 @@ def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, mon
     monkeypatch.setattr(capabilities, "SPARSITY_PATTERNS", ("unstructured",))
     monkeypatch.setattr(capabilities, "CACHE_TEACHER_LOGITS", True)
     _accepted(client, job_body(model_id, dataset_id, strategy="joint"))
-    _accepted(client, job_body(model_id, dataset_id, training={"cache_teacher_logits": True}))
+    logits_only = {"hidden_states": False}
+    _accepted(
+        client,
+        job_body(
+            model_id,
+            dataset_id,
+            training={"cache_teacher_logits": True},
+            distillation=logits_only,
+        ),
+    )
     job = _accepted(client, job_body(model_id, dataset_id, target={"sparsity": 0.8}))
     assert job["request"]["target"] == {
         "params_ratio": None,

@@ -191,10 +191,10 @@ def test_malformed_json(client, tenant):
             "pruning.unstructured_sparsity",
         ),
         (
-            {"distillation": {"attention": True}},
+            {"training": {"cache_teacher_logits": True}},  # hidden_states is on by default
             422,
-            "not_supported_yet",
-            "distillation.attention",
+            "cache_needs_logits_only",
+            "training.cache_teacher_logits",
         ),
     ],
 )

@@ -247,7 +247,7 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
         ({"pruning": PruningSpec(structured=("ffn",))}, "unsupported_pruning"),
         ({"pruning": PruningSpec(importance="entropy")}, "unsupported_importance"),
         ({"pruning": PruningSpec(importance_batches=0)}, "bad_pruning"),
-        ({"distillation": DistillationSpec(attention=True)}, "unsupported_loss"),
+        ({"training": {"cache_teacher_logits": True}}, "bad_training"),  # with hidden MSE
         ({"label_names": ("only",)}, "too_few_labels"),
         ({"device": "tpu"}, "unsupported_device"),
     ],

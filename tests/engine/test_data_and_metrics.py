@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.tiny import make_tiny_bert, make_tiny_dataset
-from workers.engine.data import encode, iter_batches, read_jsonl
+from workers.engine.data import encode, iter_batches, model_inputs, read_jsonl
 from workers.engine.evaluate import cpu_latency_ms, predict, quality
 from workers.engine.metrics import ClassificationScores, accuracy, macro_f1
 from workers.engine.progress import Progress
@@ -63,6 +63,30 @@ def test_shuffling_is_seeded(tmp_path: Path) -> None:
 
     assert first_ids(1) == first_ids(1)
     assert first_ids(1) != first_ids(2)
+
+
+def test_batches_carry_the_split_index_of_each_row(tmp_path: Path) -> None:
+    folder = make_tiny_bert(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    path = tmp_path / "d.jsonl"
+    texts = [f"{'good ' * (i % 5 + 1)}film" for i in range(20)]
+    path.write_text(
+        "".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(texts))
+    )
+    split = encode(
+        tokenizer, read_jsonl(path, num_labels=2, split="train"), max_length=16, split="t"
+    )
+    gen = torch.Generator().manual_seed(3)
+    seen: list[int] = []
+    for batch in iter_batches(split, 6, pad_token_id=0, generator=gen):
+        for row, i in enumerate(batch["index"].tolist()):
+            ids = split.features["input_ids"][i]
+            assert batch["input_ids"][row, : len(ids)].tolist() == ids
+            assert batch["labels"][row].item() == split.labels[i]
+        seen += batch["index"].tolist()
+    assert sorted(seen) == list(range(20)) and seen != list(range(20))  # shuffled, all once
+    # The model never sees the index or the labels.
+    assert set(model_inputs(batch)) == {"input_ids", "attention_mask", "token_type_ids"}
 
 
 def test_accuracy_and_macro_f1() -> None:

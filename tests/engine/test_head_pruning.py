@@ -165,7 +165,7 @@ def test_bert_heads_at_a_fixed_width_are_an_input_error() -> None:
 
 @pytest.mark.parametrize(
     ("kv_heads", "ratio", "expected"),
-    [(2, 0.8, (4, 4, 2)), (2, 0.6, (3, 4, 2)), (8, 0.75, (4, 4, 4)), (8, 0.5, (3, 4, 4))],
+    [(2, 0.8, (4, 4, 2)), (2, 0.6, (3, 4, 2)), (8, 0.75, (4, 4, 4)), (8, 0.55, (3, 4, 4))],
 )
 def test_head_plans_reload_and_count_as_planned(
     kv_heads: int, ratio: float, expected: tuple[int, int, int], tmp_path: Path

@@ -27,6 +27,7 @@ from workers.engine.distill import distill
 from workers.engine.evaluate import (
     Quality,
     cpu_latency_ms,
+    flops_ratio,
     model_metrics,
     quality,
     saved_size_bytes,
@@ -34,6 +35,7 @@ from workers.engine.evaluate import (
 from workers.engine.export import save_model, verify_reload, write_model_card, write_report
 from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
+from workers.engine.logits_cache import cache_teacher_logits
 from workers.engine.plan import plan_structured
 from workers.engine.plots import write_plots
 from workers.engine.progress import Progress
@@ -187,6 +189,20 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     distill_curve: list[dict[str, float]] = []
     pruner: MagnitudePruner | None = None
     first_round = 0
+    # With cache_teacher_logits the teacher runs over the training split once, for
+    # every round (validate_spec has checked no loss needs its hidden states).
+    teacher_logits = (
+        cache_teacher_logits(
+            teacher,
+            train,
+            batch_size=spec.training.batch_size,
+            pad_token_id=pad_id,
+            runtime=runtime,
+            progress=progress,
+        )
+        if spec.training.cache_teacher_logits
+        else None
+    )
     if stage == "distilling":
         assert resumed is not None
         first_round = int(resumed.get("round", 0))
@@ -270,6 +286,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 pad_token_id=pad_id,
                 runtime=runtime,
                 progress=progress,
+                teacher_logits=teacher_logits,
                 hooks=LoopHooks(
                     checkpoint_every=spec.training.checkpoint_every_steps,
                     save=save_distill,
@@ -323,10 +340,18 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         )
         metrics = _metrics(
             teacher_part=model_metrics(
-                teacher, teacher_scores, size_bytes=sizes["teacher"], latency=latency["teacher"]
+                teacher,
+                teacher_scores,
+                size_bytes=sizes["teacher"],
+                latency=latency["teacher"],
+                seq_len=max_len,
             ),
             student_part=model_metrics(
-                student, student_scores, size_bytes=sizes["student"], latency=latency["student"]
+                student,
+                student_scores,
+                size_bytes=sizes["student"],
+                latency=latency["student"],
+                seq_len=max_len,
             ),
             achieved=achieved,
             teacher_finetuned=needs_finetune,
@@ -643,6 +668,9 @@ def _metrics(
         "speedup_cpu_bs1": teacher_part["latency_ms_cpu_bs1"] / student_part["latency_ms_cpu_bs1"],
         "speedup_cpu_bs32": teacher_part["latency_ms_cpu_bs32"]
         / student_part["latency_ms_cpu_bs32"],
+        # What the removed structures allow at most: the bound the measured speed-ups
+        # are read against (zeros from sparsity remove no FLOPs in dense kernels).
+        "flops_ratio": flops_ratio(teacher_part, student_part),
         "teacher_finetuned": teacher_finetuned,
         # layer_map[i] is the teacher layer that student layer i was copied from.
         "layer_map": list(layer_map),

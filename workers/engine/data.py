@@ -21,6 +21,10 @@ from workers.engine.spec import EngineInputError
 
 Batch = dict[str, torch.Tensor]
 
+# Batch entries that are not model inputs: the targets, and each row's index into its
+# split (what per-example caches, such as cached teacher logits, are looked up by).
+NON_MODEL_KEYS = ("labels", "index")
+
 # The label of a position that carries none (later word pieces, special tokens,
 # padding): PyTorch's cross-entropy default, and what the losses mask out.
 IGNORE_INDEX = -100
@@ -211,6 +215,8 @@ def encode_words(
 
 
 def collate(split: EncodedSplit, indices: list[int], pad_token_id: int) -> Batch:
+    """The rows ``indices`` of ``split`` padded to their longest, with their labels and,
+    as ``index``, their positions in the split."""
     length = max(len(split.features["input_ids"][i]) for i in indices)
     batch: Batch = {}
     for key, rows in split.features.items():
@@ -226,6 +232,7 @@ def collate(split: EncodedSplit, indices: list[int], pad_token_id: int) -> Batch
         batch["labels"] = torch.tensor(padded, dtype=torch.long)
     else:
         batch["labels"] = torch.tensor([split.labels[i] for i in indices], dtype=torch.long)
+    batch["index"] = torch.tensor(indices, dtype=torch.long)
     return batch
 
 
@@ -271,4 +278,5 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 
 def model_inputs(batch: Batch) -> Batch:
-    return {k: v for k, v in batch.items() if k != "labels"}
+    """What the model's forward takes: the batch without labels and row indices."""
+    return {k: v for k, v in batch.items() if k not in NON_MODEL_KEYS}

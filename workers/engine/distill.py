@@ -1,16 +1,23 @@
 """Distillation of the pruned student from the teacher.
 
 Loss = alpha · CE(labels) + (1 - alpha) · T² · KL(teacher/T ‖ student/T)
-       [+ HIDDEN_WEIGHT · MSE(hidden states through the layer map)].
+       [+ HIDDEN_WEIGHT · MSE(hidden states through the layer map)]
+       [+ ATTENTION_WEIGHT · KL(teacher ‖ student attention maps through the layer map)].
 
 Task-agnostic: for token classification the logits are per token and CE and KL count
 only the pieces that carry a label (a word's first piece; ``losses.labelled_rows``),
-while the hidden-state MSE covers every real token (the attention mask).
+while the hidden-state and attention losses cover every real token (the attention mask).
+
+With ``training.cache_teacher_logits`` the teacher runs once over the training split
+(``logits_cache``) instead of at every step; the representation losses need its
+forward pass at every step, so they cannot be combined with the cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -18,21 +25,60 @@ from transformers import PreTrainedModel
 
 from workers.engine.checkpoint import cpu_state
 from workers.engine.data import Batch, EncodedSplit, model_inputs
+from workers.engine.logits_cache import TeacherLogitsCache, cache_teacher_logits
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
-from workers.engine.spec import DistillationSpec, TrainingSpec
+from workers.engine.spec import DistillationSpec, EngineInputError, TrainingSpec
 from workers.engine.train import LoopHooks, TrainConfig, train_loop
+from workers.engine.validate import CACHE_CONFLICT
 
 # TinyBERT weights its hidden-state term 1:1 with the prediction terms; with
 # LayerNorm-ed states the MSE sits in the same range as the CE/KL terms.
 HIDDEN_WEIGHT = 1.0
+# TinyBERT weights its attention term 1:1 too; a KL per query row over heads and layers
+# is of the order of the logit KL (0.1-1 early in training).
+ATTENTION_WEIGHT = 1.0
 
 
 def hidden_pairs(layer_map: list[int]) -> list[tuple[int, int]]:
     """(student, teacher) indices into ``hidden_states``, whose entry 0 is the embedding
     output and entry i + 1 the output of layer i."""
     return [(0, 0)] + [(s + 1, t + 1) for s, t in enumerate(layer_map)]
+
+
+def attention_pairs(layer_map: list[int]) -> list[tuple[int, int]]:
+    """(student, teacher) indices into ``attentions``, whose entry i is layer i's map."""
+    return list(enumerate(layer_map))
+
+
+def check_cache_compatible(distillation: DistillationSpec, training: TrainingSpec) -> None:
+    """Cached logits replace the teacher's forward pass, which the hidden-state and
+    attention losses still need at every step (caching their inputs instead would take
+    layers x tokens x width per example: gigabytes on SST-2)."""
+    if training.cache_teacher_logits and (distillation.hidden_states or distillation.attention):
+        raise EngineInputError("bad_training", CACHE_CONFLICT)
+
+
+@contextlib.contextmanager
+def eager_attention(models: list[PreTrainedModel]) -> Iterator[None]:
+    """Eager attention while the block runs, the models' own implementation after.
+
+    SDPA and flash kernels never materialise the attention probabilities, so they
+    cannot return them (transformers 5 returns no maps with ``output_attentions``).
+    Eager attention writes [batch, heads, length, length] scores and probabilities per
+    layer and keeps them for backward: more memory and slower attention than the fused
+    kernels on a GPU. Restored afterwards, so evaluation and latency run as loaded.
+    """
+    previous = [m.config._attn_implementation for m in models]
+    try:
+        for model in models:
+            model.set_attn_implementation("eager")
+        yield
+    finally:
+        for model, implementation in zip(models, previous, strict=True):
+            if implementation is not None:
+                model.set_attn_implementation(implementation)
 
 
 def make_projections(
@@ -56,27 +102,67 @@ def distill(
     runtime: Runtime,
     progress: Progress,
     hooks: LoopHooks | None = None,
+    teacher_logits: TeacherLogitsCache | None = None,
 ) -> list[dict[str, float]]:
+    """Train ``student`` against ``teacher`` on ``train`` and return the loss curve.
+
+    With ``training.cache_teacher_logits`` the teacher's logits come from
+    ``teacher_logits`` (computed here, once, when not given: a caller running several
+    rounds against the same teacher passes one cache to all of them).
+    """
+    check_cache_compatible(distillation, training)
     terms = [("ce", distillation.alpha), ("kd_kl", 1.0 - distillation.alpha)]
     if distillation.hidden_states:
         terms.append(("hidden_mse", HIDDEN_WEIGHT))
-    weighted = [(get_loss(name), weight) for name, weight in terms if weight > 0]
-    use_hidden = distillation.hidden_states
+    if distillation.attention:
+        terms.append(("attention_kl", ATTENTION_WEIGHT))
+    terms = [(name, weight) for name, weight in terms if weight > 0]
+    weighted = [(get_loss(name), weight) for name, weight in terms]
+    progress.log(
+        "distillation loss: " + " + ".join(f"{weight:g} * {name}" for name, weight in terms),
+        data={"stage": "distilling", "losses": dict(terms)},
+    )
+    use_hidden, use_attention = distillation.hidden_states, distillation.attention
     pairs = hidden_pairs(layer_map)
+    attn_pairs = attention_pairs(layer_map)
     projections = make_projections(student, teacher, len(pairs)).to(runtime.device)
     hooks = _with_projections(hooks, projections)
     teacher.eval()
+    cache = teacher_logits if training.cache_teacher_logits else None
+    if training.cache_teacher_logits and cache is None:
+        cache = cache_teacher_logits(
+            teacher,
+            train,
+            batch_size=training.batch_size,
+            pad_token_id=pad_token_id,
+            runtime=runtime,
+            progress=progress,
+        )
+    if cache is not None and len(cache) != len(train):
+        raise ValueError(f"the cache holds {len(cache)} examples, the split {len(train)}")
 
     def step_loss(batch: Batch) -> torch.Tensor:
         inputs = model_inputs(batch)
-        with torch.inference_mode(), runtime.autocast():
-            t_out = teacher(**inputs, output_hidden_states=use_hidden)
-        # Inference tensors cannot be saved for backward; a clone made outside
-        # inference mode is an ordinary tensor (and only the mapped layers are kept).
-        teacher_logits = t_out.logits.clone()
-        teacher_hidden = [t_out.hidden_states[t].clone() for _, t in pairs] if use_hidden else None
+        teacher_hidden = teacher_attentions = None
+        if cache is not None:
+            teacher_out = cache.lookup(batch["index"], batch["input_ids"].shape[1])
+            teacher_logits = teacher_out.to(runtime.device, non_blocking=True)
+        else:
+            with torch.inference_mode(), runtime.autocast():
+                t_out = teacher(
+                    **inputs, output_hidden_states=use_hidden, output_attentions=use_attention
+                )
+            # Inference tensors cannot be saved for backward; a clone made outside
+            # inference mode is an ordinary tensor (and only the mapped layers are kept).
+            teacher_logits = t_out.logits.clone()
+            if use_hidden:
+                teacher_hidden = [t_out.hidden_states[t].clone() for _, t in pairs]
+            if use_attention:
+                teacher_attentions = [t_out.attentions[t].clone() for _, t in attn_pairs]
         with runtime.autocast():
-            s_out = student(**inputs, output_hidden_states=use_hidden)
+            s_out = student(
+                **inputs, output_hidden_states=use_hidden, output_attentions=use_attention
+            )
         loss_inputs = LossInputs(
             student_logits=s_out.logits,
             labels=batch["labels"],
@@ -86,6 +172,10 @@ def distill(
             student_hidden=[s_out.hidden_states[s] for s, _ in pairs] if use_hidden else None,
             teacher_hidden=teacher_hidden,
             projections=projections,
+            student_attentions=(
+                [s_out.attentions[s] for s, _ in attn_pairs] if use_attention else None
+            ),
+            teacher_attentions=teacher_attentions,
         )
         return sum(fn(loss_inputs) * weight for fn, weight in weighted)
 
@@ -97,15 +187,17 @@ def distill(
         seed=training.seed,
         pad_token_id=pad_token_id,
     )
-    curve = train_loop(
-        config=config,
-        modules=[student, projections],
-        data=train,
-        step_loss=step_loss,
-        runtime=runtime,
-        progress=progress,
-        hooks=hooks,
-    )
+    attention = eager_attention([student, teacher]) if use_attention else contextlib.nullcontext()
+    with attention:
+        curve = train_loop(
+            config=config,
+            modules=[student, projections],
+            data=train,
+            step_loss=step_loss,
+            runtime=runtime,
+            progress=progress,
+            hooks=hooks,
+        )
     teacher.eval()
     return curve
 

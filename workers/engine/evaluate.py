@@ -1,4 +1,4 @@
-"""Quality, size and CPU latency of teacher and student, measured the same way."""
+"""Quality, size, FLOPs and CPU latency of teacher and student, measured the same way."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from workers.engine.data import EncodedSplit, iter_indexed_batches, model_inputs, to_device
+from workers.engine.flops import flops_per_token
 from workers.engine.layers import encoder_layers, parameter_counts
 from workers.engine.metrics import Quality, accuracy, macro_f1
 from workers.engine.progress import Progress
@@ -24,6 +25,8 @@ __all__ = [
     "Quality",
     "accuracy",
     "cpu_latency_ms",
+    "flops_per_token",
+    "flops_ratio",
     "macro_f1",
     "model_metrics",
     "predict",
@@ -157,12 +160,19 @@ def cpu_latency_ms(
 
 
 def model_metrics(
-    model: PreTrainedModel, scores: Quality, *, size_bytes: int, latency: dict[int, float]
+    model: PreTrainedModel,
+    scores: Quality,
+    *,
+    size_bytes: int,
+    latency: dict[int, float],
+    seq_len: int | None = None,
 ) -> dict[str, Any]:
     """The quality scores first (the task's own keys; ``per_type`` for entities), then
-    size and speed."""
+    size and speed. With ``seq_len`` (the latency inputs' length, so both describe the
+    same forward pass) also ``flops_per_token``: dense FLOPs, which zeroed weights do
+    not reduce."""
     counts = parameter_counts(model)
-    return {
+    out: dict[str, Any] = {
         **scores.as_dict(),
         "num_parameters": counts.total,
         "non_embedding_parameters": counts.non_embedding,
@@ -172,3 +182,12 @@ def model_metrics(
         "num_layers": len(encoder_layers(model)),
         "intermediate_size": int(model.config.intermediate_size),
     }
+    if seq_len is not None:
+        out["flops_per_token"] = flops_per_token(model, seq_len)
+    return out
+
+
+def flops_ratio(teacher_part: dict[str, Any], student_part: dict[str, Any]) -> float:
+    """Teacher FLOPs / student FLOPs per token: the speed-up that the removed structures
+    allow at most, the bound a measured speed-up is read against."""
+    return teacher_part["flops_per_token"] / student_part["flops_per_token"]

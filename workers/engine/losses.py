@@ -8,6 +8,9 @@ The prediction losses (``ce``, ``kd_kl``) work on any task by the shape of the l
 ``[batch, tokens, classes]`` with one label per token, where ``IGNORE_INDEX`` marks the
 tokens that carry none (later word pieces, special tokens, padding); those are left out
 of both terms, so the teacher's opinion on them is not distilled either.
+
+The representation losses (``hidden_mse``, ``attention_kl``) cover every real token
+(the attention mask), whatever its label.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class LossInputs:
     teacher_hidden: list[torch.Tensor] | None = None
     # One projection per pair (nn.Identity when widths match).
     projections: nn.ModuleList | None = None
+    # Attention probabilities [batch, heads, queries, keys], aligned by the layer map:
+    # student_attentions[i] learns teacher_attentions[i].
+    student_attentions: list[torch.Tensor] | None = None
+    teacher_attentions: list[torch.Tensor] | None = None
 
 
 LossFn = Callable[[LossInputs], torch.Tensor]
@@ -130,4 +137,47 @@ def hidden_mse(inputs: LossInputs) -> torch.Tensor:
         projected = student_h if inputs.projections is None else inputs.projections[i](student_h)
         squared = (projected.float() - teacher_h.float()).pow(2).mean(dim=-1, keepdim=True)
         total = total + (squared * mask).sum() / tokens
+    return total / max(len(pairs), 1)
+
+
+# Below any probability a float32 softmax of real scores gives; keeps log() finite where
+# a model gave a key exactly zero (a masked key, a future token in causal attention).
+_PROB_FLOOR = 1e-12
+
+
+@register("attention_kl")
+def attention_kl(inputs: LossInputs) -> torch.Tensor:
+    """KL(teacher ‖ student) between attention distributions (MiniLM's self-attention
+    transfer), summed over keys, averaged over real query tokens, heads and layer pairs.
+
+    The models hand over probabilities (transformers returns softmax outputs, not
+    TinyBERT's pre-softmax scores); each query row is a distribution over keys, so KL is
+    the divergence that fits them, is 0 exactly when the maps agree, and does not shrink
+    with the sequence length the way an MSE on probabilities of size ~1/length does.
+
+    Padding is masked on both axes: padded query rows are dropped, and the terms of
+    padded keys too, so neither their number nor their values change the loss. When the
+    student has a different number of heads (hidden-width pruning removes whole heads),
+    the maps are averaged over heads on both sides first: the mean of distributions is a
+    distribution, and which teacher head a student head came from is not known here.
+    """
+    if inputs.student_attentions is None or inputs.teacher_attentions is None:
+        raise ValueError("attention_kl needs student and teacher attention maps")
+    mask = inputs.attention_mask.bool()
+    # [batch, 1, queries, keys]: real query rows against real keys.
+    real = mask[:, None, :, None] & mask[:, None, None, :]
+    real_rows = mask.sum().clamp_min(1).float()
+    total = inputs.student_logits.new_zeros((), dtype=torch.float32)
+    pairs = list(zip(inputs.student_attentions, inputs.teacher_attentions, strict=True))
+    for student_a, teacher_a in pairs:
+        student, teacher = student_a.float(), teacher_a.float()
+        if student.shape[1] != teacher.shape[1]:
+            student = student.mean(dim=1, keepdim=True)
+            teacher = teacher.mean(dim=1, keepdim=True)
+        # xlogy: a teacher probability of 0 contributes 0, not 0 · log 0 = NaN.
+        pointwise = torch.xlogy(teacher, teacher) - teacher * student.clamp_min(_PROB_FLOOR).log()
+        # where, not a product with the mask: whatever sits at padded positions (even a
+        # NaN) stays out of the value and the gradient.
+        kl = torch.where(real, pointwise, 0.0).sum()
+        total = total + kl / (real_rows * pointwise.shape[1])
     return total / max(len(pairs), 1)

@@ -328,6 +328,13 @@ def check_structured(sizes: TeacherSizes, structured: Collection[str]) -> None:
         )
 
 
+# When the finest axis is hidden width or heads (grids of whole heads, coarse in small
+# models), a plan may exceed its target by this fraction of it and still be taken at the
+# widest depth that reaches it; past that, the plan of any depth that lands closest wins.
+# FFN grids (multiples of 8) are fine enough that width always goes first.
+CLOSE_ENOUGH = 0.03
+
+
 def plan_student(
     sizes: TeacherSizes,
     params_ratio: float,
@@ -377,7 +384,13 @@ def plan_student(
                 chosen, chosen_params = shape, params
         tightened = _tighten(sizes, chosen, axes[finest], target)
         if not _wants_below_floor(sizes, tightened, axes[finest], target):
-            return _plan(sizes, tightened, params_ratio)
+            params = sizes.shape_params(tightened)
+            if finest == "ffn" or params <= target * (1 + CLOSE_ENOUGH):
+                return _plan(sizes, tightened, params_ratio)
+            # A coarse grid (hidden widths and heads move in whole heads) overshot at
+            # this depth: remember it, and see whether fewer layers land closer.
+            fallback.append((params, -k, tightened))
+            continue
         fallback.append((sizes.shape_params(floors), -k, floors))
     _, _, shape = min(fallback, key=lambda item: (item[0], item[1]))
     return _plan(sizes, shape, params_ratio)
