@@ -24,6 +24,18 @@ PROTECTED_PREFIX = "/v1/"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+class BodyIncomplete(HTTPException):
+    # 408: the server waited for bytes the client declared and never sent; a client may
+    # send the request again (errors.py renders it with code body_incomplete).
+    def __init__(self, received: int, declared: int, timeout: float) -> None:
+        super().__init__(
+            408,
+            f"The request body stopped after {received} of the {declared} bytes its "
+            f"Content-Length declared (nothing more came for {timeout:g} s); send the "
+            "whole body, or a Content-Length that matches it.",
+        )
+
+
 class BodyTooLarge(HTTPException):
     # An HTTPException, because FastAPI turns any other error raised while it parses a
     # body into a 400; errors.py renders it as problem+json with code upload_too_large.
@@ -78,11 +90,27 @@ class GuardMiddleware:
                 await problem_response(413, "upload_too_large", exc.detail)(scope, receive, send)
                 return
         received = 0
+        expected = int(declared) if declared is not None else None
+        timeout = get_settings().body_read_timeout_seconds
+
+        body_done = False
 
         async def limited() -> Message:
             # Chunked bodies declare no length: count as they arrive.
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:
+                # After the body, receive() waits for the client to go (a streamed
+                # response listens for it): no time limit there.
+                return await receive()
+            try:
+                # A body that stalls (fewer bytes than declared, the connection kept
+                # open) would otherwise hold the request, and a worker thread, forever.
+                with anyio.fail_after(timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyIncomplete(received, expected or received, timeout) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:

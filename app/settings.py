@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     public_url: str = Field("", description="Base URL for links in responses; empty → request URL.")
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
+    # How long an upload may go without a byte before it is refused with 408.
+    body_read_timeout_seconds: float = Field(60.0, gt=0)
     # Lifetime of pre-signed download URLs (GET …/artifacts/{name}?redirect=true).
     presign_seconds: int = Field(300, ge=10, le=3600)
     # Caps on what a model archive may unpack to (a zip bomb stops here).

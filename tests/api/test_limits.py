@@ -162,3 +162,56 @@ def test_stored_bytes_quota(client, settings, tiny_dataset, tiny_teacher_tar, mo
     assert "MODELPRESS_TENANT_MAX_STORED_BYTES" in body["detail"]
     assert_problem(upload_model(client, tiny_teacher_tar), 403, "quota_stored_bytes")
     assert len(client.get("/v1/datasets").json()["data"]) == 1
+
+
+def test_body_shorter_than_its_declared_length_is_a_408_and_stores_nothing(
+    server, tenant, client, settings, monkeypatch
+):
+    """A client that declares more bytes than it sends and then waits (a buggy client,
+    a stalled proxy): refused once nothing more comes, nothing kept, the server free."""
+    from app.storage import get_storage
+
+    monkeypatch.setattr(settings, "body_read_timeout_seconds", 1.0)
+    host, port = server
+    key = make_key(tenant)
+    before = len(get_storage().list("datasets/"))
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="d.jsonl"\r\n\r\n'
+        + b'{"text": "x", "label": 0}\n' * 10
+    )
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(_head(port, key, f"Content-Length: {len(body) + 5000}\r\n") + body)
+        status, problem = _status(sock)
+    assert status == 408 and problem["code"] == "body_incomplete", problem
+    assert f"{len(body)} of the {len(body) + 5000} bytes" in problem["detail"]
+    assert time.monotonic() - started < 8
+    assert client.get("/v1/datasets").json()["data"] == []
+    assert len(get_storage().list("datasets/")) == before
+
+
+def test_the_body_timeout_does_not_cut_a_long_response_stream(
+    server, tenant, client, settings, monkeypatch, model_id, dataset_id
+):
+    """The timeout is for bodies still arriving: an event stream that stays open longer
+    than it is not cut (its receive() waits for the client to leave)."""
+    import httpx
+
+    monkeypatch.setattr(settings, "body_read_timeout_seconds", 0.5)
+    jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
+    host, port = server
+    key = make_key(tenant)
+    lines = []
+    started = time.monotonic()
+    with httpx.stream(
+        "GET",
+        f"http://{host}:{port}/v1/jobs/{jid}/events",
+        headers={"Authorization": f"Bearer {key}", "Accept": "text/event-stream"},
+        timeout=3,
+    ) as r:
+        assert r.status_code == 200
+        with pytest.raises(httpx.ReadTimeout):  # open and quiet: the job waits in line
+            for line in r.iter_lines():
+                lines.append(line)
+    assert time.monotonic() - started >= 3.0  # open for six times the body timeout
+    assert any(line.startswith("data:") for line in lines)

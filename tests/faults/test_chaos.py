@@ -26,7 +26,14 @@ pytestmark = pytest.mark.faults
 
 JOBS = int(os.environ.get("MODELPRESS_CHAOS_JOBS", "10"))
 CHAOS_S = float(os.environ.get("MODELPRESS_CHAOS_SECONDS", "25"))
-TRAINING = {"epochs": 1, "teacher_epochs": 1, "batch_size": 32, "max_seq_length": 16}
+TRAINING = {
+    "epochs": 1,
+    "teacher_epochs": 1,
+    "batch_size": 32,
+    "max_seq_length": 16,
+    # Often, so that killed attempts have checkpoints to resume from.
+    "checkpoint_every_steps": 2,
+}
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -73,6 +80,7 @@ def test_chaos(client, model_id, dataset_id, workers, monkeypatch):
     duplicates = 0
     recoveries: list[float] = []
     detections: list[float] = []
+    resumed = 0
     for jid in ids:
         job = client.get(f"/v1/jobs/{jid}").json()
         outcomes[job["status"]] = outcomes.get(job["status"], 0) + 1
@@ -80,6 +88,11 @@ def test_chaos(client, model_id, dataset_id, workers, monkeypatch):
         keys = storage.list(f"jobs/{jid}/")
         events = client.get(f"/v1/jobs/{jid}/events", params={"limit": 1000}).json()["data"]
         statuses = [e for e in events if e["type"] == "status"]
+        resumed += sum(
+            "resumes from the checkpoint" in e["data"].get("message", "")
+            for e in events
+            if e["type"] == "log"
+        )
         # the state machine, event by event
         seq = [e["data"]["status"] for e in statuses]
         assert seq[0] == "queued" and seq[-1] in TERMINAL, seq
@@ -118,6 +131,7 @@ def test_chaos(client, model_id, dataset_id, workers, monkeypatch):
         "outcomes": outcomes,
         "duplicates": duplicates,
         "requeued_after_worker_loss": len(detections),
+        "attempts_resumed_from_checkpoint": resumed,
         "kill_to_requeue_s_median": _r(statistics.median, detections),
         "kill_to_requeue_s_max": _r(max, detections),
         "requeue_to_running_again_s_median": _r(statistics.median, recoveries),
