@@ -7,14 +7,10 @@ it (data, teacher, plan, importance, prune_layers, distill, evaluate, export).
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
-import itertools
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,30 +18,25 @@ from transformers import PreTrainedModel
 
 from workers.engine import checkpoint
 from workers.engine.checkpoint import Checkpointer, LoopState, cpu_state, rng_state, set_rng_state
-from workers.engine.data import EncodedSplit, iter_batches
+from workers.engine.data import EncodedSplit
 from workers.engine.distill import distill
 from workers.engine.evaluate import (
     Quality,
     cpu_latency_ms,
-    flops_ratio,
     model_metrics,
     quality,
     saved_size_bytes,
 )
 from workers.engine.export import save_model, verify_reload, write_model_card, write_report
-from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
 from workers.engine.logits_cache import cache_teacher_logits
-from workers.engine.plan import plan_structured
 from workers.engine.plots import write_plots
 from workers.engine.progress import Progress
-from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
-from workers.engine.prune_width import build_pruned
+from workers.engine.report import run_metrics, sparsity_metrics, spec_summary
+from workers.engine.rounds import prune_round, save_distill, student_from_checkpoint
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
 from workers.engine.sparsity import (
     MagnitudePruner,
-    compressed_size_bytes,
-    sparsity_config,
     sparsity_report,
 )
 from workers.engine.spec import (
@@ -56,7 +47,7 @@ from workers.engine.spec import (
     EngineInputError,
     NullCallback,
 )
-from workers.engine.strategies import Round, plan_rounds
+from workers.engine.strategies import plan_rounds
 from workers.engine.tasks import get_task
 from workers.engine.teacher import (
     finetune_teacher,
@@ -83,7 +74,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     checkpointer = Checkpointer(
         folder=spec.work_dir / "checkpoints",
         fingerprint=checkpoint.fingerprint(
-            _spec_summary(spec, read_teacher_config(spec.teacher_dir))
+            spec_summary(spec, read_teacher_config(spec.teacher_dir))
         ),
         progress=progress,
     )
@@ -206,7 +197,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     if stage == "distilling":
         assert resumed is not None
         first_round = int(resumed.get("round", 0))
-        student = _student_from_checkpoint(teacher, resumed, runtime)
+        student = student_from_checkpoint(teacher, resumed, runtime)
         layer_map = list(resumed["layer_map"])
         achieved, pruning_plan = resumed["achieved"], dict(resumed["pruning_plan"])
         round_reports = [dict(r) for r in resumed["rounds"]]
@@ -219,7 +210,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         if not resuming:
             progress.start_phase("pruning")
             with _timed(timings, "pruning"):
-                student, layer_map, achieved, plan_report = _prune_round(
+                student, layer_map, achieved, plan_report = prune_round(
                     student,
                     current,
                     teacher=teacher,
@@ -255,8 +246,8 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 pruner.load_state_dict(resumed["sparsity"])
             curve_before = [dict(point) for point in distill_curve]
 
-            save_distill = functools.partial(
-                _save_distill,
+            save_this_round = functools.partial(
+                save_distill,
                 checkpointer,
                 {
                     "round": index,
@@ -289,7 +280,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 teacher_logits=teacher_logits,
                 hooks=LoopHooks(
                     checkpoint_every=spec.training.checkpoint_every_steps,
-                    save=save_distill,
+                    save=save_this_round,
                     resume=resumed["loop"] if resuming else None,
                     after_step=pruner.on_step if pruner else None,
                 ),
@@ -338,7 +329,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             threads=spec.latency_threads,
             progress=progress,
         )
-        metrics = _metrics(
+        metrics = run_metrics(
             teacher_part=model_metrics(
                 teacher,
                 teacher_scores,
@@ -363,7 +354,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         )
 
         if pruner is not None:
-            metrics["sparsity"] = _sparsity_metrics(
+            metrics["sparsity"] = sparsity_metrics(
                 pruner, {"teacher": teacher, "student": student}, spec.work_dir
             )
 
@@ -384,7 +375,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         task=task,
     )
     progress.within(0.8)
-    summary = _spec_summary(spec, teacher_config)
+    summary = spec_summary(spec, teacher_config)
     report_path = spec.output_dir / "report.json"
     card_path = spec.output_dir / "README.md"
     # Up to the report itself, which records it.
@@ -445,174 +436,6 @@ def _quality(
     )
 
 
-def _prune_round(
-    model: PreTrainedModel,
-    current: Round,
-    *,
-    teacher: PreTrainedModel,
-    teacher_non_embedding: int,
-    layer_map: list[int],
-    train: EncodedSplit,
-    spec: CompressionSpec,
-    pad_id: int,
-    runtime: Runtime,
-    progress: Progress,
-) -> tuple[PreTrainedModel, list[int], float, dict[str, Any] | None]:
-    """Prune ``model`` (the teacher, or the student of the round before) to
-    ``current.ratio`` of the teacher's non-embedding parameters, ranked by importance
-    measured through ``model``. Returns the student, its map to teacher layers, the
-    ratio reached and the plan's report (None when nothing was removed)."""
-    counts = parameter_counts(model)
-    relative = current.ratio * teacher_non_embedding / counts.non_embedding
-    if relative >= 1.0 - 1e-9:
-        # Nothing to remove this round: a sparsity target, or the first round of a
-        # distill_then_prune with a target that whole layers already met.
-        # A full-size student is the teacher's shape and weights, trained separately.
-        student = copy.deepcopy(model) if model is teacher else model
-        progress.log(
-            "pruning: nothing removed in this round (the student keeps the shape it has)",
-            data={"stage": "pruning", "params_ratio": counts.non_embedding / teacher_non_embedding},
-        )
-        return student, layer_map, counts.non_embedding / teacher_non_embedding, None
-    sizes = sizes_from_model(model, counts.non_embedding)
-    plan = plan_structured(sizes, relative, current.structured)
-    ranked_structures = sorted(structures_to_score(sizes, plan))
-    scores = None
-    importance_name: str | None = None
-    if ranked_structures:
-        importance_name = spec.pruning.importance
-        scores = _score_structures(model, train, ranked_structures, spec, pad_id, runtime, progress)
-    student = build_pruned(model, selection_for(sizes, plan, scores))
-    student_non_embedding = parameter_counts(student).non_embedding
-    if student_non_embedding != plan.non_embedding:
-        raise AssertionError(
-            f"the student has {student_non_embedding} non-embedding parameters, "
-            f"the plan said {plan.non_embedding}"
-        )
-    achieved = student_non_embedding / teacher_non_embedding
-    new_map = [layer_map[i] for i in plan.layer_map]
-    pruning_plan: dict[str, Any] = {
-        "num_layers": plan.num_layers,
-        "intermediate_size": plan.intermediate_size,
-        "importance": importance_name,
-    }
-    if {"hidden", "heads"} & set(current.structured):
-        # The widths only where they could change, so layers/FFN reports stay as they were.
-        pruning_plan |= {
-            "hidden_size": plan.hidden_size,
-            "num_attention_heads": plan.num_attention_heads,
-            "num_key_value_heads": plan.num_key_value_heads,
-        }
-    ranked = (
-        f" ({', '.join(ranked_structures)} ranked by {importance_name} importance)"
-        if importance_name
-        else ""
-    )
-    progress.log(
-        f"pruning plan: kept teacher layers {new_map} ({plan.num_layers} of "
-        f"{sizes.num_layers}) with FFN width {plan.intermediate_size} of "
-        f"{sizes.intermediate_size}, hidden width {plan.hidden_size} of "
-        f"{sizes.hidden_size}, {plan.num_attention_heads} of {sizes.num_heads} heads"
-        f"{ranked}: {achieved:.3f} of the teacher's non-embedding parameters "
-        f"(target {current.ratio:.3f})",
-        data={
-            "stage": "pruning",
-            "layer_map": new_map,
-            "params_ratio": achieved,
-            **plan.as_dict(),
-            **pruning_plan,
-        },
-    )
-    return student, new_map, achieved, pruning_plan
-
-
-def _save_distill(
-    checkpointer: Checkpointer,
-    fixed: dict[str, Any],
-    student: PreTrainedModel,
-    pruner: MagnitudePruner | None,
-    loop: LoopState,
-) -> None:
-    """A distillation checkpoint: the round's fixed facts, the loop, the weights."""
-    checkpointer.save(
-        "distilling",
-        {
-            **fixed,
-            "loop": loop,
-            "student": cpu_state(student),
-            "sparsity": pruner.state_dict() if pruner else None,
-        },
-    )
-
-
-def _student_from_checkpoint(
-    teacher: PreTrainedModel, resumed: dict[str, Any], runtime: Runtime
-) -> PreTrainedModel:
-    """The student a checkpoint was made from: its config and weights, no pruning redone
-    (a later round's pruning depended on the distillation before it)."""
-    config = type(teacher.config).from_dict(resumed["student_config"])
-    student = type(teacher)._from_config(config, dtype=torch.float32)
-    student.load_state_dict(resumed["student"])
-    return student.to(runtime.device)
-
-
-def _score_structures(
-    teacher: PreTrainedModel,
-    train: EncodedSplit,
-    structures: list[str],
-    spec: CompressionSpec,
-    pad_id: int,
-    runtime: Runtime,
-    progress: Progress,
-) -> StructureScores:
-    """Importance of the ``structures`` a plan narrows (importance.STRUCTURES), scored
-    through the teacher on a seeded sample of training batches."""
-    importance = get_importance(spec.pruning.importance)
-    batches = []
-    if importance.needs_data:
-        generator = torch.Generator().manual_seed(spec.training.seed)
-        stream = iter_batches(
-            train, spec.training.batch_size, pad_token_id=pad_id, generator=generator
-        )
-        batches = list(itertools.islice(stream, spec.pruning.importance_batches))
-    return importance.structure_scores(
-        teacher, batches, runtime=runtime, want=structures, progress=progress
-    )
-
-
-def _sparsity_pruner(
-    spec: CompressionSpec, student: PreTrainedModel, train: EncodedSplit
-) -> MagnitudePruner | None:
-    """Gradual magnitude pruning during distillation, for a sparsity target (or the extra
-    ``pruning.unstructured_sparsity`` on top of a params_ratio target)."""
-    if spec.target.sparsity is not None:
-        target, pattern = spec.target.sparsity, spec.target.pattern
-    elif spec.pruning.unstructured_sparsity > 0:
-        target, pattern = spec.pruning.unstructured_sparsity, "unstructured"
-    else:
-        return None
-    total_steps = train.num_batches(spec.training.batch_size) * spec.training.epochs
-    return MagnitudePruner(student, sparsity_config(target, pattern, total_steps))
-
-
-def _sparsity_metrics(
-    pruner: MagnitudePruner, models: dict[str, PreTrainedModel], work_dir: Path
-) -> dict[str, Any]:
-    """Zeros as what they are: counts, and the artifact's size once compressed (the only
-    size benefit unstructured zeros give); any speed-up is the measured latency."""
-    out: dict[str, Any] = {
-        "target": pruner.config.target,
-        "pattern": pruner.config.pattern,
-        "compression": "gzip -6",
-    }
-    for name, model in models.items():
-        with tempfile.TemporaryDirectory(dir=work_dir, prefix="gzip-") as tmp:
-            model.save_pretrained(tmp)
-            gzipped = compressed_size_bytes(Path(tmp))
-            out[name] = {**sparsity_report(model), "gzip_size_bytes": gzipped}
-    return out
-
-
 def _resume_point(
     spec: CompressionSpec, checkpointer: Checkpointer, progress: Progress
 ) -> dict[str, Any] | None:
@@ -640,64 +463,3 @@ def _usable_seq_len(config: dict[str, Any], requested: int) -> int:
     if config.get("model_type") in _OFFSET_POSITIONS:
         positions -= int(config.get("pad_token_id", 1)) + 1
     return min(requested, positions)
-
-
-def _metrics(
-    *,
-    teacher_part: dict[str, Any],
-    student_part: dict[str, Any],
-    achieved: float,
-    teacher_finetuned: bool,
-    layer_map: list[int],
-    pruning_plan: dict[str, Any],
-    spec: CompressionSpec,
-    runtime: Runtime,
-    seq_len: int,
-) -> dict[str, Any]:
-    # Retention is on the task's main metric (accuracy; entity F1 for token tasks).
-    main_metric = get_task(spec.task).main_metric
-    t_main, s_main = teacher_part[main_metric], student_part[main_metric]
-    return {
-        "teacher": teacher_part,
-        "student": student_part,
-        "main_metric": main_metric,
-        # None rather than inf/NaN, which JSON cannot carry.
-        "retention": s_main / t_main if t_main > 0 else None,
-        "compression_ratio": teacher_part["num_parameters"] / student_part["num_parameters"],
-        "params_ratio_non_embedding": achieved,
-        "speedup_cpu_bs1": teacher_part["latency_ms_cpu_bs1"] / student_part["latency_ms_cpu_bs1"],
-        "speedup_cpu_bs32": teacher_part["latency_ms_cpu_bs32"]
-        / student_part["latency_ms_cpu_bs32"],
-        # What the removed structures allow at most: the bound the measured speed-ups
-        # are read against (zeros from sparsity remove no FLOPs in dense kernels).
-        "flops_ratio": flops_ratio(teacher_part, student_part),
-        "teacher_finetuned": teacher_finetuned,
-        # layer_map[i] is the teacher layer that student layer i was copied from.
-        "layer_map": list(layer_map),
-        # importance is None when no FFN neuron was removed.
-        "pruning_plan": dict(pruning_plan),
-        "latency_threads": spec.latency_threads,
-        "latency_seq_len": seq_len,
-        "device": runtime.device.type,
-    }
-
-
-def _spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[str, Any]:
-    """The spec without local paths, which mean nothing to whoever reads the report."""
-    return {
-        "task": spec.task,
-        "strategy": spec.strategy,
-        "label_names": list(spec.label_names),
-        "teacher_model_type": teacher_config.get("model_type"),
-        "target": dataclasses.asdict(spec.target),
-        "distillation": dataclasses.asdict(spec.distillation),
-        "pruning": {
-            "structured": list(spec.pruning.structured),
-            "unstructured_sparsity": spec.pruning.unstructured_sparsity,
-            "importance": spec.pruning.importance,
-            "importance_batches": spec.pruning.importance_batches,
-        },
-        "training": dataclasses.asdict(spec.training),
-        "device": spec.device,
-        "latency_threads": spec.latency_threads,
-    }

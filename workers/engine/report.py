@@ -1,0 +1,96 @@
+"""The numbers a run reports: metrics teacher vs student, sparsity as what it is, and
+the spec as the report shows it."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel
+
+from workers.engine.evaluate import flops_ratio
+from workers.engine.runtime import Runtime
+from workers.engine.sparsity import MagnitudePruner, compressed_size_bytes, sparsity_report
+from workers.engine.spec import CompressionSpec
+from workers.engine.tasks import get_task
+
+
+def sparsity_metrics(
+    pruner: MagnitudePruner, models: dict[str, PreTrainedModel], work_dir: Path
+) -> dict[str, Any]:
+    """Zeros as what they are: counts, and the artifact's size once compressed (the only
+    size benefit unstructured zeros give); any speed-up is the measured latency."""
+    out: dict[str, Any] = {
+        "target": pruner.config.target,
+        "pattern": pruner.config.pattern,
+        "compression": "gzip -6",
+    }
+    for name, model in models.items():
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix="gzip-") as tmp:
+            model.save_pretrained(tmp)
+            gzipped = compressed_size_bytes(Path(tmp))
+            out[name] = {**sparsity_report(model), "gzip_size_bytes": gzipped}
+    return out
+
+
+def run_metrics(
+    *,
+    teacher_part: dict[str, Any],
+    student_part: dict[str, Any],
+    achieved: float,
+    teacher_finetuned: bool,
+    layer_map: list[int],
+    pruning_plan: dict[str, Any],
+    spec: CompressionSpec,
+    runtime: Runtime,
+    seq_len: int,
+) -> dict[str, Any]:
+    # Retention is on the task's main metric (accuracy; entity F1 for token tasks).
+    main_metric = get_task(spec.task).main_metric
+    t_main, s_main = teacher_part[main_metric], student_part[main_metric]
+    return {
+        "teacher": teacher_part,
+        "student": student_part,
+        "main_metric": main_metric,
+        # None rather than inf/NaN, which JSON cannot carry.
+        "retention": s_main / t_main if t_main > 0 else None,
+        "compression_ratio": teacher_part["num_parameters"] / student_part["num_parameters"],
+        "params_ratio_non_embedding": achieved,
+        "speedup_cpu_bs1": teacher_part["latency_ms_cpu_bs1"] / student_part["latency_ms_cpu_bs1"],
+        "speedup_cpu_bs32": teacher_part["latency_ms_cpu_bs32"]
+        / student_part["latency_ms_cpu_bs32"],
+        # What the removed structures allow at most: the bound the measured speed-ups
+        # are read against (zeros from sparsity remove no FLOPs in dense kernels).
+        "flops_ratio": flops_ratio(teacher_part, student_part),
+        "teacher_finetuned": teacher_finetuned,
+        # layer_map[i] is the teacher layer that student layer i was copied from.
+        "layer_map": list(layer_map),
+        # importance is None when no FFN neuron was removed.
+        "pruning_plan": dict(pruning_plan),
+        "latency_threads": spec.latency_threads,
+        "latency_seq_len": seq_len,
+        "device": runtime.device.type,
+    }
+
+
+def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[str, Any]:
+    """The spec without local paths, which mean nothing to whoever reads the report."""
+    return {
+        "task": spec.task,
+        "strategy": spec.strategy,
+        "label_names": list(spec.label_names),
+        "teacher_model_type": teacher_config.get("model_type"),
+        "target": dataclasses.asdict(spec.target),
+        "distillation": dataclasses.asdict(spec.distillation),
+        "pruning": {
+            "structured": list(spec.pruning.structured),
+            "unstructured_sparsity": spec.pruning.unstructured_sparsity,
+            "importance": spec.pruning.importance,
+            "importance_batches": spec.pruning.importance_batches,
+        },
+        "training": dataclasses.asdict(spec.training),
+        "device": spec.device,
+        "latency_threads": spec.latency_threads,
+    }
