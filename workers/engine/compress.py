@@ -23,6 +23,7 @@ from workers.engine.distill import distill
 from workers.engine.evaluate import (
     Quality,
     cpu_latency_ms,
+    gpu_latency_ms,
     model_metrics,
     quality,
     saved_size_bytes,
@@ -32,7 +33,7 @@ from workers.engine.layers import parameter_counts
 from workers.engine.logits_cache import cache_teacher_logits
 from workers.engine.plots import write_plots
 from workers.engine.progress import Progress
-from workers.engine.report import run_metrics, sparsity_metrics, spec_summary
+from workers.engine.report import gpu_metrics, run_metrics, sparsity_metrics, spec_summary
 from workers.engine.rounds import prune_round, save_distill, student_from_checkpoint
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
 from workers.engine.sparsity import (
@@ -310,8 +311,21 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         progress.within(0.2)
         student_scores = _quality(student, evaluation, spec, pad_id, runtime, progress)
         progress.within(0.4)
-        # Latency is a CPU figure whatever trained the models, and export runs on CPU
-        # too, so both models leave the GPU here.
+        # On a GPU run, the GPU's figure too (bf16 autocast, as the run trained).
+        gpu_latency = (
+            gpu_latency_ms(
+                {"teacher": teacher, "student": student},
+                tokenizer,
+                evaluation.texts,
+                seq_len=max_len,
+                runtime=runtime,
+                progress=progress,
+            )
+            if runtime.is_cuda
+            else None
+        )
+        # The CPU figure is reported whatever trained the models, and export runs on
+        # CPU too, so both models leave the GPU here.
         teacher.to("cpu")
         student.to("cpu")
         if runtime.is_cuda:
@@ -352,6 +366,8 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             runtime=runtime,
             seq_len=max_len,
         )
+        if gpu_latency is not None:
+            metrics |= gpu_metrics(gpu_latency)
 
         if pruner is not None:
             metrics["sparsity"] = sparsity_metrics(

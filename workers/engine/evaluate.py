@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -129,33 +130,69 @@ def cpu_latency_ms(
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    results: dict[str, dict[int, float]] = {name: {} for name in models}
     try:
-        for model in models.values():
-            model.eval()
-        for batch_size in LATENCY_BATCH_SIZES:
-            inputs = latency_inputs(tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
-            timings: dict[str, list[float]] = {name: [] for name in models}
-            with torch.inference_mode():
-                for _ in range(LATENCY_WARMUP):
-                    for model in models.values():
-                        model(**inputs)
-                while True:
-                    progress.check_stop()
-                    for name, model in models.items():
-                        start = time.perf_counter()
-                        model(**inputs)
-                        timings[name].append(time.perf_counter() - start)
-                    reps = len(next(iter(timings.values())))
-                    spent = max(sum(t) for t in timings.values())
-                    if reps >= LATENCY_MAX_REPS or (
-                        reps >= LATENCY_MIN_REPS and spent >= LATENCY_BUDGET_S
-                    ):
-                        break
-            for name, values in timings.items():
-                results[name][batch_size] = statistics.median(values) * 1000.0
+        return _interleaved_latency_ms(
+            models, tokenizer, texts, seq_len=seq_len, runtime=None, progress=progress
+        )
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def gpu_latency_ms(
+    models: dict[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    runtime: Runtime,
+    progress: Progress,
+) -> dict[str, dict[int, float]]:
+    """The same measurement on the run's accelerator, under its autocast (bf16 on CUDA),
+    each forward timed to the end of its kernels (the clock waits on a synchronize)."""
+    return _interleaved_latency_ms(
+        models, tokenizer, texts, seq_len=seq_len, runtime=runtime, progress=progress
+    )
+
+
+def _interleaved_latency_ms(
+    models: dict[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    runtime: Runtime | None,
+    progress: Progress,
+) -> dict[str, dict[int, float]]:
+    device = runtime.device if runtime is not None else torch.device("cpu")
+    autocast = runtime.autocast if runtime is not None else contextlib.nullcontext
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    results: dict[str, dict[int, float]] = {name: {} for name in models}
+    for model in models.values():
+        model.eval()
+    for batch_size in LATENCY_BATCH_SIZES:
+        inputs = latency_inputs(tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        timings: dict[str, list[float]] = {name: [] for name in models}
+        with torch.inference_mode(), autocast():
+            for _ in range(LATENCY_WARMUP):
+                for model in models.values():
+                    model(**inputs)
+            sync()
+            while True:
+                progress.check_stop()
+                for name, model in models.items():
+                    start = time.perf_counter()
+                    model(**inputs)
+                    sync()
+                    timings[name].append(time.perf_counter() - start)
+                reps = len(next(iter(timings.values())))
+                spent = max(sum(t) for t in timings.values())
+                if reps >= LATENCY_MAX_REPS or (
+                    reps >= LATENCY_MIN_REPS and spent >= LATENCY_BUDGET_S
+                ):
+                    break
+        for name, values in timings.items():
+            results[name][batch_size] = statistics.median(values) * 1000.0
     return results
 
 

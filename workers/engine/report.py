@@ -94,3 +94,13 @@ def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[
         "device": spec.device,
         "latency_threads": spec.latency_threads,
     }
+
+
+def gpu_metrics(latency: dict[str, dict[int, float]]) -> dict[str, Any]:
+    """GPU latency at batch 1 and 32 for both models, and the speed-ups."""
+    out: dict[str, Any] = {}
+    for batch in (1, 32):
+        teacher, student = latency["teacher"][batch], latency["student"][batch]
+        out[f"latency_ms_gpu_bs{batch}"] = {"teacher": teacher, "student": student}
+        out[f"speedup_gpu_bs{batch}"] = teacher / student
+    return out
