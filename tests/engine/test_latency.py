@@ -21,10 +21,9 @@ def test_latency_measures_every_model_at_every_batch_size(headed_teacher: Path) 
     tokenizer = AutoTokenizer.from_pretrained(headed_teacher)
     models = {"teacher": model, "student": model}
     progress = Progress(RecordingCallback())
+    texts = ["a good film"]
     for measured in (
-        cpu_latency_ms(
-            models, tokenizer, ["a good film"], seq_len=16, threads=1, progress=progress
-        ),
+        cpu_latency_ms(models, tokenizer, texts, seq_len=16, threads=1, progress=progress),
         gpu_latency_ms(
             models,
             tokenizer,
