@@ -3,6 +3,13 @@
 Two row formats, one per task family (``workers/engine/tasks.py`` picks): sequence
 classification reads ``{"text": str, "label": int}``, token classification reads
 ``{"tokens": [str, ...], "tags": [int, ...]}`` with one tag per word.
+
+A split is checked line by line first (streamed, nothing kept), then loaded with the
+Hugging Face ``datasets`` library (``workers/engine/splits.py``). The check reads the
+lines itself because ``datasets`` infers the schema from the file's first 10 MB and
+casts later rows to it without a word (a label ``1.0`` or ``"1"`` becomes ``1``, a text
+``5`` becomes ``"5"``; within the first 10 MB a ``1.5`` turns the whole column to
+floats), after which neither the bad value nor its line can be told any more.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from workers.engine import splits
 from workers.engine.spec import EngineInputError
 
 Batch = dict[str, torch.Tensor]
@@ -77,11 +85,15 @@ def _jsonl_objects(path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]
     """Each non-blank line's JSON object with ``"<split> line N"`` to name it in errors."""
     if not path.is_file():
         raise EngineInputError("missing_split", f"the {split} file does not exist")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             where = f"{split} line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EngineInputError("bad_jsonl", f"{where} is not valid UTF-8: {exc}") from exc
             try:
                 row = json.loads(line)
             except ValueError as exc:
@@ -105,21 +117,26 @@ def _check_label(value: object, *, where: str, field: str, num_labels: int) -> i
 
 def read_jsonl(path: Path, *, num_labels: int, split: str) -> list[Example]:
     """Read ``{"text": str, "label": int}`` lines; errors name the file line to fix."""
-    examples: list[Example] = []
+    rows = 0
     for where, row in _jsonl_objects(path, split):
-        text = row.get("text")
-        if not isinstance(text, str):
+        if not isinstance(row.get("text"), str):
             raise EngineInputError("bad_text", f"{where}: 'text' must be a string")
-        label = _check_label(row.get("label"), where=where, field="label", num_labels=num_labels)
-        examples.append(Example(text=text, label=label))
-    if not examples:
+        _check_label(row.get("label"), where=where, field="label", num_labels=num_labels)
+        rows += 1
+    if not rows:
         raise EngineInputError("empty_split", f"the {split} split has no examples")
-    return examples
+    columns = splits.load_json_split(
+        path, split=split, columns={"text": splits.TEXT, "label": splits.INTEGER}, rows=rows
+    )
+    return [
+        Example(text=text, label=label)
+        for text, label in zip(columns["text"], columns["label"], strict=True)
+    ]
 
 
 def read_token_jsonl(path: Path, *, num_labels: int, split: str) -> list[TokenExample]:
     """Read ``{"tokens": [str, ...], "tags": [int, ...]}`` lines, one tag per token."""
-    examples: list[TokenExample] = []
+    rows = 0
     for where, row in _jsonl_objects(path, split):
         tokens, tags = row.get("tokens"), row.get("tags")
         words_ok = isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
@@ -134,11 +151,18 @@ def read_token_jsonl(path: Path, *, num_labels: int, split: str) -> list[TokenEx
                 "tags_length_mismatch",
                 f"{where}: {len(tokens)} tokens but {len(tags)} tags (one tag per token)",
             )
-        checked = [_check_label(t, where=where, field="tag", num_labels=num_labels) for t in tags]
-        examples.append(TokenExample(tokens=tuple(tokens), tags=tuple(checked)))
-    if not examples:
+        for tag in tags:
+            _check_label(tag, where=where, field="tag", num_labels=num_labels)
+        rows += 1
+    if not rows:
         raise EngineInputError("empty_split", f"the {split} split has no examples")
-    return examples
+    columns = splits.load_json_split(
+        path, split=split, columns={"tokens": splits.WORDS, "tags": splits.TAGS}, rows=rows
+    )
+    return [
+        TokenExample(tokens=tuple(tokens), tags=tuple(tags))
+        for tokens, tags in zip(columns["tokens"], columns["tags"], strict=True)
+    ]
 
 
 def _feature_keys(encoded: Any) -> list[str]:
