@@ -128,3 +128,30 @@ def test_llama_layers_are_found_chosen_and_copied(tmp_path: Path) -> None:
     batch = random_batches(1)[0]
     reloaded = reload(student, tmp_path)
     assert torch.allclose(logits(reloaded, batch), logits(student, batch), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("num_layers", "keep", "expected"),
+    [
+        (6, 3, [0, 2, 5]),
+        (6, 2, [0, 5]),
+        (6, 1, [5]),
+        (6, 6, [0, 1, 2, 3, 4, 5]),
+        (12, 4, [0, 3, 7, 11]),
+    ],
+)
+def test_first_and_last_layers(num_layers: int, keep: int, expected: list[int]) -> None:
+    from workers.engine.plan import first_and_last_layers
+
+    assert first_and_last_layers(num_layers, keep) == expected
+
+
+def test_each_task_has_a_layer_rule() -> None:
+    from workers.engine.plan import LAYER_RULES
+    from workers.engine.tasks import get_task
+
+    assert get_task("sequence-classification").layer_rule == "top"
+    assert get_task("token-classification").layer_rule == "first_last"
+    assert {
+        get_task(t).layer_rule for t in ("sequence-classification", "token-classification")
+    } <= set(LAYER_RULES)

@@ -252,3 +252,20 @@ def test_sequence_rows_given_to_a_token_job_name_the_line(
         compress(spec)
     assert info.value.code == "bad_tokens"
     assert "train line 1" in info.value.message
+
+
+def test_token_students_keep_the_first_and_last_layers(
+    ner_teacher: Path, ner_splits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Tagging keeps the lowest layer (plan.first_and_last_layers): 2 of 4 is [0, 3],
+    where sentence classification keeps [1, 3]."""
+    spec = make_spec(
+        ner_teacher,
+        ner_splits,
+        tmp_path,
+        task=TOKEN_CLASSIFICATION,
+        label_names=NER_LABELS,
+        pruning=PruningSpec(structured=("layers",)),
+        training={"epochs": 1},
+    )
+    assert compress(spec).metrics["layer_map"] == [0, 3]

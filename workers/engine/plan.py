@@ -248,6 +248,26 @@ def evenly_spaced_layers(num_layers: int, keep: int) -> list[int]:
     return [(i + 1) * num_layers // keep - 1 for i in range(keep)]
 
 
+def first_and_last_layers(num_layers: int, keep: int) -> list[int]:
+    """The first and the last layer, the rest evenly spaced between: 3 of 6 gives
+    [0, 2, 5], 2 of 6 gives [0, 5], 1 gives [L - 1].
+
+    Token-level tasks lean on what the lowest layer computes (lexical features): on
+    CoNLL-2003 a 3-of-6 MiniLM student kept 98% of the teacher's entity F1 with
+    [0, 2, 5] and 87% with [1, 3, 5]; sentence classification went the other way
+    (bench/results/layer-choice-2026-11-28.json).
+    """
+    if not 1 <= keep <= num_layers:
+        raise ValueError(f"cannot keep {keep} of {num_layers} layers")
+    if keep == 1:
+        return [num_layers - 1]
+    return [i * (num_layers - 1) // (keep - 1) for i in range(keep)]
+
+
+# Which teacher layers a shallower student keeps, by the task's rule (tasks.py).
+LAYER_RULES = {"top": evenly_spaced_layers, "first_last": first_and_last_layers}
+
+
 def sizes_from_config(
     config: Mapping[str, Any] | Any, num_labels: int = 2, *, head_dense: bool = True
 ) -> TeacherSizes:

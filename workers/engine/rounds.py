@@ -4,6 +4,7 @@ share of the teacher, and what its checkpoints carry."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from typing import Any
 
@@ -14,7 +15,7 @@ from workers.engine.checkpoint import Checkpointer, LoopState, cpu_state
 from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import plan_structured
+from workers.engine.plan import LAYER_RULES, plan_structured
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import build_pruned
@@ -22,6 +23,7 @@ from workers.engine.runtime import Runtime
 from workers.engine.sparsity import MagnitudePruner
 from workers.engine.spec import CompressionSpec
 from workers.engine.strategies import Round
+from workers.engine.tasks import get_task
 
 
 def prune_round(
@@ -55,6 +57,8 @@ def prune_round(
         return student, layer_map, counts.non_embedding / teacher_non_embedding, None
     sizes = sizes_from_model(model, counts.non_embedding)
     plan = plan_structured(sizes, relative, current.structured)
+    rule = LAYER_RULES[get_task(spec.task).layer_rule]
+    plan = dataclasses.replace(plan, layer_map=tuple(rule(sizes.num_layers, plan.num_layers)))
     ranked_structures = sorted(structures_to_score(sizes, plan))
     scores = None
     importance_name: str | None = None

@@ -49,6 +49,8 @@ class Task(ABC):
     name: ClassVar[str]
     # The score retention compares, a key of the task's quality dict.
     main_metric: ClassVar[str]
+    # Which teacher layers a shallower student keeps (a key of plan.LAYER_RULES).
+    layer_rule: ClassVar[str]
     # What ``score`` returns; rebuilt from ``dataclasses.asdict`` of it on resume.
     scores_type: ClassVar[type[ClassificationScores] | type[EntityScores]]
     # The class the teacher loads with, the student is exported for, and a user
@@ -100,6 +102,8 @@ class Task(ABC):
 class SequenceClassification(Task):
     name = SEQUENCE_CLASSIFICATION
     main_metric = ClassificationScores.main_metric
+    # TinyBERT's uniform map, which keeps the top layer (plan.LAYER_RULES).
+    layer_rule = "top"
     scores_type = ClassificationScores
     auto_class = AutoModelForSequenceClassification
     architecture_suffix = capabilities.HEAD_ARCHITECTURE_SUFFIX[SEQUENCE_CLASSIFICATION]
@@ -143,6 +147,8 @@ class TokenClassification(Task):
 
     name = TOKEN_CLASSIFICATION
     main_metric = EntityScores.main_metric
+    # Tagging needs the lowest layer's lexical features (plan.first_and_last_layers).
+    layer_rule = "first_last"
     scores_type = EntityScores
     auto_class = AutoModelForTokenClassification
     architecture_suffix = capabilities.HEAD_ARCHITECTURE_SUFFIX[TOKEN_CLASSIFICATION]
