@@ -34,8 +34,12 @@ def main() -> None:
 
     import subprocess
 
-    key = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "gpu"],
-                         check=True, capture_output=True, text=True).stdout.split()[-1]
+    key = subprocess.run(
+        [sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "gpu"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
     http = httpx.Client(base_url=API, timeout=60, headers={"Authorization": f"Bearer {key}"})
     deadline = time.monotonic() + 120
     while True:
@@ -53,15 +57,23 @@ def main() -> None:
     with open(data, "rb") as f:
         ds = http.post("/v1/datasets", files={"file": ("d.jsonl", f)}).json()
     t0 = time.monotonic()
-    r = http.post("/v1/jobs", json={
-        "task": "sequence-classification",
-        "teacher": {"model_id": model["id"]},
-        "dataset": {"dataset_id": ds["id"]},
-        "target": {"params_ratio": 0.5},
-        "accelerator": "gpu",
-        "training": {"epochs": 2, "teacher_epochs": 2, "batch_size": 64,
-                     "max_seq_length": 64, "learning_rate": 1e-4},
-    })
+    r = http.post(
+        "/v1/jobs",
+        json={
+            "task": "sequence-classification",
+            "teacher": {"model_id": model["id"]},
+            "dataset": {"dataset_id": ds["id"]},
+            "target": {"params_ratio": 0.5},
+            "accelerator": "gpu",
+            "training": {
+                "epochs": 2,
+                "teacher_epochs": 2,
+                "batch_size": 64,
+                "max_seq_length": 64,
+                "learning_rate": 1e-4,
+            },
+        },
+    )
     r.raise_for_status()
     job = r.json()
     while job["status"] not in ("succeeded", "failed", "cancelled"):
@@ -69,8 +81,13 @@ def main() -> None:
         job = http.get(f"/v1/jobs/{job['id']}").json()
     wall = time.monotonic() - t0
 
-    summary: dict = {"job_status": job["status"], "queue": job["queue"], "wall_s": round(wall, 1),
-                     "error": job["error"], "metrics": job["metrics"]}
+    summary: dict = {
+        "job_status": job["status"],
+        "queue": job["queue"],
+        "wall_s": round(wall, 1),
+        "error": job["error"],
+        "metrics": job["metrics"],
+    }
     if job["status"] == "succeeded":
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -84,12 +101,17 @@ def main() -> None:
         batch = tok(["a good movie .", "an awful plot ."], return_tensors="pt").to("cuda")
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             logits = student(**batch).logits
-        summary["student_on_cuda_bf16"] = {"logits_shape": list(logits.shape),
-                                           "dtype": str(logits.dtype),
-                                           "device": torch.cuda.get_device_name(0)}
+        summary["student_on_cuda_bf16"] = {
+            "logits_shape": list(logits.shape),
+            "dtype": str(logits.dtype),
+            "device": torch.cuda.get_device_name(0),
+        }
     print(json.dumps(summary, indent=2))
-    ok = job["status"] == "succeeded" and job["queue"] == "gpu" \
+    ok = (
+        job["status"] == "succeeded"
+        and job["queue"] == "gpu"
         and job["metrics"]["device"] == "cuda"
+    )
     raise SystemExit(0 if ok else 1)
 
 

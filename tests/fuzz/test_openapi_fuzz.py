@@ -34,8 +34,11 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
 )
 def test_api_conforms(case, fuzz_key):
     # Every check but two. positive_data_acceptance: an upload that fits the schema (any
