@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -202,3 +203,28 @@ def cached_teacher(
         json.dumps({"key": key_parts, "finetune": finetune}, indent=2) + "\n", encoding="utf-8"
     )
     return folder, {**finetune, "cached": False}
+
+
+def machine_label(args) -> str:
+    """The results file's machine part: ``--machine-name``, the GPU trained on, or
+    ``cpu<threads>``."""
+    if args.machine_name:
+        return args.machine_name
+    if args.device != "cpu" and torch.cuda.is_available():
+        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-")
+    return f"cpu{torch.get_num_threads()}"
+
+
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x)
+
+
+def write_results(args, benchmark: str, result: dict[str, Any], markdown: str) -> None:
+    """``<out>/<benchmark>-<mode>-<machine>.json`` and the markdown table beside it."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{benchmark}-{args.mode}-{machine_label(args)}"
+    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown, encoding="utf-8")
+    print(markdown)
+    print(f"wrote {json_path}\nwrote {md_path}")

@@ -35,7 +35,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import re
 import sys
 import time
 import traceback
@@ -55,9 +54,11 @@ from bench.common import (  # noqa: E402
     CACHE,
     PrintCallback,
     base_model_path,
+    floats,
     load_1m,
     machine,
     training_spec,
+    write_results,
 )
 from bench.conll2003_measure import measure_all  # noqa: E402
 from bench.peers.train import Budget  # noqa: E402
@@ -161,18 +162,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.out = CACHE / "results" if args.mode == "smoke" else ROOT / "bench" / "results"
     args.work = args.work or CACHE / "conll2003" / args.mode
     return args
-
-
-def machine_label(args) -> str:
-    if args.machine_name:
-        return args.machine_name
-    if args.device != "cpu" and torch.cuda.is_available():
-        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-")
-    return f"cpu{torch.get_num_threads()}"
-
-
-def floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x)
 
 
 def guarded(method: str, target: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -448,14 +437,7 @@ def main(argv: list[str] | None = None) -> None:
         "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
         "total_wall_s": round(time.perf_counter() - start, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"conll2003-{args.mode}-{machine_label(args)}"
-    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
-    json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    md = conll2003_report.markdown(result)
-    md_path.write_text(md, encoding="utf-8")
-    print(md)
-    print(f"wrote {json_path}\nwrote {md_path}")
+    write_results(args, "conll2003", result, conll2003_report.markdown(result))
 
 
 if __name__ == "__main__":

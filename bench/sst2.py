@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import random
-import re
 import sys
 import time
 import traceback
@@ -48,11 +46,13 @@ from bench.common import (  # noqa: E402
     CACHE,
     DATA,
     cached_teacher,
+    floats,
     load_1m,
     machine,
     read_tsv,
     training_spec,
     write_jsonl,
+    write_results,
 )
 from bench.peers import distilbert, inc, magnitude, two_step  # noqa: E402
 from bench.peers.train import Budget, load_setup  # noqa: E402
@@ -148,18 +148,6 @@ def parse_args() -> argparse.Namespace:
         args.out = CACHE / "results" if args.mode == "smoke" else ROOT / "bench" / "results"
     args.work = args.work or CACHE / "runs" / args.mode
     return args
-
-
-def machine_label(args) -> str:
-    if args.machine_name:
-        return args.machine_name
-    if torch.cuda.is_available():
-        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-")
-    return f"cpu{torch.get_num_threads()}"
-
-
-def floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x)
 
 
 def outcome(row: dict[str, Any]) -> str:
@@ -343,14 +331,7 @@ def main() -> None:
         "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
         "total_wall_s": round(time.perf_counter() - start, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"sst2-{args.mode}-{machine_label(args)}"
-    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
-    json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    md = sst2_report.markdown(result)
-    md_path.write_text(md, encoding="utf-8")
-    print(md)
-    print(f"wrote {json_path}\nwrote {md_path}")
+    write_results(args, "sst2", result, sst2_report.markdown(result))
 
 
 if __name__ == "__main__":
