@@ -16,7 +16,6 @@ median of the rounds' medians kept, with each round's figure in the JSON.
 
 from __future__ import annotations
 
-import statistics
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,11 +24,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForTokenClassification, PreTrainedModel
 
-from bench.common import load_1m
 from bench.conll2003_data import TYPES, Sentence
-from workers.engine.evaluate import cpu_latency_ms
-from workers.engine.progress import Progress
-from workers.engine.spec import NullCallback
+from bench.tables import time_rounds
 from workers.engine.tasks import TOKEN_CLASSIFICATION, get_task
 from workers.engine.teacher import load_tokenizer
 
@@ -166,7 +162,6 @@ def measure_all(
 ) -> dict[str, dict[str, Any]]:
     """Entity scores, size and CPU latency of every saved model, keyed like ``folders``.
     A model that cannot be loaded or scored gets ``{"error": ...}`` and is not timed."""
-    progress = Progress(NullCallback())
     task = get_task(TOKEN_CLASSIFICATION)
     tokenizer = load_tokenizer(next(iter(folders.values())), task)
     models: dict[str, PreTrainedModel] = {}
@@ -191,18 +186,7 @@ def measure_all(
     finally:
         torch.set_num_threads(previous)
     texts = [" ".join(s.tokens) for s in test]
-    per_round = []
-    for index in range(rounds):
-        before = load_1m()
-        latency = cpu_latency_ms(
-            models, tokenizer, texts, seq_len=seq_len, threads=threads, progress=progress
-        )
-        per_round.append({"latency": latency, "load_1m": [before, load_1m()]})
-        say(f"latency round {index + 1}/{rounds} done")
-    for name in models:
-        for bs in (1, 32):
-            values = [r["latency"][name][bs] for r in per_round]
-            results[name][f"latency_ms_cpu_bs{bs}"] = statistics.median(values)
-            results[name][f"latency_rounds_bs{bs}"] = [round(v, 3) for v in values]
-    results["_latency"] = {"load_1m_per_round": [r["load_1m"] for r in per_round]}
+    time_rounds(
+        models, tokenizer, texts, results, seq_len=seq_len, threads=threads, rounds=rounds, say=say
+    )
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.conll2003_data import TYPES
+from bench.tables import cell, markdown_table
 
 # Issue #4's goal: at a 2x CPU batch-1 speed-up, at least 98% of the teacher's entity F1.
 GOAL_SPEEDUP = 2.0
@@ -27,6 +28,7 @@ COLUMNS = (
     "speedup_cpu_bs32",
     "wall_s",
 )
+SCORES = ("f1", "precision", "recall", "retention", *(f"f1_{t}" for t in TYPES))
 
 
 def with_columns(row: dict[str, Any], measured: dict[str, Any], teacher: dict[str, Any]):
@@ -103,31 +105,11 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _cell(row: dict[str, Any], column: str) -> str:
     if column == "layers_x_ffn":
         return f"{row['num_layers']} x {row['intermediate_size']}"
-    value = row.get(column)
-    if value is None:
-        return "-"
-    if column in ("f1", "precision", "recall", "retention") or column.startswith("f1_"):
-        return f"{value:.4f}"
-    if column.startswith("latency"):
-        return f"{value:.2f}"
-    if column.startswith("speedup"):
-        return f"{value:.2f}x"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|")
+    return cell(row.get(column), column, scores=SCORES)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 2 + "---:|" * (len(COLUMNS) - 2)]
-    for row in rows:
-        if "skipped" in row:
-            cells = [row["method"], row.get("target", "-"), f"skipped: {row['skipped']}"]
-            cells += ["-"] * (len(COLUMNS) - 3)
-            cells = [c.replace("|", "\\|") for c in cells]
-        else:
-            cells = [_cell(row, c) for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(rows, COLUMNS, _cell)
 
 
 def markdown(result: dict[str, Any]) -> str:

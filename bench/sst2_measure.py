@@ -9,7 +9,6 @@ rounds' medians kept, with each round's figure in the JSON.
 
 from __future__ import annotations
 
-import statistics
 import zlib
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
-from bench.common import load_1m
+from bench.tables import time_rounds
 from workers.engine.data import EncodedSplit
-from workers.engine.evaluate import cpu_latency_ms, quality
+from workers.engine.evaluate import quality
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
 from workers.engine.spec import NullCallback
@@ -157,18 +156,14 @@ def measure_all(
             say(f"scored {name}: accuracy {scores.accuracy:.4f}")
     finally:
         torch.set_num_threads(previous)
-    per_round = []
-    for index in range(rounds):
-        before = load_1m()
-        latency = cpu_latency_ms(
-            models, tokenizer, dev.texts, seq_len=seq_len, threads=threads, progress=progress
-        )
-        per_round.append({"latency": latency, "load_1m": [before, load_1m()]})
-        say(f"latency round {index + 1}/{rounds} done")
-    for name in models:
-        for bs in (1, 32):
-            values = [r["latency"][name][bs] for r in per_round]
-            results[name][f"latency_ms_cpu_bs{bs}"] = statistics.median(values)
-            results[name][f"latency_rounds_bs{bs}"] = [round(v, 3) for v in values]
-    results["_latency"] = {"load_1m_per_round": [r["load_1m"] for r in per_round]}
+    time_rounds(
+        models,
+        tokenizer,
+        dev.texts,
+        results,
+        seq_len=seq_len,
+        threads=threads,
+        rounds=rounds,
+        say=say,
+    )
     return results

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.tables import cell, markdown_table
+
 COLUMNS = (
     "method",
     "target",
@@ -99,31 +101,11 @@ def bar(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
-    value = row.get(column)
-    if value is None:
-        return "-"
-    if column in ("dev_accuracy", "retention"):
-        return f"{value:.4f}"
-    if column.startswith("latency"):
-        return f"{value:.2f}"
-    if column.startswith("speedup"):
-        return f"{value:.2f}x"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|")
+    return cell(row.get(column), column, scores=("dev_accuracy", "retention"))
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 2 + "---:|" * (len(COLUMNS) - 2)]
-    for row in rows:
-        if "skipped" in row:
-            cells = [row["method"], row.get("target", "-"), f"skipped: {row['skipped']}"]
-            cells += ["-"] * (len(COLUMNS) - 3)
-            cells = [c.replace("|", "\\|") for c in cells]
-        else:
-            cells = [_cell(row, c) for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(rows, COLUMNS, _cell)
 
 
 def markdown(result: dict[str, Any]) -> str:
