@@ -45,7 +45,10 @@ def embedded(tmp_path_factory) -> Proc:
         # Auth is on in embedded mode too: the first key comes from the CLI.
         out = subprocess.run(
             [sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "demo"],
-            env=env, check=True, capture_output=True, text=True,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         proc.key = out.split()[-1]  # type: ignore[attr-defined]
         yield proc
@@ -57,8 +60,9 @@ def test_embedded_job_end_to_end(
     embedded, tiny_teacher_tar: Path, tiny_dataset: Path, tmp_path: Path
 ):
     base = embedded.base
-    with httpx.Client(base_url=base, timeout=30,
-                      headers={"Authorization": f"Bearer {embedded.key}"}) as http:
+    with httpx.Client(
+        base_url=base, timeout=30, headers={"Authorization": f"Bearer {embedded.key}"}
+    ) as http:
         assert httpx.get(f"{base}/v1/jobs").status_code == 401
         with open(tiny_teacher_tar, "rb") as f:
             model = http.post("/v1/models", files={"file": ("tiny.tar.gz", f)}).json()

@@ -106,13 +106,24 @@ def test_strategy_end_to_end(strategy, headless_teacher, tiny_splits, tmp_path):
     assert metrics["student"]["accuracy"] >= 0.9 * metrics["teacher"]["accuracy"]
     with torch.no_grad():
         assert all(p.isfinite().all() for p in student.parameters())
+    narrowed = [r for r in rounds if "ffn_gradual_to" in r]
+    if strategy == "joint":
+        # joint narrows the FFN while it distils, then cuts the masked neurons away.
+        assert narrowed
+        assert student.config.intermediate_size == narrowed[-1]["ffn_gradual_to"]
+        cut = [data for message, _, data in callback.logs if message.startswith("FFN narrowed")]
+        assert [d["intermediate_size"] for d in cut] == [r["ffn_gradual_to"] for r in narrowed]
+    else:
+        assert not narrowed
 
 
-def test_joint_resumed_in_a_later_round_ends_like_the_uninterrupted_run(
-    headed_teacher, tiny_splits, tmp_path
+@pytest.mark.parametrize("at_round", [1, 2])
+def test_joint_resumed_in_any_round_ends_like_the_uninterrupted_run(
+    at_round, headed_teacher, tiny_splits, tmp_path
 ):
     """A later round's student came from pruning a distilled one: the checkpoint must
-    carry its shape, not redo the pruning."""
+    carry its shape, not redo the pruning. Mid-round, the FFN is half narrowed: the
+    checkpoint carries the neuron masks (round 1, step 4 is inside its schedule)."""
     kwargs = {
         "strategy": "joint",
         "params_ratio": 0.3,
@@ -124,14 +135,21 @@ def test_joint_resumed_in_a_later_round_ends_like_the_uninterrupted_run(
         CheckpointingCallback(tmp_path / "kept-whole"),
     )
 
-    def in_second_round(info: dict) -> bool:
-        return info["stage"] == "distilling" and info.get("round") == 2 and info["step"] == 8
+    step = 4 if at_round == 1 else 8
 
-    first = CheckpointingCallback(tmp_path / "kept", stop_at=in_second_round)
+    def stop_here(info: dict) -> bool:
+        in_round = info["stage"] == "distilling" and info.get("round") == at_round
+        return in_round and info["step"] == step
+
+    first = CheckpointingCallback(tmp_path / "kept", stop_at=stop_here)
     with pytest.raises(EngineStopped):
         compress(make_spec(headed_teacher, tiny_splits, tmp_path / "first", **kwargs), first)
     saved = torch.load(first.saved[-1]["copy"], weights_only=True)
-    assert saved["round"] == 1  # counted from 0 in the file
+    assert saved["round"] == at_round - 1  # counted from 0 in the file
+    if at_round == 1:
+        masks = saved["neurons"]["masks"]
+        width = int(masks[0].sum())
+        assert 0 < width < masks[0].numel() and not saved["neurons"]["frozen"]
     resumed = compress(
         make_spec(
             headed_teacher,

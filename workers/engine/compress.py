@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -31,8 +31,10 @@ from workers.engine.evaluate import (
 from workers.engine.export import save_model, verify_reload, write_model_card, write_report
 from workers.engine.layers import parameter_counts
 from workers.engine.logits_cache import cache_teacher_logits
+from workers.engine.neurons import NeuronPruner, neuron_schedule
 from workers.engine.plots import write_plots
 from workers.engine.progress import Progress
+from workers.engine.prune_width import Selection, build_pruned
 from workers.engine.report import gpu_metrics, run_metrics, sparsity_metrics, spec_summary
 from workers.engine.rounds import prune_round, save_distill, student_from_checkpoint
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
@@ -225,6 +227,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 )
                 if plan_report is not None:
                     pruning_plan = plan_report
+                gradual = (plan_report or {}).get("gradual_ffn")
                 round_reports.append(
                     {
                         "round": index + 1,
@@ -233,6 +236,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                         "structured": list(current.structured),
                         "epochs": current.epochs,
                         "layer_map": list(layer_map),
+                        **({"ffn_gradual_to": gradual["to"]} if gradual else {}),
                     }
                 )
 
@@ -245,6 +249,11 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             if pruner is not None and resuming:
                 assert resumed is not None
                 pruner.load_state_dict(resumed["sparsity"])
+            ffn_to = round_reports[-1].get("ffn_gradual_to")
+            neurons = NeuronPruner(student, neuron_schedule(ffn_to, steps)) if ffn_to else None
+            if neurons is not None and resuming:
+                assert resumed is not None
+                neurons.load_state_dict(resumed["neurons"])
             curve_before = [dict(point) for point in distill_curve]
 
             save_this_round = functools.partial(
@@ -266,6 +275,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 },
                 student,
                 pruner,
+                neurons,
             )
 
             curve = distill(
@@ -283,7 +293,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                     checkpoint_every=spec.training.checkpoint_every_steps,
                     save=save_this_round,
                     resume=resumed["loop"] if resuming else None,
-                    after_step=pruner.on_step if pruner else None,
+                    after_step=_after_step(pruner, neurons),
                 ),
             )
             offset = curve_before[-1]["step"] if curve_before else 0
@@ -298,6 +308,24 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                     f"sparsity: {zeros['sparsity']:.3f} of the encoder's linear weights are "
                     f"zero ({pruner.config.pattern})",
                     data={"stage": "distilling", **zeros},
+                )
+            if neurons is not None:
+                # Masked neurons output nothing: cutting them away keeps the function.
+                student = build_pruned(
+                    student,
+                    Selection(layers=tuple(range(len(layer_map))), neurons=neurons.kept()),
+                )
+                achieved = parameter_counts(student).non_embedding / teacher_non_embedding
+                round_reports[-1]["params_ratio"] = achieved
+                progress.log(
+                    f"FFN narrowed to {neurons.schedule.final_width} of {neurons.full_width} "
+                    f"neurons while distilling: {achieved:.3f} of the teacher's "
+                    "non-embedding parameters",
+                    data={
+                        "stage": "distilling",
+                        "intermediate_size": neurons.schedule.final_width,
+                        "params_ratio": achieved,
+                    },
                 )
     progress.share(0, 1)
     if len(rounds) > 1:
@@ -421,6 +449,19 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             *(ArtifactFile(p.stem.replace("_", "-"), "plot", p) for p in plots),
         ],
     )
+
+
+def _after_step(*hooks: MagnitudePruner | NeuronPruner | None) -> Callable[[int], None] | None:
+    """One after-step callback for the training loop from whichever pruners run."""
+    active = [hook for hook in hooks if hook is not None]
+    if not active:
+        return None
+
+    def after_step(step: int) -> None:
+        for hook in active:
+            hook.on_step(step)
+
+    return after_step
 
 
 @contextlib.contextmanager

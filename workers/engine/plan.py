@@ -416,6 +416,19 @@ def plan_student(
     return _plan(sizes, shape, params_ratio)
 
 
+def with_ffn_width(sizes: TeacherSizes, plan: PrunePlan, width: int) -> PrunePlan:
+    """``plan`` with every layer's FFN at ``width`` (its counts recomputed): the student a
+    gradual strategy starts from before it narrows the FFN to the plan's width."""
+    shape = Shape(
+        num_layers=plan.num_layers,
+        hidden_size=plan.hidden_size,
+        intermediate_size=width,
+        num_heads=plan.num_attention_heads,
+        num_kv_heads=plan.num_key_value_heads,
+    )
+    return replace(_plan(sizes, shape, plan.target_ratio), layer_map=plan.layer_map)
+
+
 def plan_structured(
     sizes: TeacherSizes, params_ratio: float, structured: Collection[str]
 ) -> PrunePlan:

@@ -15,7 +15,8 @@ from workers.engine.checkpoint import Checkpointer, LoopState, cpu_state
 from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import LAYER_RULES, plan_structured
+from workers.engine.neurons import NeuronPruner
+from workers.engine.plan import LAYER_RULES, plan_structured, with_ffn_width
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import build_pruned
@@ -59,6 +60,11 @@ def prune_round(
     plan = plan_structured(sizes, relative, current.structured)
     rule = LAYER_RULES[get_task(spec.task).layer_rule]
     plan = dataclasses.replace(plan, layer_map=tuple(rule(sizes.num_layers, plan.num_layers)))
+    gradual_to: int | None = None
+    if current.gradual_ffn and plan.intermediate_size < sizes.intermediate_size:
+        # The FFN keeps its width now and loses it while the student distils.
+        gradual_to = plan.intermediate_size
+        plan = with_ffn_width(sizes, plan, sizes.intermediate_size)
     ranked_structures = sorted(structures_to_score(sizes, plan))
     scores = None
     importance_name: str | None = None
@@ -76,9 +82,15 @@ def prune_round(
     new_map = [layer_map[i] for i in plan.layer_map]
     pruning_plan: dict[str, Any] = {
         "num_layers": plan.num_layers,
-        "intermediate_size": plan.intermediate_size,
+        "intermediate_size": plan.intermediate_size if gradual_to is None else gradual_to,
         "importance": importance_name,
     }
+    if gradual_to is not None:
+        pruning_plan["gradual_ffn"] = {
+            "from": sizes.intermediate_size,
+            "to": gradual_to,
+            "importance": "taylor (accumulated while distilling)",
+        }
     if {"hidden", "heads"} & set(current.structured):
         # The widths only where they could change, so layers/FFN reports stay as they were.
         pruning_plan |= {
@@ -91,6 +103,8 @@ def prune_round(
         if importance_name
         else ""
     )
+    if gradual_to is not None:
+        ranked += f"; the FFN narrows to {gradual_to} while it distils"
     progress.log(
         f"pruning plan: kept teacher layers {new_map} ({plan.num_layers} of "
         f"{sizes.num_layers}) with FFN width {plan.intermediate_size} of "
@@ -114,6 +128,7 @@ def save_distill(
     fixed: dict[str, Any],
     student: PreTrainedModel,
     pruner: MagnitudePruner | None,
+    neurons: NeuronPruner | None,
     loop: LoopState,
 ) -> None:
     """A distillation checkpoint: the round's fixed facts, the loop, the weights."""
@@ -124,6 +139,7 @@ def save_distill(
             "loop": loop,
             "student": cpu_state(student),
             "sparsity": pruner.state_dict() if pruner else None,
+            "neurons": neurons.state_dict() if neurons else None,
         },
     )
 

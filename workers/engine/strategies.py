@@ -16,8 +16,11 @@ the rounds share it.
   one-shot magnitude pruning and recovery with fixed masks.
 - ``joint``: prune while distilling, in rounds that each remove at most about 30% of
   what is left (one-shot pruning past 30-50% collapses accuracy; Minitron and ModelOpt
-  advise about 30% per cycle). With a sparsity target: the gradual schedule over the
-  whole run, no fixed-mask tail.
+  advise about 30% per cycle). Where ``ffn`` may be pruned, a round cuts layers (and
+  hidden width, heads) at its start but narrows the FFN gradually while it distils
+  (``neurons.NeuronPruner``: Taylor-ranked neurons masked on the cubic schedule, cut
+  away at the round's end), as Intel Neural Compressor's ``auto_slim`` does. With a
+  sparsity target: the gradual schedule over the whole run, no fixed-mask tail.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class Round:
     structured: tuple[str, ...]
     epochs: int
     zeroing: Zeroing | None = None
+    # Narrow the FFN during the round's distillation instead of at its start.
+    gradual_ffn: bool = False
 
 
 def plan_rounds(spec: CompressionSpec) -> list[Round]:
@@ -99,6 +104,7 @@ def plan_rounds(spec: CompressionSpec) -> list[Round]:
                 structured,
                 shares[k],
                 zeroing("gradual_full") if k == count - 1 else None,
+                gradual_ffn="ffn" in structured,
             )
             for k in range(count)
         ]
