@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import random
 import sys
 import time
@@ -125,6 +126,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--inc-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--only", default=",".join(GROUPS), help=f"subset of {GROUPS}")
+    parser.add_argument(
+        "--reuse-from",
+        type=Path,
+        default=None,
+        help="results JSON of an earlier run with the same settings: its rows whose saved "
+        "models are still under --work are not trained again, only measured again",
+    )
     parser.add_argument("--machine-name", default=None, help="file-name label")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--work", type=Path, default=None, help="models of every row")
@@ -150,12 +158,73 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+# Settings that must match for an earlier run's models to stand for this run's rows.
+SAME_SETTINGS = (
+    "mode",
+    "rows",
+    "dev_rows",
+    "epochs",
+    "teacher_epochs",
+    "max_seq_length",
+    "batch_size",
+    "learning_rate",
+    "teacher_learning_rate",
+    "seed",
+    "device",
+    "sparsities",
+    "inc_ffn_sparsity",
+)
+# method -> the earlier run's row (with its model_dir), filled by main() from --reuse-from.
+REUSED: dict[str, dict[str, Any]] = {}
+
+
+def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier run of the same settings whose models are still saved."""
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    before = earlier["setup"]["args"]
+    differ = [k for k in SAME_SETTINGS if before.get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"--reuse-from {path}: other settings ({', '.join(differ)})")
+    rows = {}
+    for row in earlier["rows"]:
+        if "skipped" in row:
+            continue
+        folder = Path(row.get("model_dir") or _folder_before_model_dir(row["method"], args.work))
+        folder = folder if folder.is_absolute() else ROOT / folder
+        if (folder / "config.json").is_file():
+            rows[row["method"]] = {**row, "model_dir": str(folder), "reused_from": str(path)}
+    return rows
+
+
+def _folder_before_model_dir(method: str, work: Path) -> Path:
+    """Where each row saved its model, for results written before rows kept
+    ``model_dir`` (the layout of ``sst2_modelpress.run`` and ``peer_rows``)."""
+    if method.startswith("modelpress"):
+        slug = method.replace(" ", "_").replace("=", "")
+        return work / "modelpress" / slug / "out" / "model"
+    if method.startswith("peer: torch prune global magnitude"):
+        amount = int(method.split("magnitude ")[1].split("%")[0]) / 100
+        return work / "peers" / f"magnitude-{amount}-{0 if 'one-shot' in method else 1}"
+    if method.startswith("peer: DistilBERT-style"):
+        return work / "peers" / "distilbert"
+    if method.startswith("peer: two-step"):
+        return work / "peers" / "two-step"
+    inc_rows = work / "peers" / "inc" / "rows.json"
+    if method.startswith("peer: INC") and inc_rows.is_file():
+        made = json.loads(inc_rows.read_text(encoding="utf-8"))
+        return Path(next((r["model_dir"] for r in made if r["method"] == method), work / "-"))
+    return work / "-"
+
+
 def outcome(row: dict[str, Any]) -> str:
     return row["skipped"] if "skipped" in row else f"done in {row.get('wall_s')} s"
 
 
 def guarded(method: str, target: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """A row whose run raises is reported as such, with the error, and the rest go on."""
+    if method in REUSED:
+        say(f"row {method}: reused from {REUSED[method]['reused_from']}")
+        return REUSED[method]
     say(f"row {method} ...")
     try:
         row = job()
@@ -212,7 +281,11 @@ def peer_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dic
                 saved(lambda f: two_step.run(setup, f), work / "two-step"),
             )
         )
-    if "inc" in args.only:
+    planned_inc = [r["method"] for r in inc.planned_rows(floats(args.sparsities), "")]
+    if "inc" in args.only and all(m in REUSED for m in planned_inc):
+        rows += [REUSED[m] for m in planned_inc]
+        say(f"INC rows: reused from {args.reuse_from}")
+    elif "inc" in args.only:
         say("INC rows (subprocess in bench/.venv-inc) ...")
         rows += inc.run(
             teacher_dir,
@@ -236,6 +309,9 @@ def main() -> None:
     load_start = load_1m()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    if args.reuse_from is not None:
+        REUSED.update(reusable_rows(args.reuse_from, args))
+        say(f"reusing {len(REUSED)} rows' models from {args.reuse_from}")
     train_all = read_tsv(DATA / "train.tsv")
     dev_all = read_tsv(DATA / "dev.tsv")
     rng = random.Random(args.seed)
@@ -293,7 +369,8 @@ def main() -> None:
     teacher = measured["teacher"]
     final_rows = []
     for row in rows:
-        row = {k: v for k, v in row.items() if k != "model_dir"}
+        if "model_dir" in row and Path(row["model_dir"]).is_relative_to(ROOT):
+            row = {**row, "model_dir": str(Path(row["model_dir"]).relative_to(ROOT))}
         if "skipped" not in row:
             row = sst2_report.with_columns(row, measured[row["method"]], teacher)
         final_rows.append(row)
@@ -329,6 +406,7 @@ def main() -> None:
         "pareto": sst2_report.pareto(final_rows),
         "bar": sst2_report.bar(final_rows),
         "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
+        "reused_from": str(args.reuse_from) if args.reuse_from else None,
         "total_wall_s": round(time.perf_counter() - start, 1),
     }
     write_results(args, "sst2", result, sst2_report.markdown(result))

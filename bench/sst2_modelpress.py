@@ -34,6 +34,7 @@ class EngineRow:
     target: str
     spec_target: TargetSpec
     pruning: PruningSpec
+    strategy: str = "prune_then_distill"
 
 
 def rows(ratios: tuple[float, ...], sparsities: tuple[float, ...]) -> list[EngineRow]:
@@ -53,6 +54,16 @@ def rows(ratios: tuple[float, ...], sparsities: tuple[float, ...]) -> list[Engin
                 f"params_ratio={ratio} (structured: layers, ffn)",
                 TargetSpec(params_ratio=ratio),
                 PruningSpec(structured=("layers", "ffn")),
+            )
+        )
+        out.append(
+            EngineRow(
+                f"modelpress params_ratio={ratio} +ffn joint",
+                f"params_ratio={ratio} (structured: layers, ffn; strategy joint: "
+                "the FFN narrowed while distilling)",
+                TargetSpec(params_ratio=ratio),
+                PruningSpec(structured=("layers", "ffn")),
+                strategy="joint",
             )
         )
     for sparsity in sparsities:
@@ -90,6 +101,7 @@ def run(
         work_dir=work / slug / "work",
         target=row.spec_target,
         pruning=row.pruning,
+        strategy=row.strategy,
         training=training,
         device=device,
         latency_threads=threads,
@@ -109,6 +121,7 @@ def run(
     metrics = result.metrics
     record["details"] = {
         "pruning": dataclasses.asdict(row.pruning),
+        "strategy": row.strategy,
         "pruning_plan": metrics.get("pruning_plan"),
         "layer_map": metrics.get("layer_map"),
         "params_ratio_non_embedding": metrics.get("params_ratio_non_embedding"),

@@ -123,8 +123,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"(bs32), {t['size_bytes']:,} bytes; fine-tuned in {t['finetune_wall_s']} s"
         + (" (cached)" if t.get("finetune_cached") else ""),
         f"- latency: {setup['latency']}",
-        "",
     ]
+    reused = [r["method"] for r in result["rows"] if r.get("reused_from")]
+    if reused:
+        head.append(
+            f"- trained in an earlier run of the same settings ({result.get('reused_from')}), "
+            f"scored and timed again in this pass: {', '.join(reused)} (their wall_s is "
+            "from then)"
+        )
+    head.append("")
     lines = [*head, table(result["rows"]), "", "## Pareto check (bs1 latency, size_bytes)", ""]
     lines += [f"- {c['peer']}: {c['says']}" for c in result["pareto"]]
     lines += ["", "## Bar (full mode)", ""]
