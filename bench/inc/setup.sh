@@ -6,7 +6,8 @@
 # comes first, on its own, so that pip takes the CPU wheel this machine serves instead of
 # a multi-GB CUDA build; transformers and datasets are pinned to the project's versions
 # so both environments load the same checkpoints and read the same split files (the
-# engine's data code, which run_inc.py shares, reads them with datasets).
+# engine's data code, which run_inc.py shares, reads them with datasets). pyarrow 26
+# needs numpy 2, which INC's pin forbids; 24 and 25 (datasets 5.2's floor) take 1.26.
 #
 #   bash bench/inc/setup.sh          # idempotent: re-runs skip a complete install
 set -euo pipefail
@@ -26,7 +27,7 @@ else
     echo "[inc] no $ROOT/.venv to copy versions from; set TRANSFORMERS_VERSION and DATASETS_VERSION" >&2
     exit 2
 fi
-want="neural-compressor==3.7 transformers==$tf_version datasets==$ds_version $TORCH_SPEC"
+want="neural-compressor==3.7 transformers==$tf_version datasets==$ds_version pyarrow<26 $TORCH_SPEC"
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]]; then
     echo "[inc] $VENV is up to date ($want)" >&2
     exit 0
@@ -36,6 +37,6 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install --progress-bar off "$TORCH_SPEC"
 "${pip[@]}" install --progress-bar off --only-binary=numpy \
     "neural-compressor==3.7" "numpy<2" "setuptools<81" six "transformers==$tf_version" \
-    "datasets==$ds_version"
+    "datasets==$ds_version" "pyarrow>=24,<26"
 "$VENV/bin/python" -c 'import datasets, neural_compressor, torch, transformers; print("[inc] neural_compressor", neural_compressor.__version__, "torch", torch.__version__, "transformers", transformers.__version__, "datasets", datasets.__version__)'
 echo "$want" >"$STAMP"
