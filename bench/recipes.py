@@ -2,16 +2,13 @@
 
 Runs ``compress()`` on the teacher and the training rows that ``bench/sst2.py --quick``
 cached (run that first: 4,000 SST-2 rows, seed 0, teacher fine-tuned 2 epochs), scored
-on the 872 dev sentences, 2 epochs each, one seed. Variants:
-
-- ``base``: the engine's defaults with ``structured=["layers","ffn"]`` (what the
-  benchmark's ``+ffn`` row runs), learning rate 5e-5;
-- ``lr1e-4``: the same at learning rate 1e-4;
-- ``layers lr1e-4``: layers only at 1e-4 (the benchmark's plain row runs 5e-5);
-- ``joint`` and ``joint lr1e-4``: ``strategy="joint"`` (two rounds, 0.71 then 0.5, the
-  FFN narrowed while distilling);
-- ``ffn floor 1/8 lr1e-4``: the planner's FFN floor lowered from 1/4 to 1/8 of the
-  teacher's width for this run only, so width-before-depth keeps all six layers.
+on the 872 dev sentences, 2 epochs each, one seed, ``structured=["layers","ffn"]`` and
+``prune_then_distill`` unless a variant says otherwise. The engine's defaults are
+alpha 0.5 (CE on the labels, the rest KL to the teacher), temperature 2, hidden-state
+MSE on, learning rate 5e-5 (the benchmark's ``+ffn`` row). Variants change one or two
+of: ``alpha``, the hidden-state loss, the learning rate, the strategy, and the planner's
+FFN floor (1/4 of the teacher's width; 1/8 lets width-before-depth keep all six layers
+at 0.5, set for that run only).
 
 One seed each: a direction, not a law. Results: bench/results/recipes-<date>.json.
 """
@@ -23,6 +20,7 @@ import datetime as dt
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +34,34 @@ from workers.engine import plan as P  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
     CompressionSpec,
+    DistillationSpec,
     PruningSpec,
     TargetSpec,
     TrainingSpec,
 )
 
 LAYERS_FFN = ("layers", "ffn")
-# name: (structured, strategy, learning rate, FFN floor fraction)
-VARIANTS: dict[str, tuple[tuple[str, ...], str, float, float]] = {
-    "base": (LAYERS_FFN, "prune_then_distill", 5e-5, 0.25),
-    "lr1e-4": (LAYERS_FFN, "prune_then_distill", 1e-4, 0.25),
-    "layers lr1e-4": (("layers",), "prune_then_distill", 1e-4, 0.25),
-    "joint": (LAYERS_FFN, "joint", 5e-5, 0.25),
-    "joint lr1e-4": (LAYERS_FFN, "joint", 1e-4, 0.25),
-    "ffn floor 1/8 lr1e-4": (LAYERS_FFN, "prune_then_distill", 1e-4, 0.125),
+
+
+@dataclass(frozen=True)
+class Variant:
+    structured: tuple[str, ...] = LAYERS_FFN
+    strategy: str = "prune_then_distill"
+    learning_rate: float = 5e-5
+    ffn_floor: float = 0.25
+    alpha: float = 0.5
+    hidden_states: bool = True
+
+
+VARIANTS: dict[str, Variant] = {
+    "base": Variant(),
+    "kd only": Variant(alpha=0.0),
+    "kd only, no hidden": Variant(alpha=0.0, hidden_states=False),
+    "lr 1e-4": Variant(learning_rate=1e-4),
+    "kd only, lr 1e-4": Variant(alpha=0.0, learning_rate=1e-4),
+    "layers, kd only": Variant(structured=("layers",), alpha=0.0),
+    "joint, kd only": Variant(strategy="joint", alpha=0.0),
+    "ffn floor 1/8, kd only": Variant(ffn_floor=0.125, alpha=0.0),
 }
 
 
@@ -74,8 +86,8 @@ def main() -> None:
     floor = P.MIN_FFN_FRACTION
     rows: dict[str, Any] = {}
     for name in [n for n in args.only.split(",") if n]:
-        structured, strategy, lr, ffn_floor = VARIANTS[name]
-        P.MIN_FFN_FRACTION = ffn_floor  # this run only; restored below
+        v = VARIANTS[name]
+        P.MIN_FFN_FRACTION = v.ffn_floor  # this run only; restored below
         run = args.work / name.replace(" ", "_").replace("/", "-")
         spec = CompressionSpec(
             task="sequence-classification",
@@ -86,12 +98,13 @@ def main() -> None:
             output_dir=run / "out",
             work_dir=run / "work",
             target=TargetSpec(params_ratio=0.5),
-            strategy=strategy,
-            pruning=PruningSpec(structured=structured),
+            strategy=v.strategy,
+            distillation=DistillationSpec(alpha=v.alpha, hidden_states=v.hidden_states),
+            pruning=PruningSpec(structured=v.structured),
             training=TrainingSpec(
                 epochs=2,
                 batch_size=32,
-                learning_rate=lr,
+                learning_rate=v.learning_rate,
                 max_seq_length=128,
                 seed=0,
                 teacher_epochs=0,
@@ -104,10 +117,7 @@ def main() -> None:
         P.MIN_FFN_FRACTION = floor
         plan = metrics.get("pruning_plan") or {}
         rows[name] = {
-            "structured": list(structured),
-            "strategy": strategy,
-            "learning_rate": lr,
-            "ffn_floor_fraction": ffn_floor,
+            **asdict(v),
             "shape": f"{plan.get('num_layers')} x {plan.get('intermediate_size')}",
             "params_ratio_non_embedding": metrics.get("params_ratio_non_embedding"),
             "student_accuracy": metrics["student"]["accuracy"],
