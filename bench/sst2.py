@@ -404,6 +404,7 @@ def main() -> None:
         },
         "rows": final_rows,
         "pareto": sst2_report.pareto(final_rows),
+        "latency_noise_bs1": sst2_report.latency_noise(final_rows),
         "bar": sst2_report.bar(final_rows),
         "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
         "reused_from": str(args.reuse_from) if args.reuse_from else None,
