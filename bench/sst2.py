@@ -133,6 +133,12 @@ def parse_args() -> argparse.Namespace:
         help="results JSON of an earlier run with the same settings: its rows whose saved "
         "models are still under --work are not trained again, only measured again",
     )
+    parser.add_argument(
+        "--retrain",
+        default="",
+        help="with --reuse-from: comma-separated method prefixes trained again anyway "
+        "(rows whose code changed since; e.g. 'modelpress')",
+    )
     parser.add_argument("--machine-name", default=None, help="file-name label")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--work", type=Path, default=None, help="models of every row")
@@ -191,6 +197,9 @@ def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, A
             continue
         folder = Path(row.get("model_dir") or _folder_before_model_dir(row["method"], args.work))
         folder = folder if folder.is_absolute() else ROOT / folder
+        retrain = [p for p in args.retrain.split(",") if p]
+        if any(row["method"].startswith(p) for p in retrain):
+            continue
         if (folder / "config.json").is_file():
             rows[row["method"]] = {**row, "model_dir": str(folder), "reused_from": str(path)}
     return rows
