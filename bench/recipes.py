@@ -55,13 +55,14 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "base": Variant(),
-    "kd only": Variant(alpha=0.0),
-    "kd only, no hidden": Variant(alpha=0.0, hidden_states=False),
-    "lr 1e-4": Variant(learning_rate=1e-4),
-    "kd only, lr 1e-4": Variant(alpha=0.0, learning_rate=1e-4),
-    "layers, kd only": Variant(structured=("layers",), alpha=0.0),
-    "joint, kd only": Variant(strategy="joint", alpha=0.0),
-    "ffn floor 1/8, kd only": Variant(ffn_floor=0.125, alpha=0.0),
+    "kd-only": Variant(alpha=0.0),
+    "kd-only no-hidden": Variant(alpha=0.0, hidden_states=False),
+    "no-hidden": Variant(hidden_states=False),
+    "lr1e-4": Variant(learning_rate=1e-4),
+    "kd-only lr1e-4": Variant(alpha=0.0, learning_rate=1e-4),
+    "layers kd-only": Variant(structured=("layers",), alpha=0.0),
+    "joint kd-only": Variant(strategy="joint", alpha=0.0),
+    "ffn-floor-1/8 kd-only": Variant(ffn_floor=0.125, alpha=0.0),
 }
 
 
@@ -84,8 +85,12 @@ def main() -> None:
     data = CACHE / "runs" / "quick"
     teacher = quick_teacher()
     floor = P.MIN_FFN_FRACTION
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"--only: unknown {unknown}; choose from {list(VARIANTS)}")
     rows: dict[str, Any] = {}
-    for name in [n for n in args.only.split(",") if n]:
+    for name in names:
         v = VARIANTS[name]
         P.MIN_FFN_FRACTION = v.ffn_floor  # this run only; restored below
         run = args.work / name.replace(" ", "_").replace("/", "-")
@@ -128,6 +133,11 @@ def main() -> None:
             "load_1m_at_start": load,
         }
         print(name, rows[name], flush=True)
+        # Written after every variant: a run cut short keeps what it measured.
+        write(args.out, teacher, rows)
+
+
+def write(out: Path, teacher: Path, rows: dict[str, Any]) -> None:
     result = {
         "what": __doc__.splitlines()[0] + " (bench/recipes.py)",
         "date": dt.date.today().isoformat(),
@@ -138,10 +148,10 @@ def main() -> None:
         "the benchmark",
         "variants": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"recipes-{result['date']}.json"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"recipes-{result['date']}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":
