@@ -14,17 +14,19 @@ from workers.engine.neurons import NeuronPruner, NeuronSchedule, neuron_schedule
 from workers.engine.prune_width import Selection, build_pruned
 
 
-def _train(model, pruner: NeuronPruner, steps: int, *, seed: int = 0) -> None:
-    """A few real optimizer steps, the pruner called after each as the loop does."""
+def _train(model, pruner: NeuronPruner, steps: int, *, after=None) -> None:
+    """A few real optimizer steps, the pruner called after each as the loop does (then
+    ``after(step)``, when given)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
-    batches = random_batches(steps, seed=seed)
-    for step, batch in enumerate(batches, start=1):
+    for step, batch in enumerate(random_batches(steps), start=1):
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         pruner.on_step(step)
+        if after is not None:
+            after(step)
 
 
 def test_width_falls_on_the_cubic_schedule_and_ends_exactly():
@@ -54,19 +56,16 @@ def test_a_planted_dead_neuron_goes_first_and_masks_never_come_back():
             part.up.bias[dead] = 0.0
             part.down.weight[:, dead] = 0.0
     pruner = NeuronPruner(model, NeuronSchedule(final_width=16, begin_step=2, end_step=8))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     seen: list[list[torch.Tensor]] = []
-    model.train()
-    for step, batch in enumerate(random_batches(10), start=1):
-        loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        pruner.on_step(step)
+
+    def check(step: int) -> None:
         seen.append([m.clone() for m in pruner._masks])
         if step == 3:  # the first update that removes (after begin_step) took it
             assert all(not bool(m[dead]) for m in pruner._masks)
             assert 16 < pruner.current_width() < 64
+
+    _train(model, pruner, 10, after=check)
+    assert len(seen) == 10
     for before, after in itertools.pairwise(seen):
         for a, b in zip(before, after, strict=True):
             assert not bool((b & ~a).any())  # a masked neuron is never kept again
