@@ -193,9 +193,9 @@ def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, A
         raise SystemExit(f"--reuse-from {path}: other settings ({', '.join(differ)})")
     rows = {}
     for row in earlier["rows"]:
-        if "skipped" in row:
+        if "skipped" in row or "model_dir" not in row:
             continue
-        folder = Path(row.get("model_dir") or _folder_before_model_dir(row["method"], args.work))
+        folder = Path(row["model_dir"])
         folder = folder if folder.is_absolute() else ROOT / folder
         retrain = [p for p in args.retrain.split(",") if p]
         if any(row["method"].startswith(p) for p in retrain):
@@ -203,26 +203,6 @@ def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, A
         if (folder / "config.json").is_file():
             rows[row["method"]] = {**row, "model_dir": str(folder), "reused_from": str(path)}
     return rows
-
-
-def _folder_before_model_dir(method: str, work: Path) -> Path:
-    """Where each row saved its model, for results written before rows kept
-    ``model_dir`` (the layout of ``sst2_modelpress.run`` and ``peer_rows``)."""
-    if method.startswith("modelpress"):
-        slug = method.replace(" ", "_").replace("=", "")
-        return work / "modelpress" / slug / "out" / "model"
-    if method.startswith("peer: torch prune global magnitude"):
-        amount = int(method.split("magnitude ")[1].split("%")[0]) / 100
-        return work / "peers" / f"magnitude-{amount}-{0 if 'one-shot' in method else 1}"
-    if method.startswith("peer: DistilBERT-style"):
-        return work / "peers" / "distilbert"
-    if method.startswith("peer: two-step"):
-        return work / "peers" / "two-step"
-    inc_rows = work / "peers" / "inc" / "rows.json"
-    if method.startswith("peer: INC") and inc_rows.is_file():
-        made = json.loads(inc_rows.read_text(encoding="utf-8"))
-        return Path(next((r["model_dir"] for r in made if r["method"] == method), work / "-"))
-    return work / "-"
 
 
 def outcome(row: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from workers.engine.layers import FFN, encoder_layers, ffn
-from workers.engine.sparsity_schedule import cubic_sparsity, default_schedule
+from workers.engine.sparsity_schedule import cubic_sparsity, default_schedule, is_update_step
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,9 +98,9 @@ class NeuronPruner:
 
     def _updates_at(self, step: int) -> bool:
         s = self.schedule
-        if self._frozen or step < s.begin_step:
-            return False
-        return step >= s.end_step or (step - s.begin_step) % s.update_every == 0
+        return not self._frozen and is_update_step(
+            step, begin_step=s.begin_step, end_step=s.end_step, update_every=s.update_every
+        )
 
     @torch.no_grad()
     def on_step(self, step: int) -> None:

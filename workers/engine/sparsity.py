@@ -27,7 +27,7 @@ from workers.engine.masks import (
     two_four_masks,
     unstructured_masks,
 )
-from workers.engine.sparsity_schedule import cubic_sparsity, default_schedule
+from workers.engine.sparsity_schedule import cubic_sparsity, default_schedule, is_update_step
 from workers.engine.spec import EngineInputError
 
 PATTERNS = ("unstructured", "2:4")
@@ -153,11 +153,9 @@ class MagnitudePruner:
 
     def _updates_at(self, step: int) -> bool:
         c = self.config
-        if self._frozen or step < c.begin_step:
-            return False
-        # At or past end_step always: a loop that skipped end_step (resumed elsewhere,
-        # fewer steps than planned) still ends at the exact target.
-        return step >= c.end_step or (step - c.begin_step) % c.update_every == 0
+        return not self._frozen and is_update_step(
+            step, begin_step=c.begin_step, end_step=c.end_step, update_every=c.update_every
+        )
 
     @torch.no_grad()
     def on_step(self, step: int) -> None:

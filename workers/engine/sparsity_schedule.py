@@ -34,6 +34,16 @@ def cubic_sparsity(
     return final + (initial - final) * remaining**3
 
 
+def is_update_step(step: int, *, begin_step: int, end_step: int, update_every: int) -> bool:
+    """Whether masks on this schedule change at ``step``: on ``begin_step``, every
+    ``update_every`` steps after it, and at or past ``end_step`` always (a loop that
+    skipped end_step, resumed elsewhere or shorter than planned, still ends at the
+    exact target). The caller stops asking once its masks are frozen."""
+    if step < begin_step:
+        return False
+    return step >= end_step or (step - begin_step) % update_every == 0
+
+
 @dataclass(frozen=True)
 class ScheduleSteps:
     begin_step: int
