@@ -70,7 +70,7 @@ def rows(ratios: tuple[float, ...], sparsities: tuple[float, ...]) -> list[Engin
         out.append(
             EngineRow(
                 f"modelpress sparsity={sparsity}",
-                f"sparsity={sparsity} unstructured",
+                f"sparsity={sparsity} unstructured (Taylor scores, global)",
                 TargetSpec(sparsity=sparsity, pattern="unstructured"),
                 PruningSpec(),
             )

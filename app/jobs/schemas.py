@@ -66,7 +66,10 @@ class Pruning(Strict):
     importance: Literal["taylor", "activation", "magnitude"] = Field(
         "taylor",
         description="How neurons are ranked before pruning: first-order Taylor scores or "
-        "activations measured on training data through the teacher, or weight magnitude.",
+        "activations measured on training data through the teacher, or weight magnitude. "
+        "For sparsity (single weights zeroed), taylor ranks |w * gradient| with momentum "
+        "while the student distils, over all matrices; magnitude and activation rank |w| "
+        "within each matrix.",
     )
 
 

@@ -1,4 +1,5 @@
-"""Gradual magnitude pruning (unstructured and 2:4): schedule, masks, resume, export."""
+"""Gradual pruning of single weights (unstructured and 2:4, magnitude and Taylor
+criteria): schedule, masks, resume, export."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from transformers import (
 from tests.tiny import VOCAB, make_tiny_bert, make_tiny_dataset
 from workers.engine.masks import allocate, lowest, two_four_masks, unstructured_masks
 from workers.engine.sparsity import (
-    MagnitudePruner,
     SparsityConfig,
+    SparsityPruner,
+    TaylorMomentumCriterion,
     compressed_size_bytes,
     prunable_weights,
     sparsity_config,
@@ -44,8 +46,8 @@ def load(folder: Path) -> nn.Module:
     return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
 
 
-def one_shot(target: float, pattern: str = "unstructured") -> SparsityConfig:
-    return SparsityConfig(target=target, pattern=pattern, begin_step=0, end_step=1)
+def one_shot(target: float, pattern: str = "unstructured", **choices: str) -> SparsityConfig:
+    return SparsityConfig(target=target, pattern=pattern, begin_step=0, end_step=1, **choices)
 
 
 def zeros(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -114,11 +116,42 @@ def test_unstructured_masks_drop_the_smallest_per_matrix():
     torch.manual_seed(0)
     weights = [torch.randn(8, 12), torch.randn(16, 8)]
     masks = unstructured_masks(
-        weights, [torch.ones_like(w, dtype=torch.bool) for w in weights], 0.75
+        [w.abs() for w in weights], [torch.ones_like(w, dtype=torch.bool) for w in weights], 0.75
     )
     for w, m in zip(weights, masks, strict=True):
         assert int((~m).sum()) == 0.75 * w.numel()
         assert w[m].abs().min() > w[~m].abs().max()
+
+
+def test_global_scope_ranks_all_matrices_together():
+    # Matrix 0 matters little everywhere, matrix 1 a lot: per matrix both lose half,
+    # globally matrix 0 goes first and whole, and the total is the same.
+    scores = [torch.full((4, 4), 0.1), torch.arange(1.0, 33.0).view(4, 8)]
+    scores[0][0, 0] = 20.0  # one weight of matrix 0 outranks nine of matrix 1
+    fresh = [torch.ones_like(s, dtype=torch.bool) for s in scores]
+    per_matrix = unstructured_masks(scores, fresh, 0.5)
+    assert [int((~m).sum()) for m in per_matrix] == [8, 16]
+    masks = unstructured_masks(scores, fresh, 0.5, scope="global")
+    assert [int((~m).sum()) for m in masks] == [15, 9]
+    assert masks[0].sum() == 1 and masks[0][0, 0]
+    assert not masks[1].view(-1)[:9].any() and masks[1].view(-1)[9:].all()
+    with pytest.raises(ValueError, match="scope"):
+        unstructured_masks(scores, fresh, 0.5, scope="layer")
+
+
+def test_taylor_scores_are_w_times_grad_with_momentum():
+    weight = nn.Parameter(torch.tensor([[1.0, -2.0, 0.5, 0.0]]))
+    criterion = TaylorMomentumCriterion([weight])
+    weight.grad = torch.tensor([[0.5, 0.25, -4.0, 9.0]])
+    criterion.observe([weight])
+    assert criterion.scores([weight])[0].tolist() == [[0.5, 0.5, 2.0, 0.0]]
+    weight.grad = torch.tensor([[-1.0, 0.0, 0.0, 1.0]])
+    criterion.observe([weight])
+    expected = [[0.9 * 0.5 + 1.0, 0.9 * 0.5, 0.9 * 2.0, 0.0]]
+    assert criterion.scores([weight])[0] == pytest.approx(torch.tensor(expected))
+    weight.grad = None  # a step that did not reach the weight: scores only decay
+    criterion.observe([weight])
+    assert criterion.scores([weight])[0] == pytest.approx(0.9 * torch.tensor(expected))
 
 
 def test_lowest_breaks_ties_by_index():
@@ -133,7 +166,7 @@ def test_a_pruned_weight_is_never_revived(build):
     # Between mask updates the optimizer moves pruned weights (before on_step re-zeroes
     # them); even when it moves them far, the next update keeps them pruned.
     torch.manual_seed(0)
-    weight = torch.randn(8, 16)
+    weight = torch.randn(8, 16).abs()
     (first,) = build([weight], [torch.ones_like(weight, dtype=torch.bool)], 0.25)
     moved = torch.where(first, weight, 100.0)
     (second,) = build([moved], [first], 0.5)
@@ -144,7 +177,7 @@ def test_a_pruned_weight_is_never_revived(build):
 def test_two_four_masks_keep_the_two_largest_of_each_group():
     torch.manual_seed(0)
     weight = torch.randn(6, 16)
-    (mask,) = two_four_masks([weight], [torch.ones_like(weight, dtype=torch.bool)], 0.5)
+    (mask,) = two_four_masks([weight.abs()], [torch.ones_like(weight, dtype=torch.bool)], 0.5)
     groups, kept = weight.abs().reshape(-1, 4), mask.reshape(-1, 4)
     assert (kept.sum(dim=1) == 2).all()
     top2 = torch.zeros_like(kept).scatter_(1, groups.topk(2, dim=1).indices, True)
@@ -187,7 +220,7 @@ def test_two_four_needs_input_width_divisible_by_four():
         intermediate_size=60, num_labels=2,
     )  # fmt: skip
     with pytest.raises(EngineInputError, match="multiple of 4"):
-        MagnitudePruner(BertForSequenceClassification(config), one_shot(0.5, "2:4"))
+        SparsityPruner(BertForSequenceClassification(config), one_shot(0.5, "2:4"))
 
 
 # --- the pruner on a tiny BERT --------------------------------------------------------
@@ -197,7 +230,7 @@ def test_two_four_needs_input_width_divisible_by_four():
 def test_unstructured_sparsity_is_exactly_the_target(bert_dir: Path, target: float):
     model = load(bert_dir)
     before = {name: w.detach().clone() for name, w in prunable_weights(model)}
-    pruner = MagnitudePruner(model, one_shot(target))
+    pruner = SparsityPruner(model, one_shot(target))
     pruner.on_step(1)
     report = sparsity_report(model)
     n = report["encoder_parameters"]
@@ -213,7 +246,7 @@ def test_unstructured_sparsity_is_exactly_the_target(bert_dir: Path, target: flo
 
 def test_two_four_is_exactly_half_in_every_group(bert_dir: Path):
     model = load(bert_dir)
-    pruner = MagnitudePruner(model, one_shot(0.5, "2:4"))
+    pruner = SparsityPruner(model, one_shot(0.5, "2:4"))
     pruner.on_step(1)
     report = sparsity_report(model)
     assert report["sparsity"] == 0.5
@@ -224,7 +257,7 @@ def test_two_four_is_exactly_half_in_every_group(bert_dir: Path):
 
 def test_gradual_two_four_stays_a_subset_of_two_four(bert_dir: Path):
     model = load(bert_dir)
-    pruner = MagnitudePruner(
+    pruner = SparsityPruner(
         model, SparsityConfig(target=0.5, pattern="2:4", begin_step=0, end_step=4)
     )
     previous = zeros(model)
@@ -246,7 +279,7 @@ def test_embeddings_norms_biases_and_head_are_untouched(bert_dir: Path):
     others = {n: p.detach().clone() for n, p in model.named_parameters() if n not in prunable}
     assert any("embeddings" in n for n in others) and any("classifier" in n for n in others)
     assert any("pooler" in n for n in others) and any("LayerNorm" in n for n in others)
-    MagnitudePruner(model, one_shot(0.8)).on_step(1)
+    SparsityPruner(model, one_shot(0.8)).on_step(1)
     for name, param in model.named_parameters():
         if name in others:
             assert torch.equal(param.detach(), others[name]), name
@@ -254,7 +287,7 @@ def test_embeddings_norms_biases_and_head_are_untouched(bert_dir: Path):
 
 def test_masks_are_frozen_after_end_step(bert_dir: Path):
     model = load(bert_dir)
-    pruner = MagnitudePruner(
+    pruner = SparsityPruner(
         model, SparsityConfig(target=0.8, begin_step=0, end_step=2, update_every=1)
     )
     pruner.on_step(1)
@@ -277,18 +310,22 @@ def test_masks_are_frozen_after_end_step(bert_dir: Path):
     assert all(torch.equal(zeros(model)[n], frozen[n]) for n in frozen)
 
 
-def test_state_dict_round_trip_resumes_exactly(bert_dir: Path):
-    config = SparsityConfig(target=0.8, begin_step=0, end_step=6, update_every=2)
+@pytest.mark.parametrize("criterion", ["magnitude", "taylor"])
+def test_state_dict_round_trip_resumes_exactly(bert_dir: Path, criterion: str):
+    config = SparsityConfig(
+        target=0.8, begin_step=0, end_step=6, update_every=2, criterion=criterion
+    )
 
     def perturb(model: nn.Module, step: int) -> None:
-        # Stands in for an optimizer step: the same update on both runs.
+        # Stands in for an optimizer step: the same update and gradients on both runs.
         generator = torch.Generator().manual_seed(step)
         with torch.no_grad():
             for _, w in prunable_weights(model):
                 w.add_(0.02 * torch.randn(w.shape, generator=generator))
+                w.grad = torch.randn(w.shape, generator=generator)
 
     model = load(bert_dir)
-    pruner = MagnitudePruner(model, config)
+    pruner = SparsityPruner(model, config)
     for step in range(1, 4):
         perturb(model, step)
         pruner.on_step(step)
@@ -299,7 +336,7 @@ def test_state_dict_round_trip_resumes_exactly(bert_dir: Path):
 
     resumed_model = load(bert_dir)
     resumed_model.load_state_dict(checkpoint["model"])
-    resumed = MagnitudePruner(resumed_model, config)
+    resumed = SparsityPruner(resumed_model, config)
     resumed.load_state_dict(checkpoint["pruner"])
     assert all(torch.equal(resumed.masks()[n], m) for n, m in pruner.masks().items())
     assert resumed.current_sparsity() == pruner.current_sparsity() > 0
@@ -310,12 +347,36 @@ def test_state_dict_round_trip_resumes_exactly(bert_dir: Path):
     assert resumed.frozen and pruner.frozen
     assert all(torch.equal(resumed.masks()[n], m) for n, m in pruner.masks().items())
     with pytest.raises(ValueError, match="2:4"):
-        MagnitudePruner(load(bert_dir), one_shot(0.5, "2:4")).load_state_dict(checkpoint["pruner"])
+        SparsityPruner(load(bert_dir), one_shot(0.5, "2:4")).load_state_dict(checkpoint["pruner"])
+    other = "magnitude" if criterion == "taylor" else "taylor"
+    with pytest.raises(ValueError, match="scores weights by"):
+        SparsityPruner(
+            load(bert_dir), SparsityConfig(**{**config.__dict__, "criterion": other})
+        ).load_state_dict(checkpoint["pruner"])
+
+
+def test_taylor_prunes_the_lowest_w_times_grad_over_all_matrices(bert_dir: Path):
+    model = load(bert_dir)
+    tokens = torch.randint(5, len(VOCAB), (4, 12))
+    model(input_ids=tokens, labels=torch.tensor([0, 1, 0, 1])).loss.backward()
+    named = prunable_weights(model)
+    # A planted weight: the largest of its matrix, but the loss does not feel it.
+    planted = named[0][1]
+    with torch.no_grad():
+        planted[0, 0] = 10 * planted.abs().max()
+    planted.grad[0, 0] = 0.0
+    expected = torch.cat([(w.detach() * w.grad).abs().flatten() for _, w in named])
+    pruner = SparsityPruner(model, one_shot(0.5, criterion="taylor", scope="global"))
+    pruner.on_step(1)
+    assert planted[0, 0] == 0
+    pruned = torch.cat([(w.detach() == 0).flatten() for _, w in named])
+    assert int(pruned.sum()) == round(0.5 * pruned.numel())
+    assert expected[~pruned].min() >= expected[pruned].max()
 
 
 def test_fold_saves_a_plain_model_that_reloads_with_the_same_zeros(bert_dir: Path, tmp_path: Path):
     model = load(bert_dir)
-    pruner = MagnitudePruner(model, one_shot(0.8))
+    pruner = SparsityPruner(model, one_shot(0.8))
     pruner.on_step(1)
     pruner.fold()
     with pytest.raises(RuntimeError):
@@ -336,7 +397,7 @@ def test_compressed_size_shows_the_zeros(bert_dir: Path, tmp_path: Path):
     dense = load(bert_dir)
     dense.save_pretrained(tmp_path / "dense")
     sparse = load(bert_dir)
-    pruner = MagnitudePruner(sparse, one_shot(0.8))
+    pruner = SparsityPruner(sparse, one_shot(0.8))
     pruner.on_step(1)
     pruner.fold()
     sparse.save_pretrained(tmp_path / "sparse")
@@ -353,15 +414,22 @@ def test_compressed_size_shows_the_zeros(bert_dir: Path, tmp_path: Path):
 # --- end to end -----------------------------------------------------------------------
 
 
-def test_training_with_the_pruner_reaches_the_target(bert_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("criterion", "scope"), [("magnitude", "per_matrix"), ("taylor", "global")]
+)
+def test_training_with_the_pruner_reaches_the_target(
+    bert_dir: Path, tmp_path: Path, criterion: str, scope: str
+):
     torch.manual_seed(0)
     data = make_tiny_dataset(tmp_path / "data.jsonl", n=96, seed=1)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     tokenizer = AutoTokenizer.from_pretrained(bert_dir)
     model = load(bert_dir)
     total_steps = 12
-    config = SparsityConfig(target=0.8, begin_step=2, end_step=8, update_every=2)
-    pruner = MagnitudePruner(model, config)
+    config = SparsityConfig(
+        target=0.8, begin_step=2, end_step=8, update_every=2, criterion=criterion, scope=scope
+    )
+    pruner = SparsityPruner(model, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     n = sparsity_report(model)["encoder_parameters"]
     rng = random.Random(0)

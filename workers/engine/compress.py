@@ -39,7 +39,7 @@ from workers.engine.report import gpu_metrics, run_metrics, sparsity_metrics, sp
 from workers.engine.rounds import prune_round, save_distill, student_from_checkpoint
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
 from workers.engine.sparsity import (
-    MagnitudePruner,
+    SparsityPruner,
     sparsity_report,
 )
 from workers.engine.spec import (
@@ -181,7 +181,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     pruning_plan: dict[str, Any] = {}
     round_reports: list[dict[str, Any]] = []
     distill_curve: list[dict[str, float]] = []
-    pruner: MagnitudePruner | None = None
+    pruner: SparsityPruner | None = None
     first_round = 0
     # With cache_teacher_logits the teacher runs over the training split once, for
     # every round (validate_spec has checked no loss needs its hidden states).
@@ -244,7 +244,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         with _timed(timings, "distilling"):
             steps = train.num_batches(spec.training.batch_size) * current.epochs
             pruner = (
-                MagnitudePruner(student, current.zeroing.config(steps)) if current.zeroing else None
+                SparsityPruner(student, current.zeroing.config(steps)) if current.zeroing else None
             )
             if pruner is not None and resuming:
                 assert resumed is not None
@@ -451,7 +451,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     )
 
 
-def _after_step(*hooks: MagnitudePruner | NeuronPruner | None) -> Callable[[int], None] | None:
+def _after_step(*hooks: SparsityPruner | NeuronPruner | None) -> Callable[[int], None] | None:
     """One after-step callback for the training loop from whichever pruners run."""
     active = [hook for hook in hooks if hook is not None]
     if not active:

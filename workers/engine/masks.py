@@ -1,9 +1,12 @@
-"""Magnitude masks on plain weight tensors: which entries to zero for a sparsity level.
+"""Masks on plain score tensors: which weights to zero for a sparsity level.
 
-A mask is a bool tensor shaped like its weight, True where the weight is kept. Every
-function takes the previous masks and ranks already-pruned weights below every live one,
-so a rising sparsity only adds zeros: a pruned weight is never revived (Zhu & Gupta
-2017), and a mask update never undoes work the optimizer did on the remaining weights.
+A score tensor is shaped like its weight and says how much each weight matters (|w| for
+magnitude pruning, accumulated |w · dL/dw| for Taylor pruning; ``sparsity.CRITERIA``);
+scores are never negative. A mask is a bool tensor shaped like its weight, True where
+the weight is kept. Every function takes the previous masks and ranks already-pruned
+weights below every live one, so a rising sparsity only adds zeros: a pruned weight is
+never revived (Zhu & Gupta 2017), and a mask update never undoes work the optimizer did
+on the remaining weights.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-PRUNED_SCORE = -1.0  # below any |w|, so earlier pruning decisions are kept first
+PRUNED_SCORE = -1.0  # below any score, so earlier pruning decisions are kept first
 
 
 def allocate(sizes: Sequence[int], total: int) -> list[int]:
@@ -53,8 +56,8 @@ def allocate(sizes: Sequence[int], total: int) -> list[int]:
     return counts
 
 
-def _scores(weight: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    return weight.detach().abs().float().masked_fill(~previous, PRUNED_SCORE)
+def _ranked(scores: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    return scores.detach().float().masked_fill(~previous, PRUNED_SCORE)
 
 
 def lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -75,21 +78,35 @@ def lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def unstructured_masks(
-    weights: Sequence[torch.Tensor], previous: Sequence[torch.Tensor], sparsity: float
+    scores: Sequence[torch.Tensor],
+    previous: Sequence[torch.Tensor],
+    sparsity: float,
+    *,
+    scope: str = "per_matrix",
 ) -> list[torch.Tensor]:
-    """Zero the smallest |w| of each matrix, the same fraction in every matrix.
+    """Zero the lowest-scoring weights: ``round(sparsity * N)`` of the N in all.
 
-    Per-matrix rather than global ranking: matrices differ in scale (query/key vs. value
-    and FFN projections, and in Llama-family models the projections feeding a
-    residual), and one global threshold can empty a small-scale matrix entirely. Uniform
-    sparsity is also Zhu & Gupta's own setting. The total is exact: round(s * N) zeros.
+    ``scope`` "per_matrix" zeroes the same fraction of every matrix. Magnitudes need it:
+    matrices differ in scale (query/key vs. value and FFN projections, and in
+    Llama-family models the projections feeding a residual), and one global |w|
+    threshold can empty a small-scale matrix entirely; uniform sparsity is also Zhu &
+    Gupta's own setting. "global" ranks all weights together, for scores that are
+    comparable across matrices (Taylor scores estimate the change in the loss, as SNIP
+    and INC's ``snip_momentum`` rank them).
     """
-    sizes = [w.numel() for w in weights]
-    counts = allocate(sizes, round(sparsity * sum(sizes)))
-    masks = []
-    for weight, prev, k in zip(weights, previous, counts, strict=True):
-        masks.append(~lowest(_scores(weight, prev).flatten(), k).view_as(prev))
-    return masks
+    sizes = [s.numel() for s in scores]
+    total = round(sparsity * sum(sizes))
+    ranked = [_ranked(s, prev).flatten() for s, prev in zip(scores, previous, strict=True)]
+    if scope == "global":
+        dropped = lowest(torch.cat([r.to(ranked[0].device) for r in ranked]), total)
+        counts = [int(part.sum()) for part in dropped.split(sizes)]
+    elif scope == "per_matrix":
+        counts = allocate(sizes, total)
+    else:
+        raise ValueError(f"scope must be 'per_matrix' or 'global', got {scope!r}")
+    return [
+        ~lowest(r, k).view_as(prev) for r, prev, k in zip(ranked, previous, counts, strict=True)
+    ]
 
 
 def check_two_four_shape(weight: torch.Tensor) -> None:
@@ -101,28 +118,28 @@ def check_two_four_shape(weight: torch.Tensor) -> None:
 
 
 def two_four_masks(
-    weights: Sequence[torch.Tensor], previous: Sequence[torch.Tensor], sparsity: float
+    scores: Sequence[torch.Tensor], previous: Sequence[torch.Tensor], sparsity: float
 ) -> list[torch.Tensor]:
     """Gradual 2:4: zero a ``sparsity / 0.5`` share of each matrix's 2:4 candidates.
 
-    The candidates are the two smallest |w| in every group of four consecutive weights
+    The candidates are the two lowest scores in every group of four consecutive weights
     along the input dimension (weights already pruned rank lowest, so they stay
     candidates). Every intermediate mask is thus a subset of a valid 2:4 pattern, and at
-    0.5 all candidates go: exactly two zeros per group, the two largest |w| kept. This
+    0.5 all candidates go: exactly two zeros per group, the two highest scores kept. This
     ramps up like the unstructured schedule instead of one late projection from an
     unstructured mask to 2:4, which would prune up to half of a group's survivors at once.
     """
     if not 0.0 <= sparsity <= 0.5:
         raise ValueError(f"2:4 sparsity is at most 0.5, got {sparsity}")
-    for weight in weights:
-        check_two_four_shape(weight)
-    sizes = [w.numel() // 2 for w in weights]  # two candidates per group of four
+    for score in scores:
+        check_two_four_shape(score)
+    sizes = [s.numel() // 2 for s in scores]  # two candidates per group of four
     counts = allocate(sizes, round(sparsity * 2 * sum(sizes)))
     masks = []
-    for weight, prev, k in zip(weights, previous, counts, strict=True):
+    for score, prev, k in zip(scores, previous, counts, strict=True):
         mask = torch.ones_like(prev)
         if k:
-            groups = _scores(weight, prev).reshape(-1, 4)
+            groups = _ranked(score, prev).reshape(-1, 4)
             # Sorting four values per group is cheaper than topk over the groups.
             order = groups.argsort(dim=1, stable=True)[:, :2]
             drop = lowest(groups.gather(1, order).flatten(), k).view(-1, 2)

@@ -12,19 +12,21 @@ from transformers import PreTrainedModel
 
 from workers.engine.evaluate import flops_ratio
 from workers.engine.runtime import Runtime
-from workers.engine.sparsity import MagnitudePruner, compressed_size_bytes, sparsity_report
+from workers.engine.sparsity import SparsityPruner, compressed_size_bytes, sparsity_report
 from workers.engine.spec import CompressionSpec
 from workers.engine.tasks import get_task
 
 
 def sparsity_metrics(
-    pruner: MagnitudePruner, models: dict[str, PreTrainedModel], work_dir: Path
+    pruner: SparsityPruner, models: dict[str, PreTrainedModel], work_dir: Path
 ) -> dict[str, Any]:
     """Zeros as what they are: counts, and the artifact's size once compressed (the only
     size benefit unstructured zeros give); any speed-up is the measured latency."""
     out: dict[str, Any] = {
         "target": pruner.config.target,
         "pattern": pruner.config.pattern,
+        "criterion": pruner.config.criterion,
+        "scope": pruner.config.scope,
         "compression": "gzip -6",
     }
     for name, model in models.items():

@@ -21,7 +21,7 @@ from workers.engine.progress import Progress
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import build_pruned
 from workers.engine.runtime import Runtime
-from workers.engine.sparsity import MagnitudePruner
+from workers.engine.sparsity import SparsityPruner
 from workers.engine.spec import CompressionSpec
 from workers.engine.strategies import Round
 from workers.engine.tasks import get_task
@@ -127,7 +127,7 @@ def save_distill(
     checkpointer: Checkpointer,
     fixed: dict[str, Any],
     student: PreTrainedModel,
-    pruner: MagnitudePruner | None,
+    pruner: SparsityPruner | None,
     neurons: NeuronPruner | None,
     loop: LoopState,
 ) -> None:

@@ -1,4 +1,4 @@
-"""Unstructured and 2:4 magnitude pruning during training, and how to report it honestly.
+"""Unstructured and 2:4 pruning during training, and how to report it honestly.
 
 What is pruned: the weight matrices of the ``nn.Linear`` layers inside the transformer
 blocks (attention projections and FFN), never embeddings, norms, biases, the pooler or
@@ -13,10 +13,10 @@ for 2:4, a pattern that sparse kernels can use, which must be measured, not prom
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -32,6 +32,7 @@ from workers.engine.spec import EngineInputError
 
 PATTERNS = ("unstructured", "2:4")
 TWO_FOUR_SPARSITY = 0.5
+SCOPES = ("per_matrix", "global")
 
 # Where families keep their list of transformer blocks, relative to ``model.base_model``:
 # BERT/RoBERTa/ELECTRA, Llama/Mistral/Qwen (both tested), DistilBERT (untested).
@@ -82,17 +83,26 @@ def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 class SparsityConfig:
     """``target``: fraction of prunable weights zeroed at ``end_step`` (0.5 for "2:4").
     Steps count optimizer steps taken; masks change only on ``begin_step``,
-    every ``update_every`` steps after it, and at ``end_step``; then they are frozen."""
+    every ``update_every`` steps after it, and at ``end_step``; then they are frozen.
+    ``criterion`` names how weights are scored (``CRITERIA``); ``scope`` whether an
+    unstructured target is met in every matrix ("per_matrix") or over all of them
+    ("global"); 2:4 is always per group of four."""
 
     target: float
     pattern: str = "unstructured"
     begin_step: int
     end_step: int
     update_every: int = 1
+    criterion: str = "magnitude"
+    scope: str = "per_matrix"
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {PATTERNS}, got {self.pattern!r}")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {tuple(CRITERIA)}, got {self.criterion!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if not 0.0 < self.target < 1.0:
             raise ValueError(f"target sparsity must be in (0, 1), got {self.target}")
         if self.pattern == "2:4" and self.target != TWO_FOUR_SPARSITY:
@@ -103,9 +113,11 @@ class SparsityConfig:
             raise ValueError(f"update_every must be at least 1, got {self.update_every}")
 
 
-def sparsity_config(target: float, pattern: str, total_steps: int) -> SparsityConfig:
+def sparsity_config(
+    target: float, pattern: str, total_steps: int, **choices: str
+) -> SparsityConfig:
     """The default placement (``sparsity_schedule.default_schedule``) for a run of
-    ``total_steps`` optimizer steps."""
+    ``total_steps`` optimizer steps; ``choices``: ``criterion`` and ``scope``."""
     steps = default_schedule(total_steps)
     return SparsityConfig(
         target=target,
@@ -113,11 +125,92 @@ def sparsity_config(target: float, pattern: str, total_steps: int) -> SparsityCo
         begin_step=steps.begin_step,
         end_step=steps.end_step,
         update_every=steps.update_every,
+        **choices,
     )
 
 
-class MagnitudePruner:
-    """Gradual magnitude pruning driven by the training loop's step counter.
+class Criterion(Protocol):
+    """How much each prunable weight matters: one score tensor per weight, never
+    negative. ``observe`` runs after every optimizer step until the masks freeze, while
+    that step's gradients are still there."""
+
+    def observe(self, weights: Sequence[torch.Tensor]) -> None: ...
+
+    def scores(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class MagnitudeCriterion:
+    """|w|: needs no data and no gradients (Zhu & Gupta 2017; Han et al. 2015)."""
+
+    def __init__(self, weights: Sequence[torch.Tensor]) -> None:
+        del weights  # scores are read off the weights when asked
+
+    def observe(self, weights: Sequence[torch.Tensor]) -> None:
+        return None
+
+    def scores(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [w.detach().abs() for w in weights]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class TaylorMomentumCriterion:
+    """|w · dL/dw| with momentum: s <- 0.9 s + |w · g| after every optimizer step.
+
+    The first-order estimate of how much the training loss (here the distillation
+    loss) grows when a weight is zeroed, smoothed over recent steps because one batch's
+    gradient is noisy: the criterion of INC's ``snip_momentum`` (its alpha 0.9, beta 1),
+    close to movement pruning (Sanh et al. 2020), which fine-tuning favours over
+    magnitude because the weights that matter for the new task are not the largest
+    ones. A weight the step did not reach (no gradient) only decays.
+    """
+
+    MOMENTUM = 0.9
+
+    def __init__(self, weights: Sequence[torch.Tensor]) -> None:
+        self._scores = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
+
+    @torch.no_grad()
+    def observe(self, weights: Sequence[torch.Tensor]) -> None:
+        for weight, score in zip(weights, self._scores, strict=True):
+            score.mul_(self.MOMENTUM)
+            if weight.grad is not None:
+                score.add_((weight.detach() * weight.grad).abs().float())
+
+    def scores(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        # The model may have moved to another device since the scores were made.
+        self._scores = [s.to(w.device) for s, w in zip(self._scores, weights, strict=True)]
+        return self._scores
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": [s.detach().cpu().clone() for s in self._scores]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = list(state["scores"])
+        if [s.shape for s in saved] != [s.shape for s in self._scores]:
+            raise ValueError("checkpoint Taylor scores do not fit this model's weights")
+        self._scores = [
+            s.to(device=mine.device, dtype=torch.float32)
+            for s, mine in zip(saved, self._scores, strict=True)
+        ]
+
+
+CRITERIA: dict[str, type[MagnitudeCriterion] | type[TaylorMomentumCriterion]] = {
+    "magnitude": MagnitudeCriterion,
+    "taylor": TaylorMomentumCriterion,
+}
+
+
+class SparsityPruner:
+    """Gradual pruning of single weights driven by the training loop's step counter.
 
     Call ``on_step(step)`` right after every ``optimizer.step()``: the optimizer moves
     pruned weights (AdamW's momentum and gradients reach them), and re-applying the masks
@@ -127,6 +220,7 @@ class MagnitudePruner:
     def __init__(self, model: nn.Module, config: SparsityConfig) -> None:
         self.config = config
         self._named = prunable_weights(model)
+        self._criterion: Criterion = CRITERIA[config.criterion]([w for _, w in self._named])
         if config.pattern == "2:4":
             for name, weight in self._named:
                 try:
@@ -163,10 +257,17 @@ class MagnitudePruner:
             raise RuntimeError("the pruner was folded; it no longer prunes")
         # The model may have moved to another device since the masks were made.
         self._masks = [m.to(w.device) for (_, w), m in zip(self._named, self._masks, strict=True)]
+        weights = [w for _, w in self._named]
+        if not self._frozen:
+            self._criterion.observe(weights)
         if self._updates_at(step):
-            weights = [w for _, w in self._named]
-            build = two_four_masks if self.config.pattern == "2:4" else unstructured_masks
-            self._masks = build(weights, self._masks, self.target_at(step))
+            scores = self._criterion.scores(weights)
+            if self.config.pattern == "2:4":
+                self._masks = two_four_masks(scores, self._masks, self.target_at(step))
+            else:
+                self._masks = unstructured_masks(
+                    scores, self._masks, self.target_at(step), scope=self.config.scope
+                )
             self._frozen = step >= self.config.end_step
             self._has_zeros = not all(bool(m.all()) for m in self._masks)
         self._apply()
@@ -195,7 +296,9 @@ class MagnitudePruner:
             "frozen": self._frozen,
             "pattern": self.config.pattern,
             "target": self.config.target,
+            "criterion": self.config.criterion,
             "masks": {name: mask.detach().cpu().clone() for name, mask in self.masks().items()},
+            "scores": self._criterion.state_dict(),
         }
 
     @torch.no_grad()
@@ -204,6 +307,11 @@ class MagnitudePruner:
             raise ValueError(
                 f"checkpoint masks are {state['pattern']} at {state['target']}, this run "
                 f"asks for {self.config.pattern} at {self.config.target}"
+            )
+        criterion = state.get("criterion", "magnitude")
+        if criterion != self.config.criterion:
+            raise ValueError(
+                f"checkpoint scores weights by {criterion}, this run by {self.config.criterion}"
             )
         saved = state["masks"]
         names = [name for name, _ in self._named]
@@ -216,6 +324,7 @@ class MagnitudePruner:
                 raise ValueError(f"checkpoint mask for {name} is {mask.dtype} {mask.shape}")
             masks.append(mask.to(weight.device))
         self._masks = masks
+        self._criterion.load_state_dict(state.get("scores", {}))
         self._has_zeros = not all(bool(m.all()) for m in masks)
         self._step = int(state["step"])
         self._frozen = bool(state["frozen"])
@@ -229,6 +338,7 @@ class MagnitudePruner:
         self._apply()
         self._masks = []
         self._named = []
+        self._criterion = MagnitudeCriterion([])  # lets go of Taylor scores too
         self._folded = True
 
 
