@@ -12,12 +12,26 @@ from transformers import AutoModelForSequenceClassification
 from tests.engine.conftest import RecordingCallback, make_spec
 from workers.engine.compress import compress
 from workers.engine.sparsity import sparsity_report
-from workers.engine.spec import TargetSpec
+from workers.engine.spec import PruningSpec, TargetSpec
 
 
-@pytest.mark.parametrize(("sparsity", "pattern"), [(0.8, "unstructured"), (0.5, "2:4")])
+@pytest.mark.parametrize(
+    ("sparsity", "pattern", "importance", "criterion", "scope"),
+    [
+        (0.8, "unstructured", "taylor", "taylor", "global"),
+        (0.8, "unstructured", "magnitude", "magnitude", "per_matrix"),
+        (0.5, "2:4", "taylor", "taylor", "global"),
+    ],
+)
 def test_sparsity_target_is_met_exactly_and_reported(
-    sparsity: float, pattern: str, headless_teacher: Path, tiny_splits, tmp_path: Path
+    sparsity: float,
+    pattern: str,
+    importance: str,
+    criterion: str,
+    scope: str,
+    headless_teacher: Path,
+    tiny_splits,
+    tmp_path: Path,
 ) -> None:
     spec = make_spec(
         headless_teacher,
@@ -25,6 +39,7 @@ def test_sparsity_target_is_met_exactly_and_reported(
         tmp_path,
         params_ratio=None,
         target=TargetSpec(sparsity=sparsity, pattern=pattern),
+        pruning=PruningSpec(importance=importance),
         training={"epochs": 3},
     )
     result = compress(spec, RecordingCallback())
@@ -37,6 +52,7 @@ def test_sparsity_target_is_met_exactly_and_reported(
     metrics = result.metrics
     report = metrics["sparsity"]
     assert report["pattern"] == pattern and report["target"] == sparsity
+    assert (report["criterion"], report["scope"]) == (criterion, scope)
     assert report["student"]["encoder_nonzero"] == measured["encoder_nonzero"]
     teacher = report["teacher"]
     assert teacher["sparsity"] < 0.01  # a dense teacher, measured the same way
