@@ -292,6 +292,37 @@ def test_smallest_ratio_is_what_the_smallest_plan_reaches(
     assert smallest_ratio(sizes, ("layers", "ffn")) == pytest.approx(expected)
 
 
+def test_a_student_pruned_again_keeps_the_original_teachers_floors(
+    minilm: TeacherSizes, llama8b: TeacherSizes
+) -> None:
+    # A later round of a strategy plans against the student of the round before; its
+    # floors are still fractions of the original teacher, as the API's check assumes.
+    student = sizes_from_config({**MINILM, "intermediate_size": 600}, num_labels=2)
+    alone = plan_structured(student, 0.7, ("layers", "ffn"))
+    assert alone.intermediate_size < ffn_floor(1536)  # 1/4 of 600: what the quirk did
+    again = dataclasses.replace(student, floors_of=minilm.teacher_shape)
+    plan = plan_structured(again, 0.7, ("layers", "ffn"))
+    assert plan.intermediate_size >= ffn_floor(1536) == 384
+    assert plan.non_embedding >= 0.7 * student.teacher_non_embedding
+    assert smallest_ratio(again, ("layers", "ffn")) > smallest_ratio(student, ("layers", "ffn"))
+    # A width already below the original floor stays where it is, never grows.
+    narrow = dataclasses.replace(
+        sizes_from_config({**MINILM, "intermediate_size": 368}, num_labels=2),
+        floors_of=minilm.teacher_shape,
+    )
+    assert plan_structured(narrow, 0.5, ("layers", "ffn")).intermediate_size == 368
+    # Llama: hidden width and query heads per group keep the original halves.
+    shape = llama8b.teacher_shape
+    half = sizes_from_config(
+        {**LLAMA_8B, "hidden_size": shape.hidden_size * 3 // 4, "num_attention_heads": 24},
+        num_labels=2,
+    )
+    again = dataclasses.replace(half, floors_of=shape)
+    plan = plan_structured(again, 0.2, ("layers", "ffn", "hidden", "heads"))
+    assert plan.hidden_size >= shape.hidden_size // 2
+    assert plan.num_attention_heads >= shape.num_heads // 2
+
+
 def test_structures_a_config_cannot_describe_are_refused(minilm: TeacherSizes) -> None:
     for structured, words in (
         (("layers", "heads"), "'hidden'"),

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback, _max_diff, _weights
 from workers.engine.compress import compress
+from workers.engine.plan import ffn_floor
 from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
 from workers.engine.strategies import plan_rounds
 
@@ -106,6 +107,9 @@ def test_strategy_end_to_end(strategy, headless_teacher, tiny_splits, tmp_path):
     assert metrics["student"]["accuracy"] >= 0.9 * metrics["teacher"]["accuracy"]
     with torch.no_grad():
         assert all(p.isfinite().all() for p in student.parameters())
+    # Rounds after the first plan against a student, with the teacher's floors.
+    teacher_config = AutoConfig.from_pretrained(headless_teacher)
+    assert student.config.intermediate_size >= ffn_floor(teacher_config.intermediate_size)
     narrowed = [r for r in rounds if "ffn_gradual_to" in r]
     if strategy == "joint":
         # joint narrows the FFN while it distils, then cuts the masked neurons away.

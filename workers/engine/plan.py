@@ -40,10 +40,11 @@ The plan rule (``plan_student``), on non-embedding parameters (CoFi, Minitron):
 Grids: FFN widths and Llama hidden widths are multiples of 8; BERT hidden widths are
 multiples of the head size (of lcm(head size, 8) where that leaves room); heads move in
 whole query heads per KV group. A teacher's own size is always allowed. Floors, as a
-fraction of the teacher's size: FFN 1/4, hidden 1/2, heads 1/2. ``LlamaConfig``
-validates that the heads divide the hidden width (``head_dim`` notwithstanding), so a
-Llama plan rounds its hidden width up (or keeps more heads) until they do: 64 wide with
-8 heads can keep 4 heads but not 6 or 7.
+fraction of the teacher's size: FFN 1/4, hidden 1/2, heads 1/2 (of the original
+teacher's when a strategy prunes a student again: ``TeacherSizes.floors_of``).
+``LlamaConfig`` validates that the heads divide the hidden width (``head_dim``
+notwithstanding), so a Llama plan rounds its hidden width up (or keeps more heads)
+until they do: 64 wide with 8 heads can keep 4 heads but not 6 or 7.
 
 A student's non-embedding count is exactly ``PrunePlan.non_embedding``
 (``prune_layers.sizes_from_model`` checks the formulas against the teacher's own count
@@ -113,6 +114,15 @@ class TeacherSizes:
     # classification dense) before its output projection; token-classification heads
     # are the projection alone.
     head_dense: bool = True
+    # When this model is itself a student pruned further (a strategy's later round),
+    # the original teacher's shape: floors are fractions of it, so rounds together
+    # never go below what one plan against the teacher may (and what the API checks a
+    # target against). None: floors are fractions of this model.
+    floors_of: Shape | None = None
+
+    @property
+    def floor_base(self) -> Shape:
+        return self.floors_of or self.teacher_shape
 
     @property
     def is_llama(self) -> bool:
@@ -487,7 +497,7 @@ def _axes(sizes: TeacherSizes, *, ffn: bool, hidden: bool, heads: bool) -> dict[
         full = sizes.intermediate_size
         axes["ffn"] = _Axis(
             grid=_grid(full, WIDTH_MULTIPLE),
-            floor=ffn_floor(full),
+            floor=min(ffn_floor(sizes.floor_base.intermediate_size), full),
             full=full,
             size=lambda s: s.intermediate_size,
             with_size=lambda s, v: replace(s, intermediate_size=v),
@@ -518,7 +528,8 @@ def _hidden_axis(sizes: TeacherSizes) -> _Axis:
     if sizes.embedding_size is not None:
         # At H' = E an ELECTRA config has no projection, which the teacher's needs.
         grid = tuple(v for v in grid if v != sizes.embedding_size)
-    floor = next(v for v in grid if v >= MIN_HIDDEN_FRACTION * full)
+    base = sizes.floor_base.hidden_size
+    floor = next((v for v in grid if v >= MIN_HIDDEN_FRACTION * base), grid[-1])
 
     def with_size(shape: Shape, value: int) -> Shape:
         if sizes.is_llama:
@@ -540,7 +551,9 @@ def _heads_axis(sizes: TeacherSizes) -> _Axis:
     else:
         units, full = 1, sizes.num_heads  # the axis counts heads (= KV heads)
     grid = _grid(full, 1)
-    floor = max(1, math.ceil(MIN_HEADS_FRACTION * full))
+    base = sizes.floor_base
+    base_full = base.num_heads // base.num_kv_heads if group > 1 else base.num_heads
+    floor = min(full, max(1, math.ceil(MIN_HEADS_FRACTION * base_full)))
 
     def with_size(shape: Shape, value: int) -> Shape:
         if group > 1:

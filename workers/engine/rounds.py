@@ -57,6 +57,9 @@ def prune_round(
         )
         return student, layer_map, counts.non_embedding / teacher_non_embedding, None
     sizes = sizes_from_model(model, counts.non_embedding)
+    if model is not teacher:
+        original = sizes_from_model(teacher, teacher_non_embedding)
+        sizes = dataclasses.replace(sizes, floors_of=original.teacher_shape)
     plan = plan_structured(sizes, relative, current.structured)
     rule = LAYER_RULES[get_task(spec.task).layer_rule]
     plan = dataclasses.replace(plan, layer_map=tuple(rule(sizes.num_layers, plan.num_layers)))
