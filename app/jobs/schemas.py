@@ -67,9 +67,9 @@ class Pruning(Strict):
         "taylor",
         description="How neurons are ranked before pruning: first-order Taylor scores or "
         "activations measured on training data through the teacher, or weight magnitude. "
-        "For sparsity (single weights zeroed), taylor ranks |w * gradient| with momentum "
-        "while the student distils, over all matrices; magnitude and activation rank |w| "
-        "within each matrix.",
+        "For sparsity (single weights zeroed) while the student distils: taylor ranks "
+        "|w * gradient| with momentum over all matrices; activation |w| times the size "
+        "of the input it multiplies (Wanda), and magnitude |w|, within each matrix.",
     )
 
 

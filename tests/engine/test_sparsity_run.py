@@ -20,6 +20,7 @@ from workers.engine.spec import PruningSpec, TargetSpec
     [
         (0.8, "unstructured", "taylor", "taylor", "global"),
         (0.8, "unstructured", "magnitude", "magnitude", "per_matrix"),
+        (0.8, "unstructured", "activation", "activation", "per_matrix"),
         (0.5, "2:4", "taylor", "taylor", "global"),
     ],
 )

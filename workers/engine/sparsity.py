@@ -13,10 +13,10 @@ for 2:4, a pattern that sparse kernels can use, which must be measured, not prom
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from workers.engine.masks import (
 )
 from workers.engine.sparsity_schedule import cubic_sparsity, default_schedule, is_update_step
 from workers.engine.spec import EngineInputError
+from workers.engine.weight_criteria import CRITERIA, Criterion, MagnitudeCriterion
 
 PATTERNS = ("unstructured", "2:4")
 TWO_FOUR_SPARSITY = 0.5
@@ -60,23 +61,28 @@ def transformer_blocks(model: nn.Module) -> nn.ModuleList:
     )
 
 
-def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """(state-dict name, weight) of every ``nn.Linear`` inside the transformer blocks."""
+def prunable_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """(module name, layer) of every ``nn.Linear`` inside the transformer blocks."""
     blocks = transformer_blocks(model)
     block_modules = {id(m) for m in blocks.modules()}
-    found: list[tuple[str, nn.Parameter]] = []
+    found: list[tuple[str, nn.Linear]] = []
     seen: set[int] = set()
     for name, module in model.named_modules():
         linear = id(module) in block_modules and isinstance(module, nn.Linear)
         if linear and id(module.weight) not in seen:  # a tied weight is pruned once
             seen.add(id(module.weight))
-            found.append((f"{name}.weight", module.weight))
+            found.append((name, module))
     if not found:
         raise EngineInputError(
             "unsupported_architecture",
             f"{type(model).__name__} has no nn.Linear layers in its transformer blocks",
         )
     return found
+
+
+def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(state-dict name, weight) of every ``nn.Linear`` inside the transformer blocks."""
+    return [(f"{name}.weight", linear.weight) for name, linear in prunable_linears(model)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,86 +135,6 @@ def sparsity_config(
     )
 
 
-class Criterion(Protocol):
-    """How much each prunable weight matters: one score tensor per weight, never
-    negative. ``observe`` runs after every optimizer step until the masks freeze, while
-    that step's gradients are still there."""
-
-    def observe(self, weights: Sequence[torch.Tensor]) -> None: ...
-
-    def scores(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class MagnitudeCriterion:
-    """|w|: needs no data and no gradients (Zhu & Gupta 2017; Han et al. 2015)."""
-
-    def __init__(self, weights: Sequence[torch.Tensor]) -> None:
-        del weights  # scores are read off the weights when asked
-
-    def observe(self, weights: Sequence[torch.Tensor]) -> None:
-        return None
-
-    def scores(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return [w.detach().abs() for w in weights]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
-
-
-class TaylorMomentumCriterion:
-    """|w · dL/dw| with momentum: s <- 0.9 s + |w · g| after every optimizer step.
-
-    The first-order estimate of how much the training loss (here the distillation
-    loss) grows when a weight is zeroed, smoothed over recent steps because one batch's
-    gradient is noisy: the criterion of INC's ``snip_momentum`` (its alpha 0.9, beta 1),
-    close to movement pruning (Sanh et al. 2020), which fine-tuning favours over
-    magnitude because the weights that matter for the new task are not the largest
-    ones. A weight the step did not reach (no gradient) only decays.
-    """
-
-    MOMENTUM = 0.9
-
-    def __init__(self, weights: Sequence[torch.Tensor]) -> None:
-        self._scores = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
-
-    @torch.no_grad()
-    def observe(self, weights: Sequence[torch.Tensor]) -> None:
-        for weight, score in zip(weights, self._scores, strict=True):
-            score.mul_(self.MOMENTUM)
-            if weight.grad is not None:
-                score.add_((weight.detach() * weight.grad).abs().float())
-
-    def scores(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        # The model may have moved to another device since the scores were made.
-        self._scores = [s.to(w.device) for s, w in zip(self._scores, weights, strict=True)]
-        return self._scores
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"scores": [s.detach().cpu().clone() for s in self._scores]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = list(state["scores"])
-        if [s.shape for s in saved] != [s.shape for s in self._scores]:
-            raise ValueError("checkpoint Taylor scores do not fit this model's weights")
-        self._scores = [
-            s.to(device=mine.device, dtype=torch.float32)
-            for s, mine in zip(saved, self._scores, strict=True)
-        ]
-
-
-CRITERIA: dict[str, type[MagnitudeCriterion] | type[TaylorMomentumCriterion]] = {
-    "magnitude": MagnitudeCriterion,
-    "taylor": TaylorMomentumCriterion,
-}
-
-
 class SparsityPruner:
     """Gradual pruning of single weights driven by the training loop's step counter.
 
@@ -219,8 +145,9 @@ class SparsityPruner:
 
     def __init__(self, model: nn.Module, config: SparsityConfig) -> None:
         self.config = config
-        self._named = prunable_weights(model)
-        self._criterion: Criterion = CRITERIA[config.criterion]([w for _, w in self._named])
+        linears = prunable_linears(model)
+        self._named = [(f"{name}.weight", linear.weight) for name, linear in linears]
+        self._criterion: Criterion = CRITERIA[config.criterion]([lin for _, lin in linears])
         if config.pattern == "2:4":
             for name, weight in self._named:
                 try:
@@ -257,11 +184,10 @@ class SparsityPruner:
             raise RuntimeError("the pruner was folded; it no longer prunes")
         # The model may have moved to another device since the masks were made.
         self._masks = [m.to(w.device) for (_, w), m in zip(self._named, self._masks, strict=True)]
-        weights = [w for _, w in self._named]
         if not self._frozen:
-            self._criterion.observe(weights)
+            self._criterion.observe()
         if self._updates_at(step):
-            scores = self._criterion.scores(weights)
+            scores = self._criterion.scores()
             if self.config.pattern == "2:4":
                 self._masks = two_four_masks(scores, self._masks, self.target_at(step))
             else:
@@ -269,6 +195,8 @@ class SparsityPruner:
                     scores, self._masks, self.target_at(step), scope=self.config.scope
                 )
             self._frozen = step >= self.config.end_step
+            if self._frozen:
+                self._criterion.close()  # no more observations to pay for
             self._has_zeros = not all(bool(m.all()) for m in self._masks)
         self._apply()
         self._step = step
@@ -328,6 +256,8 @@ class SparsityPruner:
         self._has_zeros = not all(bool(m.all()) for m in masks)
         self._step = int(state["step"])
         self._frozen = bool(state["frozen"])
+        if self._frozen:
+            self._criterion.close()
         self._apply()
 
     @torch.no_grad()
@@ -338,7 +268,8 @@ class SparsityPruner:
         self._apply()
         self._masks = []
         self._named = []
-        self._criterion = MagnitudeCriterion([])  # lets go of Taylor scores too
+        self._criterion.close()
+        self._criterion = MagnitudeCriterion([])  # lets go of the scores too
         self._folded = True
 
 
