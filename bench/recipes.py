@@ -1,4 +1,4 @@
-"""Which student recipe keeps the most of an SST-2 teacher at params_ratio 0.5.
+"""Which student recipe keeps the most of an SST-2 teacher at params_ratio 0.5 (or 0.25).
 
 Runs ``compress()`` on the teacher and the training rows that ``bench/sst2.py --quick``
 cached (run that first: 4,000 SST-2 rows, seed 0, teacher fine-tuned 2 epochs), scored
@@ -6,11 +6,13 @@ on the 872 dev sentences, 2 epochs each, one seed, ``structured=["layers","ffn"]
 ``prune_then_distill`` unless a variant says otherwise. The engine's defaults are
 alpha 0.5 (CE on the labels, the rest KL to the teacher), temperature 2, hidden-state
 MSE on, learning rate 5e-5 (the benchmark's ``+ffn`` row). Variants change one or two
-of: ``alpha``, the hidden-state loss, the learning rate, the strategy, and the planner's
-FFN floor (1/4 of the teacher's width; 1/8 lets width-before-depth keep all six layers
-at 0.5, set for that run only).
+of: the target (0.5 unless named "0.25 ..."), ``alpha``, the hidden-state loss, the
+learning rate, the strategy, what may be removed (``hidden`` adds the hidden width) and
+the planner's FFN floor (1/4 of the teacher's width; 1/8 lets width-before-depth keep
+all six layers at 0.5, set for that run only).
 
-One seed each: a direction, not a law. Results: bench/results/recipes-<date>.json.
+One seed each: a direction, not a law. Results: bench/results/recipes-<date>.json (a
+second run the same day adds its variants to the file).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ LAYERS_FFN = ("layers", "ffn")
 
 @dataclass(frozen=True)
 class Variant:
+    ratio: float = 0.5
     structured: tuple[str, ...] = LAYERS_FFN
     strategy: str = "prune_then_distill"
     learning_rate: float = 5e-5
@@ -63,6 +66,11 @@ VARIANTS: dict[str, Variant] = {
     "layers kd-only": Variant(structured=("layers",), alpha=0.0),
     "joint kd-only": Variant(strategy="joint", alpha=0.0),
     "ffn-floor-1/8 kd-only": Variant(ffn_floor=0.125, alpha=0.0),
+    # Hidden width too: width before depth keeps more layers at the same size
+    # (Minitron); whether it pays at bs1 latency is the benchmark's question.
+    "hidden": Variant(structured=("layers", "ffn", "hidden")),
+    "0.25": Variant(ratio=0.25),
+    "0.25 hidden": Variant(ratio=0.25, structured=("layers", "ffn", "hidden")),
 }
 
 
@@ -102,7 +110,7 @@ def main() -> None:
             label_names=LABELS,
             output_dir=run / "out",
             work_dir=run / "work",
-            target=TargetSpec(params_ratio=0.5),
+            target=TargetSpec(params_ratio=v.ratio),
             strategy=v.strategy,
             distillation=DistillationSpec(alpha=v.alpha, hidden_states=v.hidden_states),
             pruning=PruningSpec(structured=v.structured),
@@ -123,7 +131,8 @@ def main() -> None:
         plan = metrics.get("pruning_plan") or {}
         rows[name] = {
             **asdict(v),
-            "shape": f"{plan.get('num_layers')} x {plan.get('intermediate_size')}",
+            "shape": f"{plan.get('num_layers')} x {plan.get('intermediate_size')}"
+            + (f", hidden {plan['hidden_size']}" if "hidden_size" in plan else ""),
             "params_ratio_non_embedding": metrics.get("params_ratio_non_embedding"),
             "student_accuracy": metrics["student"]["accuracy"],
             "teacher_accuracy": metrics["teacher"]["accuracy"],
@@ -150,6 +159,9 @@ def write(out: Path, teacher: Path, rows: dict[str, Any]) -> None:
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"recipes-{result['date']}.json"
+    if path.is_file():  # a second run the same day adds to the first
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        result["variants"] = {**earlier.get("variants", {}), **rows}
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}", flush=True)
 
