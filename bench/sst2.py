@@ -364,6 +364,11 @@ def main() -> None:
             row = sst2_report.with_columns(row, measured[row["method"]], teacher)
         final_rows.append(row)
 
+    teacher_result = {
+        **{k: v for k, v in teacher.items() if not k.startswith("latency_rounds")},
+        "finetune_wall_s": finetune["wall_s"],
+        "finetune_cached": finetune["cached"],
+    }
     result = {
         "what": "SST-2: modelpress against its peers on one fine-tuned teacher "
         "(bench/sst2.py, issue #3)",
@@ -386,15 +391,11 @@ def main() -> None:
             f"tokens; median of {args.latency_rounds} round(s)",
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         },
-        "teacher": {
-            **{k: v for k, v in teacher.items() if not k.startswith("latency_rounds")},
-            "finetune_wall_s": finetune["wall_s"],
-            "finetune_cached": finetune["cached"],
-        },
+        "teacher": teacher_result,
         "rows": final_rows,
         "pareto": sst2_report.pareto(final_rows),
         "latency_noise_bs1": sst2_report.latency_noise(final_rows),
-        "bar": sst2_report.bar(final_rows),
+        "bar": sst2_report.bar(final_rows, teacher_result),
         "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
         "reused_from": str(args.reuse_from) if args.reuse_from else None,
         "total_wall_s": round(time.perf_counter() - start, 1),

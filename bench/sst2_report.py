@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.tables import cell, markdown_table
@@ -97,18 +98,35 @@ def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
-def bar(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def teacher_shape_ms(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> float:
+    """Median bs1 latency of every model of the teacher's shape in the pass (the teacher
+    and the dense-stored sparse rows run the same dense kernels): a steadier reference
+    for the bar than the teacher's one timing."""
+    same = [teacher["latency_ms_cpu_bs1"]] + [
+        r["latency_ms_cpu_bs1"]
+        for r in rows
+        if "skipped" not in r and r["num_parameters"] == teacher["num_parameters"]
+    ]
+    return statistics.median(same)
+
+
+def bar(rows: list[dict[str, Any]], teacher: dict[str, Any]) -> dict[str, Any]:
     """The issue's full-mode bar: at >= 2x bs1 speed-up keep >= 99% of the teacher, at
-    >= 3x keep >= 97%; here the best retention modelpress reaches at each."""
+    >= 3x keep >= 97%; here the best retention modelpress reaches at each. Speed-up is
+    read against ``teacher_shape_ms``, so that one slow or fast timing of the teacher
+    cannot carry a row across the line (the rows' ``speedup_cpu_bs1`` stays against the
+    teacher's own timing, as the table reports it)."""
     ours = _ok(rows, "modelpress")
-    result = {}
+    reference = teacher_shape_ms(rows, teacher)
+    result: dict[str, Any] = {"reference_ms_bs1": reference}
     for speedup, needed in ((2.0, 0.99), (3.0, 0.97)):
-        fast = [m for m in ours if m["speedup_cpu_bs1"] >= speedup]
+        fast = [m for m in ours if reference / m["latency_ms_cpu_bs1"] >= speedup]
         best = max(fast, key=lambda m: m["retention"], default=None)
         result[f"speedup_{speedup:g}x"] = {
             "retention_needed": needed,
             "best": None if best is None else best["method"],
             "best_retention": None if best is None else best["retention"],
+            "best_speedup": None if best is None else reference / best["latency_ms_cpu_bs1"],
             "met": best is not None and best["retention"] >= needed,
         }
     return result
@@ -155,12 +173,21 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     lines += [f"- {c['peer']}: {c['says']}" for c in result["pareto"]]
-    lines += ["", "## Bar (full mode)", ""]
-    for name, b in result["bar"].items():
+    checks = {k: v for k, v in result["bar"].items() if k.startswith("speedup_")}
+    lines += [
+        "",
+        "## Bar (full mode)",
+        "",
+        "Speed-up against the median bs1 latency of the models of the teacher's shape in "
+        f"this pass ({result['bar']['reference_ms_bs1']:.2f} ms), not the teacher's one "
+        "timing.",
+        "",
+    ]
+    for name, b in checks.items():
         got = (
             "no modelpress row this fast"
             if b["best"] is None
-            else (f"{b['best']} keeps {b['best_retention']:.4f}")
+            else (f"{b['best']} keeps {b['best_retention']:.4f} at {b['best_speedup']:.2f}x")
         )
         lines.append(
             f"- {name}: needs retention >= {b['retention_needed']}: {got} "
@@ -178,7 +205,8 @@ def main() -> None:
 
     path = Path(sys.argv[1])
     result = json.loads(path.read_text(encoding="utf-8"))
-    result["pareto"], result["bar"] = pareto(result["rows"]), bar(result["rows"])
+    result["pareto"] = pareto(result["rows"])
+    result["bar"] = bar(result["rows"], result["teacher"])
     result["latency_noise_bs1"] = latency_noise(result["rows"])
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     path.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
