@@ -119,11 +119,9 @@ class SparsityConfig:
             raise ValueError(f"update_every must be at least 1, got {self.update_every}")
 
 
-def sparsity_config(
-    target: float, pattern: str, total_steps: int, **choices: str
-) -> SparsityConfig:
+def sparsity_config(target: float, pattern: str, total_steps: int) -> SparsityConfig:
     """The default placement (``sparsity_schedule.default_schedule``) for a run of
-    ``total_steps`` optimizer steps; ``choices``: ``criterion`` and ``scope``."""
+    ``total_steps`` optimizer steps."""
     steps = default_schedule(total_steps)
     return SparsityConfig(
         target=target,
@@ -131,7 +129,6 @@ def sparsity_config(
         begin_step=steps.begin_step,
         end_step=steps.end_step,
         update_every=steps.update_every,
-        **choices,
     )
 
 
