@@ -3,6 +3,7 @@ end to end on a tiny teacher (resumable in any round)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback, _max_diff, _weights
 from workers.engine.compress import compress
 from workers.engine.plan import ffn_floor
+from workers.engine.report import spec_summary
 from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
 from workers.engine.strategies import plan_rounds
 
@@ -75,6 +77,19 @@ def test_sparsity_targets_differ_in_when_weights_are_zeroed(strategy, schedules)
         assert last.end_step == 90
     else:
         assert last.end_step == 60
+
+
+def test_how_single_weights_are_ranked_is_part_of_the_checkpoint_fingerprint():
+    sparse = _spec("prune_then_distill", target=TargetSpec(sparsity=0.5), params_ratio=None)
+    summary = spec_summary(sparse, {"model_type": "bert"})
+    assert summary["pruning"]["weight_criterion"] == {"criterion": "taylor", "scope": "global"}
+    by_magnitude = dataclasses.replace(sparse, pruning=PruningSpec(importance="magnitude"))
+    assert spec_summary(by_magnitude, {})["pruning"]["weight_criterion"] == {
+        "criterion": "magnitude",
+        "scope": "per_matrix",
+    }
+    # Runs that zero no single weights keep the fingerprints they had.
+    assert "weight_criterion" not in spec_summary(_spec("joint"), {})["pruning"]
 
 
 @pytest.mark.parametrize("strategy", ["distill_then_prune", "joint"])

@@ -14,6 +14,7 @@ from workers.engine.evaluate import flops_ratio
 from workers.engine.runtime import Runtime
 from workers.engine.sparsity import SparsityPruner, compressed_size_bytes, sparsity_report
 from workers.engine.spec import CompressionSpec
+from workers.engine.strategies import weight_criterion
 from workers.engine.tasks import get_task
 
 
@@ -78,7 +79,20 @@ def run_metrics(
 
 
 def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[str, Any]:
-    """The spec without local paths, which mean nothing to whoever reads the report."""
+    """The spec without local paths, which mean nothing to whoever reads the report.
+
+    Where single weights are zeroed, how they are ranked too: it is part of what the run
+    computes, so a checkpoint from a release that ranked them otherwise does not match
+    (checkpoint.fingerprint) and is not resumed into masks it cannot continue."""
+    pruning: dict[str, Any] = {
+        "structured": list(spec.pruning.structured),
+        "unstructured_sparsity": spec.pruning.unstructured_sparsity,
+        "importance": spec.pruning.importance,
+        "importance_batches": spec.pruning.importance_batches,
+    }
+    if spec.target.sparsity is not None or spec.pruning.unstructured_sparsity > 0:
+        criterion, scope = weight_criterion(spec)
+        pruning["weight_criterion"] = {"criterion": criterion, "scope": scope}
     return {
         "task": spec.task,
         "strategy": spec.strategy,
@@ -86,12 +100,7 @@ def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[
         "teacher_model_type": teacher_config.get("model_type"),
         "target": dataclasses.asdict(spec.target),
         "distillation": dataclasses.asdict(spec.distillation),
-        "pruning": {
-            "structured": list(spec.pruning.structured),
-            "unstructured_sparsity": spec.pruning.unstructured_sparsity,
-            "importance": spec.pruning.importance,
-            "importance_batches": spec.pruning.importance_batches,
-        },
+        "pruning": pruning,
         "training": dataclasses.asdict(spec.training),
         "device": spec.device,
         "latency_threads": spec.latency_threads,
