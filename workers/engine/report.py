@@ -14,7 +14,7 @@ from workers.engine.evaluate import flops_ratio
 from workers.engine.runtime import Runtime
 from workers.engine.sparsity import SparsityPruner, compressed_size_bytes, sparsity_report
 from workers.engine.spec import CompressionSpec
-from workers.engine.strategies import weight_criterion
+from workers.engine.strategies import weight_criterion, zeroing_target
 from workers.engine.tasks import get_task
 
 
@@ -90,7 +90,7 @@ def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[
         "importance": spec.pruning.importance,
         "importance_batches": spec.pruning.importance_batches,
     }
-    if spec.target.sparsity is not None or spec.pruning.unstructured_sparsity > 0:
+    if zeroing_target(spec)[0] > 0:
         criterion, scope = weight_criterion(spec)
         pruning["weight_criterion"] = {"criterion": criterion, "scope": scope}
     return {

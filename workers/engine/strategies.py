@@ -84,7 +84,7 @@ def plan_rounds(spec: CompressionSpec) -> list[Round]:
     ratio = spec.target.params_ratio if spec.target.sparsity is None else 1.0
     assert ratio is not None
     structured = tuple(spec.pruning.structured)
-    zero_target, pattern = _zeroing(spec)
+    zero_target, pattern = zeroing_target(spec)
     criterion, scope = weight_criterion(spec)
 
     def zeroing(schedule: str) -> Zeroing | None:
@@ -119,7 +119,8 @@ def plan_rounds(spec: CompressionSpec) -> list[Round]:
     raise EngineInputError("unsupported_strategy", f"unknown strategy {spec.strategy!r}")
 
 
-def _zeroing(spec: CompressionSpec) -> tuple[float, str]:
+def zeroing_target(spec: CompressionSpec) -> tuple[float, str]:
+    """(fraction of single weights zeroed, pattern); 0.0 where none are."""
     if spec.target.sparsity is not None:
         return spec.target.sparsity, spec.target.pattern
     return spec.pruning.unstructured_sparsity, "unstructured"
