@@ -42,6 +42,7 @@ def engine_sections(request: Mapping[str, Any]) -> dict[str, Any]:
             params_ratio=target.get("params_ratio"),
             sparsity=target.get("sparsity"),
             pattern=target.get("pattern") or "unstructured",
+            speedup=target.get("speedup"),
         ),
         "strategy": request["strategy"],
         "distillation": spec_from(DistillationSpec, request["distillation"]),

@@ -17,6 +17,7 @@ from app.models.archive import head_task
 from app.models.tables import Model
 from workers.engine import capabilities, plan
 from workers.engine.spec import EngineInputError
+from workers.engine.validate import check_speedup_bound
 
 
 def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
@@ -154,7 +155,9 @@ def _check_engine_support(body: JobCreate) -> None:
 
 def _check_target(body: JobCreate) -> None:
     target = body.target
-    kind = "params_ratio" if target.params_ratio is not None else "sparsity"
+    kind = next(
+        k for k in ("params_ratio", "sparsity", "speedup") if getattr(target, k) is not None
+    )
     if kind not in capabilities.TARGETS:
         raise _not_supported_yet(
             f"target.{kind}",
@@ -166,6 +169,13 @@ def _check_target(body: JobCreate) -> None:
             "target.pattern",
             f"Sparsity pattern {target.pattern!r} is not supported yet; supported: "
             f"{_listing(capabilities.SPARSITY_PATTERNS)}.",
+        )
+    if kind == "speedup" and body.strategy not in capabilities.SPEEDUP_STRATEGIES:
+        raise _not_supported_yet(
+            "strategy",
+            f"A speedup target is planned for the strategies "
+            f"{_listing(capabilities.SPEEDUP_STRATEGIES)}, not {body.strategy!r} yet; use one "
+            "of those, or a params_ratio target with joint.",
         )
 
 
@@ -215,6 +225,14 @@ def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
         raise ProblemError(
             422, "pruning_not_possible", e.message, param="pruning.structured"
         ) from None
+    if body.target.speedup is not None:
+        try:
+            check_speedup_bound(
+                sizes, structured, body.target.speedup, seq_len=body.training.max_seq_length
+            )
+        except EngineInputError as e:
+            raise ProblemError(422, e.code, e.message, param="target.speedup") from None
+        return
     ratio = body.target.params_ratio
     if ratio is None:
         return

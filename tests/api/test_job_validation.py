@@ -168,6 +168,29 @@ def test_sparsity_targets_are_accepted(client, model_id, dataset_id, target):
     assert job["request"]["target"]["pattern"] == target.get("pattern", "unstructured")
 
 
+def test_a_speedup_target_is_accepted_and_reaches_the_engine(client, model_id, dataset_id):
+    from workers.request_spec import engine_sections
+
+    body = job_body(
+        model_id, dataset_id, target={"speedup": 2.5}, pruning={"structured": ["layers", "ffn"]}
+    )
+    job = _accepted(client, body)
+    assert job["request"]["target"]["speedup"] == 2.5
+    assert engine_sections(job["request"])["target"].speedup == 2.5
+
+
+def test_a_speedup_target_is_refused_where_it_cannot_be_planned(
+    client, tenant, model_id, dataset_id
+):
+    joint = job_body(model_id, dataset_id, target={"speedup": 2.0}, strategy="joint")
+    detail = _refused(client, tenant, joint, "not_supported_yet", "strategy")
+    assert "'prune_then_distill'" in detail
+    # The tiny teacher has 4 layers: whole layers give 4x its layer FLOPs at most.
+    too_fast = job_body(model_id, dataset_id, target={"speedup": 4.5})
+    detail = _refused(client, tenant, too_fast, "target_unreachable", "target.speedup")
+    assert "at most 4.00" in detail and "'ffn'" in detail
+
+
 def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, monkeypatch):
     from workers.engine import capabilities
 
@@ -192,7 +215,12 @@ def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, mon
         "params_ratio": None,
         "sparsity": 0.8,
         "pattern": "unstructured",
+        "speedup": None,
     }
+    speedup = job_body(model_id, dataset_id, target={"speedup": 2.0})
+    assert_problem(
+        client.post("/v1/jobs", json=speedup), 422, "not_supported_yet", "target.speedup"
+    )
     two_four = job_body(model_id, dataset_id, target={"sparsity": 0.5, "pattern": "2:4"})
     problem = assert_problem(
         client.post("/v1/jobs", json=two_four), 422, "not_supported_yet", "target.pattern"

@@ -158,6 +158,8 @@ def test_malformed_json(client, tenant):
         ({"target": None}, 422, "validation_error", "target"),
         ({"target": {"params_ratio": 0.5, "sparsity": 0.5}}, 422, "validation_error", "target"),
         ({"target": {"params_ratio": 1.5}}, 422, "validation_error", "target.params_ratio"),
+        ({"target": {"speedup": 1.0}}, 422, "validation_error", "target.speedup"),
+        ({"target": {"speedup": 2.0, "pattern": "2:4"}}, 422, "validation_error", "target"),
         ({"task": "summarization"}, 422, "validation_error", "task"),
         ({"task": "causal-lm"}, 422, "not_supported_yet", "task"),
         ({"strategy": "greedy"}, 422, "validation_error", "strategy"),

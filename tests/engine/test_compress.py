@@ -242,6 +242,12 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
         ({"target": TargetSpec()}, "missing_target"),
         ({"target": TargetSpec(params_ratio=0.0)}, "bad_params_ratio"),
         ({"target": TargetSpec(params_ratio=1.5)}, "bad_params_ratio"),
+        ({"target": TargetSpec(speedup=1.0)}, "bad_speedup"),
+        ({"target": TargetSpec(speedup=float("inf"))}, "bad_speedup"),
+        ({"target": TargetSpec(params_ratio=0.5, speedup=2.0)}, "missing_target"),
+        ({"target": TargetSpec(speedup=2.0), "strategy": "joint"}, "unsupported_strategy"),
+        # More than removing 3 of the 4 layers could give even if latency were FLOPs.
+        ({"target": TargetSpec(speedup=4.5)}, "target_unreachable"),
         ({"pruning": PruningSpec(unstructured_sparsity=1.0)}, "bad_pruning"),
         ({"pruning": PruningSpec(structured=("layers", "ffn", "heads"))}, "unsupported_pruning"),
         ({"pruning": PruningSpec(structured=("ffn",))}, "unsupported_pruning"),

@@ -175,7 +175,7 @@ def _spec_errors(workspace: Path, tmp_path: Path, text: str) -> list[str]:
     ("change", "expected"),
     [
         (("target: {params_ratio: 0.5}", "target: {params_ratio: 0.5, sparsity: 0.5}"),
-         "target: give exactly one of params_ratio or sparsity"),
+         "target: give exactly one of params_ratio, sparsity or speedup"),
         (("training: {", "accelerator: gpu\ntraining: {"),
          "accelerator: unknown key; allowed here: teacher, dataset"),
         (("{path: data.jsonl}", "{path: data.jsonl, eval: x.jsonl}"),

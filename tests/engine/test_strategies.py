@@ -15,10 +15,10 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback, _max_diff, _weights
 from workers.engine.compress import compress
-from workers.engine.plan import ffn_floor
+from workers.engine.plan import Shape, ffn_floor
 from workers.engine.report import spec_summary
-from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
-from workers.engine.strategies import plan_rounds
+from workers.engine.spec import EngineInputError, EngineStopped, PruningSpec, TargetSpec
+from workers.engine.strategies import FixedShape, plan_rounds
 
 
 def _spec(strategy: str, epochs: int = 4, **overrides):
@@ -51,6 +51,20 @@ def test_joint_removes_at_most_about_30_percent_per_round():
     assert all(b / a >= 0.7 - 1e-9 for a, b in itertools.pairwise(ratios))
     assert ratios[-1] == pytest.approx(0.25)
     assert sum(r.epochs for r in rounds) == 6
+
+
+FIXED = FixedShape(Shape(6, 384, 384, 12, 12), ratio=0.5, depth_ratio=1.0)
+
+
+def test_a_speed_plans_shape_is_the_last_rounds_target():
+    (only,) = plan_rounds(_spec("prune_then_distill"), FIXED)
+    assert (only.shape, only.ratio) == (FIXED.shape, 0.5)
+    first, second = plan_rounds(_spec("distill_then_prune"), FIXED)
+    # Six narrow layers cannot be cut from sqrt(0.5) of the teacher in whole layers (5).
+    assert first.shape is None and first.ratio == 1.0 and first.structured == ("layers",)
+    assert (second.shape, second.ratio) == (FIXED.shape, 0.5)
+    with pytest.raises(EngineInputError):
+        plan_rounds(_spec("joint"), FIXED)
 
 
 def test_joint_has_no_more_rounds_than_epochs():

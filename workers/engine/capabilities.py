@@ -9,7 +9,10 @@ TASKS = ("sequence-classification", "token-classification")
 STRATEGIES = ("prune_then_distill", "distill_then_prune", "joint")
 # Strategies that distil in rounds need an epoch per round at least (strategies.py).
 MIN_EPOCHS = {"distill_then_prune": 2}
-TARGETS = ("params_ratio", "sparsity")
+TARGETS = ("params_ratio", "sparsity", "speedup")
+# Strategies a ``speedup`` target is planned for: joint's intermediate rounds plan
+# by parameters and could leave an FFN narrower than the final shape needs.
+SPEEDUP_STRATEGIES = ("prune_then_distill", "distill_then_prune")
 # Patterns a ``sparsity`` target may use, once "sparsity" is among TARGETS.
 SPARSITY_PATTERNS: tuple[str, ...] = ("unstructured", "2:4")
 # What structured pruning can remove; "layers" must be among those asked for. The plan

@@ -50,7 +50,9 @@ from workers.engine.spec import (
     EngineInputError,
     NullCallback,
 )
-from workers.engine.strategies import plan_rounds
+from workers.engine.speed_plan import SpeedPlan
+from workers.engine.speed_target import speed_target
+from workers.engine.strategies import FixedShape, plan_rounds
 from workers.engine.tasks import get_task
 from workers.engine.teacher import (
     finetune_teacher,
@@ -173,7 +175,23 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             )
 
     # -- pruning and distilling, in the strategy's rounds --------------------------
-    rounds = plan_rounds(spec)
+    speed: SpeedPlan | None = None
+    fixed: FixedShape | None = None
+    if spec.target.speedup is not None:
+        if stage != "distilling":
+            progress.start_phase("pruning")
+        with _timed(timings, "pruning"):
+            speed, fixed = speed_target(
+                spec,
+                teacher,
+                tokenizer,
+                evaluation.texts,
+                seq_len=max_len,
+                fingerprint=checkpointer.fingerprint,
+                resumed=resumed is not None,
+                progress=progress,
+            )
+    rounds = plan_rounds(spec, fixed)
     teacher_non_embedding = parameter_counts(teacher).non_embedding
     student: PreTrainedModel = teacher
     layer_map = list(range(teacher.config.num_hidden_layers))
@@ -211,7 +229,8 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         progress.share(index, len(rounds))
         resuming = stage == "distilling" and index == first_round
         if not resuming:
-            progress.start_phase("pruning")
+            if progress.phase != "pruning":  # the speed plan may have started it
+                progress.start_phase("pruning")
             with _timed(timings, "pruning"):
                 student, layer_map, achieved, plan_report = prune_round(
                     student,
@@ -330,6 +349,8 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     progress.share(0, 1)
     if len(rounds) > 1:
         pruning_plan = {**pruning_plan, "rounds": round_reports}
+    if speed is not None:
+        pruning_plan = {**pruning_plan, "speed_plan": speed.as_dict()}
 
     # -- evaluating --------------------------------------------------------------
     progress.start_phase("evaluating")
@@ -396,6 +417,13 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
         )
         if gpu_latency is not None:
             metrics |= gpu_metrics(gpu_latency)
+        if speed is not None:
+            # The target against the report's own timing, whatever the plan measured.
+            metrics["speedup_target"] = {
+                "target": speed.target,
+                "measured": metrics["speedup_cpu_bs1"],
+                "met": metrics["speedup_cpu_bs1"] >= speed.target,
+            }
 
         if pruner is not None:
             metrics["sparsity"] = sparsity_metrics(
@@ -470,7 +498,8 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
     try:
         yield
     finally:
-        timings[phase] = time.perf_counter() - start
+        # Rounds (and a speed plan) enter a phase more than once: their times add up.
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
 
 
 def _quality(

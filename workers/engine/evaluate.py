@@ -122,6 +122,7 @@ def cpu_latency_ms(
     seq_len: int,
     threads: int,
     progress: Progress,
+    batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
 ) -> dict[str, dict[int, float]]:
     """Median forward latency per model and batch size, on CPU with ``threads`` threads.
 
@@ -132,7 +133,13 @@ def cpu_latency_ms(
     torch.set_num_threads(threads)
     try:
         return _interleaved_latency_ms(
-            models, tokenizer, texts, seq_len=seq_len, runtime=None, progress=progress
+            models,
+            tokenizer,
+            texts,
+            seq_len=seq_len,
+            runtime=None,
+            progress=progress,
+            batch_sizes=batch_sizes,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -162,6 +169,7 @@ def _interleaved_latency_ms(
     seq_len: int,
     runtime: Runtime | None,
     progress: Progress,
+    batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
 ) -> dict[str, dict[int, float]]:
     device = runtime.device if runtime is not None else torch.device("cpu")
     autocast = runtime.autocast if runtime is not None else contextlib.nullcontext
@@ -169,7 +177,7 @@ def _interleaved_latency_ms(
     results: dict[str, dict[int, float]] = {name: {} for name in models}
     for model in models.values():
         model.eval()
-    for batch_size in LATENCY_BATCH_SIZES:
+    for batch_size in batch_sizes:
         inputs = latency_inputs(tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         timings: dict[str, list[float]] = {name: [] for name in models}

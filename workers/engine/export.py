@@ -150,6 +150,7 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence
         *_size_lines(metrics, summary),
         f"- CPU speed-up: {metrics['speedup_cpu_bs1']:.2f}x at batch 1, "
         f"{metrics['speedup_cpu_bs32']:.2f}x at batch 32",
+        *_speed_target_lines(metrics),
         f"- Teacher fine-tuned by modelpress first: {finetuned}",
         "",
         "Latency is the median forward time at sequence length "
@@ -169,6 +170,20 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence
         "",
     ]
     return "\n".join(lines)
+
+
+def _speed_target_lines(metrics: dict[str, Any]) -> list[str]:
+    """A speedup target, and whether this report's own timing met it."""
+    verdict = metrics.get("speedup_target")
+    if not verdict:
+        return []
+    plan = metrics["pruning_plan"]["speed_plan"]
+    met = "met" if verdict["met"] else "NOT met by this timing"
+    return [
+        f"- Speed-up target {verdict['target']:g}x at batch 1: {met} "
+        f"({verdict['measured']:.2f}x here; the plan measured {plan['measured_speedup']:.2f}x "
+        "when it chose the shape)"
+    ]
 
 
 def _size_lines(metrics: dict[str, Any], summary: dict[str, Any]) -> list[str]:

@@ -54,6 +54,7 @@ before any plan is trusted).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -424,6 +425,34 @@ def plan_student(
         fallback.append((sizes.shape_params(floors), -k, floors))
     _, _, shape = min(fallback, key=lambda item: (item[0], item[1]))
     return _plan(sizes, shape, params_ratio)
+
+
+def plan_for_shape(sizes: TeacherSizes, shape: Shape, target_ratio: float) -> PrunePlan:
+    """The plan of a student whose shape was chosen elsewhere (a ``speedup`` target:
+    speed_plan.py), its layers evenly spaced as any plan's."""
+    return _plan(sizes, shape, target_ratio)
+
+
+def shapes_allowed(sizes: TeacherSizes, structured: Collection[str]) -> list[Shape]:
+    """Every student shape a plan for ``structured`` may produce: each depth, and each
+    allowed width on its grid between its floor and the teacher's size (the shapes the
+    config accepts), the teacher's own shape included."""
+    axes = _axes(
+        sizes,
+        ffn="ffn" in structured,
+        hidden="hidden" in structured,
+        heads="heads" in structured,
+    )
+    choices = [[v for v in axis.grid if v >= axis.floor] for axis in axes.values()]
+    shapes: set[Shape] = set()
+    for k in range(1, sizes.num_layers + 1):
+        for values in itertools.product(*choices):
+            shape = replace(sizes.teacher_shape, num_layers=k)
+            for axis, value in zip(axes.values(), values, strict=True):
+                shape = axis.with_size(shape, value)
+            if _valid(sizes, shape):
+                shapes.add(shape)
+    return sorted(shapes, key=lambda s: (sizes.shape_params(s), s.num_layers))
 
 
 def with_ffn_width(sizes: TeacherSizes, plan: PrunePlan, width: int) -> PrunePlan:

@@ -16,7 +16,7 @@ from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
 from workers.engine.neurons import NeuronPruner
-from workers.engine.plan import LAYER_RULES, plan_structured, with_ffn_width
+from workers.engine.plan import LAYER_RULES, plan_for_shape, plan_structured, with_ffn_width
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import build_pruned
@@ -60,7 +60,10 @@ def prune_round(
     if model is not teacher:
         original = sizes_from_model(teacher, teacher_non_embedding)
         sizes = dataclasses.replace(sizes, floors_of=original.teacher_shape)
-    plan = plan_structured(sizes, relative, current.structured)
+    if current.shape is not None:
+        plan = plan_for_shape(sizes, current.shape, relative)
+    else:
+        plan = plan_structured(sizes, relative, current.structured)
     rule = LAYER_RULES[get_task(spec.task).layer_rule]
     plan = dataclasses.replace(plan, layer_map=tuple(rule(sizes.num_layers, plan.num_layers)))
     gradual_to: int | None = None

@@ -16,11 +16,14 @@ PHASES = ("preparing", "teacher_finetune", "pruning", "distilling", "evaluating"
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """What the user asked for: exactly one of ``params_ratio`` or ``sparsity``."""
+    """What the user asked for: exactly one of ``params_ratio``, ``sparsity`` or
+    ``speedup`` (CPU batch-1 latency, teacher over student, on the machine that runs the
+    job: speed_plan.py)."""
 
     params_ratio: float | None = None
     sparsity: float | None = None
     pattern: str = "unstructured"
+    speedup: float | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from workers.engine.plan import Shape
 from workers.engine.sparsity import SparsityConfig
 from workers.engine.sparsity_schedule import default_schedule
 from workers.engine.spec import CompressionSpec, EngineInputError
@@ -77,12 +78,31 @@ class Round:
     zeroing: Zeroing | None = None
     # Narrow the FFN during the round's distillation instead of at its start.
     gradual_ffn: bool = False
+    # The student's shape, when it was chosen for speed (speed_plan.py) rather than
+    # planned from ``ratio``.
+    shape: Shape | None = None
 
 
-def plan_rounds(spec: CompressionSpec) -> list[Round]:
+@dataclass(frozen=True)
+class FixedShape:
+    """A ``speedup`` target's student: its shape, its non-embedding parameters as a
+    fraction of the teacher's, and the same for its depth at the teacher's widths."""
+
+    shape: Shape
+    ratio: float
+    depth_ratio: float
+
+
+def plan_rounds(spec: CompressionSpec, fixed: FixedShape | None = None) -> list[Round]:
+    """The rounds of ``spec.strategy``; with ``fixed`` (a ``speedup`` target) the last
+    round prunes to that shape."""
     epochs = spec.training.epochs
-    ratio = spec.target.params_ratio if spec.target.sparsity is None else 1.0
+    if fixed is not None:
+        ratio = fixed.ratio
+    else:
+        ratio = spec.target.params_ratio if spec.target.sparsity is None else 1.0
     assert ratio is not None
+    shape = fixed.shape if fixed is not None else None
     structured = tuple(spec.pruning.structured)
     zero_target, pattern = zeroing_target(spec)
     criterion, scope = weight_criterion(spec)
@@ -93,16 +113,23 @@ def plan_rounds(spec: CompressionSpec) -> list[Round]:
         return Zeroing(zero_target, pattern, schedule, criterion, scope)
 
     if spec.strategy == "prune_then_distill":
-        return [Round(ratio, structured, epochs, zeroing("gradual"))]
+        return [Round(ratio, structured, epochs, zeroing("gradual"), shape=shape)]
     if spec.strategy == "distill_then_prune":
         _need_epochs(spec, 2)
         first = math.ceil(epochs / 2)
+        # The first round keeps at least the layers a fixed shape needs: a shape of
+        # many narrow layers cannot be cut from fewer wide ones.
+        first_ratio = max(math.sqrt(ratio), fixed.depth_ratio if fixed else 0.0)
         # With nothing to remove (a sparsity target) the first round only distils.
         return [
-            Round(math.sqrt(ratio), ("layers",), first),
-            Round(ratio, structured, epochs - first, zeroing("oneshot")),
+            Round(min(first_ratio, 1.0), ("layers",), first),
+            Round(ratio, structured, epochs - first, zeroing("oneshot"), shape=shape),
         ]
     if spec.strategy == "joint":
+        if fixed is not None:  # validate_spec refuses it; a direct caller is told here
+            raise EngineInputError(
+                "unsupported_strategy", "joint plans by parameters, not for a speedup target"
+            )
         count = 1 if ratio >= 1.0 else max(1, math.ceil(math.log(ratio) / math.log(JOINT_STEP)))
         count = min(count, epochs)
         shares = _split(epochs, count)

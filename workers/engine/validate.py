@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from workers.engine import capabilities, plan
+from workers.engine import capabilities, plan, speed_plan
 from workers.engine.capabilities import (
     IMPORTANCE,
     MIN_EPOCHS,
@@ -57,10 +58,12 @@ def validate_spec(spec: CompressionSpec) -> None:
 
 def _validate_target(spec: CompressionSpec) -> None:
     target = spec.target
-    given = [k for k in ("params_ratio", "sparsity") if getattr(target, k) is not None]
+    kinds = ("params_ratio", "sparsity", "speedup")
+    given = [k for k in kinds if getattr(target, k) is not None]
     if len(given) != 1:
         raise EngineInputError(
-            "missing_target", "give exactly one of target.params_ratio or target.sparsity"
+            "missing_target",
+            "give exactly one of target.params_ratio, target.sparsity or target.speedup",
         )
     if given[0] not in TARGETS:
         raise EngineInputError(
@@ -85,6 +88,20 @@ def _validate_target(spec: CompressionSpec) -> None:
                 "bad_sparsity",
                 "the 2:4 pattern zeroes 2 weights in every 4, so its sparsity is 0.5; "
                 f"got {target.sparsity}",
+            )
+        return
+    if target.speedup is not None:
+        if not (math.isfinite(target.speedup) and target.speedup > 1.0):
+            raise EngineInputError(
+                "bad_speedup",
+                "target.speedup is how many times faster than the teacher the student must "
+                f"be at batch 1 on CPU, above 1; got {target.speedup}",
+            )
+        if spec.strategy not in capabilities.SPEEDUP_STRATEGIES:
+            raise EngineInputError(
+                "unsupported_strategy",
+                f"a speedup target is planned for {list(capabilities.SPEEDUP_STRATEGIES)}, "
+                f"not {spec.strategy!r}; use one of those or a params_ratio target",
             )
         return
     ratio = target.params_ratio
@@ -177,7 +194,8 @@ def _validate_training(spec: CompressionSpec) -> None:
 
 def _validate_structure(spec: CompressionSpec) -> None:
     """What the teacher's config cannot describe is refused now, not after fine-tuning."""
-    if spec.target.params_ratio is None or not (spec.teacher_dir / "config.json").is_file():
+    structural = spec.target.params_ratio is not None or spec.target.speedup is not None
+    if not structural or not (spec.teacher_dir / "config.json").is_file():
         return  # the teacher is checked (with a clearer message) when it is read
     config = read_teacher_config(spec.teacher_dir)
     try:
@@ -189,6 +207,33 @@ def _validate_structure(spec: CompressionSpec) -> None:
     except (KeyError, TypeError, ValueError):
         return  # an unsupported model type is reported by the model-type check
     plan.check_structured(sizes, spec.pruning.structured)
+    if spec.target.speedup is not None:
+        check_speedup_bound(
+            sizes,
+            spec.pruning.structured,
+            spec.target.speedup,
+            seq_len=spec.training.max_seq_length,
+        )
+
+
+def check_speedup_bound(
+    sizes: plan.TeacherSizes,
+    structured: tuple[str, ...] | list[str],
+    speedup: float,
+    *,
+    seq_len: int,
+) -> None:
+    """Refuse a speed-up above what removing the allowed structures could give even if
+    latency followed FLOPs alone (the engine then measures what this machine gives)."""
+    bound = speed_plan.flops_bound(sizes, structured, seq_len)
+    if speedup > bound:
+        widths = "" if "ffn" in structured else "; adding 'ffn' to pruning.structured allows more"
+        raise EngineInputError(
+            "target_unreachable",
+            f"target.speedup {speedup:g} is more than this teacher allows: removing "
+            f"{sorted(structured)} cuts its layer FLOPs by {bound:.2f}x at most, and latency "
+            f"falls less than FLOPs; ask for at most {bound:.2f}{widths}",
+        )
 
 
 def read_teacher_config(teacher_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,227 @@
+"""The student's shape for a ``speedup`` target, planned against measured latency.
+
+A ``params_ratio`` plan goes width before depth (plan.py), which keeps accuracy per
+parameter but not speed: at batch 1 on a CPU every layer costs a fixed overhead besides
+its matmuls, so four narrow layers can be slower than three wide ones of the same size.
+A team that asks for "2x faster" wants the most capable student that is 2x faster on
+the hardware the report measures, so this planner works from latency, not parameters:
+
+1. **Measure** a handful of shapes on this machine (random weights: latency does not
+   depend on their values), interleaved with the teacher's shape, at batch 1 and the
+   run's sequence length, as the report will (``speed_target.py``).
+2. **Fit** ``ms = fixed + k · (per_layer + per_flop · layer_flops)``: a fixed cost
+   (embeddings, head, Python), a per-layer overhead and a cost per FLOP of each layer
+   (least squares). A lookup-table or linear latency predictor is how hardware-aware
+   searches price candidates (HAT, nn-Meter); a linear model in depth and FLOPs is
+   what the measurements of bench/results/sst2-*.json support on CPU (per MiniLM-L6
+   layer 1.25 ms of attention plus 2.3 ms per 1,536 FFN neurons, 1 ms fixed).
+3. **Choose** among every shape ``pruning.structured`` allows (plan.shapes_allowed)
+   the one with the most parameters whose predicted speed-up reaches the target with
+   ``MARGIN`` to spare; ties go to more layers.
+4. **Verify**: time that student's shape against the teacher's again; when it falls
+   short, the prediction is scaled by what the measurement said and step 3 repeats
+   (``MAX_TRIES`` times at most).
+
+The speed-up is the CPU batch-1 figure of the report (``speedup_cpu_bs1``, the run's
+``latency_threads``), whatever device trains. A target no allowed shape is predicted
+to reach fails with ``target_unreachable``, saying the most it can be.
+
+Pure Python: the API bounds a target by FLOPs (``flops_bound``) without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from workers.engine.plan import Shape, TeacherSizes, shapes_allowed
+from workers.engine.spec import EngineInputError
+
+# Predicted speed-up must exceed the target by this fraction: the fit's error on the
+# shapes it was fitted to is a few percent, and the report's timing is another sample.
+MARGIN = 0.04
+MAX_TRIES = 4
+
+# Times shapes (interleaved, the teacher's among them) in milliseconds, in order.
+Measure = Callable[[Sequence[Shape]], list[float]]
+
+
+def layer_flops(sizes: TeacherSizes, shape: Shape, seq_len: int) -> int:
+    """Forward FLOPs per token of one layer of ``shape`` (flops.py's counting: matmul
+    weights twice, attention scores and weighted values 4 · seq_len · query width)."""
+    hidden, ffn = shape.hidden_size, shape.intermediate_size
+    if sizes.is_llama:
+        query = shape.num_heads * sizes.head_dim
+        kv = shape.num_kv_heads * sizes.head_dim
+        weights = 2 * hidden * query + 2 * hidden * kv + 3 * hidden * ffn
+    else:
+        query = hidden
+        weights = 4 * hidden * hidden + 2 * hidden * ffn
+    return 2 * weights + 4 * seq_len * query
+
+
+def flops_bound(sizes: TeacherSizes, structured: Collection[str], seq_len: int) -> float:
+    """The teacher's layer FLOPs over the smallest allowed student's: no student can be
+    faster than this (fixed costs only lower what it reaches)."""
+    teacher = sizes.teacher_shape
+    total = teacher.num_layers * layer_flops(sizes, teacher, seq_len)
+    least = min(
+        s.num_layers * layer_flops(sizes, s, seq_len) for s in shapes_allowed(sizes, structured)
+    )
+    return total / least
+
+
+@dataclass(frozen=True)
+class LatencyFit:
+    """``ms = fixed_ms + k · (layer_ms + ms_per_gflop · layer GFLOPs)``."""
+
+    fixed_ms: float
+    layer_ms: float
+    ms_per_gflop: float
+
+    def predict(self, sizes: TeacherSizes, shape: Shape, seq_len: int) -> float:
+        gflops = layer_flops(sizes, shape, seq_len) / 1e9
+        return self.fixed_ms + shape.num_layers * (self.layer_ms + self.ms_per_gflop * gflops)
+
+
+def fit_latency(
+    sizes: TeacherSizes, shapes: Sequence[Shape], ms: Sequence[float], seq_len: int
+) -> LatencyFit:
+    """Least squares over the measured shapes, each coefficient held at zero or more (a
+    negative cost is noise: that term is dropped and the rest refitted)."""
+    rows = [
+        (1.0, float(s.num_layers), s.num_layers * layer_flops(sizes, s, seq_len) / 1e9)
+        for s in shapes
+    ]
+    # Layers-only plans keep every layer's width: per-layer overhead and FLOPs are then
+    # the same column, and the layer term alone carries both.
+    same_width = len({layer_flops(sizes, s, seq_len) for s in shapes}) == 1
+    active = [0, 1] if same_width else [0, 1, 2]
+    while True:
+        coef = _least_squares([[r[i] for i in active] for r in rows], list(ms))
+        negative = [i for i, c in zip(active, coef, strict=True) if c < 0]
+        if not negative or len(active) == 1:
+            full = [0.0, 0.0, 0.0]
+            for i, c in zip(active, coef, strict=True):
+                full[i] = max(c, 0.0)
+            return LatencyFit(*full)
+        active.remove(negative[0])
+
+
+def calibration_shapes(sizes: TeacherSizes, structured: Collection[str]) -> list[Shape]:
+    """Shapes that pin down the fit: the teacher; one, half and all layers at full width
+    and at the narrowest widths allowed."""
+    allowed = shapes_allowed(sizes, structured)
+    narrowest = min(allowed, key=lambda s: (s.num_layers, layer_flops(sizes, s, 1)))
+    depths = sorted({1, max(1, sizes.num_layers // 2), sizes.num_layers})
+    picked = [sizes.teacher_shape]
+    for k in depths:
+        for shape in (
+            replace(sizes.teacher_shape, num_layers=k),
+            replace(narrowest, num_layers=k),
+        ):
+            if shape not in picked:
+                picked.append(shape)
+    return picked
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    """The chosen shape and how it was chosen (for the report)."""
+
+    shape: Shape
+    target: float
+    predicted_speedup: float
+    measured_speedup: float
+    fit: LatencyFit
+    tries: int
+    threads: int
+    seq_len: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shape": asdict(self.shape),
+            "target_speedup": self.target,
+            "predicted_speedup": round(self.predicted_speedup, 3),
+            "measured_speedup": round(self.measured_speedup, 3),
+            "latency_fit_ms": {k: round(v, 4) for k, v in asdict(self.fit).items()},
+            "tries": self.tries,
+            "threads": self.threads,
+            "seq_len": self.seq_len,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpeedPlan:
+        return cls(
+            shape=Shape(**data["shape"]),
+            target=float(data["target_speedup"]),
+            predicted_speedup=float(data["predicted_speedup"]),
+            measured_speedup=float(data["measured_speedup"]),
+            fit=LatencyFit(**data["latency_fit_ms"]),
+            tries=int(data["tries"]),
+            threads=int(data["threads"]),
+            seq_len=int(data["seq_len"]),
+        )
+
+
+def plan_for_speedup(
+    sizes: TeacherSizes,
+    structured: Collection[str],
+    speedup: float,
+    *,
+    measure: Measure,
+    seq_len: int,
+    threads: int,
+) -> SpeedPlan:
+    """The most parameters whose measured batch-1 speed-up reaches ``speedup`` (module
+    docstring)."""
+    calibration = calibration_shapes(sizes, structured)
+    fit = fit_latency(sizes, calibration, measure(calibration), seq_len)
+    teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
+    allowed = [s for s in shapes_allowed(sizes, structured) if s != sizes.teacher_shape]
+    # Divides the prediction where a verification measured a candidate slower.
+    correction = 1.0
+    fastest = max(teacher_ms / fit.predict(sizes, s, seq_len) for s in allowed)
+    for tries in range(1, MAX_TRIES + 1):
+        need = speedup * (1 + MARGIN) * correction
+        fitting = [s for s in allowed if teacher_ms / fit.predict(sizes, s, seq_len) >= need]
+        if not fitting:
+            break
+        chosen = max(fitting, key=lambda s: (sizes.shape_params(s), s.num_layers))
+        predicted = teacher_ms / fit.predict(sizes, chosen, seq_len)
+        teacher_now, chosen_now = measure([sizes.teacher_shape, chosen])
+        measured = teacher_now / chosen_now
+        if measured >= speedup:
+            return SpeedPlan(chosen, speedup, predicted, measured, fit, tries, threads, seq_len)
+        correction *= predicted / measured
+    raise EngineInputError(
+        "target_unreachable",
+        f"target.speedup {speedup:g} is more than this machine gives: at batch 1, "
+        f"{seq_len} tokens and {threads} CPU thread(s), the fastest student that "
+        f"pruning.structured {sorted(structured)} allows is predicted at "
+        f"{fastest / correction:.2f}x the teacher; ask for less"
+        + ("" if "ffn" in structured else ", or add 'ffn' to pruning.structured"),
+    )
+
+
+def _least_squares(a: list[list[float]], b: list[float]) -> list[float]:
+    """Solve the normal equations AᵀA x = Aᵀb by Gaussian elimination (a few unknowns)."""
+    n = len(a[0])
+    ata = [[sum(r[i] * r[j] for r in a) for j in range(n)] for i in range(n)]
+    atb = [sum(r[i] * y for r, y in zip(a, b, strict=True)) for i in range(n)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(ata[r][col]))
+        ata[col], ata[pivot] = ata[pivot], ata[col]
+        atb[col], atb[pivot] = atb[pivot], atb[col]
+        if abs(ata[col][col]) < 1e-18:
+            raise ValueError("the calibration shapes do not determine the latency fit")
+        for r in range(col + 1, n):
+            factor = ata[r][col] / ata[col][col]
+            for c in range(col, n):
+                ata[r][c] -= factor * ata[col][c]
+            atb[r] -= factor * atb[col]
+    x = [0.0] * n
+    for i in reversed(range(n)):
+        x[i] = (atb[i] - sum(ata[i][j] * x[j] for j in range(i + 1, n))) / ata[i][i]
+    return x

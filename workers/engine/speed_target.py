@@ -1,0 +1,156 @@
+"""A ``speedup`` target turned into a student shape: the shapes' batch-1 CPU latency
+measured for the planner (speed_plan.py), the plan kept beside the checkpoints so a
+resumed run prunes to the shape the interrupted one chose (timings vary; the plan must
+not).
+
+Each shape is the teacher's config with its sizes changed, built with random weights
+(latency does not depend on their values) and timed as the report times models:
+interleaved, median of repetitions, ``threads`` threads, inputs padded to ``seq_len``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from workers.engine.evaluate import cpu_latency_ms
+from workers.engine.layers import parameter_counts
+from workers.engine.plan import Shape, TeacherSizes
+from workers.engine.progress import Progress
+from workers.engine.prune_layers import sizes_from_model
+from workers.engine.spec import CompressionSpec
+from workers.engine.speed_plan import Measure, SpeedPlan, plan_for_speedup
+from workers.engine.strategies import FixedShape
+
+PLAN_FILE = "speed_plan.json"
+
+
+def shape_model(teacher: PreTrainedModel, sizes: TeacherSizes, shape: Shape) -> PreTrainedModel:
+    """A model of the teacher's class and config at ``shape``, random weights, on CPU."""
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = shape.num_layers
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        config.layer_types = list(layer_types)[: shape.num_layers]
+    config.intermediate_size = shape.intermediate_size
+    if shape.hidden_size != config.hidden_size:
+        if getattr(config, "embedding_size", None) == config.hidden_size:
+            config.embedding_size = shape.hidden_size  # as prune_width does for ELECTRA
+        config.hidden_size = shape.hidden_size
+    config.num_attention_heads = shape.num_heads
+    if sizes.is_llama:
+        config.num_key_value_heads = shape.num_kv_heads
+        config.head_dim = sizes.head_dim
+    # Random initialisation must not move the run's random stream: a resumed run
+    # reuses the saved plan and skips this, and must still draw what the first run drew.
+    with torch.random.fork_rng(devices=[]):
+        model = type(teacher)(config)
+    return model.eval()
+
+
+def shape_timer(
+    teacher: PreTrainedModel,
+    sizes: TeacherSizes,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    threads: int,
+    progress: Progress,
+) -> Measure:
+    """``measure(shapes) -> ms``: batch-1 CPU latency of each shape, timed together."""
+
+    def measure(shapes: Sequence[Shape]) -> list[float]:
+        models = {f"shape{i}": shape_model(teacher, sizes, s) for i, s in enumerate(shapes)}
+        timed = cpu_latency_ms(
+            models,
+            tokenizer,
+            texts,
+            seq_len=seq_len,
+            threads=threads,
+            progress=progress,
+            batch_sizes=(1,),
+        )
+        return [timed[name][1] for name in models]
+
+    return measure
+
+
+def speed_target(
+    spec: CompressionSpec,
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    fingerprint: str,
+    resumed: bool,
+    progress: Progress,
+) -> tuple[SpeedPlan, FixedShape]:
+    """The student shape for ``spec.target.speedup``: the one a resumed run's first run
+    chose (same fingerprint), else planned now on this machine."""
+    assert spec.target.speedup is not None
+    sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
+    path = spec.work_dir / PLAN_FILE
+    speed = _saved(path, fingerprint) if resumed else None
+    if speed is None:
+        measure = shape_timer(
+            teacher,
+            sizes,
+            tokenizer,
+            texts,
+            seq_len=seq_len,
+            threads=spec.latency_threads,
+            progress=progress,
+        )
+        speed = plan_for_speedup(
+            sizes,
+            spec.pruning.structured,
+            spec.target.speedup,
+            measure=measure,
+            seq_len=seq_len,
+            threads=spec.latency_threads,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps({"fingerprint": fingerprint, "plan": speed.as_dict()}), encoding="utf-8"
+        )
+    shape = speed.shape
+    teacher_params = sizes.teacher_non_embedding
+    fixed = FixedShape(
+        shape=shape,
+        ratio=sizes.shape_params(shape) / teacher_params,
+        depth_ratio=sizes.shape_params(
+            Shape(
+                shape.num_layers,
+                sizes.hidden_size,
+                sizes.intermediate_size,
+                sizes.num_heads,
+                sizes.num_kv_heads,
+            )
+        )
+        / teacher_params,
+    )
+    progress.log(
+        f"speed plan: {shape.num_layers} layers, FFN {shape.intermediate_size}, hidden "
+        f"{shape.hidden_size}: measured {speed.measured_speedup:.2f}x the teacher at batch 1 "
+        f"(predicted {speed.predicted_speedup:.2f}x, target {speed.target:g}x), "
+        f"{fixed.ratio:.3f} of its non-embedding parameters",
+        data={"stage": "pruning", "speed_plan": speed.as_dict(), "params_ratio": fixed.ratio},
+    )
+    return speed, fixed
+
+
+def _saved(path: Path, fingerprint: str) -> SpeedPlan | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("fingerprint") != fingerprint:
+            return None
+        return SpeedPlan.from_dict(data["plan"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
