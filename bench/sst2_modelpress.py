@@ -37,7 +37,9 @@ class EngineRow:
     strategy: str = "prune_then_distill"
 
 
-def rows(ratios: tuple[float, ...], sparsities: tuple[float, ...]) -> list[EngineRow]:
+def rows(
+    ratios: tuple[float, ...], sparsities: tuple[float, ...], speedups: tuple[float, ...] = ()
+) -> list[EngineRow]:
     out = []
     for ratio in ratios:
         out.append(
@@ -64,6 +66,16 @@ def rows(ratios: tuple[float, ...], sparsities: tuple[float, ...]) -> list[Engin
                 TargetSpec(params_ratio=ratio),
                 PruningSpec(structured=("layers", "ffn")),
                 strategy="joint",
+            )
+        )
+    for speedup in speedups:
+        out.append(
+            EngineRow(
+                f"modelpress speedup={speedup} +ffn",
+                f"speedup={speedup} (structured: layers, ffn; the shape measured on this "
+                "machine to reach it at batch 1)",
+                TargetSpec(speedup=speedup),
+                PruningSpec(structured=("layers", "ffn")),
             )
         )
     for sparsity in sparsities:

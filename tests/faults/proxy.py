@@ -19,6 +19,9 @@ class Proxy:
         self._lock = threading.Lock()
         # Bytes per second each way per connection; None: as fast as it goes.
         self.rate: float | None = None
+        # throttle_on(): the bytes whose passage sets ``rate`` to ``_armed_rate``.
+        self._marker: bytes | None = None
+        self._armed_rate: float | None = None
 
     def start(self) -> Proxy:
         listener = socket.socket()
@@ -66,9 +69,17 @@ class Proxy:
         """Slow every connection, open ones included, to this rate (None: full speed)."""
         self.rate = bytes_per_s
 
+    def throttle_on(self, marker: bytes, bytes_per_s: float) -> None:
+        """Slow everything to this rate from the moment ``marker`` passes (e.g. the
+        path of the first request a test wants slow), not before: no polling race."""
+        self._armed_rate, self._marker = bytes_per_s, marker
+
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(4096 if self.rate else 65536):
+                marker = self._marker
+                if marker is not None and marker in data:
+                    self.rate, self._marker = self._armed_rate, None
                 dst.sendall(data)
                 if self.rate:
                     time.sleep(len(data) / self.rate)
