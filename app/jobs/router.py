@@ -10,6 +10,7 @@ from app.errors import ProblemError, problem_responses
 from app.jobs import events, service
 from app.jobs.schemas import (
     EXAMPLE_JOB,
+    EXAMPLE_SPEEDUP_JOB,
     ArtifactList,
     ArtifactRead,
     EventList,
@@ -73,7 +74,15 @@ def create_job(
     settings: SettingsDep,
     tenant: CurrentTenant,
     response: Response,
-    body: Annotated[JobCreate, Body(openapi_examples={"half": {"value": EXAMPLE_JOB}})],
+    body: Annotated[
+        JobCreate,
+        Body(
+            openapi_examples={
+                "half": {"value": EXAMPLE_JOB},
+                "twice_as_fast": {"value": EXAMPLE_SPEEDUP_JOB},
+            }
+        ),
+    ],
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1)
     ] = None,

@@ -121,6 +121,15 @@ EXAMPLE_JOB = {
 }
 
 
+# Twice as fast at batch 1 on CPU: the widest student measured to get there.
+EXAMPLE_SPEEDUP_JOB = {
+    **EXAMPLE_JOB,
+    "target": {"speedup": 2.0},
+    "pruning": {"structured": ["layers", "ffn"]},
+    "name": "sst2-2x",
+}
+
+
 class JobCreate(Strict):
     """A compression job. Checked when it is created, before anything is queued; each
     failure is a 422 whose `param` names the field to change:
@@ -134,7 +143,10 @@ class JobCreate(Strict):
       dataset for `training.teacher_epochs` epochs before distilling; with
       `teacher_epochs` 0 such a teacher is refused (`teacher_head_mismatch`).
     - `target.params_ratio` must be reachable for the teacher's architecture
-      (`target_unreachable`, saying the least ratio there is).
+      (`target_unreachable`, saying the least ratio there is); so must `target.speedup`,
+      as far as FLOPs can tell (`target_unreachable`, saying the most there is; the
+      worker then measures what its hardware gives, and fails the job with the same
+      code if no allowed shape is fast enough).
     - A value that this engine release cannot do yet (a strategy, target kind, sparsity
       pattern, pruning kind, the attention loss, cached teacher logits) is refused with
       `not_supported_yet`, saying what is supported.

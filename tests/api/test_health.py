@@ -47,6 +47,11 @@ def test_openapi_is_complete(client):
     create = paths["/v1/jobs"]["post"]
     examples = create["requestBody"]["content"]["application/json"]["examples"]
     assert examples["half"]["value"]["target"] == {"params_ratio": 0.5}
+    from app.jobs.schemas import JobCreate
+
+    for example in examples.values():  # what the docs show is a valid request
+        JobCreate.model_validate(example["value"])
+    assert examples["twice_as_fast"]["value"]["target"] == {"speedup": 2.0}
     assert "application/problem+json" in create["responses"]["422"]["content"]
     schemas = spec["components"]["schemas"]
     assert schemas["ModelRead"].get("examples") and schemas["DatasetRead"].get("examples")

@@ -23,6 +23,7 @@ VARIANTS = {
     "distill_then_prune": {"strategy": "distill_then_prune", "target": {"params_ratio": 0.5}},
     "joint-sparsity": {"strategy": "joint", "target": {"sparsity": 0.6}},
     "2:4": {"target": {"sparsity": 0.5, "pattern": "2:4"}},
+    "speedup": {"target": {"speedup": 1.5}, "pruning": {"structured": ["layers", "ffn"]}},
 }
 
 
@@ -68,6 +69,13 @@ def test_each_strategy_and_target_kind_succeeds(
             zeros = sparsity_report(model)
             assert abs(zeros["sparsity"] - target["sparsity"]) < 0.01, (name, zeros)
             assert metrics["sparsity"]["student"]["encoder_nonzero"] == zeros["encoder_nonzero"]
+        elif "speedup" in target:
+            # The worker's own timing chose the shape; the report says how it measured.
+            shape = metrics["pruning_plan"]["speed_plan"]["shape"]
+            assert model.config.num_hidden_layers == shape["num_layers"], name
+            assert model.config.intermediate_size == shape["intermediate_size"], name
+            assert metrics["pruning_plan"]["speed_plan"]["measured_speedup"] >= 1.5
+            assert metrics["speedup_target"]["target"] == 1.5
         else:
             assert abs(metrics["params_ratio_non_embedding"] - target["params_ratio"]) < 0.15
         if VARIANTS[name].get("strategy") == "distill_then_prune":
