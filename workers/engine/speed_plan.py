@@ -180,7 +180,7 @@ def plan_for_speedup(
     fit = fit_latency(sizes, calibration, measure(calibration), seq_len)
     teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
     allowed = [s for s in shapes_allowed(sizes, structured) if s != sizes.teacher_shape]
-    # Divides the prediction where a verification measured a candidate slower.
+    # How much slower than predicted verification found the candidates (1: as fast).
     correction = 1.0
     fastest = max(teacher_ms / fit.predict(sizes, s, seq_len) for s in allowed)
     for tries in range(1, MAX_TRIES + 1):
@@ -194,7 +194,9 @@ def plan_for_speedup(
         measured = teacher_now / chosen_now
         if measured >= speedup:
             return SpeedPlan(chosen, speedup, predicted, measured, fit, tries, threads, seq_len)
-        correction *= predicted / measured
+        # The worst optimism seen so far, and always a step more, so a miss caused by
+        # noise does not choose the same shape again.
+        correction = max(correction * (1 + MARGIN / 2), predicted / measured)
     raise EngineInputError(
         "target_unreachable",
         f"target.speedup {speedup:g} is more than this machine gives: at batch 1, "
