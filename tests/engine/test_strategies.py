@@ -106,6 +106,14 @@ def test_how_single_weights_are_ranked_is_part_of_the_checkpoint_fingerprint():
     assert "weight_criterion" not in spec_summary(_spec("joint"), {})["pruning"]
 
 
+def test_joint_round_floors_are_part_of_the_checkpoint_fingerprint():
+    # A joint checkpoint from before later rounds kept the teacher's floors must not be
+    # resumed into rounds planned by the new rule; other runs keep their fingerprints.
+    assert spec_summary(_spec("joint"), {})["pruning"]["round_floors"] == "teacher"
+    for strategy in ("prune_then_distill", "distill_then_prune"):
+        assert "round_floors" not in spec_summary(_spec(strategy), {})["pruning"]
+
+
 @pytest.mark.parametrize("strategy", ["distill_then_prune", "joint"])
 def test_strategy_end_to_end(strategy, headless_teacher, tiny_splits, tmp_path):
     callback = RecordingCallback()

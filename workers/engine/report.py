@@ -81,9 +81,10 @@ def run_metrics(
 def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[str, Any]:
     """The spec without local paths, which mean nothing to whoever reads the report.
 
-    Where single weights are zeroed, how they are ranked too: it is part of what the run
-    computes, so a checkpoint from a release that ranked them otherwise does not match
-    (checkpoint.fingerprint) and is not resumed into masks it cannot continue."""
+    Where single weights are zeroed, how they are ranked too, and for ``joint`` the
+    floors its later rounds keep: they are part of what the run computes, so a
+    checkpoint from a release that did otherwise does not match (checkpoint.fingerprint)
+    and is not resumed into masks or rounds it cannot continue."""
     pruning: dict[str, Any] = {
         "structured": list(spec.pruning.structured),
         "unstructured_sparsity": spec.pruning.unstructured_sparsity,
@@ -93,6 +94,11 @@ def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[
     if zeroing_target(spec)[0] > 0:
         criterion, scope = weight_criterion(spec)
         pruning["weight_criterion"] = {"criterion": criterion, "scope": scope}
+    if spec.strategy == "joint" and spec.target.params_ratio is not None:
+        # Later rounds hold the original teacher's floors (plan.TeacherSizes.floors_of);
+        # a joint checkpoint from before that rule planned its rounds otherwise, so it
+        # must not match (it is ignored, with a warning, and the run starts afresh).
+        pruning["round_floors"] = "teacher"
     return {
         "task": spec.task,
         "strategy": spec.strategy,
