@@ -205,6 +205,16 @@ def cached_teacher(
     return folder, {**finetune, "cached": False}
 
 
+def cached_mode_teacher(epochs: int, mode: str) -> Path:
+    """The teacher a run of sst2.py in ``mode`` cached (fine-tuned ``epochs`` epochs at
+    lr 1e-4, 128 tokens), for the scripts that study its rows further."""
+    for meta in sorted(CACHE.glob("teacher-*/bench-teacher.json")):
+        key = json.loads(meta.read_text())["key"]
+        if key["epochs"] == epochs and key["max_seq_length"] == 128 and key["lr"] == 1e-4:
+            return meta.parent
+    raise SystemExit(f"no cached {mode} teacher: run bench/sst2.py in that mode first")
+
+
 def machine_label(args) -> str:
     """The results file's machine part: ``--machine-name``, the GPU trained on, or
     ``cpu<threads>``."""

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench.common import CACHE, LABELS, load_1m, machine  # noqa: E402
+from bench.common import CACHE, LABELS, cached_mode_teacher, load_1m, machine  # noqa: E402
 from workers.engine import plan as P  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
@@ -74,15 +74,6 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def quick_teacher() -> Path:
-    """The teacher sst2.py --quick fine-tuned (the only cached one with its row count)."""
-    for meta in sorted(CACHE.glob("teacher-*/bench-teacher.json")):
-        key = json.loads(meta.read_text())["key"]
-        if key["epochs"] == 2 and key["max_seq_length"] == 128 and key["lr"] == 1e-4:
-            return meta.parent
-    raise SystemExit("no cached quick teacher: run bench/sst2.py --quick first")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated names")
@@ -91,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     data = CACHE / "runs" / "quick"
-    teacher = quick_teacher()
+    teacher = cached_mode_teacher(2, "quick")
     floor = P.MIN_FFN_FRACTION
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]

@@ -1,0 +1,120 @@
+"""How much a modelpress row of the SST-2 benchmark moves with the training seed.
+
+Runs rows of ``bench/sst2.py`` again through the same ``compress()`` call, on the teacher
+and the training rows its last run of that mode cached (the teacher's own seed and
+weights unchanged), with other values of ``training.seed``: the order of the batches,
+the hidden-state projections' initialisation and dropout. Dev accuracy is the engine's
+own evaluation on the 872 dev sentences (the benchmark's final pass scores the same
+way); no timing, so other work on the machine does not matter.
+
+    python bench/seeds.py --mode full --seeds 1,2    # after sst2.py --max-train-rows 5000
+
+The bar of issue #3 is read on single-seed rows; this says how far apart seeds land.
+Results: bench/results/seeds-<mode>-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from bench import sst2_modelpress  # noqa: E402
+from bench.common import CACHE, cached_mode_teacher, machine  # noqa: E402
+from workers.engine.spec import TrainingSpec  # noqa: E402
+
+# The settings sst2.py used per mode (its MODES), and the teacher key they produce.
+MODES = {
+    "quick": {"epochs": 2, "teacher_epochs": 2},
+    "full": {"epochs": 3, "teacher_epochs": 3},
+}
+DEFAULT_ROWS = "modelpress params_ratio=0.5,modelpress params_ratio=0.25 +ffn"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=sorted(MODES), default="full")
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help="comma-separated methods")
+    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    mode = MODES[args.mode]
+    data = CACHE / "runs" / args.mode
+    results_file = ROOT / "bench" / "results" / f"sst2-{args.mode}-cpu2.json"
+    earlier = {r["method"]: r for r in json.loads(results_file.read_text())["rows"]}
+    wanted = [m.strip() for m in args.rows.split(",") if m.strip()]
+    known = {r.method: r for r in sst2_modelpress.rows((0.5, 0.25), (), (2.15, 3.15))}
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        parser.error(f"--rows: unknown {unknown}; choose from {list(known)}")
+    teacher = cached_mode_teacher(mode["epochs"], args.mode)
+    rows: dict[str, Any] = {}
+    for method in wanted:
+        accuracies = {0: earlier[method]["dev_accuracy"]}  # the benchmark's own row
+        for seed in (int(s) for s in args.seeds.split(",") if s):
+            training = dataclasses.replace(
+                TrainingSpec(
+                    epochs=mode["epochs"],
+                    batch_size=32,
+                    learning_rate=5e-5,
+                    max_seq_length=128,
+                    teacher_epochs=mode["teacher_epochs"],
+                    teacher_learning_rate=1e-4,
+                    checkpoint_every_steps=0,
+                ),
+                seed=seed,
+            )
+            record = sst2_modelpress.run(
+                known[method],
+                teacher_dir=teacher,
+                splits=(data / "train.jsonl", data / "dev.jsonl"),
+                training=training,
+                work=CACHE / "seeds" / args.mode / f"seed{seed}",
+                device="cpu",
+                threads=2,
+            )
+            accuracies[seed] = record["details"]["engine_student_accuracy"]
+            print(method, seed, accuracies[seed], flush=True)
+        teacher_accuracy = json.loads((teacher / "bench-teacher.json").read_text())["finetune"][
+            "accuracy"
+        ]
+        values = list(accuracies.values())
+        rows[method] = {
+            "dev_accuracy_by_seed": {str(k): v for k, v in accuracies.items()},
+            "retention_by_seed": {str(k): v / teacher_accuracy for k, v in accuracies.items()},
+            "mean": statistics.mean(values),
+            "spread_points": 100 * (max(values) - min(values)),
+        }
+        write(args, teacher, rows)
+
+
+def write(args: argparse.Namespace, teacher: Path, rows: dict[str, Any]) -> None:
+    result = {
+        "what": __doc__.splitlines()[0] + " (bench/seeds.py)",
+        "date": dt.date.today().isoformat(),
+        "mode": args.mode,
+        "machine": machine(2),
+        "teacher": str(teacher.relative_to(ROOT)),
+        "note": "seed 0 is the benchmark's committed row (its final pass); the others are "
+        "the engine's own evaluation of the same dev sentences",
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"seeds-{args.mode}-{result['date']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
