@@ -112,6 +112,8 @@ def write(args: argparse.Namespace, teacher: Path, rows: dict[str, Any]) -> None
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"seeds-{args.mode}-{result['date']}.json"
+    if path.is_file():  # a second run the same day adds its rows to the first's
+        result["rows"] = {**json.loads(path.read_text(encoding="utf-8"))["rows"], **rows}
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}", flush=True)
 
