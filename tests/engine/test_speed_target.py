@@ -1,25 +1,20 @@
 """A ``speedup`` target end to end on a tiny BERT: the student has the shape the speed
 plan chose on this machine, the report says the target and whether the final timing
-met it, and a resumed run prunes to the plan its first run saved."""
+met it, and a resumed run prunes to the plan its checkpoint carries."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification
 
 from tests.engine.conftest import RecordingCallback, make_spec
+from tests.engine.test_checkpoint_resume import CheckpointingCallback
 from workers.engine.compress import compress
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import Shape
-from workers.engine.progress import Progress
-from workers.engine.spec import PruningSpec, TargetSpec
-from workers.engine.speed_plan import LatencyFit, SpeedPlan
-from workers.engine.speed_target import PLAN_FILE, speed_target
-from workers.engine.tasks import get_task
-from workers.engine.teacher import load_teacher, load_tokenizer
+from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
 
 
 def _speed_spec(teacher: Path, splits, run_dir: Path, **overrides):
@@ -67,47 +62,47 @@ def test_the_report_says_whether_the_final_timing_met_the_target(speed_run):
     assert f"Speed-up target 1.6x at batch 1: {'met' if verdict['met'] else 'NOT met'}" in card
 
 
-def _saved_plan(shape: Shape) -> dict:
-    plan = SpeedPlan(shape, 1.6, 1.7, 1.65, LatencyFit(0.1, 0.2, 0.3), 1, 1, 32)
-    return plan.as_dict()
-
-
-def test_a_resumed_run_prunes_to_the_plan_its_first_run_saved(
+def test_a_resumed_run_prunes_to_the_plan_its_checkpoint_carries(
     headless_teacher: Path, tiny_splits, tmp_path: Path
 ):
-    spec = _speed_spec(headless_teacher, tiny_splits, tmp_path)
-    task = get_task(spec.task)
-    teacher = load_teacher(headless_teacher, spec.label_names, task)
-    tokenizer = load_tokenizer(headless_teacher, task)
-    # A shape no timing on this machine would choose: if it comes back, nothing was timed.
-    odd = Shape(num_layers=2, hidden_size=32, intermediate_size=40, num_heads=4, num_kv_heads=4)
-    spec.work_dir.mkdir(parents=True)
-    (spec.work_dir / PLAN_FILE).write_text(
-        json.dumps({"fingerprint": "abc", "plan": _saved_plan(odd)})
+    """distill_then_prune stopped in its first round resumes, on a fresh work folder as
+    on another worker, and prunes in its second round to the plan saved in the
+    checkpoint: no timing of its own. The saved plan is edited to a shape this machine
+    would not choose, so a plan made again could not pass for it."""
+    first = CheckpointingCallback(
+        tmp_path / "kept",
+        stop_at=lambda info: info["stage"] == "distilling" and info.get("round") == 1,
     )
+    training = {"epochs": 2, "checkpoint_every_steps": 4}
+    spec = _speed_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path / "first",
+        strategy="distill_then_prune",
+        training=training,
+    )
+    with pytest.raises(EngineStopped):
+        compress(spec, first)
+    path = first.saved[-1]["copy"]
+    saved = torch.load(path, weights_only=True)
+    planned = saved["speed_plan"]
+    assert planned is not None and planned["measured_speedup"] >= 1.6
+    odd = {**planned, "shape": {**planned["shape"], "intermediate_size": 40}}
+    torch.save({**saved, "speed_plan": odd}, path)
 
-    def plan(fingerprint: str, resumed: bool):
-        speed, fixed = speed_target(
-            spec,
-            teacher,
-            tokenizer,
-            ["a b c"],
-            seq_len=32,
-            fingerprint=fingerprint,
-            resumed=resumed,
-            progress=Progress(RecordingCallback()),
-        )
-        return speed, fixed
-
-    speed, fixed = plan("abc", resumed=True)
-    assert speed.shape == odd and fixed.shape == odd
-    assert fixed.depth_ratio > fixed.ratio  # two full-width layers hold more
-    # Another spec's plan, or a fresh run, is measured again (and saved for its resume).
-    for fingerprint, resumed in (("other", True), ("abc", False)):
-        speed, _ = plan(fingerprint, resumed)
-        assert speed.shape != odd and speed.measured_speedup >= 1.6
-        saved = json.loads((spec.work_dir / PLAN_FILE).read_text())
-        assert saved == {"fingerprint": fingerprint, "plan": speed.as_dict()}
+    callback = RecordingCallback()
+    resumed = _speed_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path / "second",
+        strategy="distill_then_prune",
+        training=training,
+        resume_from=path,
+    )
+    metrics = compress(resumed, callback).metrics
+    assert metrics["student"]["intermediate_size"] == 40
+    assert metrics["pruning_plan"]["speed_plan"]["shape"] == odd["shape"]
+    assert any(m.startswith("speed plan (from the checkpoint)") for m, _, _ in callback.logs)
 
 
 def test_distill_then_prune_ends_in_the_planned_shape(

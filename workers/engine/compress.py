@@ -187,8 +187,7 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                 tokenizer,
                 evaluation.texts,
                 seq_len=max_len,
-                fingerprint=checkpointer.fingerprint,
-                resumed=resumed is not None,
+                saved=resumed.get("speed_plan") if resumed else None,
                 progress=progress,
             )
     rounds = plan_rounds(spec, fixed)
@@ -285,6 +284,8 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
                     "achieved": achieved,
                     "pruning_plan": dict(pruning_plan),
                     "rounds": [dict(r) for r in round_reports],
+                    # A later round (distill_then_prune) prunes to it after a resume.
+                    "speed_plan": speed.as_dict() if speed is not None else None,
                     "curve_before": curve_before,
                     "teacher": teacher_state,
                     "teacher_curve": teacher_curve,

@@ -1,7 +1,7 @@
 """A ``speedup`` target turned into a student shape: the shapes' batch-1 CPU latency
-measured for the planner (speed_plan.py), the plan kept beside the checkpoints so a
+measured for the planner (speed_plan.py), or the plan a resumed checkpoint carries, so a
 resumed run prunes to the shape the interrupted one chose (timings vary; the plan must
-not).
+not), on whichever worker it resumes.
 
 Each shape is the teacher's config with its sizes changed, built with random weights
 (latency does not depend on their values) and timed as the report times models:
@@ -11,9 +11,8 @@ interleaved, median of repetitions, ``threads`` threads, inputs padded to ``seq_
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -26,8 +25,6 @@ from workers.engine.prune_layers import sizes_from_model
 from workers.engine.spec import CompressionSpec
 from workers.engine.speed_plan import Measure, SpeedPlan, plan_for_speedup
 from workers.engine.strategies import FixedShape
-
-PLAN_FILE = "speed_plan.json"
 
 
 def shape_model(teacher: PreTrainedModel, sizes: TeacherSizes, shape: Shape) -> PreTrainedModel:
@@ -88,17 +85,16 @@ def speed_target(
     texts: list[str],
     *,
     seq_len: int,
-    fingerprint: str,
-    resumed: bool,
+    saved: dict[str, Any] | None,
     progress: Progress,
 ) -> tuple[SpeedPlan, FixedShape]:
-    """The student shape for ``spec.target.speedup``: the one a resumed run's first run
-    chose (same fingerprint), else planned now on this machine."""
+    """The student shape for ``spec.target.speedup``: the plan a resumed checkpoint
+    carries (``saved``, ``SpeedPlan.as_dict``), else one made now on this machine."""
     assert spec.target.speedup is not None
     sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
-    path = spec.work_dir / PLAN_FILE
-    speed = _saved(path, fingerprint) if resumed else None
-    if speed is None:
+    if saved is not None:
+        speed = SpeedPlan.from_dict(saved)
+    else:
         measure = shape_timer(
             teacher,
             sizes,
@@ -116,41 +112,26 @@ def speed_target(
             seq_len=seq_len,
             threads=spec.latency_threads,
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps({"fingerprint": fingerprint, "plan": speed.as_dict()}), encoding="utf-8"
-        )
     shape = speed.shape
     teacher_params = sizes.teacher_non_embedding
+    full_width = Shape(
+        shape.num_layers,
+        sizes.hidden_size,
+        sizes.intermediate_size,
+        sizes.num_heads,
+        sizes.num_kv_heads,
+    )
     fixed = FixedShape(
         shape=shape,
         ratio=sizes.shape_params(shape) / teacher_params,
-        depth_ratio=sizes.shape_params(
-            Shape(
-                shape.num_layers,
-                sizes.hidden_size,
-                sizes.intermediate_size,
-                sizes.num_heads,
-                sizes.num_kv_heads,
-            )
-        )
-        / teacher_params,
+        depth_ratio=sizes.shape_params(full_width) / teacher_params,
     )
+    reused = " (from the checkpoint)" if saved is not None else ""
     progress.log(
-        f"speed plan: {shape.num_layers} layers, FFN {shape.intermediate_size}, hidden "
+        f"speed plan{reused}: {shape.num_layers} layers, FFN {shape.intermediate_size}, hidden "
         f"{shape.hidden_size}: measured {speed.measured_speedup:.2f}x the teacher at batch 1 "
         f"(predicted {speed.predicted_speedup:.2f}x, target {speed.target:g}x), "
         f"{fixed.ratio:.3f} of its non-embedding parameters",
         data={"stage": "pruning", "speed_plan": speed.as_dict(), "params_ratio": fixed.ratio},
     )
     return speed, fixed
-
-
-def _saved(path: Path, fingerprint: str) -> SpeedPlan | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("fingerprint") != fingerprint:
-            return None
-        return SpeedPlan.from_dict(data["plan"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
