@@ -62,6 +62,8 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for method in wanted:
         accuracies = {0: earlier[method]["dev_accuracy"]}  # the benchmark's own row
+        # A speedup row's shape is timed anew in every run, so it can differ by seed.
+        shapes = {0: _shape(earlier[method]["details"]["pruning_plan"])}
         for seed in (int(s) for s in args.seeds.split(",") if s):
             training = dataclasses.replace(
                 TrainingSpec(
@@ -85,6 +87,7 @@ def main() -> None:
                 threads=2,
             )
             accuracies[seed] = record["details"]["engine_student_accuracy"]
+            shapes[seed] = _shape(record["details"]["pruning_plan"])
             print(method, seed, accuracies[seed], flush=True)
         teacher_accuracy = json.loads((teacher / "bench-teacher.json").read_text())["finetune"][
             "accuracy"
@@ -93,10 +96,15 @@ def main() -> None:
         rows[method] = {
             "dev_accuracy_by_seed": {str(k): v for k, v in accuracies.items()},
             "retention_by_seed": {str(k): v / teacher_accuracy for k, v in accuracies.items()},
+            "shape_by_seed": {str(k): v for k, v in shapes.items()},
             "mean": statistics.mean(values),
             "spread_points": 100 * (max(values) - min(values)),
         }
         write(args, teacher, rows)
+
+
+def _shape(plan: dict[str, Any]) -> str:
+    return f"{plan['num_layers']} x {plan['intermediate_size']}"
 
 
 def write(args: argparse.Namespace, teacher: Path, rows: dict[str, Any]) -> None:
