@@ -12,9 +12,10 @@ the hardware the report measures, so this planner works from latency, not parame
 2. **Fit** ``ms = fixed + k · (per_layer + per_flop · layer_flops)``: a fixed cost
    (embeddings, head, Python), a per-layer overhead and a cost per FLOP of each layer
    (least squares). A lookup-table or linear latency predictor is how hardware-aware
-   searches price candidates (HAT, nn-Meter); a linear model in depth and FLOPs is
-   what the measurements of bench/results/sst2-*.json support on CPU (per MiniLM-L6
-   layer 1.25 ms of attention plus 2.3 ms per 1,536 FFN neurons, 1 ms fixed).
+   searches price candidates (HAT, nn-Meter). The fits in
+   bench/results/sst2-full-cpu2.json (MiniLM-L6, 2 threads, 128 tokens): 0.78 ms fixed,
+   0.37-0.43 ms per layer and about 700 ms per GFLOP-per-token of a layer, so 3 ms for a
+   full layer, of which the per-layer overhead is about an eighth.
 3. **Choose** among every shape ``pruning.structured`` allows (plan.shapes_allowed)
    the one with the most parameters whose predicted speed-up reaches the target with
    ``MARGIN`` to spare; ties go to more layers.
