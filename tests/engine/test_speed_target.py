@@ -12,9 +12,13 @@ from transformers import AutoModelForSequenceClassification
 
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback
+from tests.engine.tiny_models import tiny_encoder, tiny_llama
 from workers.engine.compress import compress
 from workers.engine.layers import parameter_counts
+from workers.engine.plan import shapes_allowed
+from workers.engine.prune_layers import sizes_from_model
 from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
+from workers.engine.speed_target import shape_model
 
 
 def _speed_spec(teacher: Path, splits, run_dir: Path, **overrides):
@@ -116,3 +120,16 @@ def test_distill_then_prune_ends_in_the_planned_shape(
     assert len(second["layer_map"]) == shape["num_layers"]
     assert metrics["student"]["num_layers"] == shape["num_layers"]
     assert metrics["student"]["intermediate_size"] == shape["intermediate_size"]
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_each_timed_shape_is_the_model_a_plan_of_that_shape_builds(family):
+    """What the planner times must be the student it would get: every allowed shape's
+    random-weight model holds exactly the plan's non-embedding parameter count."""
+    teacher = tiny_llama() if family == "llama" else tiny_encoder()
+    sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
+    structured = ("layers", "ffn", "hidden") + (("heads",) if family == "llama" else ())
+    shapes = shapes_allowed(sizes, structured)
+    for shape in shapes[:: max(1, len(shapes) // 12)]:  # a spread, small to large
+        model = shape_model(teacher, sizes, shape)
+        assert parameter_counts(model).non_embedding == sizes.shape_params(shape), shape

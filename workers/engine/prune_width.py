@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from workers.engine.layers import (
     attention,
@@ -109,29 +109,51 @@ class Selection:
     classifier: torch.Tensor | None = None
 
 
-def build_pruned(teacher: PreTrainedModel, selection: Selection) -> PreTrainedModel:
-    """A fresh model of the teacher's class keeping ``selection``, weights copied in."""
-    keep = list(selection.layers)
+def resized_config(
+    teacher: PreTrainedModel,
+    *,
+    keep: Sequence[int],
+    intermediate_size: int | None = None,
+    hidden_size: int | None = None,
+    num_heads: int | None = None,
+    num_kv_heads: int | None = None,
+) -> PretrainedConfig:
+    """The teacher's config with the layers in ``keep`` and these sizes (None: the
+    teacher's): what a pruned student, or a shape timed for a speed plan, is built from."""
     config = copy.deepcopy(teacher.config)
-    index = _indices(teacher, selection)
     config.num_hidden_layers = len(keep)
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list) and len(layer_types) == len(encoder_layers(teacher)):
         config.layer_types = [layer_types[j] for j in keep]
-    if index.neurons is not None:
-        config.intermediate_size = len(index.neurons[0])
+    if intermediate_size is not None:
+        config.intermediate_size = intermediate_size
     llama = is_llama(teacher)
-    head_dim = attention(teacher, encoder_layers(teacher)[0]).head_dim
-    if index.channels is not None:
+    if hidden_size is not None:
         if not llama and getattr(config, "embedding_size", None) == config.hidden_size:
-            config.embedding_size = len(index.channels)
-        config.hidden_size = len(index.channels)
-    if index.heads is not None:
-        config.num_attention_heads = len(index.heads[0])
+            config.embedding_size = hidden_size
+        config.hidden_size = hidden_size
+    if num_heads is not None:
+        config.num_attention_heads = num_heads
     if llama:
-        config.head_dim = head_dim  # explicit: hidden / heads no longer gives it
-        if index.kv_heads is not None:
-            config.num_key_value_heads = len(index.kv_heads[0])
+        # Explicit: hidden / heads no longer gives it.
+        config.head_dim = attention(teacher, encoder_layers(teacher)[0]).head_dim
+        if num_kv_heads is not None:
+            config.num_key_value_heads = num_kv_heads
+    return config
+
+
+def build_pruned(teacher: PreTrainedModel, selection: Selection) -> PreTrainedModel:
+    """A fresh model of the teacher's class keeping ``selection``, weights copied in."""
+    index = _indices(teacher, selection)
+    config = resized_config(
+        teacher,
+        keep=selection.layers,
+        intermediate_size=len(index.neurons[0]) if index.neurons is not None else None,
+        hidden_size=len(index.channels) if index.channels is not None else None,
+        num_heads=len(index.heads[0]) if index.heads is not None else None,
+        num_kv_heads=len(index.kv_heads[0]) if index.kv_heads is not None else None,
+    )
+    head_dim = attention(teacher, encoder_layers(teacher)[0]).head_dim
     # The teacher's own class: whatever task head it has, the student has too.
     student = type(teacher)._from_config(config, dtype=torch.float32)
     state = _sliced_state(teacher, selection, index, head_dim)

@@ -10,8 +10,8 @@ interleaved, median of repetitions, ``threads`` threads, inputs padded to ``seq_
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -19,34 +19,30 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from workers.engine.evaluate import cpu_latency_ms
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import Shape, TeacherSizes
+from workers.engine.plan import Shape, TeacherSizes, evenly_spaced_layers
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import sizes_from_model
+from workers.engine.prune_width import resized_config
 from workers.engine.spec import CompressionSpec
 from workers.engine.speed_plan import Measure, SpeedPlan, plan_for_speedup
 from workers.engine.strategies import FixedShape
 
 
 def shape_model(teacher: PreTrainedModel, sizes: TeacherSizes, shape: Shape) -> PreTrainedModel:
-    """A model of the teacher's class and config at ``shape``, random weights, on CPU."""
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = shape.num_layers
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types:
-        config.layer_types = list(layer_types)[: shape.num_layers]
-    config.intermediate_size = shape.intermediate_size
-    if shape.hidden_size != config.hidden_size:
-        if getattr(config, "embedding_size", None) == config.hidden_size:
-            config.embedding_size = shape.hidden_size  # as prune_width does for ELECTRA
-        config.hidden_size = shape.hidden_size
-    config.num_attention_heads = shape.num_heads
-    if sizes.is_llama:
-        config.num_key_value_heads = shape.num_kv_heads
-        config.head_dim = sizes.head_dim
+    """A model of the teacher's class at ``shape`` (configured as a pruned student of
+    that shape would be), random weights, on CPU."""
+    config = resized_config(
+        teacher,
+        keep=evenly_spaced_layers(sizes.num_layers, shape.num_layers),
+        intermediate_size=shape.intermediate_size,
+        hidden_size=shape.hidden_size,
+        num_heads=shape.num_heads,
+        num_kv_heads=shape.num_kv_heads,
+    )
     # Random initialisation must not move the run's random stream: a resumed run
     # reuses the saved plan and skips this, and must still draw what the first run drew.
     with torch.random.fork_rng(devices=[]):
-        model = type(teacher)(config)
+        model = type(teacher)._from_config(config, dtype=torch.float32)
     return model.eval()
 
 
@@ -114,13 +110,7 @@ def speed_target(
         )
     shape = speed.shape
     teacher_params = sizes.teacher_non_embedding
-    full_width = Shape(
-        shape.num_layers,
-        sizes.hidden_size,
-        sizes.intermediate_size,
-        sizes.num_heads,
-        sizes.num_kv_heads,
-    )
+    full_width = replace(sizes.teacher_shape, num_layers=shape.num_layers)
     fixed = FixedShape(
         shape=shape,
         ratio=sizes.shape_params(shape) / teacher_params,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,7 @@ def _validate_structure(spec: CompressionSpec) -> None:
 
 def check_speedup_bound(
     sizes: plan.TeacherSizes,
-    structured: tuple[str, ...] | list[str],
+    structured: Collection[str],
     speedup: float,
     *,
     seq_len: int,
