@@ -9,6 +9,10 @@ evaluation after that; the forced shape is timed against the teacher's once, as 
 planner's verification would). Teacher and rows: those of ``bench/sst2.py
 --max-train-rows 5000`` (run it first), 3 epochs, the benchmark's budget, one seed.
 
+``--recipe`` runs a shape with one distillation or training setting changed (``lr=1e-4``,
+``attention``, ``no_hidden``, ``alpha=0``, ``temperature=4``; the row is named
+``<shape> <recipe>``), to tell what the shape costs from what the recipe costs.
+
 One seed each: a direction, not a law (bench/results/seeds-full-2026-11-28.json: a row
 moves 0.6-1.1 points between seeds). Results: bench/results/shapes-<date>.json.
 """
@@ -34,6 +38,7 @@ from workers.engine.compress import compress  # noqa: E402
 from workers.engine.plan import Shape  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
     CompressionSpec,
+    DistillationSpec,
     PruningSpec,
     TargetSpec,
     TrainingSpec,
@@ -48,6 +53,25 @@ SHAPES: dict[str, tuple[int, int, int]] = {
     "4x256h512": (4, 256, 512),
 }
 HEAD_DIM = 32
+# The benchmark's budget (bench/sst2.py full mode); the engine's checkpoints off.
+BUDGET: dict[str, Any] = {
+    "epochs": 3,
+    "batch_size": 32,
+    "learning_rate": 5e-5,
+    "max_seq_length": 128,
+    "seed": 0,
+    "teacher_epochs": 0,
+    "checkpoint_every_steps": 0,
+}
+# --recipe name -> (DistillationSpec changes, TrainingSpec changes) from the engine defaults.
+RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "": ({}, {}),
+    "lr=1e-4": ({}, {"learning_rate": 1e-4}),
+    "attention": ({"attention": True}, {}),
+    "no_hidden": ({"hidden_states": False}, {}),
+    "alpha=0": ({"alpha": 0.0}, {}),
+    "temperature=4": ({"temperature": 4.0}, {}),
+}
 
 
 def forced_plan(shape: Shape, target: float):
@@ -67,6 +91,7 @@ def forced_plan(shape: Shape, target: float):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SHAPES), help="comma-separated names")
+    parser.add_argument("--recipe", default="", choices=list(RECIPES), help="one change")
     parser.add_argument("--target", type=float, default=3.0, help="the speed-up named")
     parser.add_argument("--work", type=Path, default=CACHE / "shapes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -80,12 +105,14 @@ def main() -> None:
         parser.error(f"--only: unknown {unknown}; choose from {list(SHAPES)}")
     original = speed_target.plan_for_speedup
     rows: dict[str, Any] = {}
-    for name in names:
-        layers, hidden, ffn = SHAPES[name]
+    distill_changes, training_changes = RECIPES[args.recipe]
+    for shape_name in names:
+        name = f"{shape_name} {args.recipe}".strip()
+        layers, hidden, ffn = SHAPES[shape_name]
         heads = hidden // HEAD_DIM
         shape = Shape(layers, hidden, ffn, heads, heads)
         speed_target.plan_for_speedup = forced_plan(shape, args.target)
-        run = args.work / name
+        run = args.work / name.replace(" ", "_")
         spec = CompressionSpec(
             task="sequence-classification",
             teacher_dir=teacher,
@@ -96,15 +123,8 @@ def main() -> None:
             work_dir=run / "work",
             target=TargetSpec(speedup=args.target),
             pruning=PruningSpec(structured=("layers", "ffn", "hidden")),
-            training=TrainingSpec(
-                epochs=3,
-                batch_size=32,
-                learning_rate=5e-5,
-                max_seq_length=128,
-                seed=0,
-                teacher_epochs=0,
-                checkpoint_every_steps=0,
-            ),
+            distillation=DistillationSpec(**distill_changes),
+            training=TrainingSpec(**{**BUDGET, **training_changes}),
             device="cpu",
         )
         start, load = time.time(), load_1m()
@@ -114,6 +134,7 @@ def main() -> None:
             speed_target.plan_for_speedup = original
         rows[name] = {
             "shape": {"layers": layers, "hidden": hidden, "ffn": ffn, "heads": heads},
+            "recipe": args.recipe or "engine defaults",
             "params_ratio_non_embedding": metrics.get("params_ratio_non_embedding"),
             "student_accuracy": metrics["student"]["accuracy"],
             "teacher_accuracy": metrics["teacher"]["accuracy"],

@@ -20,8 +20,14 @@ the hardware the report measures, so this planner works from latency, not parame
    the one with the most parameters whose predicted speed-up reaches the target with
    ``MARGIN`` to spare; ties go to more layers.
 4. **Verify**: time that student's shape against the teacher's again; when it falls
-   short, the prediction is scaled by what the measurement said and step 3 repeats
-   (``MAX_TRIES`` times at most).
+   short, the prediction is scaled by what the measurement said and step 3 repeats.
+5. **Climb**: a verified shape faster than needed leaves accuracy on the table (the
+   fit's margin and its errors add up: 2.34x for a 2.15x target in
+   bench/results/sst2-full-cpu2.json). The fit, scaled by the verified shape's own
+   measurement, prices the larger shapes; the largest predicted to beat the target by
+   ``CLIMB_MARGIN`` is timed and replaces it if it measures so. Misses rule out every
+   shape at least as large on every axis. Steps 4 and 5 time ``MAX_TRIES`` shapes at
+   most; the plan is the largest verified.
 
 The speed-up is the CPU batch-1 figure of the report (``speedup_cpu_bs1``, the run's
 ``latency_threads``), whatever device trains. A target no allowed shape is predicted
@@ -33,7 +39,7 @@ Pure Python: the API bounds a target by FLOPs (``flops_bound``) without torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, astuple, dataclass, replace
 from typing import Any
 
 from workers.engine.plan import Shape, TeacherSizes, shapes_allowed
@@ -42,7 +48,11 @@ from workers.engine.spec import EngineInputError
 # Predicted speed-up must exceed the target by this fraction: the fit's error on the
 # shapes it was fitted to is a few percent, and the report's timing is another sample.
 MARGIN = 0.04
-MAX_TRIES = 4
+# Once a shape is verified, a larger one replaces it only if it measures this much above
+# the target (about one timing's spread between models of the same shape).
+CLIMB_MARGIN = 0.02
+# Verification timings in all, the first choice's and the climb's.
+MAX_TRIES = 6
 
 # Times shapes (interleaved, the teacher's among them) in milliseconds, in order.
 Measure = Callable[[Sequence[Shape]], list[float]]
@@ -181,23 +191,47 @@ def plan_for_speedup(
     fit = fit_latency(sizes, calibration, measure(calibration), seq_len)
     teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
     allowed = [s for s in shapes_allowed(sizes, structured) if s != sizes.teacher_shape]
+
+    def predicted(shape: Shape) -> float:
+        return teacher_ms / fit.predict(sizes, shape, seq_len)
+
+    fastest = max(predicted(s) for s in allowed)
     # How much slower than predicted verification found the candidates (1: as fast).
-    correction = 1.0
-    fastest = max(teacher_ms / fit.predict(sizes, s, seq_len) for s in allowed)
-    for tries in range(1, MAX_TRIES + 1):
-        need = speedup * (1 + MARGIN) * correction
-        fitting = [s for s in allowed if teacher_ms / fit.predict(sizes, s, seq_len) >= need]
+    correction, margin = 1.0, MARGIN
+    best: tuple[Shape, float, float] | None = None  # shape, predicted, measured
+    missed: list[Shape] = []
+    tries = 0
+    while tries < MAX_TRIES:
+        need = speedup * (1 + margin) * correction
+        above = sizes.shape_params(best[0]) if best is not None else -1
+        fitting = [
+            s
+            for s in allowed
+            if predicted(s) >= need
+            and sizes.shape_params(s) > above
+            and not any(_no_smaller(s, m) for m in missed)
+        ]
         if not fitting:
             break
         chosen = max(fitting, key=lambda s: (sizes.shape_params(s), s.num_layers))
-        predicted = teacher_ms / fit.predict(sizes, chosen, seq_len)
+        tries += 1
         teacher_now, chosen_now = measure([sizes.teacher_shape, chosen])
         measured = teacher_now / chosen_now
-        if measured >= speedup:
-            return SpeedPlan(chosen, speedup, predicted, measured, fit, tries, threads, seq_len)
-        # The worst optimism seen so far, and always a step more, so a miss caused by
-        # noise does not choose the same shape again.
-        correction = max(correction * (1 + MARGIN / 2), predicted / measured)
+        # A shape that replaces one already verified must beat the target by one timing's
+        # noise: the report's own timing is another sample.
+        if measured >= speedup * (1 + (CLIMB_MARGIN if best is not None else 0.0)):
+            best = (chosen, predicted(chosen), measured)
+            # Verified with room to spare: the fit, scaled by what this shape measured,
+            # prices the larger shapes next to it; climb with the smaller margin.
+            correction, margin = predicted(chosen) / measured, CLIMB_MARGIN
+        else:
+            missed.append(chosen)
+            # The worst optimism seen so far, and always a step more, so a miss caused by
+            # noise does not choose the same shape again.
+            correction = max(correction * (1 + MARGIN / 2), predicted(chosen) / measured)
+    if best is not None:
+        shape, guess, measured = best
+        return SpeedPlan(shape, speedup, guess, measured, fit, tries, threads, seq_len)
     raise EngineInputError(
         "target_unreachable",
         f"target.speedup {speedup:g} is more than this machine gives: at batch 1, "
@@ -206,6 +240,11 @@ def plan_for_speedup(
         f"{fastest / correction:.2f}x the teacher; ask for less"
         + ("" if "ffn" in structured else ", or add 'ffn' to pruning.structured"),
     )
+
+
+def _no_smaller(shape: Shape, other: Shape) -> bool:
+    """``shape`` is at least ``other`` on every axis, so at least as slow."""
+    return all(a >= b for a, b in zip(astuple(shape), astuple(other), strict=True))
 
 
 def _least_squares(a: list[list[float]], b: list[float]) -> list[float]:
