@@ -11,7 +11,8 @@ planner's verification would). Teacher and rows: those of ``bench/sst2.py
 
 ``--recipe`` runs a shape with one distillation or training setting changed (``lr=1e-4``,
 ``attention``, ``no_hidden``, ``alpha=0``, ``temperature=4``; the row is named
-``<shape> <recipe>``), to tell what the shape costs from what the recipe costs.
+``<shape> <recipe>``; ``--seed`` adds ``seed=N``), to tell what the shape costs from
+what the recipe costs.
 
 One seed each: a direction, not a law (bench/results/seeds-full-2026-11-28.json: a row
 moves 0.6-1.1 points between seeds). Results: bench/results/shapes-<date>.json.
@@ -92,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SHAPES), help="comma-separated names")
     parser.add_argument("--recipe", default="", choices=list(RECIPES), help="one change")
+    parser.add_argument("--seed", type=int, default=0, help="training.seed (0: the benchmark's)")
     parser.add_argument("--target", type=float, default=3.0, help="the speed-up named")
     parser.add_argument("--work", type=Path, default=CACHE / "shapes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -107,7 +109,8 @@ def main() -> None:
     rows: dict[str, Any] = {}
     distill_changes, training_changes = RECIPES[args.recipe]
     for shape_name in names:
-        name = f"{shape_name} {args.recipe}".strip()
+        seed = f"seed={args.seed}" if args.seed else ""
+        name = " ".join(part for part in (shape_name, args.recipe, seed) if part)
         layers, hidden, ffn = SHAPES[shape_name]
         heads = hidden // HEAD_DIM
         shape = Shape(layers, hidden, ffn, heads, heads)
@@ -124,7 +127,7 @@ def main() -> None:
             target=TargetSpec(speedup=args.target),
             pruning=PruningSpec(structured=("layers", "ffn", "hidden")),
             distillation=DistillationSpec(**distill_changes),
-            training=TrainingSpec(**{**BUDGET, **training_changes}),
+            training=TrainingSpec(**{**BUDGET, "seed": args.seed, **training_changes}),
             device="cpu",
         )
         start, load = time.time(), load_1m()
@@ -135,6 +138,7 @@ def main() -> None:
         rows[name] = {
             "shape": {"layers": layers, "hidden": hidden, "ffn": ffn, "heads": heads},
             "recipe": args.recipe or "engine defaults",
+            "seed": args.seed,
             "params_ratio_non_embedding": metrics.get("params_ratio_non_embedding"),
             "student_accuracy": metrics["student"]["accuracy"],
             "teacher_accuracy": metrics["teacher"]["accuracy"],

@@ -122,6 +122,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ratios", default="0.5,0.25", help="modelpress params_ratio targets")
     parser.add_argument("--sparsities", default="0.5,0.8", help="unstructured targets")
     parser.add_argument(
+        "--modelpress-sparsities",
+        default=None,
+        help="modelpress's own sparsity rows (default: --sparsities; '' for none, e.g. to "
+        "run only the speedup rows beside reused peers)",
+    )
+    parser.add_argument(
         "--speedups", default="2.15,3.15", help="modelpress speedup targets (CPU batch 1)"
     )
     parser.add_argument(
@@ -159,6 +165,8 @@ def parse_args() -> argparse.Namespace:
         cap = args.max_train_rows
         args.rows = cap if args.rows is None else min(args.rows, cap)
     args.dev_rows = args.max_dev_rows if args.max_dev_rows is not None else defaults["dev_rows"]
+    if args.modelpress_sparsities is None:
+        args.modelpress_sparsities = args.sparsities
     args.only = tuple(g for g in args.only.split(",") if g)
     unknown = set(args.only) - set(GROUPS)
     if unknown:
@@ -325,7 +333,7 @@ def main() -> None:
     if "modelpress" in args.only:
         training = training_spec(args)
         engine_rows = sst2_modelpress.rows(
-            floats(args.ratios), floats(args.sparsities), floats(args.speedups)
+            floats(args.ratios), floats(args.modelpress_sparsities), floats(args.speedups)
         )
         for engine_row in engine_rows:
             rows.append(
