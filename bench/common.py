@@ -27,7 +27,7 @@ from workers.engine.data import encode, read_jsonl
 from workers.engine.evaluate import quality
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
-from workers.engine.spec import NullCallback, TrainingSpec
+from workers.engine.spec import CompressionSpec, NullCallback, TrainingSpec
 from workers.engine.teacher import finetune_teacher, load_teacher, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,3 +238,33 @@ def write_results(args, benchmark: str, result: dict[str, Any], markdown: str) -
     md_path.write_text(markdown, encoding="utf-8")
     print(markdown)
     print(f"wrote {json_path}\nwrote {md_path}")
+
+
+def study_spec(teacher: Path, data: Path, run: Path, **fields: Any) -> CompressionSpec:
+    """A ``compress()`` spec on the SST-2 split files in ``data`` (``train.jsonl``,
+    ``dev.jsonl``, as bench/sst2.py writes them) with its folders under ``run``, on the
+    CPU; ``fields`` set the rest (target, pruning, distillation, training...)."""
+    return CompressionSpec(
+        task="sequence-classification",
+        teacher_dir=teacher,
+        train_file=data / "train.jsonl",
+        eval_file=data / "dev.jsonl",
+        label_names=LABELS,
+        output_dir=run / "out",
+        work_dir=run / "work",
+        device="cpu",
+        **fields,
+    )
+
+
+def write_dated(out: Path, name: str, result: dict[str, Any], entries: str) -> Path:
+    """``<out>/<name>-<result["date"]>.json``; a second run the same day adds its
+    ``result[entries]`` to the first's (same-named entries replaced)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{result['date']}.json"
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8")).get(entries, {})
+        result = {**result, entries: {**earlier, **result[entries]}}
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}", flush=True)
+    return path

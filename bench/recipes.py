@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -31,11 +30,17 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench.common import CACHE, LABELS, cached_mode_teacher, load_1m, machine  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE,
+    cached_mode_teacher,
+    load_1m,
+    machine,
+    study_spec,
+    write_dated,
+)
 from workers.engine import plan as P  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
-    CompressionSpec,
     DistillationSpec,
     PruningSpec,
     TargetSpec,
@@ -93,14 +98,10 @@ def main() -> None:
         v = VARIANTS[name]
         P.MIN_FFN_FRACTION = v.ffn_floor  # this run only; restored below
         run = args.work / name.replace(" ", "_").replace("/", "-")
-        spec = CompressionSpec(
-            task="sequence-classification",
-            teacher_dir=teacher,
-            train_file=data / "train.jsonl",
-            eval_file=data / "dev.jsonl",
-            label_names=LABELS,
-            output_dir=run / "out",
-            work_dir=run / "work",
+        spec = study_spec(
+            teacher,
+            data,
+            run,
             target=TargetSpec(params_ratio=v.ratio),
             strategy=v.strategy,
             distillation=DistillationSpec(alpha=v.alpha, hidden_states=v.hidden_states),
@@ -114,7 +115,6 @@ def main() -> None:
                 teacher_epochs=0,
                 checkpoint_every_steps=0,
             ),
-            device="cpu",
         )
         start, load = time.time(), load_1m()
         metrics = compress(spec).metrics
@@ -148,13 +148,7 @@ def write(out: Path, teacher: Path, rows: dict[str, Any]) -> None:
         "the benchmark",
         "variants": rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"recipes-{result['date']}.json"
-    if path.is_file():  # a second run the same day adds to the first
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-        result["variants"] = {**earlier.get("variants", {}), **rows}
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}", flush=True)
+    write_dated(out, "recipes", result, "variants")
 
 
 if __name__ == "__main__":

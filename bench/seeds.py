@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench import sst2_modelpress  # noqa: E402
-from bench.common import CACHE, cached_mode_teacher, machine  # noqa: E402
+from bench.common import CACHE, cached_mode_teacher, machine, write_dated  # noqa: E402
 from workers.engine.spec import TrainingSpec  # noqa: E402
 
 # The settings sst2.py used per mode (its MODES), and the teacher key they produce.
@@ -118,12 +118,7 @@ def write(args: argparse.Namespace, teacher: Path, rows: dict[str, Any]) -> None
         "the engine's own evaluation of the same dev sentences",
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"seeds-{args.mode}-{result['date']}.json"
-    if path.is_file():  # a second run the same day adds its rows to the first's
-        result["rows"] = {**json.loads(path.read_text(encoding="utf-8"))["rows"], **rows}
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}", flush=True)
+    write_dated(args.out, f"seeds-{args.mode}", result, "rows")
 
 
 if __name__ == "__main__":

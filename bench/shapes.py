@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,12 +32,18 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench.common import CACHE, LABELS, cached_mode_teacher, load_1m, machine  # noqa: E402
+from bench.common import (  # noqa: E402
+    CACHE,
+    cached_mode_teacher,
+    load_1m,
+    machine,
+    study_spec,
+    write_dated,
+)
 from workers.engine import speed_target  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.plan import Shape  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
-    CompressionSpec,
     DistillationSpec,
     PruningSpec,
     TargetSpec,
@@ -116,19 +121,14 @@ def main() -> None:
         shape = Shape(layers, hidden, ffn, heads, heads)
         speed_target.plan_for_speedup = forced_plan(shape, args.target)
         run = args.work / name.replace(" ", "_")
-        spec = CompressionSpec(
-            task="sequence-classification",
-            teacher_dir=teacher,
-            train_file=data / "train.jsonl",
-            eval_file=data / "dev.jsonl",
-            label_names=LABELS,
-            output_dir=run / "out",
-            work_dir=run / "work",
+        spec = study_spec(
+            teacher,
+            data,
+            run,
             target=TargetSpec(speedup=args.target),
             pruning=PruningSpec(structured=("layers", "ffn", "hidden")),
             distillation=DistillationSpec(**distill_changes),
             training=TrainingSpec(**{**BUDGET, "seed": args.seed, **training_changes}),
-            device="cpu",
         )
         start, load = time.time(), load_1m()
         try:
@@ -162,13 +162,7 @@ def write(out: Path, teacher: Path, target: float, rows: dict[str, Any]) -> None
         "interleaved pass over all variants: compare accuracies here, speed in the benchmark",
         "variants": rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"shapes-{result['date']}.json"
-    if path.is_file():  # a second run the same day adds to the first
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-        result["variants"] = {**earlier.get("variants", {}), **rows}
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}", flush=True)
+    write_dated(out, "shapes", result, "variants")
 
 
 if __name__ == "__main__":
