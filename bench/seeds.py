@@ -8,6 +8,11 @@ own evaluation on the 872 dev sentences (the benchmark's final pass scores the s
 way); no timing, so other work on the machine does not matter.
 
     python bench/seeds.py --mode full --seeds 1,2    # after sst2.py --max-train-rows 5000
+    python bench/seeds.py --results bench/results/sst2-full-cpu2-lr1e-4.json \
+        --rows "modelpress speedup=2.15 +ffn"       # the rows of another run, its lr
+
+The learning rate is the one the results file's run used (its ``setup.args``). A
+``speedup`` row times its plan anew, so for those rows the machine should be quiet.
 
 The bar of issue #3 is read on single-seed rows; this says how far apart seeds land.
 Results: bench/results/seeds-<mode>-<date>.json.
@@ -47,12 +52,18 @@ def main() -> None:
     parser.add_argument("--rows", default=DEFAULT_ROWS, help="comma-separated methods")
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="sst2.py results (default sst2-<mode>-cpu2)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     mode = MODES[args.mode]
     data = CACHE / "runs" / args.mode
-    results_file = ROOT / "bench" / "results" / f"sst2-{args.mode}-cpu2.json"
-    earlier = {r["method"]: r for r in json.loads(results_file.read_text())["rows"]}
+    default_results = ROOT / "bench" / "results" / f"sst2-{args.mode}-cpu2.json"
+    results_file = (args.results or default_results).resolve()
+    results = json.loads(results_file.read_text())
+    earlier = {r["method"]: r for r in results["rows"]}
+    learning_rate = results["setup"]["args"]["learning_rate"]
     wanted = [m.strip() for m in args.rows.split(",") if m.strip()]
     known = {r.method: r for r in sst2_modelpress.rows((0.5, 0.25), (), (2.15, 3.15))}
     unknown = [m for m in wanted if m not in known]
@@ -69,7 +80,7 @@ def main() -> None:
                 TrainingSpec(
                     epochs=mode["epochs"],
                     batch_size=32,
-                    learning_rate=5e-5,
+                    learning_rate=learning_rate,
                     max_seq_length=128,
                     teacher_epochs=mode["teacher_epochs"],
                     teacher_learning_rate=1e-4,
@@ -82,7 +93,7 @@ def main() -> None:
                 teacher_dir=teacher,
                 splits=(data / "train.jsonl", data / "dev.jsonl"),
                 training=training,
-                work=CACHE / "seeds" / args.mode / f"seed{seed}",
+                work=CACHE / "seeds" / results_file.stem / f"seed{seed}",
                 device="cpu",
                 threads=2,
             )
@@ -93,7 +104,10 @@ def main() -> None:
             "accuracy"
         ]
         values = list(accuracies.values())
-        rows[method] = {
+        # Keyed by the run too: the same method at another learning rate is another row.
+        rows[f"{method} ({results_file.name})"] = {
+            "results_file": str(results_file.relative_to(ROOT)),
+            "learning_rate": learning_rate,
             "dev_accuracy_by_seed": {str(k): v for k, v in accuracies.items()},
             "retention_by_seed": {str(k): v / teacher_accuracy for k, v in accuracies.items()},
             "shape_by_seed": {str(k): v for k, v in shapes.items()},
