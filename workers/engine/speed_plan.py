@@ -190,12 +190,13 @@ def plan_for_speedup(
     calibration = calibration_shapes(sizes, structured)
     fit = fit_latency(sizes, calibration, measure(calibration), seq_len)
     teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
-    allowed = [s for s in shapes_allowed(sizes, structured) if s != sizes.teacher_shape]
-
-    def predicted(shape: Shape) -> float:
-        return teacher_ms / fit.predict(sizes, shape, seq_len)
-
-    fastest = max(predicted(s) for s in allowed)
+    # Predicted speed-up of every allowed student, priced once for all the tries.
+    predicted = {
+        s: teacher_ms / fit.predict(sizes, s, seq_len)
+        for s in shapes_allowed(sizes, structured)
+        if s != sizes.teacher_shape
+    }
+    fastest = max(predicted.values())
     # How much slower than predicted verification found the candidates (1: as fast).
     correction, margin = 1.0, MARGIN
     best: tuple[Shape, float, float] | None = None  # shape, predicted, measured
@@ -206,8 +207,8 @@ def plan_for_speedup(
         above = sizes.shape_params(best[0]) if best is not None else -1
         fitting = [
             s
-            for s in allowed
-            if predicted(s) >= need
+            for s, speed in predicted.items()
+            if speed >= need
             and sizes.shape_params(s) > above
             and not any(_no_smaller(s, m) for m in missed)
         ]
@@ -220,15 +221,15 @@ def plan_for_speedup(
         # A shape that replaces one already verified must beat the target by one timing's
         # noise: the report's own timing is another sample.
         if measured >= speedup * (1 + (CLIMB_MARGIN if best is not None else 0.0)):
-            best = (chosen, predicted(chosen), measured)
+            best = (chosen, predicted[chosen], measured)
             # Verified with room to spare: the fit, scaled by what this shape measured,
             # prices the larger shapes next to it; climb with the smaller margin.
-            correction, margin = predicted(chosen) / measured, CLIMB_MARGIN
+            correction, margin = predicted[chosen] / measured, CLIMB_MARGIN
         else:
             missed.append(chosen)
             # The worst optimism seen so far, and always a step more, so a miss caused by
             # noise does not choose the same shape again.
-            correction = max(correction * (1 + MARGIN / 2), predicted(chosen) / measured)
+            correction = max(correction * (1 + MARGIN / 2), predicted[chosen] / measured)
     if best is not None:
         shape, guess, measured = best
         return SpeedPlan(shape, speedup, guess, measured, fit, tries, threads, seq_len)
