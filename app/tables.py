@@ -4,5 +4,16 @@ from app.auth.tables import ApiKey
 from app.datasets.tables import Dataset
 from app.jobs.tables import Artifact, Job, JobEvent
 from app.models.tables import Model
+from app.webhooks.tables import Webhook, WebhookAttempt, WebhookDelivery
 
-__all__ = ["ApiKey", "Artifact", "Dataset", "Job", "JobEvent", "Model"]
+__all__ = [
+    "ApiKey",
+    "Artifact",
+    "Dataset",
+    "Job",
+    "JobEvent",
+    "Model",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+]
