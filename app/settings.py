@@ -30,6 +30,17 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+    # Pre-signed download URLs are signed for this endpoint (one that clients outside the
+    # service's network reach); empty → s3_endpoint_url.
+    s3_public_endpoint_url: str | None = None
+    # Buckets a teacher or dataset may be read from by s3:// uri besides the service's
+    # own: "bucket" or "bucket/prefix/". Read with the input_s3_* settings; without keys
+    # for another endpoint, boto3's default chain (instance or pod role) signs.
+    input_buckets: list[str] = []
+    input_s3_endpoint_url: str | None = Field(None, description="empty → s3_endpoint_url")
+    input_s3_access_key_id: str | None = None
+    input_s3_secret_access_key: SecretStr | None = None
+    input_s3_region: str | None = Field(None, description="empty → s3_region")
     # Whether some worker consumes the "gpu" queue. Jobs are routed there only if so.
     gpu_workers: bool = False
     worker_concurrency: int = Field(1, ge=1)
@@ -63,7 +74,13 @@ class Settings(BaseSettings):
     job_max_runtime_seconds: int = Field(24 * 3600, ge=1)
     # Per-tenant quotas.
     tenant_max_active_jobs: int = Field(20, ge=1, description="queued + running jobs")
-    tenant_max_stored_bytes: int = Field(200 * 1024**3, gt=0, description="models + datasets")
+    tenant_max_stored_bytes: int = Field(
+        200 * 1024**3, gt=0, description="models + datasets + job artifacts"
+    )
+    # Lifecycle: artifacts of jobs finished longer ago than this are deleted by the
+    # reaper (0: kept until the job is deleted); Idempotency-Key values match for this long.
+    artifact_retention_days: float = Field(0.0, ge=0)
+    idempotency_key_ttl_hours: float = Field(24.0, gt=0)
     # Latency is measured with a fixed thread count so numbers are comparable.
     latency_threads: int = Field(2, ge=1)
     log_level: str = "INFO"

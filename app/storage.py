@@ -88,6 +88,11 @@ class Storage(ABC):
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
+    @abstractmethod
+    def list_folders(self, prefix: str) -> list[str]:
+        """Names of the folders right under ``prefix`` (``jobs/`` → job ids), one entry
+        per folder however many objects it holds."""
+
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list(prefix)
         for key in keys:
@@ -147,6 +152,12 @@ class FileStorage(Storage):
             if p.is_file() and not p.name.startswith(".tmp-")
         )
 
+    def list_folders(self, prefix: str) -> list[str]:
+        base = self.root / prefix.rstrip("/") if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
+
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -156,10 +167,13 @@ class FileStorage(Storage):
 
 
 class S3Storage(Storage):
-    def __init__(self, bucket: str, prefix: str, client) -> None:
+    def __init__(self, bucket: str, prefix: str, client, presign_client=None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
+        # SigV4 signs the host, so a URL for clients outside the service's network must be
+        # signed for the endpoint they reach, not rewritten afterwards.
+        self.presign_client = presign_client or client
 
     def _k(self, key: str) -> str:
         _check_key(key)
@@ -208,10 +222,13 @@ class S3Storage(Storage):
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
 
-    def list(self, prefix: str) -> list[str]:
+    def _full_prefix(self, prefix: str) -> str:
         if ".." in prefix.split("/") or prefix.startswith("/"):
             raise ValueError(f"invalid storage prefix {prefix!r}")
-        full = (self.prefix + "/" if self.prefix else "") + prefix
+        return (self.prefix + "/" if self.prefix else "") + prefix
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._full_prefix(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(
@@ -220,10 +237,21 @@ class S3Storage(Storage):
             keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
 
+    def list_folders(self, prefix: str) -> list[str]:
+        full = self._full_prefix(prefix.rstrip("/") + "/" if prefix else "")
+        names: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full, Delimiter="/"
+        ):
+            names.extend(
+                p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", [])
+            )
+        return sorted(names)
+
     def presign(self, key: str, *, expires_s: int, filename: str) -> str | None:
-        if self.client.meta.config.signature_version == UNSIGNED:
+        if self.presign_client.meta.config.signature_version == UNSIGNED:
             return None
-        return self.client.generate_presigned_url(
+        return self.presign_client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -248,35 +276,54 @@ class S3Storage(Storage):
             raise StorageError(f"bucket {self.bucket!r} not reachable: {type(e).__name__}") from e
 
 
-def storage_from_settings(settings: Settings) -> Storage:
-    url = urlparse(settings.storage_url)
-    if url.scheme == "file":
-        return FileStorage(Path(unquote(url.path)))
+def s3_client(
+    *,
+    endpoint_url: str | None,
+    region: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    unsigned_without_key: bool,
+):
+    """A boto3 S3 client. Without a key it either sends unsigned requests (the service's
+    own store: an S3 server without identities, such as a bare SeaweedFS, instead of
+    NoCredentialsError before any request) or leaves signing to boto3's default chain
+    (environment, instance or pod role), as for the platform's buckets."""
     import boto3
     from botocore.config import Config
 
-    # No key configured: send unsigned requests (an S3 server without identities, such as
-    # a bare SeaweedFS) instead of failing with NoCredentialsError before any request.
-    signed = settings.s3_access_key_id is not None
-    client = boto3.client(
+    unsigned = access_key_id is None and unsigned_without_key
+    return boto3.client(
         "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key_id,
-        aws_secret_access_key=(
-            settings.s3_secret_access_key.get_secret_value()
-            if settings.s3_secret_access_key
-            else None
-        ),
-        region_name=settings.s3_region,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        region_name=region,
         config=Config(
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
             s3={"addressing_style": "path"},
-            signature_version="s3v4" if signed else UNSIGNED,
+            signature_version=UNSIGNED if unsigned else "s3v4",
         ),
     )
-    return S3Storage(url.netloc, url.path, client)
+
+
+def storage_from_settings(settings: Settings) -> Storage:
+    url = urlparse(settings.storage_url)
+    if url.scheme == "file":
+        return FileStorage(Path(unquote(url.path)))
+    secret = settings.s3_secret_access_key
+    common = {
+        "region": settings.s3_region,
+        "access_key_id": settings.s3_access_key_id,
+        "secret_access_key": secret.get_secret_value() if secret else None,
+        "unsigned_without_key": True,
+    }
+    client = s3_client(endpoint_url=settings.s3_endpoint_url, **common)
+    presign_client = None
+    if settings.s3_public_endpoint_url:
+        presign_client = s3_client(endpoint_url=settings.s3_public_endpoint_url, **common)
+    return S3Storage(url.netloc, url.path, client, presign_client)
 
 
 @lru_cache

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
@@ -9,11 +12,18 @@ from app.datasets.columns import ColumnRequest
 from app.datasets.parse import ParseOptions
 from app.datasets.schemas import DatasetIngest, DatasetRead
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
-from app.errors import problem_responses
+from app.errors import ProblemError, problem_responses
+from app.inputs import fetched_uri, one_source
 from app.pagination import AfterQuery, LimitQuery, Page
 from app.uploads import spooled_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(401, 403))
+
+
+@contextmanager
+def _uploaded(file: UploadFile, *, max_bytes: int) -> Iterator[tuple[Path, str]]:
+    with spooled_upload(file, max_bytes=max_bytes) as path:
+        yield path, file.filename or "data"
 
 
 _DESCRIPTION = """\
@@ -48,7 +58,13 @@ the `split` form field (default `train`). When every row is `train`, 10% are hel
 as `validation` with a fixed seed. Duplicate rows are kept and counted
 (`ingest.duplicate_rows`).
 
-Example: `curl -F file=@eng.train -F format=conll http://localhost:8000/v1/datasets`.
+**By URI**: instead of `file`, `uri` = `s3://<bucket>/<key>` of the file already in
+this service's S3 store (outside its own `models/`, `datasets/` and `jobs/` folders) or in
+a bucket the operator lists (`MODELPRESS_INPUT_BUCKETS`); it is copied in and checked
+exactly as an upload.
+
+Example: `curl -F file=@eng.train -F format=conll http://localhost:8000/v1/datasets`,
+`curl -F uri=s3://ml-store/teams/nlp/sst2.jsonl http://localhost:8000/v1/datasets`.
 """
 
 
@@ -66,7 +82,15 @@ def upload_dataset(
     settings: SettingsDep,
     tenant: CurrentTenant,
     response: Response,
-    file: Annotated[UploadFile, File(description="The data file.")],
+    file: Annotated[UploadFile | None, File(description="The data file.")] = None,
+    uri: Annotated[
+        str | None,
+        Form(
+            max_length=2048,
+            description="Instead of `file`: `s3://<bucket>/<key>` of the data file in this "
+            "service's object store or a bucket in MODELPRESS_INPUT_BUCKETS.",
+        ),
+    ] = None,
     format: Annotated[
         str, Form(description="jsonl, csv, tsv, parquet or conll.", examples=["jsonl"])
     ] = "jsonl",
@@ -135,18 +159,36 @@ def upload_dataset(
         tag_index=tag_index,
         split=split,
     )
-    with spooled_upload(file, max_bytes=settings.max_upload_bytes) as path:
-        row, parsed = service.create_dataset(
-            session=session,
+    one_source(has_file=file is not None, uri=uri, what="data file")
+    if uri is not None:
+        source = fetched_uri(
+            uri,
             storage=storage,
             settings=settings,
-            tenant=tenant,
-            path=path,
-            filename=file.filename or "data",
-            fmt=format,
-            name=name,
-            options=options,
+            kind="dataset",
+            max_bytes=settings.max_upload_bytes,
         )
+    else:
+        assert file is not None
+        source = _uploaded(file, max_bytes=settings.max_upload_bytes)
+    try:
+        with source as (path, filename):
+            row, parsed = service.create_dataset(
+                session=session,
+                storage=storage,
+                settings=settings,
+                tenant=tenant,
+                path=path,
+                filename=filename,
+                fmt=format,
+                name=name,
+                options=options,
+            )
+    except ProblemError as e:
+        # The data checks name the upload field; by uri the data came from there.
+        if uri is not None and e.param == "file":
+            e.param = "uri"
+        raise
     response.headers["Location"] = f"/v1/datasets/{row.id}"
     body = DatasetRead.model_validate(row, from_attributes=True)
     body.ingest = DatasetIngest(

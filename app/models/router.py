@@ -34,8 +34,9 @@ def _uploaded(file: UploadFile, *, max_bytes: int) -> Iterator[tuple[Path, str]]
     "weights, `config.json` and the tokenizer, given either as `file` (an upload) or as "
     "`uri`: `s3://<bucket>/<key>` of such an archive already in this service's S3 store "
     "(the configured bucket, outside the service's own `models/`, `datasets/` and `jobs/` "
-    "folders). An archive by `uri` is copied into the store and checked exactly as an "
-    "upload; a service whose store is a local folder refuses `uri`. Examples: "
+    "folders) or in a bucket the operator lists (`MODELPRESS_INPUT_BUCKETS`). An archive "
+    "by `uri` is copied into the store and checked exactly as an upload; a service whose "
+    "store is a local folder and that lists no bucket refuses `uri`. Examples: "
     "`curl -F file=@minilm.tar.gz -F name=minilm http://localhost:8000/v1/models`, "
     "`curl -F uri=s3://ml-store/teams/nlp/minilm.tar.gz http://localhost:8000/v1/models`.",
 )
@@ -51,7 +52,7 @@ def upload_model(
         Form(
             max_length=2048,
             description="Instead of `file`: `s3://<bucket>/<key>` of the packed folder in "
-            "this service's object store.",
+            "this service's object store or a bucket in MODELPRESS_INPUT_BUCKETS.",
         ),
     ] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
@@ -71,7 +72,9 @@ def upload_model(
             errors=[{"param": param, "message": message}],
         )
     if uri is not None:
-        source = fetched_model_uri(uri, storage=storage, max_bytes=settings.max_upload_bytes)
+        source = fetched_model_uri(
+            uri, storage=storage, settings=settings, max_bytes=settings.max_upload_bytes
+        )
     else:
         assert file is not None
         source = _uploaded(file, max_bytes=settings.max_upload_bytes)
