@@ -71,9 +71,17 @@ def default_queues(settings: Settings) -> str:
     return "cpu,gpu" if settings.gpu_workers else "cpu"
 
 
+WEBHOOK_QUEUE = "webhooks"  # workers.celery_app.WEBHOOK_QUEUE, without importing Celery
+
+
 def worker_argv(queues: str, concurrency: int, loglevel: str, name: str | None = None) -> list[str]:
+    # Deliveries wait on the network: threads serve them. Compression jobs get a fresh
+    # process each (prefork, one task per child).
+    pool = "threads" if queues == WEBHOOK_QUEUE else "prefork"
     return [
         "worker",
+        "--pool",
+        pool,
         "--queues",
         queues,
         "--concurrency",
@@ -92,43 +100,54 @@ def run_worker(
 ) -> None:
     from workers.celery_app import celery_app
 
-    celery_app.worker_main(
-        worker_argv(
-            queues or default_queues(settings),
-            concurrency or settings.worker_concurrency,
-            settings.log_level,
-            name,
+    queues = queues or default_queues(settings)
+    if WEBHOOK_QUEUE in queues.split(",") and queues != WEBHOOK_QUEUE:
+        sys.exit(
+            f"error: the {WEBHOOK_QUEUE!r} queue needs a worker of its own "
+            f"(--queues {WEBHOOK_QUEUE}): deliveries must not run in a compression worker"
         )
-    )
+    if concurrency is None:
+        webhooks = queues == WEBHOOK_QUEUE
+        concurrency = settings.webhook_concurrency if webhooks else settings.worker_concurrency
+    celery_app.worker_main(worker_argv(queues, concurrency, settings.log_level, name))
 
 
 def serve(settings: Settings, host: str | None, port: int | None) -> None:
-    """Embedded mode: one command, a real worker process beside the API."""
+    """Embedded mode: one command, real worker processes beside the API (one for jobs,
+    one for webhook deliveries)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate(settings)
     env = {**os.environ, "MODELPRESS_HOME": str(settings.home)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"], env=env, start_new_session=True
-    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", *extra], env=env, start_new_session=True
+        )
+        for extra in ([], ["--queues", WEBHOOK_QUEUE])
+    ]
+    stopping = threading.Event()
 
-    def watch() -> None:
+    def watch(worker: subprocess.Popen) -> None:
         code = worker.wait()
         if not stopping.is_set():
-            log.error("the worker exited (code %s); stopping the service", code)
+            log.error("a worker exited (code %s); stopping the service", code)
             os.kill(os.getpid(), signal.SIGTERM)
 
-    stopping = threading.Event()
-    threading.Thread(target=watch, daemon=True).start()
-    log.info("modelpress home: %s; worker pid %s", settings.home, worker.pid)
+    for worker in workers:
+        threading.Thread(target=watch, args=(worker,), daemon=True).start()
+    log.info(
+        "modelpress home: %s; worker pids %s", settings.home, ", ".join(str(w.pid) for w in workers)
+    )
     # uvicorn re-raises the signal that stopped it once it has shut down; with the
-    # default handler that would kill this process before `finally` stops the worker.
+    # default handler that would kill this process before `finally` stops the workers.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         run_api(settings, host, port)
     finally:
         stopping.set()
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:

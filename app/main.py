@@ -15,6 +15,7 @@ from app.metrics.http import HttpMetricsMiddleware
 from app.metrics.router import router as metrics_router
 from app.models.router import router as models_router
 from app.settings import get_settings
+from app.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
 modelpress compresses transformer models: send a teacher model, a dataset and a target
@@ -39,6 +40,10 @@ def create_app() -> FastAPI:
             {"name": "models", "description": "Teacher models (save_pretrained archives)."},
             {"name": "datasets", "description": "Training and evaluation data."},
             {"name": "jobs", "description": "Compression jobs, their events and artifacts."},
+            {
+                "name": "webhooks",
+                "description": "Signed HTTP callbacks when a job starts, ends or progresses.",
+            },
             {"name": "health", "description": "Liveness and readiness."},
         ],
     )
@@ -49,6 +54,7 @@ def create_app() -> FastAPI:
     app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
+    app.include_router(webhooks_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
     _problem_json_for_validation_errors(app)

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     # How long an upload may go without a byte before it is refused with 408.
     body_read_timeout_seconds: float = Field(60.0, gt=0)
+    # A body over max_upload_bytes is refused with 413 and then read and dropped, up to
+    # this many bytes and seconds, so that clients that send it all before reading get the
+    # 413 rather than a connection reset (app/linger.py); past these, a reset.
+    max_drain_bytes: int = Field(128 * 1024**2, ge=0)
+    drain_seconds: float = Field(30.0, ge=0)
     # Lifetime of pre-signed download URLs (GET …/artifacts/{name}?redirect=true).
     presign_seconds: int = Field(300, ge=10, le=3600)
     # Caps on what a model archive may unpack to (a zip bomb stops here).
@@ -59,8 +64,18 @@ class Settings(BaseSettings):
     # hosts ("example.com" or "*.example.com"), and never private, loopback or link-local
     # addresses unless allowed.
     url_allowed_schemes: list[str] = ["https"]
-    url_allowed_hosts: list[str] = []
+    # "*" is any host; the address check below still applies.
+    url_allowed_hosts: list[str] = ["*"]
     url_allow_private: bool = False
+    # Webhook deliveries: a timeout per attempt (a slow receiver cannot hold a delivery
+    # worker), attempts per delivery with exponential backoff and full jitter between
+    # them, and failed attempts in a row after which a webhook is disabled.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(8, ge=1, le=30)
+    webhook_backoff_seconds: int = Field(30, ge=0)
+    webhook_backoff_max_seconds: int = Field(3600, ge=0)
+    webhook_disable_after_failures: int = Field(20, ge=1)
+    webhook_concurrency: int = Field(4, ge=1, le=64)
     # Job leases: a running job's worker renews its lease every lease_seconds / 3; a lease
     # that runs out means the worker is gone, and the reaper (in every worker, every
     # reaper_interval_seconds) queues the job again, up to max_attempts claims in all.

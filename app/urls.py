@@ -33,6 +33,8 @@ def _refuse(param: str, detail: str) -> ProblemError:
 def _host_allowed(host: str, patterns: list[str]) -> bool:
     for pattern in patterns:
         pattern = pattern.lower().rstrip(".")
+        if pattern == "*":
+            return True
         if pattern.startswith("*.") and host.endswith(pattern[1:]) and host != pattern[2:]:
             return True
         if host == pattern:

@@ -15,7 +15,11 @@ from kombu import Queue
 from app.settings import Settings, get_settings
 
 RUN_JOB_TASK = "modelpress.jobs.run"
-QUEUES = ("gpu", "cpu")
+DELIVER_WEBHOOK_TASK = "modelpress.webhooks.deliver"
+# Webhooks have a queue of their own, served by a worker of their own: a slow receiver
+# never waits behind a compression job, nor holds one up.
+WEBHOOK_QUEUE = "webhooks"
+QUEUES = ("gpu", "cpu", WEBHOOK_QUEUE)
 
 
 def broker_options(settings: Settings) -> tuple[str, dict]:
@@ -45,7 +49,11 @@ def broker_options(settings: Settings) -> tuple[str, dict]:
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     url, options = broker_options(settings)
-    app = Celery("modelpress", broker=url, include=["workers.tasks", "workers.reaper"])
+    app = Celery(
+        "modelpress",
+        broker=url,
+        include=["workers.tasks", "workers.webhook_delivery", "workers.reaper"],
+    )
     app.conf.update(
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,

@@ -23,6 +23,7 @@ from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.settings import Settings, get_settings
 from app.storage import get_storage
+from app.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -42,6 +43,11 @@ def reap_once(settings: Settings | None = None) -> jobs.Reaped:
         storage.delete_prefix(f"jobs/{job_id}/")
     if reaped.to_send or reaped.ended:
         log.info("reaper: re-sent %s, ended %s", [j for j, _ in reaped.to_send], reaped.ended)
+    with session_scope() as session:
+        # Sent once committed, by the outbox.
+        resent = webhooks.resend_overdue(session=session, settings=settings)
+    if resent:
+        log.info("reaper: re-sent webhook deliveries %s", resent)
     return reaped
 
 

@@ -16,7 +16,6 @@ from app.jobs.schemas import (
     EventList,
     EventRead,
     JobCreate,
-    JobError,
     JobRead,
     JobStatus,
 )
@@ -27,23 +26,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses
 
 
 def to_read(job: Job) -> JobRead:
-    return JobRead(
-        id=job.id,
-        name=job.name,
-        status=job.status,  # type: ignore[arg-type]
-        phase=job.phase,
-        progress=job.progress,
-        attempt=job.attempt,
-        queue=job.queue,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        request=job.request,
-        metrics=job.metrics,
-        error=JobError(code=job.error_code, message=job.error_message or "")
-        if job.error_code
-        else None,
-    )
+    return JobRead.of(job)
 
 
 def _artifact_read(art: Artifact, request: Request, settings_url: str) -> ArtifactRead:

@@ -219,6 +219,27 @@ class JobRead(BaseModel):
     metrics: dict[str, Any] | None
     error: JobError | None
 
+    @classmethod
+    def of(cls, job: Any) -> JobRead:
+        """From a job row (the API's reads and the webhooks' payloads alike)."""
+        return cls(
+            id=job.id,
+            name=job.name,
+            status=job.status,
+            phase=job.phase,
+            progress=job.progress,
+            attempt=job.attempt,
+            queue=job.queue,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            request=job.request,
+            metrics=job.metrics,
+            error=JobError(code=job.error_code, message=job.error_message or "")
+            if job.error_code
+            else None,
+        )
+
 
 class ArtifactRead(BaseModel):
     name: str

@@ -30,6 +30,7 @@ from app.pagination import keyset
 from app.quotas import check_active_jobs_quota
 from app.settings import Settings
 from app.tenancy import get_owned
+from app.webhooks import outbox as webhook_outbox
 
 OWNED_STATES = ("running", "cancelling")
 
@@ -459,4 +460,7 @@ def finish(
 
 
 def _event(session: Session, job_id: str, attempt: int, type: str, data: dict[str, Any]) -> None:
-    session.add(JobEvent(job_id=job_id, type=type, attempt=attempt, data=data, created_at=utcnow()))
+    row = JobEvent(job_id=job_id, type=type, attempt=attempt, data=data, created_at=utcnow())
+    session.add(row)
+    # Webhook deliveries commit with their event, and are sent after that commit.
+    webhook_outbox.on_job_event(session, row)

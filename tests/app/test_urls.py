@@ -64,9 +64,16 @@ def test_scheme_host_and_form(url, needle):
     assert needle in e.value.detail
 
 
-def test_nothing_allowed_by_default():
-    with pytest.raises(ProblemError):
-        check_user_url("https://example.com/x", settings=Settings())
+def test_defaults_allow_any_public_https_host_only():
+    # "*" lets any host through the name check; the address check still refuses
+    # loopback, and the scheme check plain http.
+    assert Settings().url_allowed_hosts == ["*"]
+    with pytest.raises(ProblemError) as e:
+        check_user_url("https://localhost/x", settings=Settings())
+    assert "private, loopback or link-local" in e.value.detail
+    with pytest.raises(ProblemError) as e:
+        check_user_url("http://localhost/x", settings=Settings())
+    assert "scheme 'http'" in e.value.detail
 
 
 def test_wildcard_host_that_does_not_resolve():
