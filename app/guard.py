@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth.service import Principal, authenticate
 from app.db import get_sessionmaker
 from app.errors import database_unavailable, problem_response
+from app.linger import LingeringSend
 from app.settings import get_settings
 
 PROTECTED_PREFIX = "/v1/"
@@ -85,19 +86,24 @@ class GuardMiddleware:
                 )
                 return
             if too_big:
-                # Answered before a byte of the body is read.
+                # Answered before a byte of the body is read (so no 100 Continue is sent),
+                # then the body drained: see app/linger.py.
                 exc = BodyTooLarge(limit)
-                await problem_response(413, "upload_too_large", exc.detail)(scope, receive, send)
+                drain = LingeringSend(receive, send, pending=int(declared))
+                await problem_response(413, "upload_too_large", exc.detail)(scope, receive, drain)
                 return
         received = 0
         expected = int(declared) if declared is not None else None
         timeout = get_settings().body_read_timeout_seconds
 
         body_done = False
+        # Set once a chunked body passes the limit: the 413 the app then sends goes out
+        # through a LingeringSend, the rest of the body drained.
+        lingering: LingeringSend | None = None
 
         async def limited() -> Message:
             # Chunked bodies declare no length: count as they arrive.
-            nonlocal received, body_done
+            nonlocal received, body_done, lingering
             if body_done:
                 # After the body, receive() waits for the client to go (a streamed
                 # response listens for it): no time limit there.
@@ -114,10 +120,15 @@ class GuardMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    if not body_done:
+                        lingering = LingeringSend(receive, send, pending=None)
                     raise BodyTooLarge(limit)
             return message
 
-        await self.app(scope, limited, send)
+        async def sending(message: Message) -> None:
+            await (lingering or send)(message)
+
+        await self.app(scope, limited, sending)
 
     async def _authorize(self, scope: Scope) -> Any:
         token = _bearer(scope)

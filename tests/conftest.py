@@ -16,7 +16,7 @@ import pytest
 
 from tests import services
 
-pytest_plugins = ["tests.apiclient"]
+pytest_plugins = ["tests.apiclient", "tests.apiserver"]
 
 _HOME = Path(tempfile.mkdtemp(prefix="modelpress-test-home-"))
 os.environ.update(

@@ -7,44 +7,25 @@ import json
 import select
 import socket
 import tarfile
-import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from tests.apiclient import assert_problem, job_body, make_key, upload_dataset, upload_model
-from tests.e2e.conftest import free_port
 
 LIMIT = 1_000_000
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def settings(monkeypatch):
+    # autouse: the real server (tests/apiserver.py) reads the limit per request.
     from app.settings import get_settings
 
     s = get_settings()  # the one object the API and the guard read
     monkeypatch.setattr(s, "max_upload_bytes", LIMIT)
     return s
-
-
-@pytest.fixture
-def server(app, settings) -> Iterator[tuple[str, int]]:
-    """The app behind a real HTTP server, for bodies a test client would buffer."""
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield "127.0.0.1", port
-    srv.should_exit = True
-    thread.join(10)
 
 
 def _head(port: int, key: str, extra: str) -> bytes:
