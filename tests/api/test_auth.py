@@ -28,6 +28,13 @@ ROUTES = [
     ("GET", "/v1/jobs/{job}/events"),
     ("GET", "/v1/jobs/{job}/artifacts"),
     ("GET", "/v1/jobs/{job}/artifacts/model"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook}"),
+    ("PATCH", "/v1/webhooks/{webhook}"),
+    ("DELETE", "/v1/webhooks/{webhook}"),
+    ("GET", "/v1/webhooks/{webhook}/deliveries"),
+    ("POST", "/v1/webhooks/{webhook}/deliveries/{delivery}/resend"),
 ]
 # Routes that name one of tenant A's resources: another tenant must get 404 on each.
 OWNED = [r for r in ROUTES if "{" in r[1]]
@@ -39,6 +46,8 @@ def test_route_list_is_complete(app):
         "{dataset_id}": "{dataset}",
         "{job_id}": "{job}",
         "{name}": "model",
+        "{webhook_id}": "{webhook}",
+        "{delivery_id}": "{delivery}",
     }
     declared = set()
     for path, ops in app.openapi()["paths"].items():
@@ -50,9 +59,19 @@ def test_route_list_is_complete(app):
 
 
 @pytest.fixture
-def owned(client, model_id, dataset_id) -> dict[str, str]:
+def owned(client, model_id, dataset_id, monkeypatch) -> dict[str, str]:
+    from app.settings import get_settings
+
     job = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
-    return {"model": model_id, "dataset": dataset_id, "job": job}
+    monkeypatch.setattr(get_settings(), "url_allow_private", True)
+    hook = client.post("/v1/webhooks", json={"url": "https://127.0.0.1:9/x"}).json()["id"]
+    return {
+        "model": model_id,
+        "dataset": dataset_id,
+        "job": job,
+        "webhook": hook,
+        "delivery": "whd_x",
+    }
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -60,7 +79,7 @@ def test_no_key_is_401_before_anything_else(app, method, path):
     with TestClient(app) as anon:
         r = anon.request(
             method,
-            path.format(model="m", dataset="d", job="j"),
+            path.format(model="m", dataset="d", job="j", webhook="w", delivery="d"),
             content=b"{not json",
             headers={"content-type": "application/json"},
         )
@@ -113,8 +132,16 @@ def test_other_tenant_gets_404_on_every_route(app, client, owned):
         other.headers["Authorization"] = f"Bearer {other_key}"
         matrix = {}
         for method, path in OWNED:
-            r = other.request(method, path.format(**owned))
-            unknown = other.request(method, path.format(model="mdl_x", dataset="ds_x", job="job_x"))
+            # A body that validates, so the id is what is judged.
+            body = {} if method == "PATCH" else None
+            r = other.request(method, path.format(**owned), json=body)
+            unknown = other.request(
+                method,
+                json=body,
+                url=path.format(
+                    model="mdl_x", dataset="ds_x", job="job_x", webhook="wh_x", delivery="whd_x"
+                ),
+            )
             matrix[(method, path)] = r.status_code
             body = assert_problem(r, 404)
             # exactly as an unknown id: same status and code, nothing else revealed
