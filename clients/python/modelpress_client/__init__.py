@@ -1,0 +1,73 @@
+"""A light client for the modelpress API (httpx only): ``Client`` has a method for each
+operation; clients/python/README.md has an example."""
+
+from modelpress_client._http import RetryInfo
+from modelpress_client.client import Client, ConfigurationError, __version__
+from modelpress_client.errors import (
+    BadRequest,
+    ChecksumMismatch,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    Gone,
+    ModelpressError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+    WaitTimeout,
+)
+from modelpress_client.sse import ServerSentEvent, iter_sse
+from modelpress_client.types import (
+    TERMINAL,
+    Artifact,
+    Dataset,
+    DeliveryAttempt,
+    Event,
+    Job,
+    JobError,
+    Model,
+    Page,
+    Progress,
+    Webhook,
+    WebhookDelivery,
+)
+
+__all__ = [
+    "TERMINAL",
+    "Artifact",
+    "BadRequest",
+    "ChecksumMismatch",
+    "Client",
+    "ConfigurationError",
+    "Conflict",
+    "ConnectionFailed",
+    "Dataset",
+    "DeliveryAttempt",
+    "Event",
+    "Forbidden",
+    "Gone",
+    "Job",
+    "JobError",
+    "Model",
+    "ModelpressError",
+    "NotFound",
+    "Page",
+    "PayloadTooLarge",
+    "Progress",
+    "RateLimited",
+    "RetryInfo",
+    "ServerError",
+    "ServerSentEvent",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "ValidationFailed",
+    "WaitTimeout",
+    "Webhook",
+    "WebhookDelivery",
+    "__version__",
+    "iter_sse",
+]

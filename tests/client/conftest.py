@@ -1,0 +1,46 @@
+"""The real API behind a real HTTP server (uvicorn in a thread of the test process, so
+a test can change the settings object the server reads), and clients of it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from tests.apiclient import make_key
+from tests.e2e.conftest import free_port
+
+# Tiny training: a job on the tiny teacher ends in well under a minute.
+TINY_TRAINING = {"epochs": 2, "teacher_epochs": 3, "batch_size": 16, "max_seq_length": 32}
+
+
+@pytest.fixture(scope="session")
+def server_url(app) -> Iterator[str]:
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def api_key(tenant: str) -> str:
+    return make_key(tenant)
+
+
+@pytest.fixture
+def mp(server_url: str, api_key: str):
+    from modelpress_client import Client
+
+    # Short waits: a test must not sleep through a 60 s Retry-After.
+    with Client(server_url, api_key=api_key, max_retry_wait=1.0) as c:
+        yield c

@@ -1,0 +1,279 @@
+"""The Python client against the real API over HTTP (no worker: jobs stay queued)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.apiclient import job_body
+from tests.faults.proxy import Proxy
+
+
+@pytest.fixture
+def model(mp, tiny_teacher_tar: Path):
+    return mp.upload_model(tiny_teacher_tar, name="tiny")
+
+
+@pytest.fixture
+def dataset(mp, tiny_dataset: Path):
+    return mp.upload_dataset(tiny_dataset, format="jsonl", name="tiny")
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    from app.settings import get_settings
+
+    return get_settings()  # the one object the server in this process reads
+
+
+def test_importing_the_client_loads_none_of_the_service_stack():
+    heavy = ["fastapi", "sqlalchemy", "torch", "pydantic", "celery", "transformers", "app"]
+    code = (
+        "import json, sys, modelpress_client; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_missing_url_and_key_name_the_variables(monkeypatch):
+    from modelpress_client import Client, ConfigurationError
+
+    monkeypatch.delenv("MODELPRESS_URL", raising=False)
+    monkeypatch.delenv("MODELPRESS_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError) as e:
+        Client()
+    assert "MODELPRESS_URL" in str(e.value) and "MODELPRESS_API_KEY" in str(e.value)
+    monkeypatch.setenv("MODELPRESS_URL", "http://127.0.0.1:1")
+    with pytest.raises(ConfigurationError) as e:
+        Client()
+    assert "MODELPRESS_API_KEY" in str(e.value) and "MODELPRESS_URL" not in str(e.value)
+
+
+def test_url_and_key_from_the_environment(server_url, api_key, monkeypatch):
+    from modelpress_client import Client
+
+    monkeypatch.setenv("MODELPRESS_URL", server_url)
+    monkeypatch.setenv("MODELPRESS_API_KEY", api_key)
+    with Client() as c:
+        assert c.list_models().data == []
+        assert c.health() == {"status": "ok"}
+        assert c.ready()["status"] == "ok"
+
+
+def test_upload_model_and_dataset_report_progress(
+    mp, tiny_teacher_tar, tiny_teacher_dir, tiny_dataset, tmp_path
+):
+    seen: list[tuple[int, int]] = []
+    model = mp.upload_model(tiny_teacher_tar, name="tiny", on_progress=lambda *a: seen.append(a))
+    size = tiny_teacher_tar.stat().st_size
+    assert seen == [(0, size), (size, size)]  # one chunk: the tiny archive is < 1 MiB
+    assert model.id.startswith("mdl_") and model.name == "tiny" and model.size_bytes == size
+    assert model.architecture == "BertModel" and model.num_parameters > 0
+    assert mp.get_model(model.id) == model
+
+    # A save_pretrained folder is packed on the way, then streamed a chunk at a time.
+    folder = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher_dir, folder)
+    (folder / "notes.bin").write_bytes(os.urandom(3_500_000))  # incompressible
+    seen.clear()
+    packed = mp.upload_model(folder, on_progress=lambda *a: seen.append(a))
+    total = seen[-1][1]
+    assert packed.filename == "teacher.tar.gz" and packed.size_bytes == total > 3_500_000
+    assert [s for s, _ in seen] == sorted(s for s, _ in seen) and len(seen) == 5  # 0 + 4 MiB
+    assert seen[-1] == (total, total) and {t for _, t in seen} == {total}
+    assert packed.num_parameters == model.num_parameters
+
+    seen.clear()
+    ds = mp.upload_dataset(
+        tiny_dataset, format="jsonl", on_progress=lambda s, t: seen.append((s, t))
+    )
+    assert seen[-1] == (tiny_dataset.stat().st_size,) * 2
+    assert ds.num_rows == 200 and ds.status == "ready" and ds.ingest is not None
+    assert ds.task_hint == "sequence-classification"
+    assert mp.get_dataset(ds.id).ingest is None
+    assert [d.id for d in mp.iter_datasets()] == [ds.id]
+    assert [m.id for m in mp.iter_models(page_size=1)] == [packed.id, model.id]
+
+
+def test_errors_carry_status_code_and_param(mp, model, dataset, server_url):
+    from modelpress_client import Client, Conflict, NotFound, Unauthorized, ValidationFailed
+
+    with pytest.raises(NotFound) as e:
+        mp.get_job("job_nope")
+    assert (e.value.status, e.value.code) == (404, "job_not_found")
+
+    bad = job_body(model.id, dataset.id, target={"params_ratio": 1.5})
+    with pytest.raises(ValidationFailed) as e:
+        mp.create_job(bad)
+    assert e.value.status == 422 and e.value.code == "validation_error"
+    assert e.value.param == "target.params_ratio" and "params_ratio" in e.value.detail
+    assert e.value.errors and e.value.errors[0]["param"] == "target.params_ratio"
+
+    with pytest.raises(ValidationFailed) as e:
+        mp.upload_dataset(Path(__file__), format="nope")
+    assert e.value.param == "format"
+
+    key = "key-1"
+    job = mp.create_job(job_body(model.id, dataset.id), idempotency_key=key)
+    with pytest.raises(Conflict) as e:
+        mp.create_job(job_body(model.id, dataset.id, name="other"), idempotency_key=key)
+    assert (e.value.code, e.value.param) == ("idempotency_key_reused", "Idempotency-Key")
+    mp.cancel_job(job.id)
+
+    with Client(server_url, api_key="mp_wrong") as stranger, pytest.raises(Unauthorized) as e:
+        stranger.list_jobs()
+    assert e.value.status == 401 and e.value.code
+
+
+def test_same_idempotency_key_same_job(mp, model, dataset):
+    body = job_body(model.id, dataset.id)
+    first = mp.create_job(body, idempotency_key="same")
+    again = mp.create_job(body, idempotency_key="same")
+    other = mp.create_job(body)  # a fresh key per call: a new job
+    assert again.id == first.id and other.id != first.id
+    assert {j.id for j in mp.iter_jobs()} == {first.id, other.id}
+    for jid in (first.id, other.id):
+        assert mp.cancel_job(jid).status == "cancelled"
+
+
+class AnswerDropper(Proxy):
+    """Passes requests on, but drops the first answer: the request was served and the
+    client never heard back, as when a connection breaks at the wrong moment."""
+
+    dropped = 0
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        from_server = src.getpeername()[1] == self.upstream[1]
+        if from_server and self.dropped == 0 and src.recv(65536):
+            self.dropped += 1
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            return
+        super()._pump(src, dst)
+
+
+def test_a_create_retried_after_a_lost_answer_reuses_its_key(
+    server_url, api_key, mp, model, dataset
+):
+    from modelpress_client import Client
+
+    port = int(server_url.rsplit(":", 1)[1])
+    proxy = AnswerDropper(("127.0.0.1", port)).start()
+    retries = []
+    try:
+        with Client(
+            f"http://127.0.0.1:{proxy.port}",
+            api_key=api_key,
+            max_retry_wait=0.2,
+            on_retry=retries.append,
+        ) as flaky:
+            job = flaky.create_job(job_body(model.id, dataset.id))
+    finally:
+        proxy.cut()
+    assert proxy.dropped == 1 and len(retries) == 1 and retries[0].status is None
+    # the first try created the job; the retry, with the same key, got that job back
+    assert [j.id for j in mp.iter_jobs()] == [job.id]
+    mp.cancel_job(job.id)
+
+
+def test_pagination_iterator_follows_next_cursor(mp, model, dataset):
+    ids = [mp.create_job(job_body(model.id, dataset.id, name=f"j{i}")).id for i in range(5)]
+    page = mp.list_jobs(limit=2)
+    assert len(page.data) == 2 and page.has_more and page.next_cursor
+    assert [j.id for j in page.data] == ids[::-1][:2]  # newest first
+    second = mp.list_jobs(limit=2, after=page.next_cursor)
+    assert [j.id for j in second.data] == ids[::-1][2:4]
+    assert [j.id for j in mp.iter_jobs(page_size=2)] == ids[::-1]
+    for jid in ids[:3]:
+        mp.cancel_job(jid)
+    assert [j.id for j in mp.iter_jobs(status="queued", page_size=1)] == ids[:2:-1]
+    for jid in ids[3:]:
+        mp.cancel_job(jid)
+    events = list(mp.iter_events(ids[0]))
+    assert [e.data["status"] for e in events] == ["queued", "cancelled"]
+    assert mp.list_events(ids[0], limit=1).next_cursor == str(events[0].id)
+
+
+def test_429_is_retried_after_retry_after(
+    mp, model, dataset, settings, monkeypatch, server_url, api_key
+):
+    from modelpress_client import Client, RateLimited
+
+    monkeypatch.setattr(settings, "tenant_max_active_jobs", 1)
+    blocker = mp.create_job(job_body(model.id, dataset.id))
+    with (
+        Client(server_url, api_key=api_key, max_retries=0) as impatient,
+        pytest.raises(RateLimited) as e,
+    ):
+        impatient.create_job(job_body(model.id, dataset.id))
+    assert (e.value.status, e.value.code, e.value.retry_after) == (429, "quota_active_jobs", 60.0)
+
+    retries = []
+    freed = threading.Timer(0.3, lambda: mp.cancel_job(blocker.id))
+    freed.start()
+    with Client(
+        server_url, api_key=api_key, max_retry_wait=1.0, on_retry=retries.append
+    ) as patient:
+        job = patient.create_job(job_body(model.id, dataset.id))
+    freed.join()
+    # Retry-After said 60 s; the client waited its cap of 1 s, then the quota was free
+    assert [(r.status, r.error, r.wait_s) for r in retries] == [(429, "quota_active_jobs", 1.0)]
+    assert job.status == "queued" and job.id != blocker.id
+    mp.cancel_job(job.id)
+
+
+def test_event_stream_resumes_after_a_dropped_connection(mp, model, dataset, server_url, api_key):
+    from modelpress_client import Client, NotFound
+
+    job = mp.create_job(job_body(model.id, dataset.id))
+    port = int(server_url.rsplit(":", 1)[1])
+    proxy = Proxy(("127.0.0.1", port)).start()
+    retries = []
+    try:
+        with Client(
+            f"http://127.0.0.1:{proxy.port}",
+            api_key=api_key,
+            max_retry_wait=0.5,
+            on_retry=retries.append,
+        ) as c:
+            stream = c.stream_events(job.id, timeout=30)
+            first = next(stream)
+            proxy.cut()  # the open stream breaks
+            proxy.start()
+            mp.cancel_job(job.id)
+            rest = list(stream)
+    finally:
+        proxy.cut()
+    assert first.data["status"] == "queued"
+    assert [e.data["status"] for e in rest] == ["cancelled"]  # resumed, nothing repeated
+    assert retries and retries[0].status is None
+    assert [e.id for e in mp.iter_events(job.id)] == [first.id, rest[0].id]
+    # the stream of an ended job: its events, then the end
+    assert [e.id for e in mp.stream_events(job.id)] == [first.id, rest[0].id]
+    with pytest.raises(NotFound):
+        next(mp.stream_events("job_nope"))
+
+
+def test_wait_times_out_with_the_jobs_state(mp, model, dataset):
+    from modelpress_client import WaitTimeout
+
+    job = mp.create_job(job_body(model.id, dataset.id))
+    seen = []
+    for stream in (True, False):
+        with pytest.raises(WaitTimeout) as e:
+            mp.wait(job.id, on_progress=seen.append, timeout=1.0, poll_interval=0.2, stream=stream)
+        assert e.value.job.status == "queued"
+    assert [p.status for p in seen] == ["queued", "queued"]
+    mp.cancel_job(job.id)
+    assert mp.wait(job.id, timeout=5).status == "cancelled"
