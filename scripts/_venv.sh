@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by scripts/test.sh and scripts/serve.sh: make .venv hold the project and an
-# extra set, installing only when pyproject.toml (or the extras) changed since last time.
+# extra set and the client (clients/python), installing only when either pyproject.toml
+# (or the extras) changed since last time.
 #
 #   ensure_venv dev            # .[dev]: what the tests need
 #   ensure_venv worker,demo    # .[worker,demo]: what `modelpress serve` needs
@@ -20,7 +21,7 @@ _venv_key() { # extras: what the stamp records; any change means reinstall
         echo "torch=$TORCH_SPEC"
         echo "root=$ROOT"
         "$VENV/bin/python" -c 'import sys; print(sys.version)'
-        sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1
+        sha256sum "$ROOT/pyproject.toml" "$ROOT/clients/python/pyproject.toml" | cut -d' ' -f1
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -44,5 +45,7 @@ ensure_venv() { # extras
     echo "[venv] installing $TORCH_SPEC, then -e .[$extras] into $VENV" >&2
     "${pip[@]}" install --progress-bar off "$TORCH_SPEC"
     "${pip[@]}" install --progress-bar off --only-binary=numpy -e "${ROOT}[${extras}]"
+    # The Python client (tests/client, the CLI's remote commands): httpx only.
+    "${pip[@]}" install --progress-bar off -e "$ROOT/clients/python"
     _venv_key "$extras" >"$(_venv_stamp "$extras")"
 }
