@@ -11,7 +11,9 @@ import pytest
 import uvicorn
 
 from tests.apiclient import make_key
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import celery_worker, free_port
+
+__all__ = ["celery_worker"]  # the real worker fixture, for the modules that run jobs
 
 # Tiny training: a job on the tiny teacher ends in well under a minute.
 TINY_TRAINING = {"epochs": 2, "teacher_epochs": 3, "batch_size": 16, "max_seq_length": 32}
