@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from app import errors
 from app.datasets.router import router as datasets_router
@@ -29,6 +30,15 @@ is at fault, `param`.
 """
 
 
+def operation_id(route: APIRoute) -> str:
+    """The operationId, which generated clients name their methods after: the route
+    function's name in camelCase (create_job -> createJob). FastAPI's default
+    (create_job_v1_jobs_post) repeats the path and method; a route whose function name is
+    no good name for the method sets operation_id= itself."""
+    head, *rest = route.name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
 def create_app() -> FastAPI:
     settings = get_settings()  # validated here: a bad setting stops start-up
     logging.basicConfig(level=settings.log_level)
@@ -36,6 +46,7 @@ def create_app() -> FastAPI:
         title="modelpress",
         version="0.1.0",
         description=DESCRIPTION,
+        generate_unique_id_function=operation_id,
         openapi_tags=[
             {"name": "models", "description": "Teacher models (save_pretrained archives)."},
             {"name": "datasets", "description": "Training and evaluation data."},

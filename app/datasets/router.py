@@ -199,7 +199,12 @@ def upload_dataset(
     return body
 
 
-@router.get("", response_model=Page[DatasetRead], responses=problem_responses(400, 422))
+@router.get(
+    "",
+    response_model=Page[DatasetRead],
+    responses=problem_responses(400, 422),
+    summary="List datasets, newest first",
+)
 def list_datasets(
     session: SessionDep, tenant: CurrentTenant, limit: LimitQuery = 20, after: AfterQuery = None
 ) -> Page[DatasetRead]:
@@ -209,14 +214,22 @@ def list_datasets(
     )
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, responses=problem_responses(404))
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetRead,
+    responses=problem_responses(404),
+    summary="Get a dataset",
+)
 def get_dataset(session: SessionDep, tenant: CurrentTenant, dataset_id: str) -> DatasetRead:
     row = service.get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
     return DatasetRead.model_validate(row, from_attributes=True)
 
 
 @router.delete(
-    "/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404, 409),
+    summary="Delete a dataset",
 )
 def delete_dataset(
     session: SessionDep, storage: StorageDep, tenant: CurrentTenant, dataset_id: str

@@ -22,7 +22,7 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness")
+@router.get("/healthz", response_model=Health, summary="Liveness", operation_id="getLiveness")
 def healthz() -> Health:
     return Health(status="ok")
 
@@ -47,6 +47,7 @@ def _check_broker() -> None:
     "/readyz",
     response_model=Readiness,
     summary="Readiness: database, broker and storage reachable",
+    operation_id="getReadiness",
     responses={503: {"model": Readiness, "description": "A dependency is unreachable."}},
 )
 def readyz() -> JSONResponse:

@@ -81,7 +81,12 @@ def create_job(
     return to_read(job)
 
 
-@router.get("", response_model=Page[JobRead], responses=problem_responses(400, 422))
+@router.get(
+    "",
+    response_model=Page[JobRead],
+    responses=problem_responses(400, 422),
+    summary="List jobs, newest first",
+)
 def list_jobs(
     session: SessionDep,
     tenant: CurrentTenant,
@@ -95,7 +100,9 @@ def list_jobs(
     return Page[JobRead].of(rows, has_more, to_read)
 
 
-@router.get("/{job_id}", response_model=JobRead, responses=problem_responses(404))
+@router.get(
+    "/{job_id}", response_model=JobRead, responses=problem_responses(404), summary="Get a job"
+)
 def get_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
     return to_read(service.get_job(session=session, tenant=tenant, job_id=job_id))
 
@@ -105,6 +112,7 @@ def get_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
     responses=problem_responses(404, 409),
+    summary="Cancel a job",
     description="A queued job is cancelled at once; a running one becomes `cancelling` and "
     "stops at its next training step.",
 )
@@ -123,6 +131,8 @@ def cancel_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRe
         },
         **problem_responses(404, 422),
     },
+    summary="List or stream a job's events",
+    operation_id="listJobEvents",
 )
 def list_events(
     request: Request,
@@ -153,7 +163,13 @@ def list_events(
     )
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactList, responses=problem_responses(404))
+@router.get(
+    "/{job_id}/artifacts",
+    response_model=ArtifactList,
+    responses=problem_responses(404),
+    summary="List a job's artifacts",
+    operation_id="listJobArtifacts",
+)
 def list_artifacts(
     session: SessionDep,
     settings: SettingsDep,
@@ -173,6 +189,7 @@ def list_artifacts(
         307: {"description": "With redirect=true: a short-lived pre-signed URL."},
         **problem_responses(404, 410),
     },
+    summary="Download an artifact",
 )
 def download_artifact(
     session: SessionDep,

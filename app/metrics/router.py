@@ -14,6 +14,7 @@ _jobs.register(JobCollector())
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
+    operation_id="getMetrics",
     description="Jobs by status and queue (read from the database at scrape time), the "
     "age of the oldest queued job, and this API process's request counts and durations by "
     "route. Aggregates only, no tenant data: no API key needed, like /healthz.",

@@ -98,7 +98,12 @@ def upload_model(
     return ModelRead.model_validate(row, from_attributes=True)
 
 
-@router.get("", response_model=Page[ModelRead], responses=problem_responses(400, 422))
+@router.get(
+    "",
+    response_model=Page[ModelRead],
+    responses=problem_responses(400, 422),
+    summary="List models, newest first",
+)
 def list_models(
     session: SessionDep, tenant: CurrentTenant, limit: LimitQuery = 20, after: AfterQuery = None
 ) -> Page[ModelRead]:
@@ -108,14 +113,19 @@ def list_models(
     )
 
 
-@router.get("/{model_id}", response_model=ModelRead, responses=problem_responses(404))
+@router.get(
+    "/{model_id}", response_model=ModelRead, responses=problem_responses(404), summary="Get a model"
+)
 def get_model(session: SessionDep, tenant: CurrentTenant, model_id: str) -> ModelRead:
     row = service.get_model(session=session, tenant=tenant, model_id=model_id)
     return ModelRead.model_validate(row, from_attributes=True)
 
 
 @router.delete(
-    "/{model_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 409)
+    "/{model_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404, 409),
+    summary="Delete a model",
 )
 def delete_model(
     session: SessionDep, storage: StorageDep, tenant: CurrentTenant, model_id: str

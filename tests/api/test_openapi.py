@@ -1,0 +1,70 @@
+"""The OpenAPI document is fit for generated clients: short unique operationIds, tags,
+summaries and request examples on every operation, including routes added later (it
+reads the live app.openapi())."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+OPERATION_ID = re.compile(r"^[a-z][A-Za-z]+$")
+# FastAPI's default id: function name, path and method joined with underscores.
+FASTAPI_DEFAULT = re.compile(r"_(get|post|put|patch|delete)$|__|_v1_")
+
+
+@pytest.fixture(scope="module")
+def operations(app) -> list[tuple[str, str, dict]]:
+    app.openapi_schema = None  # built afresh: routes added since are in it
+    paths = app.openapi()["paths"]
+    return [(m.upper(), path, op) for path, ops in paths.items() for m, op in ops.items()]
+
+
+def test_operation_ids_are_short_camel_case_and_unique(operations):
+    ids = [op.get("operationId", "") for _, _, op in operations]
+    bad = [i for i in ids if not OPERATION_ID.match(i) or FASTAPI_DEFAULT.search(i)]
+    assert not bad, bad
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert all(len(i) <= 30 for i in ids), ids
+
+
+def test_the_ids_clients_call(operations):
+    ids = {(method, path): op["operationId"] for method, path, op in operations}
+    assert ids[("POST", "/v1/jobs")] == "createJob"
+    assert ids[("GET", "/v1/jobs")] == "listJobs"
+    assert ids[("GET", "/v1/jobs/{job_id}")] == "getJob"
+    assert ids[("POST", "/v1/jobs/{job_id}/cancel")] == "cancelJob"
+    assert ids[("GET", "/v1/jobs/{job_id}/events")] == "listJobEvents"
+    assert ids[("GET", "/v1/jobs/{job_id}/artifacts")] == "listJobArtifacts"
+    assert ids[("GET", "/v1/jobs/{job_id}/artifacts/{name}")] == "downloadArtifact"
+    assert ids[("POST", "/v1/models")] == "uploadModel"
+    assert ids[("POST", "/v1/datasets")] == "uploadDataset"
+    assert ids[("GET", "/healthz")] == "getLiveness"
+    assert ids[("GET", "/readyz")] == "getReadiness"
+
+
+def _auto_summary(operation_id: str) -> str:
+    # What FastAPI writes when a route sets no summary: the function name, titled (here
+    # rebuilt from the id, which is that name in camelCase unless set by hand).
+    return re.sub(r"([A-Z])", r" \1", operation_id).title()
+
+
+def test_every_operation_has_a_declared_tag_and_a_written_summary(app, operations):
+    declared = {t["name"] for t in app.openapi()["tags"]}
+    for method, path, op in operations:
+        assert op.get("tags") and set(op["tags"]) <= declared, (method, path, op.get("tags"))
+        written = op.get("summary") not in (None, _auto_summary(op["operationId"]))
+        assert written or op.get("description"), (method, path, op.get("summary"))
+
+
+def test_every_json_request_body_has_an_example(app, operations):
+    schemas = app.openapi()["components"]["schemas"]
+    for method, path, op in operations:
+        content = op.get("requestBody", {}).get("content", {})
+        for media, body in content.items():
+            if "json" not in media:
+                continue
+            ref = body["schema"].get("$ref", "")
+            schema = schemas.get(ref.rsplit("/", 1)[-1], body["schema"])
+            has = {"example", "examples"} & (set(body) | set(schema))
+            assert has, (method, path, media)
