@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.datasets.tables import Dataset
 from app.errors import ProblemError
-from app.jobs.tables import Job
+from app.jobs.tables import Artifact, Job
 from app.models.tables import Model
 from app.settings import Settings
 
@@ -15,11 +15,18 @@ ACTIVE = ("queued", "running", "cancelling")
 
 
 def stored_bytes(session: Session, tenant: str) -> int:
+    """What the tenant keeps in the object store: its models, datasets and the artifacts
+    of its jobs (expired or deleted ones no longer count)."""
     total = 0
     for table in (Model, Dataset):
         total += session.scalar(
             select(func.coalesce(func.sum(table.size_bytes), 0)).where(table.tenant == tenant)
         )
+    total += session.scalar(
+        select(func.coalesce(func.sum(Artifact.size_bytes), 0))
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Job.tenant == tenant)
+    )
     return int(total)
 
 
@@ -32,9 +39,10 @@ def check_storage_quota(
         raise ProblemError(
             403,
             "quota_stored_bytes",
-            f"This upload ({incoming} bytes) would take the tenant's models and datasets to "
-            f"{used + incoming} bytes, over its quota of {limit} "
-            "(MODELPRESS_TENANT_MAX_STORED_BYTES); delete some first.",
+            f"This upload ({incoming} bytes) would take what the tenant stores (models, "
+            f"datasets and job artifacts) to {used + incoming} bytes, over its quota of "
+            f"{limit} (MODELPRESS_TENANT_MAX_STORED_BYTES); delete some first "
+            "(DELETE /v1/models/{id}, /v1/datasets/{id} or, for a finished job, /v1/jobs/{id}).",
         )
 
 

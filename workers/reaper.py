@@ -2,7 +2,11 @@
 
 It gives jobs whose lease ran out (their worker was killed, ran out of memory, or lost
 its host) back to the queue, or ends them, and re-sends queued jobs that no worker has
-claimed for a while. Many reapers at once are safe: each change is a conditional UPDATE.
+claimed for a while. Less often it applies the lifecycle rules (artifacts past
+MODELPRESS_ARTIFACT_RETENTION_DAYS, Idempotency-Key values past their window) and
+empties job folders in the store that no job row names (a deletion cut short). Many
+reapers at once are safe: each change is a conditional UPDATE, and deleting an object
+twice is no error.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ _stop = threading.Event()
 # Jobs that ended this recently are checked for objects that arrived after their end.
 ORPHAN_WINDOW_S = 600.0
 SWEEP_EVERY_S = 10.0
+LIFECYCLE_EVERY_S = 60.0
+# Lists every job folder in the store: rare, since it only finishes deletions cut short.
+FOLDER_SWEEP_EVERY_S = 3600.0
 
 
 def reap_once(settings: Settings | None = None) -> jobs.Reaped:
@@ -72,16 +79,50 @@ def sweep_orphans(window_s: float = ORPHAN_WINDOW_S) -> int:
     return removed
 
 
+def lifecycle_once(settings: Settings | None = None) -> dict[str, int]:
+    """Expire what the operator's retention settings say; returns what it did."""
+    settings = settings or get_settings()
+    with session_scope() as session:
+        keys = jobs.expire_idempotency_keys(session=session, settings=settings)
+    if keys:
+        log.info("reaper: freed %s expired idempotency keys", keys)
+    return {"idempotency_keys": keys}
+
+
+def sweep_job_folders() -> int:
+    """Empty the job folders that no job row names: a job deleted by a process that died
+    between committing the deletion and deleting the objects. Returns objects removed."""
+    storage = get_storage()
+    folders = storage.list_folders("jobs/")
+    with session_scope() as session:
+        empty = jobs.job_folders_to_empty(session=session, job_ids=folders)
+    removed = sum(storage.delete_prefix(jobs.job_prefix(job_id)) for job_id in empty)
+    if removed:
+        log.info("reaper: removed %s objects of deleted jobs %s", removed, empty)
+    return removed
+
+
 def _loop(interval: float, parent: int) -> None:
-    last_sweep = 0.0
+    last: dict[str, float] = {}
+
+    def due(name: str, every: float) -> bool:
+        now = time.monotonic()
+        if name in last and now - last[name] < every:
+            return False
+        last[name] = now
+        return True
+
     while not _stop.wait(interval):
         if os.getppid() != parent:
             return  # the worker that started us is gone: so are we
         try:
             reap_once()
-            if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
-                last_sweep = time.monotonic()
+            if due("sweep", SWEEP_EVERY_S):
                 sweep_orphans()
+            if due("lifecycle", LIFECYCLE_EVERY_S):
+                lifecycle_once()
+            if due("folders", FOLDER_SWEEP_EVERY_S):
+                sweep_job_folders()
         except Exception:
             log.warning("reaper pass failed; retrying", exc_info=True)
 

@@ -120,6 +120,21 @@ def cancel_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRe
     return to_read(service.cancel_job(session=session, tenant=tenant, job_id=job_id))
 
 
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404, 409),
+    description="Deletes a finished job (succeeded, failed or cancelled): the job, its "
+    "events and its artifacts, stored bytes included. A queued or running job is a 409 "
+    "`job_active`: cancel it first.",
+)
+def delete_job(
+    session: SessionDep, storage: StorageDep, tenant: CurrentTenant, job_id: str
+) -> Response:
+    service.delete_job(session=session, storage=storage, tenant=tenant, job_id=job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get(
     "/{job_id}/events",
     response_model=EventList,

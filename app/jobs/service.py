@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.datasets.tables import Dataset
 from app.db import utcnow
-from app.errors import ProblemError
+from app.errors import ProblemError, not_found
 from app.ids import new_id
 from app.jobs import queue as job_queue
 from app.jobs.schemas import TERMINAL, JobCreate
@@ -29,10 +30,12 @@ from app.models.tables import Model
 from app.pagination import keyset
 from app.quotas import check_active_jobs_quota
 from app.settings import Settings
+from app.storage import Storage
 from app.tenancy import get_owned
 from app.webhooks import outbox as webhook_outbox
 
 OWNED_STATES = ("running", "cancelling")
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- creation and reads
@@ -57,7 +60,7 @@ def create_job(
     request = body.model_dump(mode="json")
     request_hash = _request_hash(request)
     if idempotency_key is not None:
-        existing = _by_idempotency_key(session, tenant, idempotency_key, request_hash)
+        existing = _by_idempotency_key(session, settings, tenant, idempotency_key, request_hash)
         if existing is not None:
             return existing, False
 
@@ -113,7 +116,7 @@ def create_job(
         session.rollback()
         if idempotency_key is None:
             raise
-        existing = _by_idempotency_key(session, tenant, idempotency_key, request_hash)
+        existing = _by_idempotency_key(session, settings, tenant, idempotency_key, request_hash)
         if existing is None:
             raise
         return existing, False
@@ -133,9 +136,25 @@ def create_job(
     return job, True
 
 
-def _by_idempotency_key(session: Session, tenant: str, key: str, request_hash: str) -> Job | None:
+def _by_idempotency_key(
+    session: Session, settings: Settings, tenant: str, key: str, request_hash: str
+) -> Job | None:
     job = session.scalar(select(Job).where(Job.tenant == tenant, Job.idempotency_key == key))
-    if job is not None and job.request_hash != request_hash:
+    if job is None:
+        return None
+    cutoff = utcnow() - timedelta(hours=settings.idempotency_key_ttl_hours)
+    if job.created_at < cutoff:
+        # Expired, as after the reaper's pass: the key is free for a new job, and the old
+        # job stays. Cleared only if still so; two requests racing here both insert next,
+        # and the unique constraint picks one (the loser returns the winner's job).
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.idempotency_key == key, Job.created_at < cutoff)
+            .values(idempotency_key=None)
+        )
+        session.commit()
+        return None
+    if job.request_hash != request_hash:
         raise ProblemError(
             409,
             "idempotency_key_reused",
@@ -183,6 +202,69 @@ def get_artifact(*, session: Session, tenant: str, job_id: str, name: str) -> Ar
     if art is None:
         raise ProblemError(404, "artifact_not_found", f"Job {job_id} has no artifact {name!r}.")
     return art
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def job_prefix(job_id: str) -> str:
+    """Where every object of a job lives: its attempts' artifacts and its checkpoints."""
+    return f"jobs/{job_id}/"
+
+
+def delete_job(*, session: Session, storage: Storage, tenant: str, job_id: str) -> None:
+    """Delete a finished job: its row, events and artifact rows (and webhook deliveries,
+    by cascade) in one committed transaction, then its objects.
+
+    The row goes first: a crash before the objects are gone leaves a folder that no row
+    names, which the reaper's sweep (job_folders_to_empty) deletes. The other order could
+    leave a job whose artifacts answer 410."""
+    job = get_job(session=session, tenant=tenant, job_id=job_id)
+    if job.status not in TERMINAL:
+        raise ProblemError(
+            409,
+            "job_active",
+            f"Job {job_id} is {job.status}; only a finished job (succeeded, failed or "
+            f"cancelled) can be deleted. Cancel it first with POST /v1/jobs/{job_id}/cancel, "
+            "then delete it once it is cancelled.",
+        )
+    # Conditional, as every state change: a concurrent delete finds no row.
+    gone = session.execute(
+        delete(Job).where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(TERMINAL))
+    ).rowcount
+    session.commit()
+    if not gone:
+        raise not_found("job", job_id)
+    try:
+        storage.delete_prefix(job_prefix(job_id))
+    except Exception:  # the job is gone either way; the reaper's sweep finishes this
+        log.warning("objects of deleted job %s not deleted yet", job_id, exc_info=True)
+
+
+def job_folders_to_empty(*, session: Session, job_ids: list[str]) -> list[str]:
+    """Of these folders found under jobs/ in the store, those whose objects must all go:
+    no job row names them (deleted jobs). Objects of a job appear only after its row is
+    committed, so a folder without a row is never one being written."""
+    out: list[str] = []
+    for i in range(0, len(job_ids), 500):
+        chunk = job_ids[i : i + 500]
+        have = set(session.scalars(select(Job.id).where(Job.id.in_(chunk))))
+        out += [j for j in chunk if j not in have]
+    return out
+
+
+def expire_idempotency_keys(*, session: Session, settings: Settings) -> int:
+    """Free the Idempotency-Key of jobs created before the window; returns how many. The
+    jobs stay; only the key stops matching (create_job also treats an old match as
+    absent, so the reaper's timing changes nothing a client sees)."""
+    cutoff = utcnow() - timedelta(hours=settings.idempotency_key_ttl_hours)
+    n = session.execute(
+        update(Job)
+        .where(Job.idempotency_key.is_not(None), Job.created_at < cutoff)
+        .values(idempotency_key=None)
+    ).rowcount
+    session.commit()
+    return n
 
 
 # ---------------------------------------------------------------- state changes

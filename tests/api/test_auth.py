@@ -24,6 +24,7 @@ ROUTES = [
     ("GET", "/v1/jobs"),
     ("POST", "/v1/jobs"),
     ("GET", "/v1/jobs/{job}"),
+    ("DELETE", "/v1/jobs/{job}"),
     ("POST", "/v1/jobs/{job}/cancel"),
     ("GET", "/v1/jobs/{job}/events"),
     ("GET", "/v1/jobs/{job}/artifacts"),

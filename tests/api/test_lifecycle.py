@@ -1,0 +1,116 @@
+"""Lifecycle: job artifacts in the stored-bytes quota, Idempotency-Key expiry, artifact
+retention, and deleting models and datasets that only finished jobs used."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from tests.apiclient import assert_problem, job_body, upload_dataset
+from tests.lifecycle import finished_job
+
+
+def _settings(app, **update):
+    from app.settings import get_settings
+
+    settings = get_settings().model_copy(update=update)
+    app.dependency_overrides[get_settings] = lambda: settings
+    return settings
+
+
+def _age(job_id: str, **delta: float) -> None:
+    """Move a job's creation into the past (the clock is the database's to keep)."""
+    from app.db import session_scope, utcnow
+    from app.jobs.tables import Job
+
+    with session_scope() as s:
+        s.execute(
+            update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(**delta))
+        )
+        s.commit()
+
+
+def _key_of(job_id: str) -> str | None:
+    from app.db import session_scope
+    from app.jobs.tables import Job
+
+    with session_scope() as s:
+        return s.scalar(select(Job.idempotency_key).where(Job.id == job_id))
+
+
+# ---------------------------------------------------------------- quota
+
+
+def test_artifacts_count_in_the_stored_bytes_quota(
+    app, client, tenant, model_id, dataset_id, tiny_dataset: Path, tmp_path: Path
+):
+    from app.db import session_scope
+    from app.quotas import stored_bytes
+
+    with session_scope() as s:
+        before = stored_bytes(s, tenant)
+    jid = finished_job(client, model_id, dataset_id, tmp_path)
+    arts = sum(a["size_bytes"] for a in client.get(f"/v1/jobs/{jid}/artifacts").json()["data"])
+    assert arts == 30_700
+    with session_scope() as s:
+        assert stored_bytes(s, tenant) == before + arts
+    # Room for one more dataset without the artifacts, not with them.
+    _settings(app, tenant_max_stored_bytes=before + tiny_dataset.stat().st_size + arts - 1)
+    body = assert_problem(upload_dataset(client, tiny_dataset), 403, "quota_stored_bytes")
+    assert "models, datasets and job artifacts" in body["detail"]
+    assert "/v1/jobs/{id}" in body["detail"]
+    assert client.delete(f"/v1/jobs/{jid}").status_code == 204
+    assert upload_dataset(client, tiny_dataset).status_code == 201
+
+
+# ---------------------------------------------------------------- idempotency keys
+
+
+def test_an_expired_key_makes_a_new_job_and_the_old_one_stays(client, model_id, dataset_id):
+    body = job_body(model_id, dataset_id)
+    headers = {"Idempotency-Key": "nightly-1"}
+    first = client.post("/v1/jobs", json=body, headers=headers).json()["id"]
+    assert client.post("/v1/jobs", json=body, headers=headers).json()["id"] == first
+    _age(first, hours=25)  # past the default 24 hours
+    second = client.post("/v1/jobs", json=body, headers=headers)
+    assert second.status_code == 202 and second.json()["id"] != first
+    assert client.post("/v1/jobs", json=body, headers=headers).json()["id"] == second.json()["id"]
+    assert client.get(f"/v1/jobs/{first}").status_code == 200
+    assert _key_of(first) is None and _key_of(second.json()["id"]) == "nightly-1"
+
+
+def test_an_expired_key_with_another_body_is_not_a_conflict(client, model_id, dataset_id):
+    headers = {"Idempotency-Key": "k-body"}
+    first = client.post("/v1/jobs", json=job_body(model_id, dataset_id), headers=headers)
+    other = job_body(model_id, dataset_id, name="another")
+    assert_problem(client.post("/v1/jobs", json=other, headers=headers), 409)
+    _age(first.json()["id"], hours=25)
+    r = client.post("/v1/jobs", json=other, headers=headers)
+    assert r.status_code == 202 and r.json()["name"] == "another"
+
+
+def test_the_window_is_configurable(app, client, model_id, dataset_id):
+    _settings(app, idempotency_key_ttl_hours=1 / 60)  # one minute
+    body = job_body(model_id, dataset_id)
+    headers = {"Idempotency-Key": "short"}
+    first = client.post("/v1/jobs", json=body, headers=headers).json()["id"]
+    _age(first, seconds=30)
+    assert client.post("/v1/jobs", json=body, headers=headers).json()["id"] == first
+    _age(first, seconds=61)
+    assert client.post("/v1/jobs", json=body, headers=headers).json()["id"] != first
+
+
+def test_the_reaper_frees_keys_past_the_window(client, model_id, dataset_id):
+    from app.settings import get_settings
+    from workers.reaper import lifecycle_once
+
+    body = job_body(model_id, dataset_id)
+    old = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "old"}).json()["id"]
+    new = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "new"}).json()["id"]
+    _age(old, hours=24, seconds=1)
+    assert lifecycle_once(get_settings())["idempotency_keys"] >= 1
+    assert _key_of(old) is None and _key_of(new) == "new"
+    again = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "old"})
+    assert again.status_code == 202 and again.json()["id"] != old
