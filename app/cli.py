@@ -5,6 +5,7 @@ modelpress api       the HTTP API only (production)
 modelpress worker    a Celery worker only (production)
 modelpress migrate   apply the database migrations and create the storage bucket
 modelpress compress SPEC.yaml --out DIR   the engine on a spec file, without the service
+modelpress models|datasets|jobs|artifacts …   a remote service, through the Python client
 """
 
 from __future__ import annotations
@@ -223,7 +224,12 @@ def main(argv: list[str] | None = None) -> None:
     kl.add_argument("--tenant")
     kr = ksub.add_parser("revoke")
     kr.add_argument("key_id")
+    from app import remote_cli, remote_parser
+
+    remote_parser.add_commands(sub)
     args = parser.parse_args(argv)
+    if args.command in remote_cli.COMMANDS:
+        sys.exit(remote_cli.run(args))
     if args.command == "compress":
         # Imported here: the engine pulls in torch, which the API must never load.
         from workers.compress_cli import run_compress
