@@ -31,6 +31,8 @@ from app.webhooks.signing import (
 from workers.celery_app import DELIVER_WEBHOOK_TASK, celery_app
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO; attempts are recorded (and failures logged) here.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 USER_AGENT = "modelpress-webhooks/1"
 
 

@@ -67,7 +67,7 @@ def retire_leftover_jobs() -> None:
     from app.db import session_scope, utcnow
     from app.jobs.tables import Job
 
-    redis.Redis.from_url(services.REDIS_URL).delete("cpu", "gpu")
+    redis.Redis.from_url(services.REDIS_URL).delete("cpu", "gpu", "webhooks")
     with session_scope() as s:
         s.execute(
             update(Job)
@@ -84,6 +84,46 @@ def celery_worker(stack, tmp_path_factory) -> Iterator[Proc]:
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = Proc(
         [sys.executable, "-m", "app.cli", "worker", "--queues", "cpu"], dict(os.environ), log
+    )
+    try:
+        wait_for(lambda: "ready." in proc.text() or proc.p.poll() is not None, 60, "worker start")
+        assert proc.p.poll() is None, proc.text()
+        yield proc
+    finally:
+        proc.stop()
+
+
+# What a webhooks worker needs to deliver to a receiver on loopback over plain http, and
+# retries fast enough for a test.
+WEBHOOK_TEST_ENV = {
+    "MODELPRESS_URL_ALLOWED_SCHEMES": '["http", "https"]',
+    "MODELPRESS_URL_ALLOW_PRIVATE": "true",
+    "MODELPRESS_WEBHOOK_BACKOFF_SECONDS": "1",
+    "MODELPRESS_WEBHOOK_BACKOFF_MAX_SECONDS": "2",
+    "MODELPRESS_WEBHOOK_DISABLE_AFTER_FAILURES": "3",
+    "MODELPRESS_WEBHOOK_TIMEOUT_SECONDS": "5",
+}
+
+
+@pytest.fixture
+def loopback_webhooks(monkeypatch) -> None:
+    """The in-process API accepts the receiver's URL as the worker does."""
+    from app.settings import get_settings
+
+    settings = get_settings()
+    monkeypatch.setattr(settings, "url_allowed_schemes", ["http", "https"])
+    monkeypatch.setattr(settings, "url_allow_private", True)
+
+
+@pytest.fixture(scope="module")
+def webhook_worker(stack, tmp_path_factory) -> Iterator[Proc]:
+    """A real webhooks worker (its own queue, a thread pool), as `serve` starts one."""
+    redis.Redis.from_url(services.REDIS_URL).delete("webhooks")
+    log = tmp_path_factory.mktemp("webhook-worker") / "worker.log"
+    proc = Proc(
+        [sys.executable, "-m", "app.cli", "worker", "--queues", "webhooks"],
+        {**os.environ, **WEBHOOK_TEST_ENV},
+        log,
     )
     try:
         wait_for(lambda: "ready." in proc.text() or proc.p.poll() is not None, 60, "worker start")
