@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlparse
 from celery import Celery
 from kombu import Queue
 
+from app.jobs.schemas import MAX_RUNTIME_S
 from app.settings import Settings, get_settings
 
 RUN_JOB_TASK = "modelpress.jobs.run"
@@ -20,6 +21,16 @@ DELIVER_WEBHOOK_TASK = "modelpress.webhooks.deliver"
 # never waits behind a compression job, nor holds one up.
 WEBHOOK_QUEUE = "webhooks"
 QUEUES = ("gpu", "cpu", WEBHOOK_QUEUE)
+# Time a job's message stays unacknowledged beyond its running time: the worker fetches
+# the teacher and data before the clock starts, and uploads artifacts after it stops.
+VISIBILITY_MARGIN_S = 3600
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """Seconds before Redis delivers an unacknowledged message again: above the longest
+    a job may run (the largest max_runtime_s a request may ask for, or the default if an
+    operator set it higher), so a running job's message is never delivered twice."""
+    return max(MAX_RUNTIME_S, settings.job_max_runtime_seconds) + VISIBILITY_MARGIN_S
 
 
 def broker_options(settings: Settings) -> tuple[str, dict]:
@@ -40,10 +51,11 @@ def broker_options(settings: Settings) -> tuple[str, dict]:
             "store_processed": False,
             "control_folder": str(folder / "control"),
         }
-    # Redis: a message not acked within the visibility timeout is delivered again.
-    # Jobs can run for hours, so it is set above the longest job we allow; a
-    # redelivered message for a job that is already claimed does nothing (claim()).
-    return url, {"visibility_timeout": 12 * 3600}
+    # Redis: a message not acked within the visibility timeout is delivered again, so it
+    # is set above the longest job allowed. Were one delivered twice all the same, the
+    # second would do nothing: claim() is a conditional UPDATE … WHERE status = 'queued'.
+    # A job whose worker died comes back through its lease and the reaper, not the broker.
+    return url, {"visibility_timeout": visibility_timeout(settings)}
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

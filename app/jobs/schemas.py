@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from workers.engine import capabilities
+
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+# The tasks this engine release does, and no other: the schema's enum says what a job
+# may ask for, so a task is listed only once the engine does it (capabilities.py).
+Task = Literal[capabilities.TASKS]  # type: ignore[valid-type]
+# The longest max_runtime_s a job may ask for (the broker's visibility timeout is set
+# above it: workers/celery_app.py).
+MAX_RUNTIME_S = 7 * 24 * 3600
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -156,7 +164,7 @@ class JobCreate(Strict):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_JOB]})
 
-    task: Literal["sequence-classification", "token-classification", "causal-lm"]
+    task: Task
     teacher: TeacherRef
     dataset: DatasetRef
     target: Target
@@ -170,7 +178,7 @@ class JobCreate(Strict):
     max_runtime_s: int | None = Field(
         None,
         ge=60,
-        le=7 * 24 * 3600,
+        le=MAX_RUNTIME_S,
         description="Past this many seconds of running the job fails with "
         "max_runtime_exceeded; default MODELPRESS_JOB_MAX_RUNTIME_SECONDS.",
     )

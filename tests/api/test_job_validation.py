@@ -147,7 +147,6 @@ def test_fitting_head_needs_no_teacher_training(client, teacher_archives, datase
 @pytest.mark.parametrize(
     ("patch", "param", "supported"),
     [
-        ({"task": "causal-lm"}, "task", "'token-classification'"),
         ({"pruning": {"structured": ["ffn"]}}, "pruning.structured", '"layers"'),
     ],
 )

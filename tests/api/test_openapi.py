@@ -8,6 +8,9 @@ import re
 
 import pytest
 
+from tests.apiclient import assert_problem, job_body
+from workers.engine import capabilities
+
 OPERATION_ID = re.compile(r"^[a-z][A-Za-z]+$")
 # FastAPI's default id: function name, path and method joined with underscores.
 FASTAPI_DEFAULT = re.compile(r"_(get|post|put|patch|delete)$|__|_v1_")
@@ -68,3 +71,12 @@ def test_every_json_request_body_has_an_example(app, operations):
             schema = schemas.get(ref.rsplit("/", 1)[-1], body["schema"])
             has = {"example", "examples"} & (set(body) | set(schema))
             assert has, (method, path, media)
+
+
+def test_the_task_enum_is_what_the_engine_does(app, client, model_id, dataset_id):
+    task = app.openapi()["components"]["schemas"]["JobCreate"]["properties"]["task"]
+    assert task["enum"] == list(capabilities.TASKS)
+    assert "causal-lm" not in task["enum"]
+    r = client.post("/v1/jobs", json=job_body(model_id, dataset_id, task="causal-lm"))
+    body = assert_problem(r, 422, "validation_error", "task")
+    assert "'token-classification'" in body["detail"], body
