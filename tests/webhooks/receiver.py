@@ -24,6 +24,8 @@ class Receiver:
     port: int
     # path -> the status codes to answer, in turn, for each delivery id; the last repeats
     script: dict[str, list[int]] = field(default_factory=dict)
+    # path -> seconds to wait before answering (a slow receiver)
+    delay: dict[str, float] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     _tries: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +58,7 @@ def running_receiver() -> Iterator[Receiver]:
                     Received(self.path, dict(self.headers.items()), body, time.time())
                 )
             code = receiver._answer(self.path, self.headers.get("Modelpress-Delivery-Id", ""))
+            time.sleep(receiver.delay.get(self.path, 0.0))
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
