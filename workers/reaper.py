@@ -84,14 +84,25 @@ def lifecycle_once(settings: Settings | None = None) -> dict[str, int]:
     settings = settings or get_settings()
     with session_scope() as session:
         keys = jobs.expire_idempotency_keys(session=session, settings=settings)
-    if keys:
-        log.info("reaper: freed %s expired idempotency keys", keys)
-    return {"idempotency_keys": keys}
+    with session_scope() as session:
+        expired = jobs.expire_artifacts(session=session, settings=settings)
+    storage = get_storage()
+    # After the commit, as for a deleted job: a crash here is finished by the folder sweep.
+    removed = sum(storage.delete_prefix(jobs.job_prefix(job_id)) for job_id in expired)
+    if keys or expired:
+        log.info(
+            "reaper: freed %s expired idempotency keys; artifacts of %s expired (%s objects)",
+            keys,
+            expired,
+            removed,
+        )
+    return {"idempotency_keys": keys, "artifacts_expired": len(expired), "objects": removed}
 
 
 def sweep_job_folders() -> int:
-    """Empty the job folders that no job row names: a job deleted by a process that died
-    between committing the deletion and deleting the objects. Returns objects removed."""
+    """Empty the job folders that no job row names, or whose job's artifacts expired: a
+    process died between committing the change and deleting the objects. Returns the
+    objects removed."""
     storage = get_storage()
     folders = storage.list_folders("jobs/")
     with session_scope() as session:

@@ -17,7 +17,7 @@ from app.errors import ProblemError
 from app.ids import new_id
 from app.jobs.tables import Job
 from app.pagination import keyset
-from app.quotas import check_storage_quota
+from app.quotas import ACTIVE, check_storage_quota
 from app.settings import Settings
 from app.storage import Storage, file_digest
 from app.tenancy import get_owned
@@ -136,14 +136,25 @@ def list_datasets(
 
 
 def delete_dataset(*, session: Session, storage: Storage, tenant: str, dataset_id: str) -> None:
+    """Delete a dataset unless a queued or running job needs it. Finished jobs keep their
+    request, metrics and artifacts; their dataset reference becomes null."""
     row = get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
-    in_use = session.scalar(select(Job.id).where(Job.dataset_id == dataset_id).limit(1))
+    # Locked first, as for models (app/models/service.py delete_model).
+    session.execute(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update())
+    in_use = session.execute(
+        select(Job.id, Job.status)
+        .where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
+        .order_by(Job.id)
+        .limit(1)
+    ).one_or_none()
     if in_use:
+        session.rollback()
         raise ProblemError(
             409,
             "dataset_in_use",
-            f"Dataset {dataset_id} is used by job {in_use}; "
-            "jobs keep their data, so it cannot be deleted.",
+            f"Dataset {dataset_id} is used by job {in_use.id}, which is {in_use.status}; "
+            f"wait for it to finish or cancel it (POST /v1/jobs/{in_use.id}/cancel), then "
+            "delete the dataset.",
         )
     session.delete(row)
     session.commit()

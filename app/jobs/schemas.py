@@ -206,6 +206,7 @@ EXAMPLE_JOB_READ = {
     "request": {**EXAMPLE_JOB, "strategy": "prune_then_distill"},
     "metrics": None,
     "error": None,
+    "artifacts_expired_at": None,
 }
 
 
@@ -226,6 +227,11 @@ class JobRead(BaseModel):
     request: dict[str, Any] = Field(description="The request with every default filled in.")
     metrics: dict[str, Any] | None
     error: JobError | None
+    artifacts_expired_at: datetime | None = Field(
+        None,
+        description="When the artifacts were deleted by the operator's retention "
+        "(MODELPRESS_ARTIFACT_RETENTION_DAYS); null while they are kept.",
+    )
 
     @classmethod
     def of(cls, job: Any) -> JobRead:
@@ -246,6 +252,7 @@ class JobRead(BaseModel):
             error=JobError(code=job.error_code, message=job.error_message or "")
             if job.error_code
             else None,
+            artifacts_expired_at=job.artifacts_expired_at,
         )
 
 

@@ -64,22 +64,7 @@ def create_job(
         if existing is not None:
             return existing, False
 
-    teacher = session.get(Model, body.teacher.model_id)
-    if teacher is None or teacher.tenant != tenant:
-        raise ProblemError(
-            422,
-            "model_not_found",
-            f"No model with id {body.teacher.model_id!r}; upload one with POST /v1/models.",
-            param="teacher.model_id",
-        )
-    dataset = session.get(Dataset, body.dataset.dataset_id)
-    if dataset is None or dataset.tenant != tenant:
-        raise ProblemError(
-            422,
-            "dataset_not_found",
-            f"No dataset with id {body.dataset.dataset_id!r}; upload one with POST /v1/datasets.",
-            param="dataset.dataset_id",
-        )
+    teacher, dataset = _inputs_of(session, tenant, body)
     check_job_request(body, teacher, dataset)
     check_active_jobs_quota(session=session, settings=settings, tenant=tenant)
     queue = job_queue.choose_queue(accelerator=body.accelerator, settings=settings)
@@ -112,14 +97,15 @@ def create_job(
     try:
         session.commit()
     except IntegrityError:
-        # Two requests with one Idempotency-Key raced; the other one won.
+        # Two requests with one Idempotency-Key raced and the other one won; or the
+        # teacher or dataset was deleted meanwhile (its row lock made us wait for that).
         session.rollback()
-        if idempotency_key is None:
-            raise
-        existing = _by_idempotency_key(session, settings, tenant, idempotency_key, request_hash)
-        if existing is None:
-            raise
-        return existing, False
+        if idempotency_key is not None:
+            existing = _by_idempotency_key(session, settings, tenant, idempotency_key, request_hash)
+            if existing is not None:
+                return existing, False
+        _inputs_of(session, tenant, body)  # a 422 naming the one that is gone
+        raise
     # Commit, then enqueue: a worker must find the row when the message arrives.
     if not job_queue.enqueue(job_id=job.id, queue=queue):
         add_event(
@@ -134,6 +120,26 @@ def create_job(
             },
         )
     return job, True
+
+
+def _inputs_of(session: Session, tenant: str, body: JobCreate) -> tuple[Model, Dataset]:
+    teacher = session.get(Model, body.teacher.model_id, populate_existing=True)
+    if teacher is None or teacher.tenant != tenant:
+        raise ProblemError(
+            422,
+            "model_not_found",
+            f"No model with id {body.teacher.model_id!r}; upload one with POST /v1/models.",
+            param="teacher.model_id",
+        )
+    dataset = session.get(Dataset, body.dataset.dataset_id, populate_existing=True)
+    if dataset is None or dataset.tenant != tenant:
+        raise ProblemError(
+            422,
+            "dataset_not_found",
+            f"No dataset with id {body.dataset.dataset_id!r}; upload one with POST /v1/datasets.",
+            param="dataset.dataset_id",
+        )
+    return teacher, dataset
 
 
 def _by_idempotency_key(
@@ -197,8 +203,16 @@ def list_artifacts(*, session: Session, tenant: str, job_id: str) -> list[Artifa
 
 
 def get_artifact(*, session: Session, tenant: str, job_id: str, name: str) -> Artifact:
-    get_job(session=session, tenant=tenant, job_id=job_id)
+    job = get_job(session=session, tenant=tenant, job_id=job_id)
     art = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
+    if art is None and job.artifacts_expired_at is not None:
+        raise ProblemError(
+            410,
+            "artifacts_expired",
+            f"The artifacts of job {job_id} expired and were deleted on "
+            f"{job.artifacts_expired_at.isoformat(timespec='seconds')} "
+            "(MODELPRESS_ARTIFACT_RETENTION_DAYS); the job's report stays in its metrics.",
+        )
     if art is None:
         raise ProblemError(404, "artifact_not_found", f"Job {job_id} has no artifact {name!r}.")
     return art
@@ -243,14 +257,70 @@ def delete_job(*, session: Session, storage: Storage, tenant: str, job_id: str) 
 
 def job_folders_to_empty(*, session: Session, job_ids: list[str]) -> list[str]:
     """Of these folders found under jobs/ in the store, those whose objects must all go:
-    no job row names them (deleted jobs). Objects of a job appear only after its row is
-    committed, so a folder without a row is never one being written."""
+    no job row names them (deleted jobs), or their artifacts expired. Objects of a job
+    appear only after its row is committed, so a folder without a row is never one being
+    written; an expired job has ended, so nothing writes there either."""
     out: list[str] = []
     for i in range(0, len(job_ids), 500):
         chunk = job_ids[i : i + 500]
-        have = set(session.scalars(select(Job.id).where(Job.id.in_(chunk))))
-        out += [j for j in chunk if j not in have]
+        keep = set(
+            session.scalars(
+                select(Job.id).where(Job.id.in_(chunk), Job.artifacts_expired_at.is_(None))
+            )
+        )
+        out += [j for j in chunk if j not in keep]
     return out
+
+
+def expire_artifacts(*, session: Session, settings: Settings, limit: int = 200) -> list[str]:
+    """Jobs finished longer ago than MODELPRESS_ARTIFACT_RETENTION_DAYS lose their
+    artifacts: the rows go and the job says when and why (artifacts_expired_at and an
+    event); returns those jobs, whose objects the caller deletes once this committed (a
+    crash in between is finished by the folder sweep). The job, its request and metrics
+    stay. Conditional on the mark, so many reapers at once expire each job once."""
+    days = settings.artifact_retention_days
+    if not days:
+        return []
+    now = utcnow()
+    has_artifacts = select(Artifact.id).where(Artifact.job_id == Job.id).exists()
+    due = session.execute(
+        select(Job.id, Job.attempt)
+        .where(
+            Job.status.in_(TERMINAL),
+            Job.finished_at < now - timedelta(days=days),
+            Job.artifacts_expired_at.is_(None),
+            has_artifacts,
+        )
+        .order_by(Job.finished_at)
+        .limit(limit)
+    ).all()
+    expired = []
+    for job_id, attempt in due:
+        marked = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.artifacts_expired_at.is_(None))
+            .values(artifacts_expired_at=now)
+        ).rowcount
+        if not marked:
+            continue
+        names = list(session.scalars(select(Artifact.name).where(Artifact.job_id == job_id)))
+        session.execute(delete(Artifact).where(Artifact.job_id == job_id))
+        _event(
+            session,
+            job_id,
+            attempt,
+            "lifecycle",
+            {
+                "message": f"The artifacts ({', '.join(sorted(names))}) expired {days:g} days "
+                "after the job finished (MODELPRESS_ARTIFACT_RETENTION_DAYS) and were deleted; "
+                "the job, its request and its metrics stay.",
+                "artifacts": sorted(names),
+                "retention_days": days,
+            },
+        )
+        expired.append(job_id)
+    session.commit()
+    return expired
 
 
 def expire_idempotency_keys(*, session: Session, settings: Settings) -> int:

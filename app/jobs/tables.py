@@ -27,8 +27,14 @@ class Job(Base):
     # Raised by every claim; a worker's writes carry the attempt it claimed (fencing).
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     queue: Mapped[str] = mapped_column(String(16))
-    teacher_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    # Null once the model or dataset is deleted, which only a finished job allows; the
+    # job's request keeps the ids it was given.
+    teacher_id: Mapped[str | None] = mapped_column(
+        ForeignKey("models.id", ondelete="SET NULL"), index=True
+    )
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
     request: Mapped[dict[str, Any]] = mapped_column(JSONType)
     request_hash: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
@@ -43,7 +49,9 @@ class Job(Base):
     checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # When the retention (MODELPRESS_ARTIFACT_RETENTION_DAYS) deleted its artifacts.
+    artifacts_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

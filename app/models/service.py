@@ -14,7 +14,7 @@ from app.jobs.tables import Job
 from app.models.archive import ArchiveLimits, inspect_archive
 from app.models.tables import Model
 from app.pagination import keyset
-from app.quotas import check_storage_quota
+from app.quotas import ACTIVE, check_storage_quota
 from app.settings import Settings
 from app.storage import Storage
 from app.tenancy import get_owned
@@ -83,15 +83,30 @@ def list_models(
 
 
 def delete_model(*, session: Session, storage: Storage, tenant: str, model_id: str) -> None:
+    """Delete a model unless a queued or running job needs it. Finished jobs keep their
+    request, metrics and artifacts; their teacher reference becomes null."""
     row = get_model(session=session, tenant=tenant, model_id=model_id)
-    in_use = session.scalar(select(Job.id).where(Job.teacher_id == model_id).limit(1))
+    # Locked first: a job being created for this model holds a key lock on the row until
+    # it commits, so this waits and then sees that job; one created after waits for this
+    # deletion and is refused as naming no model.
+    session.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+    in_use = session.execute(
+        select(Job.id, Job.status)
+        .where(Job.teacher_id == model_id, Job.status.in_(ACTIVE))
+        .order_by(Job.id)
+        .limit(1)
+    ).one_or_none()
     if in_use:
+        session.rollback()
         raise ProblemError(
             409,
             "model_in_use",
-            f"Model {model_id} is the teacher of job {in_use}; "
-            "jobs keep their teacher, so it cannot be deleted.",
+            f"Model {model_id} is the teacher of job {in_use.id}, which is {in_use.status}; "
+            f"wait for it to finish or cancel it (POST /v1/jobs/{in_use.id}/cancel), then "
+            "delete the model.",
         )
     session.delete(row)
     session.commit()
+    # After the commit: a crash before this leaves an object no row names, never a
+    # model row without its archive.
     storage.delete(row.storage_key)

@@ -114,3 +114,127 @@ def test_the_reaper_frees_keys_past_the_window(client, model_id, dataset_id):
     assert _key_of(old) is None and _key_of(new) == "new"
     again = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "old"})
     assert again.status_code == 202 and again.json()["id"] != old
+
+
+# ---------------------------------------------------------------- artifact retention
+
+
+def _finished_ago(job_id: str, seconds: float) -> None:
+    from app.db import session_scope, utcnow
+    from app.jobs.tables import Job
+
+    with session_scope() as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(finished_at=utcnow() - timedelta(seconds=seconds))
+        )
+        s.commit()
+
+
+def _retention(seconds: float):
+    from app.settings import get_settings
+
+    return get_settings().model_copy(update={"artifact_retention_days": seconds / 86400})
+
+
+def test_artifacts_expire_after_the_retention(client, tenant, model_id, dataset_id, tmp_path: Path):
+    from app.db import session_scope
+    from app.quotas import stored_bytes
+    from tests.lifecycle import bucket_keys
+    from workers.reaper import lifecycle_once
+
+    old = finished_job(client, model_id, dataset_id, tmp_path)
+    young = finished_job(client, model_id, dataset_id, tmp_path)
+    _finished_ago(old, 120)
+    with session_scope() as s:
+        before = stored_bytes(s, tenant)
+    # Kept forever by default.
+    from app.settings import get_settings
+
+    assert lifecycle_once(get_settings())["artifacts_expired"] == 0
+    assert len(bucket_keys(f"jobs/{old}/")) == 3
+    done = lifecycle_once(_retention(60))
+    assert done["artifacts_expired"] >= 1 and done["objects"] >= 3
+    assert bucket_keys(f"jobs/{old}/") == []
+    assert len(bucket_keys(f"jobs/{young}/")) == 3  # finished within the retention
+    job = client.get(f"/v1/jobs/{old}").json()
+    assert job["status"] == "succeeded" and job["artifacts_expired_at"] is not None
+    assert job["metrics"] == {"student": {"accuracy": 0.9}}  # the report stays
+    assert client.get(f"/v1/jobs/{young}").json()["artifacts_expired_at"] is None
+    assert client.get(f"/v1/jobs/{old}/artifacts").json()["data"] == []
+    gone = assert_problem(client.get(f"/v1/jobs/{old}/artifacts/model"), 410, "artifacts_expired")
+    assert "MODELPRESS_ARTIFACT_RETENTION_DAYS" in gone["detail"]
+    events = client.get(f"/v1/jobs/{old}/events").json()["data"]
+    notes = [e for e in events if e["type"] == "lifecycle"]
+    assert len(notes) == 1
+    assert notes[0]["data"]["artifacts"] == ["model", "report"]
+    assert "expired" in notes[0]["data"]["message"]
+    with session_scope() as s:
+        assert stored_bytes(s, tenant) == before - 30_700
+    # Once only, however many reapers pass.
+    assert lifecycle_once(_retention(60))["artifacts_expired"] == 0
+    events = client.get(f"/v1/jobs/{old}/events").json()["data"]
+    assert len([e for e in events if e["type"] == "lifecycle"]) == 1
+
+
+def test_an_expiry_cut_short_is_finished_by_the_sweep(client, model_id, dataset_id, tmp_path):
+    from app.db import session_scope
+    from app.jobs import service as jobs
+    from tests.lifecycle import bucket_keys
+    from workers.reaper import sweep_job_folders
+
+    jid = finished_job(client, model_id, dataset_id, tmp_path)
+    _finished_ago(jid, 120)
+    with session_scope() as s:  # the reaper's commit, then a crash before the objects go
+        assert jid in jobs.expire_artifacts(session=s, settings=_retention(60))
+    assert len(bucket_keys(f"jobs/{jid}/")) == 3
+    sweep_job_folders()
+    assert bucket_keys(f"jobs/{jid}/") == []
+
+
+# ---------------------------------------------------------------- models and datasets
+
+
+def _references(job_id: str) -> tuple[str | None, str | None]:
+    from app.db import session_scope
+    from app.jobs.tables import Job
+
+    with session_scope() as s:
+        return s.execute(select(Job.teacher_id, Job.dataset_id).where(Job.id == job_id)).one()
+
+
+def test_inputs_of_finished_jobs_can_be_deleted(client, model_id, dataset_id, tmp_path: Path):
+    from tests.lifecycle import bucket_keys
+
+    jid = finished_job(client, model_id, dataset_id, tmp_path)
+    failed = finished_job(client, model_id, dataset_id, tmp_path, status="failed")
+    assert client.delete(f"/v1/models/{model_id}").status_code == 204
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    assert bucket_keys(f"models/{model_id}/") == [] and bucket_keys(f"datasets/{dataset_id}/") == []
+    # The jobs read as before: their request keeps the ids they were given.
+    for job_id in (jid, failed):
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["request"]["teacher"]["model_id"] == model_id
+        assert job["request"]["dataset"]["dataset_id"] == dataset_id
+        assert _references(job_id) == (None, None)
+    assert client.get(f"/v1/jobs/{jid}/artifacts/report").status_code == 200
+    assert len(client.get("/v1/jobs").json()["data"]) == 2
+    # And a new job cannot name them.
+    r = client.post("/v1/jobs", json=job_body(model_id, "ds_nope"))
+    assert_problem(r, 422, "model_not_found", "teacher.model_id")
+
+
+def test_inputs_of_an_active_job_are_a_409_naming_it(client, model_id, dataset_id, tmp_path: Path):
+    finished_job(client, model_id, dataset_id, tmp_path)
+    queued = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
+    body = assert_problem(client.delete(f"/v1/models/{model_id}"), 409, "model_in_use")
+    assert queued in body["detail"] and "queued" in body["detail"]
+    assert f"POST /v1/jobs/{queued}/cancel" in body["detail"]
+    body = assert_problem(client.delete(f"/v1/datasets/{dataset_id}"), 409, "dataset_in_use")
+    assert queued in body["detail"]
+    assert client.get(f"/v1/models/{model_id}").status_code == 200
+    assert client.post(f"/v1/jobs/{queued}/cancel").json()["status"] == "cancelled"
+    assert client.delete(f"/v1/models/{model_id}").status_code == 204
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    assert client.get(f"/v1/jobs/{queued}").json()["status"] == "cancelled"
