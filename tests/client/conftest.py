@@ -11,9 +11,10 @@ import pytest
 import uvicorn
 
 from tests.apiclient import make_key
-from tests.e2e.conftest import celery_worker, free_port
+from tests.e2e.conftest import celery_worker, free_port, loopback_webhooks
 
-__all__ = ["celery_worker"]  # the real worker fixture, for the modules that run jobs
+# Fixtures shared with the e2e tests: the real worker, webhooks to loopback allowed.
+__all__ = ["celery_worker", "loopback_webhooks"]
 
 # Tiny training: a job on the tiny teacher ends in well under a minute.
 TINY_TRAINING = {"epochs": 2, "teacher_epochs": 3, "batch_size": 16, "max_seq_length": 32}

@@ -277,3 +277,55 @@ def test_wait_times_out_with_the_jobs_state(mp, model, dataset):
     assert [p.status for p in seen] == ["queued", "queued"]
     mp.cancel_job(job.id)
     assert mp.wait(job.id, timeout=5).status == "cancelled"
+
+
+def test_delete_job(mp, model, dataset):
+    from modelpress_client import Conflict, NotFound
+
+    job = mp.create_job(job_body(model.id, dataset.id))
+    with pytest.raises(Conflict) as e:
+        mp.delete_job(job.id)
+    assert e.value.code == "job_active"
+    mp.cancel_job(job.id)
+    mp.delete_job(job.id)
+    with pytest.raises(NotFound):
+        mp.get_job(job.id)
+
+
+def test_webhooks(mp, model, dataset, loopback_webhooks):
+    from modelpress_client import NotFound, ValidationFailed
+
+    hook = mp.create_webhook(
+        "http://127.0.0.1:9/hook", events=["job.cancelled"], description="registry"
+    )
+    assert hook.id.startswith("wh_") and hook.secret and hook.secret.startswith("whsec_")
+    assert hook.enabled and hook.events == ["job.cancelled"] and hook.consecutive_failures == 0
+    got = mp.get_webhook(hook.id)
+    assert got.secret is None and got.url == hook.url  # the secret is shown once
+    others = [mp.create_webhook(f"http://127.0.0.1:9/h{i}") for i in range(2)]
+    assert others[0].events == ["job.running", "job.succeeded", "job.failed", "job.cancelled"]
+    assert [w.id for w in mp.iter_webhooks(page_size=2)] == [others[1].id, others[0].id, hook.id]
+    with pytest.raises(ValidationFailed) as e:
+        mp.create_webhook("http://127.0.0.1:9/x", events=["job.nope"])
+    assert e.value.param and e.value.param.startswith("events")
+
+    off = mp.update_webhook(hook.id, enabled=False, description="paused")
+    assert not off.enabled and off.description == "paused" and off.events == ["job.cancelled"]
+    on = mp.update_webhook(hook.id, enabled=True)
+    assert on.enabled
+
+    # A cancelled job makes a delivery (the outbox writes it with the event).
+    job = mp.create_job(job_body(model.id, dataset.id))
+    mp.cancel_job(job.id)
+    [delivery] = mp.list_deliveries(hook.id).data
+    assert (delivery.event_type, delivery.job_id) == ("job.cancelled", job.id)
+    assert delivery.payload and delivery.payload["type"] == "job.cancelled"
+    assert [d.id for d in mp.iter_deliveries(hook.id)] == [delivery.id]
+    again = mp.resend_delivery(hook.id, delivery.id)
+    assert again.id == delivery.id and again.status == "pending"
+
+    for w in (hook, *others):
+        mp.delete_webhook(w.id)
+    with pytest.raises(NotFound) as e:
+        mp.get_webhook(hook.id)
+    assert e.value.code == "webhook_not_found"

@@ -188,6 +188,7 @@ class WebhookDelivery:
     attempts: list[DeliveryAttempt]
     created_at: datetime | None
     delivered_at: datetime | None
+    payload: dict[str, Any] | None = None  # the body as sent
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WebhookDelivery:
