@@ -62,6 +62,18 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+def _before_the_body(scope: Scope, receive: Receive, send: Send) -> Send:
+    """The send() for an answer given before the request's body is read: one that drains
+    the body (LingeringSend) if the request has one."""
+    headers = dict(scope["headers"])
+    declared = headers.get(b"content-length", b"0")
+    if b"transfer-encoding" in headers:
+        return LingeringSend(receive, send, pending=None)
+    if declared.isdigit() and int(declared) > 0:
+        return LingeringSend(receive, send, pending=int(declared))
+    return send
+
+
 class GuardMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -73,7 +85,9 @@ class GuardMiddleware:
         if scope["path"].startswith(PROTECTED_PREFIX):
             refusal = await self._authorize(scope)
             if refusal is not None:
-                await refusal(scope, receive, send)
+                # An upload with a bad key is refused before its body is read: drained
+                # like a 413, so the client reads the 401/403 (app/linger.py).
+                await refusal(scope, receive, _before_the_body(scope, receive, send))
                 return
         limit = get_settings().max_upload_bytes
         declared = dict(scope["headers"]).get(b"content-length")
@@ -89,7 +103,7 @@ class GuardMiddleware:
                 # Answered before a byte of the body is read (so no 100 Continue is sent),
                 # then the body drained: see app/linger.py.
                 exc = BodyTooLarge(limit)
-                drain = LingeringSend(receive, send, pending=int(declared))
+                drain = _before_the_body(scope, receive, send)
                 await problem_response(413, "upload_too_large", exc.detail)(scope, receive, drain)
                 return
         received = 0

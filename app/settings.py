@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     # How long an upload may go without a byte before it is refused with 408.
     body_read_timeout_seconds: float = Field(60.0, gt=0)
-    # A body over max_upload_bytes is refused with 413 and then read and dropped, up to
-    # this many bytes and seconds, so that clients that send it all before reading get the
-    # 413 rather than a connection reset (app/linger.py); past these, a reset.
+    # A body refused before it is read (413 over max_upload_bytes, 401, 403) is then read
+    # and dropped, up to this many bytes and seconds, so that clients that send it all
+    # before reading get the answer rather than a connection reset (app/linger.py); past
+    # these, a reset.
     max_drain_bytes: int = Field(128 * 1024**2, ge=0)
     drain_seconds: float = Field(30.0, ge=0)
     # Lifetime of pre-signed download URLs (GET …/artifacts/{name}?redirect=true).

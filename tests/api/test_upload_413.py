@@ -157,3 +157,14 @@ def test_a_chunked_body_is_drained_only_up_to_the_cap(target, settings, monkeypa
     with pytest.raises(urllib.error.URLError) as caught:
         urllib.request.urlopen(request, timeout=30)
     assert isinstance(caught.value.reason, ConnectionError), caught.value
+
+
+def test_an_upload_with_a_bad_key_reads_the_401(target):
+    """Refused before the body is read, like the 413, and drained the same way."""
+    url, headers = target
+    headers = {**headers, "Authorization": "Bearer mp_not_a_key"}
+    request = urllib.request.Request(url, data=_body(), headers=headers, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 401
+    assert json.loads(caught.value.read())["code"] == "invalid_api_key"
