@@ -238,3 +238,36 @@ def test_inputs_of_an_active_job_are_a_409_naming_it(client, model_id, dataset_i
     assert client.delete(f"/v1/models/{model_id}").status_code == 204
     assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
     assert client.get(f"/v1/jobs/{queued}").json()["status"] == "cancelled"
+
+
+def test_a_job_created_while_its_teacher_is_deleted_is_refused(
+    client, tenant, model_id, dataset_id
+):
+    """The deletion holds the model's row; a job being created then waits on its foreign
+    key and, once the deletion commits, is a 422 naming the teacher, not a 500 and not a
+    queued job without one."""
+    import threading
+
+    from sqlalchemy import delete
+
+    from app.db import session_scope
+    from app.jobs.tables import Job
+    from app.models.tables import Model
+
+    answer: dict = {}
+    with session_scope() as s:
+        s.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+        s.execute(delete(Model).where(Model.id == model_id))
+        post = threading.Thread(
+            target=lambda: answer.update(
+                r=client.post("/v1/jobs", json=job_body(model_id, dataset_id))
+            )
+        )
+        post.start()
+        post.join(1.5)
+        assert post.is_alive()  # waiting for the deletion's lock
+        s.commit()
+    post.join(30)
+    assert_problem(answer["r"], 422, "model_not_found", "teacher.model_id")
+    with session_scope() as s:
+        assert s.scalar(select(Job.id).where(Job.tenant == tenant)) is None
