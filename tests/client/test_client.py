@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from modelpress_client import Client
 
 from tests.apiclient import job_body
 from tests.faults.proxy import Proxy
@@ -146,6 +147,13 @@ def test_same_idempotency_key_same_job(mp, model, dataset):
         assert mp.cancel_job(jid).status == "cancelled"
 
 
+def _from_server(proxy: Proxy, sock: socket.socket) -> bool:
+    try:
+        return sock.getpeername()[1] == proxy.upstream[1]
+    except OSError:  # already shut down by the other direction: nothing left to pass
+        return True
+
+
 class AnswerDropper(Proxy):
     """Passes requests on, but drops the first answer: the request was served and the
     client never heard back, as when a connection breaks at the wrong moment."""
@@ -153,8 +161,7 @@ class AnswerDropper(Proxy):
     dropped = 0
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        from_server = src.getpeername()[1] == self.upstream[1]
-        if from_server and self.dropped == 0 and src.recv(65536):
+        if _from_server(self, src) and self.dropped == 0 and src.recv(65536):
             self.dropped += 1
             for s in (src, dst):
                 with contextlib.suppress(OSError):
@@ -329,3 +336,44 @@ def test_webhooks(mp, model, dataset, loopback_webhooks):
     with pytest.raises(NotFound) as e:
         mp.get_webhook(hook.id)
     assert e.value.code == "webhook_not_found"
+
+
+class NoStreams(Proxy):
+    """A proxy that breaks every event-stream request, as some buffering proxies do."""
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        if _from_server(self, src):  # answers pass
+            super()._pump(src, dst)
+            return
+        # Requests are checked one chunk at a time: a kept-alive connection carries many.
+        with contextlib.suppress(OSError):
+            while (data := src.recv(65536)) and b"text/event-stream" not in data.lower():
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def test_wait_falls_back_to_polling_when_streams_fail(mp, model, dataset, server_url, api_key):
+    job = mp.create_job(job_body(model.id, dataset.id))
+    port = int(server_url.rsplit(":", 1)[1])
+    proxy = NoStreams(("127.0.0.1", port)).start()
+    retries, seen = [], []
+    cancel = threading.Timer(1.0, lambda: mp.cancel_job(job.id))
+    cancel.start()
+    try:
+        with Client(
+            f"http://127.0.0.1:{proxy.port}",
+            api_key=api_key,
+            max_retries=1,
+            max_retry_wait=0.1,
+            on_retry=retries.append,
+        ) as c:
+            done = c.wait(job.id, on_progress=seen.append, timeout=30, poll_interval=0.2)
+    finally:
+        cancel.join()
+        proxy.cut()
+    assert done.status == "cancelled"
+    assert [p.status for p in seen] == ["queued", "cancelled"]
+    assert all(p.event is None for p in seen)  # from polling, not from events
+    assert retries and all("/events" in r.url for r in retries)

@@ -168,6 +168,13 @@ def test_jobs_create_wait_succeeds(
     r = cli("jobs", "cancel", first.stdout.split()[0], env=env)
     assert r.returncode == 0 and r.stdout.split()[1] in ("cancelling", "cancelled")
     mp.wait(first.stdout.split()[0], timeout=60)
+    r = cli("jobs", "delete", first.stdout.split()[0], env=env)
+    assert r.returncode == 0 and r.stdout.startswith("deleted job_")
+    r = cli("jobs", "get", first.stdout.split()[0], env=env)
+    assert r.returncode == 1 and "404 job_not_found" in r.stderr
+
+    followed = cli("jobs", "events", job_id, "--follow", env=env).stdout.splitlines()
+    assert [json.loads(x) for x in followed] == events  # an ended job's stream: all, then end
 
 
 def test_failed_job_exits_3_with_its_error_code(

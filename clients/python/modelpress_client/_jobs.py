@@ -145,7 +145,7 @@ class JobsMixin(Base):
                 failures += 1
             _check(deadline, job_id)
             wait = min(reconnect_s, self._t.max_retry_wait)
-            self._t.pause(RetryInfo("GET", path, failures, wait, None, reason))
+            self._t.pause(RetryInfo("GET", self._t.url(path), failures, wait, None, reason))
 
     def wait(
         self,
