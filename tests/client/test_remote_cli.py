@@ -219,3 +219,23 @@ def test_cancelled_job_exits_4(env, mp, celery_worker, tiny_teacher_tar, tiny_da
     assert proc.returncode == 4, (stdout, stderr)
     assert f"job {job_id} was cancelled" in stderr
     assert mp.get_job(job_id).status == "cancelled"
+
+
+def test_remote_commands_load_no_engine_nor_server_stack(env):
+    code = (
+        "import json, sys\n"
+        "from app import cli\n"
+        "try:\n"
+        "    cli.main(['jobs', 'get', 'job_nope'])\n"
+        "except SystemExit as e:\n"
+        "    print(e.code)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    status, modules = r.stdout.splitlines()
+    assert status == "1" and "404 job_not_found" in r.stderr
+    loaded = set(json.loads(modules))
+    assert "modelpress_client" in loaded  # sanity: the command did run through the client
+    assert not loaded & {"torch", "transformers", "workers", "celery", "sqlalchemy", "fastapi"}
