@@ -119,6 +119,12 @@ def test_the_reaper_frees_keys_past_the_window(client, model_id, dataset_id):
 # ---------------------------------------------------------------- artifact retention
 
 
+# A job made to have finished 3 days ago, and a retention of 2.5 days: jobs that other
+# tests of the run finished keep their artifacts, whatever order the tests run in.
+LONG_AGO_S = 3 * 86400
+RETENTION_S = 2.5 * 86400
+
+
 def _finished_ago(job_id: str, seconds: float) -> None:
     from app.db import session_scope, utcnow
     from app.jobs.tables import Job
@@ -146,7 +152,7 @@ def test_artifacts_expire_after_the_retention(client, tenant, model_id, dataset_
 
     old = finished_job(client, model_id, dataset_id, tmp_path)
     young = finished_job(client, model_id, dataset_id, tmp_path)
-    _finished_ago(old, 120)
+    _finished_ago(old, LONG_AGO_S)
     with session_scope() as s:
         before = stored_bytes(s, tenant)
     # Kept forever by default.
@@ -154,7 +160,7 @@ def test_artifacts_expire_after_the_retention(client, tenant, model_id, dataset_
 
     assert lifecycle_once(get_settings())["artifacts_expired"] == 0
     assert len(bucket_keys(f"jobs/{old}/")) == 3
-    done = lifecycle_once(_retention(60))
+    done = lifecycle_once(_retention(RETENTION_S))
     assert done["artifacts_expired"] >= 1 and done["objects"] >= 3
     assert bucket_keys(f"jobs/{old}/") == []
     assert len(bucket_keys(f"jobs/{young}/")) == 3  # finished within the retention
@@ -173,7 +179,7 @@ def test_artifacts_expire_after_the_retention(client, tenant, model_id, dataset_
     with session_scope() as s:
         assert stored_bytes(s, tenant) == before - 30_700
     # Once only, however many reapers pass.
-    assert lifecycle_once(_retention(60))["artifacts_expired"] == 0
+    assert lifecycle_once(_retention(RETENTION_S))["artifacts_expired"] == 0
     events = client.get(f"/v1/jobs/{old}/events").json()["data"]
     assert len([e for e in events if e["type"] == "lifecycle"]) == 1
 
@@ -185,9 +191,9 @@ def test_an_expiry_cut_short_is_finished_by_the_sweep(client, model_id, dataset_
     from workers.reaper import sweep_job_folders
 
     jid = finished_job(client, model_id, dataset_id, tmp_path)
-    _finished_ago(jid, 120)
+    _finished_ago(jid, LONG_AGO_S)
     with session_scope() as s:  # the reaper's commit, then a crash before the objects go
-        assert jid in jobs.expire_artifacts(session=s, settings=_retention(60))
+        assert jid in jobs.expire_artifacts(session=s, settings=_retention(RETENTION_S))
     assert len(bucket_keys(f"jobs/{jid}/")) == 3
     sweep_job_folders()
     assert bucket_keys(f"jobs/{jid}/") == []
@@ -271,3 +277,30 @@ def test_a_job_created_while_its_teacher_is_deleted_is_refused(
     assert_problem(answer["r"], 422, "model_not_found", "teacher.model_id")
     with session_scope() as s:
         assert s.scalar(select(Job.id).where(Job.tenant == tenant)) is None
+
+
+def test_the_reapers_loop_runs_the_lifecycle_passes(
+    client, model_id, dataset_id, tmp_path, monkeypatch
+):
+    """The timer loop that every worker's reaper process runs, with the operator's
+    settings read as it reads them."""
+    import os
+    import threading
+
+    from app.settings import get_settings
+    from tests.e2e.conftest import wait_for
+    from tests.lifecycle import bucket_keys
+    from workers import reaper
+
+    jid = finished_job(client, model_id, dataset_id, tmp_path)
+    _finished_ago(jid, LONG_AGO_S)
+    monkeypatch.setattr(get_settings(), "artifact_retention_days", RETENTION_S / 86400)
+    loop = threading.Thread(target=reaper._loop, args=(0.05, os.getppid()), daemon=True)
+    loop.start()
+    try:
+        wait_for(lambda: client.get(f"/v1/jobs/{jid}").json()["artifacts_expired_at"], 20, "expiry")
+        wait_for(lambda: bucket_keys(f"jobs/{jid}/") == [], 20, "objects deleted")
+    finally:
+        reaper._stop.set()
+        loop.join(10)
+        reaper._stop.clear()
