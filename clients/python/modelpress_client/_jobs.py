@@ -132,18 +132,16 @@ class JobsMixin(Base):
                             yield event
                         _check(deadline, job_id)
             except httpx.TransportError as e:
-                _check(deadline, job_id)
-                reason = type(e).__name__
-                failures += 1
-                if failures > self._t.max_retries:
-                    raise ConnectionFailed(
-                        f"the event stream of {job_id} broke {failures} times: {e}",
-                        code="connection_failed",
-                    ) from e
+                reason = f"{type(e).__name__}: {e}"
             else:
-                reason = "stream closed before its end"  # resumed as after a drop
-                failures += 1
+                reason = "the stream closed before its end"  # resumed as after a drop
             _check(deadline, job_id)
+            failures += 1
+            if failures > self._t.max_retries:
+                raise ConnectionFailed(
+                    f"the event stream of {job_id} broke {failures} times in a row ({reason})",
+                    code="connection_failed",
+                )
             wait = min(reconnect_s, self._t.max_retry_wait)
             self._t.pause(RetryInfo("GET", self._t.url(path), failures, wait, None, reason))
 
