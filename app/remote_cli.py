@@ -216,6 +216,10 @@ def follow(mp: Any, job_id: str, timeout: float | None) -> int:
 
     try:
         job = mp.wait(job_id, on_progress=show, timeout=timeout)
+    except KeyboardInterrupt:
+        bar.done()
+        _err(f"interrupted; job {job_id} goes on (`modelpress jobs cancel {job_id}` stops it)")
+        return EXIT_INTERRUPTED
     except WaitTimeout as e:
         bar.done()
         state = e.job.status if e.job is not None else "unknown"

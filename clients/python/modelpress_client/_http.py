@@ -116,8 +116,10 @@ class Transport:
                     idempotent and not isinstance(e, httpx.UnsupportedProtocol)
                 )
                 if not retryable or attempt > self.max_retries:
+                    what = "cannot reach" if isinstance(e, NOT_SENT) else "the connection broke:"
                     raise ConnectionFailed(
-                        f"cannot reach {url}: {type(e).__name__}: {e}", code="connection_failed"
+                        f"{what} {method} {url} ({type(e).__name__}: {e})",
+                        code="connection_failed",
                     ) from e
                 self.pause(
                     RetryInfo(method, url, attempt, self.backoff(attempt), None, type(e).__name__)
@@ -130,7 +132,7 @@ class Transport:
                 response.close()
             error = error_from_response(response)
             if response.status_code in RETRY_STATUSES and attempt <= self.max_retries:
-                wait = error.retry_after if error.retry_after is not None else None
+                wait = error.retry_after
                 wait = self.backoff(attempt) if wait is None else min(wait, self.max_retry_wait)
                 self.pause(RetryInfo(method, url, attempt, wait, response.status_code, error.code))
                 continue
