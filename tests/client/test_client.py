@@ -105,6 +105,11 @@ def test_upload_model_and_dataset_report_progress(
     assert [d.id for d in mp.iter_datasets()] == [ds.id]
     assert [m.id for m in mp.iter_models(page_size=1)] == [packed.id, model.id]
 
+    mp.delete_model(packed.id)
+    mp.delete_dataset(ds.id)
+    assert [m.id for m in mp.iter_models()] == [model.id]
+    assert mp.list_datasets().data == []
+
 
 def test_errors_carry_status_code_and_param(mp, model, dataset, server_url):
     from modelpress_client import Client, Conflict, NotFound, Unauthorized, ValidationFailed
