@@ -47,8 +47,10 @@ COPY alembic.ini README.m[d] ./
 COPY migrations ./migrations
 COPY workers ./workers
 COPY app ./app
-RUN pip install --no-deps -e . \
- && python -c "import app.cli, workers.celery_app"
+# The Python client, for `modelpress models|datasets|jobs|artifacts` against a service.
+COPY clients/python ./clients/python
+RUN pip install --no-deps -e . ./clients/python \
+ && python -c "import app.cli, workers.celery_app, modelpress_client"
 
 USER modelpress
 EXPOSE 8000

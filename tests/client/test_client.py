@@ -382,3 +382,23 @@ def test_wait_falls_back_to_polling_when_streams_fail(mp, model, dataset, server
     assert [p.status for p in seen] == ["queued", "cancelled"]
     assert all(p.event is None for p in seen)  # from polling, not from events
     assert retries and all("/events" in r.url for r in retries)
+
+
+def test_upload_by_uri_from_the_services_store(mp, tiny_teacher_tar, tiny_dataset):
+    """Inputs already in object storage are named, not sent: the service copies them."""
+    from app.storage import get_storage
+
+    storage = get_storage()
+    bucket = storage.bucket  # type: ignore[attr-defined]
+    storage.put_file("inbox/tiny.tar.gz", tiny_teacher_tar)
+    storage.put_file("inbox/tiny.jsonl", tiny_dataset)
+    try:
+        model = mp.upload_model(uri=f"s3://{bucket}/inbox/tiny.tar.gz", name="by-uri")
+        assert model.name == "by-uri" and model.size_bytes == tiny_teacher_tar.stat().st_size
+        ds = mp.upload_dataset(uri=f"s3://{bucket}/inbox/tiny.jsonl", format="jsonl")
+        assert ds.num_rows == 200 and ds.status == "ready"
+        with pytest.raises(ValueError, match="either path or uri"):
+            mp.upload_dataset()
+    finally:
+        storage.delete("inbox/tiny.tar.gz")
+        storage.delete("inbox/tiny.jsonl")

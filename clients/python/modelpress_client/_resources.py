@@ -24,7 +24,8 @@ class ResourcesMixin(Base):
     ) -> Model:
         """Upload a teacher: ``path`` is a ``save_pretrained`` folder (packed here as a
         .tar.gz) or such a folder already packed (.tar.gz or .zip); or give ``uri``, an
-        ``s3://bucket/key`` archive in the service's own store. The file is streamed;
+        ``s3://bucket/key`` archive in the service's own store or a bucket its operator
+        lists. The file is streamed;
         ``on_progress(bytes_sent, total)`` follows it."""
         if (path is None) == (uri is None):
             raise ValueError("give either path or uri")
@@ -56,8 +57,9 @@ class ResourcesMixin(Base):
 
     def upload_dataset(
         self,
-        path: str | Path,
+        path: str | Path | None = None,
         *,
+        uri: str | None = None,
         format: str = "jsonl",
         name: str | None = None,
         task: str | None = None,
@@ -70,8 +72,12 @@ class ResourcesMixin(Base):
         label_names: list[str] | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> Dataset:
-        """Upload a data file (jsonl, csv, tsv, parquet or conll), streamed; the other
-        arguments are the upload's form fields (see POST /v1/datasets)."""
+        """Upload a data file (jsonl, csv, tsv, parquet or conll), streamed, or give
+        ``uri``, an ``s3://bucket/key`` the service may read (its own store or a bucket
+        its operator lists); the other arguments are the upload's form fields (see
+        POST /v1/datasets)."""
+        if (path is None) == (uri is None):
+            raise ValueError("give either path or uri")
         fields = form_fields(
             format=format,
             name=name,
@@ -84,7 +90,10 @@ class ResourcesMixin(Base):
             split=split,
             label_names=",".join(label_names) if label_names is not None else None,
         )
-        body = MultipartFile(fields, Path(path), on_progress=on_progress)
+        if uri is not None:
+            data = self._t.json("POST", "/v1/datasets", **_form(uri=uri, **fields))
+            return Dataset.from_dict(data)
+        body = MultipartFile(fields, Path(path), on_progress=on_progress)  # type: ignore[arg-type]
         data = self._t.json("POST", "/v1/datasets", content=body.body, headers=body.headers)
         return Dataset.from_dict(data)
 
