@@ -1,23 +1,24 @@
-"""``modelpress``: run the service, its pieces, or its migrations.
+"""The modelpress command: run the service, its pieces, its migrations, the engine on a
+spec file, or a remote service through the Python client (DESCRIPTION says which).
 
-modelpress serve     embedded mode: migrations, a Celery worker and the API together
-modelpress api       the HTTP API only (production)
-modelpress worker    a Celery worker only (production)
-modelpress migrate   apply the database migrations and create the storage bucket
-modelpress compress SPEC.yaml --out DIR   the engine on a spec file, without the service
-modelpress models|datasets|jobs|artifacts …   a remote service, through the Python client
+Help texts are plain text (no RST markup: argparse prints them as they are) and show
+their defaults (HelpFormatter); tests/test_cli_help.py runs every --help.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+import warnings
+from collections.abc import Callable
 
 from app.settings import Settings, get_settings
 
@@ -27,6 +28,7 @@ log = logging.getLogger("modelpress")
 def migrate(settings: Settings, *, wait_s: float = 60.0) -> None:
     """Apply migrations and create the bucket, waiting for the database and the store to
     come up (in compose, a one-shot migrate that fails is not retried)."""
+    _quiet_alembic_plugins()
     from app.migrate import upgrade
     from app.storage import get_storage
 
@@ -47,6 +49,12 @@ def migrate(settings: Settings, *, wait_s: float = 60.0) -> None:
     log.info("database migrated and storage ready")
 
 
+def _quiet_alembic_plugins() -> None:
+    # Alembic 1.17 logs one INFO line per autogenerate plugin it sets up, on every run;
+    # they say nothing about the migrations, which keep their INFO lines.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
 def _transient(exc: Exception) -> bool:
     """Connection failures worth waiting out; anything else is a real error."""
     from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -56,16 +64,42 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, OperationalError | BotoConnectionError | EndpointConnectionError)
 
 
-def run_api(settings: Settings, host: str | None, port: int | None) -> None:
+def run_api(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    on_started: Callable[[str], None] | None = None,
+) -> None:
+    """uvicorn.run's single-process path, with ``on_started(url)`` called once the socket
+    listens and the application's startup completed."""
     import uvicorn
 
-    uvicorn.run(
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and on_started is not None:
+                on_started(_url(settings, config.host, config.port))
+
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),
     )
+    server = Server(config)
+    # uvicorn re-raises the SIGINT it shut down on; uvicorn.run swallows it too.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE
+
+
+def _url(settings: Settings, host: str, port: int) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
 
 
 def default_queues(settings: Settings) -> str:
@@ -75,11 +109,19 @@ def default_queues(settings: Settings) -> str:
 WEBHOOK_QUEUE = "webhooks"  # workers.celery_app.WEBHOOK_QUEUE, without importing Celery
 
 
-def worker_argv(queues: str, concurrency: int, loglevel: str, name: str | None = None) -> list[str]:
+def worker_argv(
+    queues: str,
+    concurrency: int,
+    loglevel: str,
+    name: str | None = None,
+    *,
+    quiet: bool = False,
+) -> list[str]:
     # Deliveries wait on the network: threads serve them. Compression jobs get a fresh
     # process each (prefork, one task per child).
     pool = "threads" if queues == WEBHOOK_QUEUE else "prefork"
     return [
+        *(["--quiet"] if quiet else []),
         "worker",
         "--pool",
         pool,
@@ -97,9 +139,22 @@ def worker_argv(queues: str, concurrency: int, loglevel: str, name: str | None =
 
 
 def run_worker(
-    settings: Settings, queues: str | None, concurrency: int | None, name: str | None = None
+    settings: Settings,
+    queues: str | None,
+    concurrency: int | None,
+    name: str | None = None,
+    *,
+    quiet: bool = False,
 ) -> None:
     from workers.celery_app import celery_app
+
+    _explain_root(celery_app.conf.accept_content)
+    _report_ready()
+    if settings.broker_url.startswith("filesystem://"):
+        # kombu warns that the URL names no host; the filesystem transport needs none.
+        logging.getLogger("kombu.connection").addFilter(
+            lambda record: "No hostname was supplied" not in record.getMessage()
+        )
 
     queues = queues or default_queues(settings)
     if WEBHOOK_QUEUE in queues.split(",") and queues != WEBHOOK_QUEUE:
@@ -110,7 +165,46 @@ def run_worker(
     if concurrency is None:
         webhooks = queues == WEBHOOK_QUEUE
         concurrency = settings.webhook_concurrency if webhooks else settings.worker_concurrency
-    celery_app.worker_main(worker_argv(queues, concurrency, settings.log_level, name))
+    celery_app.worker_main(worker_argv(queues, concurrency, settings.log_level, name, quiet=quiet))
+
+
+def _explain_root(accept_content: list[str]) -> None:
+    """Celery 5 (celery.platforms.check_privileges) refuses to run as root when it
+    accepts pickle, unless C_FORCE_ROOT is set, and otherwise prints a 7-line
+    SecurityWarning that C_FORCE_ROOT does not silence. The refusal guards against code
+    execution by anyone who can write to the broker, which needs pickle; these workers
+    accept JSON only (workers/celery_app.py), so as root (a container, a dev machine)
+    the warning is replaced by one line that says what is left of the risk. With pickle
+    accepted, Celery's own check stays in force."""
+    if os.geteuid() != 0 or any("pickle" in c or "python-serialize" in c for c in accept_content):
+        return
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    log.info(
+        "running as root; Celery's root warning is silenced because workers accept JSON "
+        "only (no pickle); in production run them as an unprivileged user, as the "
+        "Dockerfile does"
+    )
+
+
+READY_FD = "MODELPRESS_READY_FD"
+
+
+def _report_ready() -> None:
+    """Under ``modelpress serve``: write one byte to the pipe serve passed once this
+    worker consumes, so serve says "ready" only when the API and the workers are."""
+    fd = os.environ.pop(READY_FD, None)
+    if fd is None:
+        return
+    from celery.signals import worker_ready
+
+    def ready(**_kwargs: object) -> None:
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b".")
+            os.close(int(fd))
+
+    worker_ready.connect(ready, weak=False)
 
 
 def serve(settings: Settings, host: str | None, port: int | None) -> None:
@@ -118,14 +212,41 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     one for webhook deliveries)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate(settings)
-    env = {**os.environ, "MODELPRESS_HOME": str(settings.home)}
+    ready_r, ready_w = os.pipe()
+    env = {**os.environ, "MODELPRESS_HOME": str(settings.home), READY_FD: str(ready_w)}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", *extra], env=env, start_new_session=True
+            [sys.executable, "-m", "app.cli", "worker", "--quiet", *extra],
+            env=env,
+            start_new_session=True,
+            pass_fds=(ready_w,),
         )
         for extra in ([], ["--queues", WEBHOOK_QUEUE])
     ]
+    os.close(ready_w)
     stopping = threading.Event()
+    api_url: list[str] = []
+    api_started = threading.Event()
+
+    def announce() -> None:
+        # One byte from each worker once it consumes, then the API's start: the line a
+        # newcomer needs next is the last of the start-up.
+        got = 0
+        with os.fdopen(ready_r, "rb", buffering=0) as pipe:
+            while got < len(workers):
+                chunk = pipe.read(len(workers) - got)
+                if not chunk:
+                    return  # the workers are gone: the watchdog below says so
+                got += len(chunk)
+        api_started.wait()
+        # A worker logs its own "ready." just after it signals; this line comes last.
+        time.sleep(0.5)
+        if not stopping.is_set():
+            log.info(
+                "modelpress is ready at %s; next, create a key: "
+                "modelpress keys create --tenant NAME",
+                api_url[0],
+            )
 
     def watch(worker: subprocess.Popen) -> None:
         code = worker.wait()
@@ -135,24 +256,50 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     for worker in workers:
         threading.Thread(target=watch, args=(worker,), daemon=True).start()
+    threading.Thread(target=announce, daemon=True).start()
     log.info(
         "modelpress home: %s; worker pids %s", settings.home, ", ".join(str(w.pid) for w in workers)
     )
+
+    def started(url: str) -> None:
+        api_url.append(url)
+        api_started.set()
+
     # uvicorn re-raises the signal that stopped it once it has shut down; with the
     # default handler that would kill this process before `finally` stops the workers.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
-        run_api(settings, host, port)
+        run_api(settings, host, port, on_started=started)
     finally:
         stopping.set()
-        for worker in workers:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGTERM)
+        stop_workers(workers)
+
+
+def stop_workers(workers: list[subprocess.Popen], idle_s: float = 10.0) -> None:
+    """SIGTERM to each worker's main process: Celery's warm shutdown stops its pool.
+    Sent to the whole process group, the pool's children would die first and Celery
+    would log an ERROR for each. A worker still up after ``idle_s`` is busy with a job:
+    its group gets SIGTERM (the job is interrupted; its lease runs out and the next
+    start resumes it from its last checkpoint), and SIGKILL 20 s later."""
+    for worker in workers:
+        if worker.poll() is None:
+            os.kill(worker.pid, signal.SIGTERM)
+    for grace, then in ((idle_s, signal.SIGTERM), (20.0, signal.SIGKILL)):
+        deadline = time.monotonic() + grace
         for worker in workers:
             try:
-                worker.wait(timeout=30)
+                worker.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+                log.warning(
+                    "worker %s still busy after %.0f s; sending %s to its processes",
+                    worker.pid,
+                    grace,
+                    then.name,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.pid, then)
+        if all(w.poll() is not None for w in workers):
+            return
 
 
 def keys(settings: Settings, args: argparse.Namespace) -> int:
@@ -160,10 +307,12 @@ def keys(settings: Settings, args: argparse.Namespace) -> int:
     from app.db import session_scope
 
     if settings.is_sqlite:
-        # Embedded mode: the first key may come before the first `serve`.
+        # Embedded mode: the first key may come before the first `serve`. Silenced before
+        # alembic is imported, which logs its plugins' set-up then: the only line this
+        # command prints is the key.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         from app.migrate import upgrade
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade(settings.database_url)
     with session_scope() as session:
         if args.keys_command == "create":
@@ -195,38 +344,227 @@ def keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+DESCRIPTION = """\
+modelpress makes transformer models smaller and faster: a service (HTTP API, workers)
+and the engine behind it.
+
+start here:
+  modelpress serve                            the whole service on this machine
+  modelpress keys create --tenant NAME        an API key for it (printed once)
+  modelpress compress spec.yaml --out run/    the engine on a spec file, no service
+
+run "modelpress COMMAND --help" for a command's options and an example.
+"""
+
+COMPRESS_EPILOG = """\
+the spec file (YAML): the job API's vocabulary (docs/api.md, POST /v1/jobs), with local
+paths where the API takes ids; paths are relative to the spec file.
+  task          sequence-classification or token-classification (required)
+  teacher       a save_pretrained folder: config.json, safetensors weights, a tokenizer
+                (required)
+  dataset       path: one file, split as an upload is (a split column, else 10% held
+                out with seed 0), with train_split (train) and eval_split (validation);
+                or train: and eval: two files. format (default: from the file suffix:
+                jsonl, csv, tsv, parquet, conll); columns as at an upload: text_column,
+                label_column, tokens_column, tags_column, tag_index (required)
+  target        exactly one of: params_ratio (the fraction of the teacher's
+                non-embedding parameters to keep), sparsity (the fraction of weights
+                zeroed; pattern unstructured or 2:4), speedup (times faster than the
+                teacher, CPU latency at batch 1, measured here) (required)
+  strategy      prune_then_distill (default), distill_then_prune or joint
+  distillation  temperature (2.0), alpha (0.5: the weight of the label loss),
+                hidden_states (true), attention (false)
+  pruning       structured (["layers"]; any of layers, ffn, hidden, heads),
+                unstructured_sparsity (0.0), importance (taylor; or activation, magnitude)
+  training      epochs (3), batch_size (32), learning_rate (5e-05),
+                max_seq_length (128), seed (0), teacher_epochs (3),
+                teacher_learning_rate (5e-05), checkpoint_every_steps (200),
+                cache_teacher_logits (false)
+  export        formats (["safetensors"]; any of safetensors, onnx, onnx-int8): each
+                format is its own folder in OUT, scored and timed in its runtime
+  label_names   names of the label ids 0..n-1, as at a dataset upload (optional)
+
+example (spec.yaml, beside the teacher folder and the data):
+  task: sequence-classification
+  teacher: teacher/
+  dataset: {path: reviews.jsonl}
+  target: {params_ratio: 0.5}
+  training: {epochs: 2}
+
+  modelpress compress spec.yaml --out run/
+
+OUT receives data/ (the normalised splits), model/ (loads with the plain transformers
+Auto class; model-onnx/, model-onnx-int8/ for those formats), report.json, the model
+card README.md and PNG plots; a progress bar runs on stderr, the results table is
+printed at the end. Exit status: 0 done, 2 the spec or its inputs are wrong (the
+message names the key), 130 stopped with Ctrl-C (once: at the next step; twice: at
+once).
+"""
+
+KEYS_CREATE_EPILOG = """\
+The key is printed once, as the last word of the line, and stored only as a hash: keep
+it. Every request sends it as "Authorization: Bearer KEY". In embedded mode (no
+MODELPRESS_DATABASE_URL) the migrations run first, so a key can come before the first
+"modelpress serve".
+
+example:
+  KEY=$(modelpress keys create --tenant search | awk '{print $NF}')
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written (examples keep their lines), and every option
+    with a default says it, unless its help already does or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not (action.option_strings or action.nargs in ("?", "*"))
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def wrap(text: str) -> str:
+    """A description filled to the terminal's usual width (HelpFormatter keeps it as is)."""
+    return textwrap.fill(text, 88)
+
+
+def _default(field: str) -> object:
+    """A setting's default, read from the class: --help must not fail on a bad env."""
+    return Settings.model_fields[field].default
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="modelpress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="modelpress", description=DESCRIPTION, formatter_class=HelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("serve", "api"):
-        p = sub.add_parser(name)
-        p.add_argument("--host")
-        p.add_argument("--port", type=int)
-    w = sub.add_parser("worker")
-    w.add_argument("--queues", help="comma-separated: cpu, gpu (default from settings)")
-    w.add_argument("--concurrency", type=int)
-    w.add_argument("--name", help="node name before the @ (default modelpress-QUEUES)")
-    sub.add_parser("migrate")
-    c = sub.add_parser("compress", help="compress a model described by a YAML spec file")
-    c.add_argument("spec", help="YAML in the job API's vocabulary, with local paths")
-    c.add_argument("--out", required=True, help="folder for the model, report and plots")
-    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    c.add_argument("--latency-threads", type=int, default=2, help="CPU threads when timing")
-    k = sub.add_parser("keys", help="API keys")
-    ksub = k.add_subparsers(dest="keys_command", required=True)
-    kc = ksub.add_parser("create", help="print a new key (the last word of the line)")
-    kc.add_argument("--tenant", required=True)
-    kc.add_argument("--scope", choices=("read", "write", "admin"), default="write")
-    kc.add_argument("--name")
-    kl = ksub.add_parser("list")
-    kl.add_argument("--tenant")
-    kr = ksub.add_parser("revoke")
-    kr.add_argument("key_id")
-    from app import remote_cli, remote_parser
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, **kwargs: object) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=wrap(help),
+            formatter_class=HelpFormatter,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    host, port = _default("api_host"), _default("api_port")
+    for name, what in (
+        (
+            "serve",
+            "embedded mode: the migrations, a compression worker, a webhooks worker and "
+            "the API in one command; SQLite, a filesystem broker and artifact files "
+            "under MODELPRESS_HOME unless MODELPRESS_* settings say otherwise",
+        ),
+        ("api", "the HTTP API only (production: the migrations ran before, workers apart)"),
+    ):
+        p = command(name, what)
+        p.add_argument(
+            "--host", help=f"address to listen on (default: $MODELPRESS_API_HOST, else {host})"
+        )
+        p.add_argument(
+            "--port",
+            type=int,
+            help=f"port to listen on (default: $MODELPRESS_API_PORT, else {port})",
+        )
+    w = command(
+        "worker",
+        "a Celery worker only (production): compression jobs from the cpu and gpu "
+        "queues, or webhook deliveries from the webhooks queue (a worker of its own)",
+    )
+    w.add_argument(
+        "--queues",
+        help="comma-separated: cpu, gpu, or webhooks alone (default: cpu; cpu,gpu "
+        "with MODELPRESS_GPU_WORKERS=true)",
+    )
+    w.add_argument(
+        "--concurrency",
+        type=int,
+        help="jobs (processes) or deliveries (threads) at once (default: "
+        f"$MODELPRESS_WORKER_CONCURRENCY, else {_default('worker_concurrency')}; for "
+        f"webhooks $MODELPRESS_WEBHOOK_CONCURRENCY, else {_default('webhook_concurrency')})",
+    )
+    w.add_argument(
+        "--name", help="node name before the @ (default: modelpress-QUEUES, e.g. modelpress-cpu)"
+    )
+    w.add_argument(
+        "--quiet", action="store_true", help="no Celery start-up banner (serve passes it)"
+    )
+    command(
+        "migrate",
+        "apply the database migrations (Alembic) and create the storage bucket, waiting "
+        "up to 60 s for the database and the store to come up; run before a new release's "
+        "API and workers start",
+    )
+    c = command(
+        "compress",
+        "the engine on a YAML spec file, without the service",
+        epilog=COMPRESS_EPILOG,
+    )
+    c.add_argument("spec", help="the YAML spec file (its fields below)")
+    c.add_argument(
+        "--out", required=True, metavar="OUT", help="folder for the model, report and plots"
+    )
+    c.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train (auto: cuda when there is one)",
+    )
+    c.add_argument("--latency-threads", type=int, default=2, help="CPU threads when timing latency")
+    k = command(
+        "keys",
+        "API keys: create, list, revoke (on the server, against its database)",
+    )
+    ksub = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+
+    def keys_action(name: str, help: str, **kwargs: object) -> argparse.ArgumentParser:
+        return ksub.add_parser(
+            name,
+            help=help,
+            description=wrap(help),
+            formatter_class=HelpFormatter,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    kc = keys_action(
+        "create",
+        "create an API key and print it (the last word of the line)",
+        epilog=KEYS_CREATE_EPILOG,
+    )
+    kc.add_argument(
+        "--tenant",
+        required=True,
+        help="the tenant the key belongs to: a name of your choosing; a key sees only its "
+        "tenant's models, datasets, jobs and webhooks (another tenant's ids answer 404)",
+    )
+    kc.add_argument(
+        "--scope",
+        choices=("read", "write", "admin"),
+        default="write",
+        help="read: GET only; write: also upload, create, cancel and delete; admin: what "
+        "write may (no route asks for more yet)",
+    )
+    kc.add_argument("--name", help="a label to recognise the key by in keys list (optional)")
+    kl = keys_action("list", "list keys: id, tenant, scope, prefix, created, active or revoked")
+    kl.add_argument("--tenant", help="only this tenant's keys (default: every tenant)")
+    kr = keys_action("revoke", "revoke a key: requests with it get 401 from then on")
+    kr.add_argument("key_id", help="the key's id (key_…), as keys create and keys list print")
+    from app import remote_parser
 
     remote_parser.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    from app import remote_cli
+
     args = parser.parse_args(argv)
     if args.command in remote_cli.COMMANDS:
         sys.exit(remote_cli.run(args))
@@ -249,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "api":
         run_api(settings, args.host, args.port)
     elif args.command == "worker":
-        run_worker(settings, args.queues, args.concurrency, args.name)
+        run_worker(settings, args.queues, args.concurrency, args.name, quiet=args.quiet)
     elif args.command == "migrate":
         migrate(settings)
     elif args.command == "keys":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from app.cli import HelpFormatter, wrap
 from app.remote_cli import EXIT_CODES
 
 JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
@@ -22,17 +23,21 @@ def _connection() -> argparse.ArgumentParser:
 
 
 def _group(sub: Any, name: str, help: str) -> Any:
-    group = sub.add_parser(name, help=help, description=help, epilog=EXIT_CODES)
+    group = sub.add_parser(
+        name, help=help, description=wrap(help), epilog=EXIT_CODES, formatter_class=HelpFormatter
+    )
     return group.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
 def _leaf(actions: Any, name: str, help: str, common: argparse.ArgumentParser) -> Any:
-    return actions.add_parser(name, help=help, description=help, parents=[common])
+    return actions.add_parser(
+        name, help=help, description=wrap(help), parents=[common], formatter_class=HelpFormatter
+    )
 
 
 def _listing(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
-        "--limit", type=int, default=20, help=f"at most this many {what}, newest first (20)"
+        "--limit", type=int, default=20, help=f"at most this many {what}, newest first"
     )
 
 
@@ -74,21 +79,27 @@ def add_commands(sub: Any) -> None:
     p = _leaf(
         j,
         "create",
-        "create a job from a spec file: the YAML `modelpress compress` reads, whose "
+        "create a job from a spec file: the YAML that modelpress compress reads, whose "
         "teacher and dataset are uploaded first when they are local paths, or name "
         "{model_id: …} / {dataset_id: …}",
         common,
     )
     p.add_argument("spec", help="the YAML spec file")
     p.add_argument("--wait", action="store_true", help="follow the job to its end, with a bar")
-    p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="with --wait: give up after this many seconds (default: no limit)",
+    )
     p.add_argument(
         "--idempotency-key",
         help="send this key (default: a new one); the same key and spec give the same job",
     )
     p = _leaf(j, "wait", "follow a job to its end, with a progress bar", common)
     p.add_argument("id", help="job_…")
-    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument(
+        "--timeout", type=float, help="give up after this many seconds (default: no limit)"
+    )
     _leaf(j, "get", "print a job as JSON", common).add_argument("id", help="job_…")
     p = _leaf(j, "list", "print jobs as a JSON array", common)
     _listing(p, "jobs")

@@ -10,6 +10,10 @@
 # environment makes pip take a multi-GB CUDA build, while this pin is served as a CPU
 # wheel. MODELPRESS_TORCH_SPEC overrides the pin (e.g. a CUDA build on a GPU host).
 # The newest numpy has no wheel for every Python here, hence --only-binary=numpy.
+#
+# MODELPRESS_PIP_LOG=FILE (serve.sh sets it): pip's output goes to FILE, one line per
+# step is shown, and a failure prints the end of FILE and where it is. Unset (the test
+# path), pip prints as usual.
 
 : "${ROOT:?ROOT must be set before sourcing _venv.sh}"
 VENV=${MODELPRESS_VENV:-$ROOT/.venv}
@@ -41,11 +45,26 @@ ensure_venv() { # extras
     if venv_current "$extras"; then
         return 0
     fi
-    local pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
     echo "[venv] installing $TORCH_SPEC, then -e .[$extras] into $VENV" >&2
-    "${pip[@]}" install --progress-bar off "$TORCH_SPEC"
-    "${pip[@]}" install --progress-bar off --only-binary=numpy -e "${ROOT}[${extras}]"
+    _pip "$TORCH_SPEC" "$TORCH_SPEC"
+    _pip "modelpress[$extras] and its dependencies" --only-binary=numpy -e "${ROOT}[${extras}]"
     # The Python client (tests/client, the CLI's remote commands): httpx only.
-    "${pip[@]}" install --progress-bar off -e "$ROOT/clients/python"
+    _pip "the Python client (clients/python)" -e "$ROOT/clients/python"
     _venv_key "$extras" >"$(_venv_stamp "$extras")"
+}
+
+_pip() { # what (for the log line), then pip install arguments
+    local what=$1
+    shift
+    local pip=("$VENV/bin/python" -m pip --disable-pip-version-check install --progress-bar off)
+    if [[ -z ${MODELPRESS_PIP_LOG:-} ]]; then
+        "${pip[@]}" "$@"
+        return
+    fi
+    echo "[venv]   pip install $what" >&2
+    if ! "${pip[@]}" "$@" >>"$MODELPRESS_PIP_LOG" 2>&1; then
+        tail -n 20 "$MODELPRESS_PIP_LOG" >&2
+        echo "[venv] pip failed installing $what; its whole log: $MODELPRESS_PIP_LOG" >&2
+        return 1
+    fi
 }
