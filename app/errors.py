@@ -86,8 +86,56 @@ def _loc_to_param(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
-def _validation_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
+# pydantic's wording for an error raised in a validator; the message after it is ours.
+_RAISED_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err.get("type") == "extra_forbidden":
+        return "unknown field; remove it or check its spelling"
+    if err.get("type") == "missing":
+        return "this field is required"
+    msg = str(err.get("msg", "invalid value"))
+    for prefix in _RAISED_PREFIXES:
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _not_json(request: Request, errors: list[Any]) -> JSONResponse | None:
+    """A 415 when a JSON route got a body of another media type, or none named (curl -d
+    sends a form's), rather than a 422 saying the body is no object: the fix is a
+    header, not the body. A JSON route's whole-body error is at ("body",); form routes'
+    errors name a field, and an absent body stays a 422 "required"."""
+    content_type = request.headers.get("content-type", "")
+    if _is_json(content_type):
+        return None
+    whole = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
+    if not whole or any(e.get("type") == "missing" for e in whole):
+        return None
+    media = content_type.split(";", 1)[0].strip()
+    sent = f"this request's Content-Type is {media!r}" if media else "this request names none"
+    accept = "Accept-Patch" if request.method == "PATCH" else "Accept-Post"
+    return problem_response(
+        415,
+        "unsupported_media_type",
+        f"{request.method} {request.url.path} takes a JSON body, and {sent}: send the JSON "
+        "with Content-Type: application/json (curl: -H 'Content-Type: application/json').",
+        param="Content-Type",
+        headers={accept: "application/json"},
+    )
+
+
+def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
+    if (refused := _not_json(request, list(errors))) is not None:
+        return refused
     for err in errors:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
@@ -100,12 +148,7 @@ def _validation_handler(_request: Request, exc: RequestValidationError) -> JSONR
     details = []
     for err in errors:
         param = _loc_to_param(err.get("loc", ()))
-        msg = err.get("msg", "invalid value")
-        if err.get("type") == "extra_forbidden":
-            msg = "unknown field; remove it or check its spelling"
-        elif err.get("type") == "missing":
-            msg = "this field is required"
-        details.append({"param": param, "message": msg})
+        details.append({"param": param, "message": _message(err)})
     first = details[0] if details else {"param": None, "message": "invalid request"}
     detail = "; ".join(f"{d['param'] or 'body'}: {d['message']}" for d in details)
     return problem_response(

@@ -173,4 +173,5 @@ def build_classification(
         split_generated=holdout is not None,
         columns={"text": text_column, "label": label_column},
         duplicate_rows=dups.count,
+        label_counts=out.label_counts(names),
     )

@@ -204,6 +204,8 @@ def upload_dataset(
     response_model=Page[DatasetRead],
     responses=problem_responses(400, 422),
     summary="List datasets, newest first",
+    description="A page of this tenant's datasets, newest first. Pass `next_cursor` as "
+    "`after` for the next page while `has_more` is true.",
 )
 def list_datasets(
     session: SessionDep, tenant: CurrentTenant, limit: LimitQuery = 20, after: AfterQuery = None
@@ -219,6 +221,9 @@ def list_datasets(
     response_model=DatasetRead,
     responses=problem_responses(404),
     summary="Get a dataset",
+    description="A dataset: its splits and rows, label names, the label counts of each "
+    "split, and `warnings` about what would make a job on it go wrong (such as an eval "
+    "split with labels its training split lacks).",
 )
 def get_dataset(session: SessionDep, tenant: CurrentTenant, dataset_id: str) -> DatasetRead:
     row = service.get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class DatasetIngest(BaseModel):
@@ -20,6 +20,15 @@ class DatasetIngest(BaseModel):
         description="Tags rewritten from IOB1 to IOB2: an I-X that starts an entity became "
         "B-X (0 when the tags were IOB2 already, and for classification)."
     )
+
+
+class DatasetWarning(BaseModel):
+    """Something the upload found that may make a job on this dataset go wrong."""
+
+    code: str = Field(description="labels_missing_from_train: see message.")
+    split: str | None = Field(description="The split it is about.")
+    labels: list[str] = Field(default_factory=list, description="The labels it is about.")
+    message: str
 
 
 class DatasetRead(BaseModel):
@@ -42,6 +51,17 @@ class DatasetRead(BaseModel):
         description="Names of the label ids (classification) or of the tag ids, IOB2 tags "
         "such as O, B-PER, I-PER (token classification)."
     )
+    label_counts: dict[str, dict[str, int]] | None = Field(
+        None,
+        description="Per split, rows per label (tags per tag for token classification), "
+        "0 for a label the split lacks. Null for datasets uploaded before this was counted.",
+    )
+    warnings: list[DatasetWarning] = Field(
+        default_factory=list,
+        description="What may make a job on it go wrong, e.g. `labels_missing_from_train`: "
+        "an eval split with labels the train split lacks (a job evaluating on that split "
+        "is refused unless it sets `dataset.allow_unseen_labels`).",
+    )
     size_bytes: int
     sha256: str
     created_at: datetime
@@ -50,6 +70,11 @@ class DatasetRead(BaseModel):
         description="Only in the response to the upload: the columns used, duplicates "
         "counted, IOB1 tags converted. Null when the dataset is read later.",
     )
+
+    @field_validator("warnings", mode="before")
+    @classmethod
+    def _none_is_none_found(cls, value: object) -> object:
+        return [] if value is None else value
 
     model_config = {
         "json_schema_extra": {
@@ -66,6 +91,11 @@ class DatasetRead(BaseModel):
                     "splits": {"train": 540, "validation": 60},
                     "split_generated": True,
                     "label_names": ["negative", "positive"],
+                    "label_counts": {
+                        "train": {"negative": 268, "positive": 272},
+                        "validation": {"negative": 31, "positive": 29},
+                    },
+                    "warnings": [],
                     "size_bytes": 61234,
                     "sha256": "3b1f…",
                     "created_at": "2026-11-27T21:00:00Z",

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.datasets.labels import label_warnings
 from app.datasets.parse import FORMATS, ParseOptions, parse_dataset
 from app.datasets.splits import ParsedDataset
 from app.datasets.tables import Dataset
@@ -107,6 +108,8 @@ def create_dataset(
             num_rows=sum(parsed.counts.values()),
             splits=parsed.counts,
             label_names=parsed.label_names,
+            label_counts=parsed.label_counts,
+            warnings=label_warnings(parsed.label_counts),
             split_generated=parsed.split_generated,
             storage_key=source_key,
             size_bytes=size,

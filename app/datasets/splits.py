@@ -32,6 +32,8 @@ class ParsedDataset:
     columns: dict[str, str] = field(default_factory=dict)
     duplicate_rows: int = 0
     iob1_converted: int = 0
+    # split -> label name -> rows (classification) or tags (token classification)
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def row_split(value: Any, where: int, unit: str, default: str) -> str:
@@ -80,6 +82,7 @@ class SplitWriter:
         self.out_dir = out_dir
         self.files: dict[str, IO[str]] = {}
         self.counts: Counter[str] = Counter()
+        self.label_ids: dict[str, Counter[int]] = {}
 
     def __enter__(self) -> SplitWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +97,19 @@ class SplitWriter:
             self.files[split] = open(self.out_dir / f"{split}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self.files[split].write(json.dumps(record) + "\n")
         self.counts[split] += 1
+        ids = self.label_ids.setdefault(split, Counter())
+        if "label" in record:
+            ids[record["label"]] += 1
+        else:
+            ids.update(record["tags"])
+
+    def label_counts(self, names: list[str]) -> dict[str, dict[str, int]]:
+        """Per split, how often each label (or tag) occurs, by name; 0 for the names a
+        split lacks, so a label missing from training shows as such."""
+        return {
+            split: {name: ids[i] for i, name in enumerate(names)}
+            for split, ids in sorted(self.label_ids.items())
+        }
 
     def paths(self) -> dict[str, Path]:
         return {name: self.out_dir / f"{name}.jsonl" for name in self.counts}

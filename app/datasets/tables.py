@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,6 +24,11 @@ class Dataset(Base):
     # {"train": 900, "validation": 100}: rows per split, as stored.
     splits: Mapped[dict[str, int]] = mapped_column(JSONType)
     label_names: Mapped[list[str]] = mapped_column(JSONType)
+    # {"train": {"negative": 270, "positive": 270}, ...}: rows (tags for token
+    # classification) per label and split; null for datasets uploaded before revision 0006.
+    label_counts: Mapped[dict[str, dict[str, int]] | None] = mapped_column(JSONType)
+    # What the upload found that may make a job go wrong (app/datasets/labels.py).
+    warnings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     # True when the held-out split was made by us rather than given in the file.
     split_generated: Mapped[bool] = mapped_column(default=False)
     storage_key: Mapped[str] = mapped_column(String(512))

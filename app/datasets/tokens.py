@@ -180,5 +180,6 @@ def build_tokens(
         split_generated=holdout is not None,
         columns={"tokens": tokens_column, "tags": tags_column},
         duplicate_rows=dups.count,
+        label_counts=out.label_counts(names),
         iob1_converted=converted,
     )

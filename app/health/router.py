@@ -22,7 +22,14 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness", operation_id="getLiveness")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Liveness",
+    description="200 while the API process serves requests; it checks nothing else (use "
+    "`/readyz` for the database, broker and storage). No API key needed.",
+    operation_id="getLiveness",
+)
 def healthz() -> Health:
     return Health(status="ok")
 
@@ -47,6 +54,9 @@ def _check_broker() -> None:
     "/readyz",
     response_model=Readiness,
     summary="Readiness: database, broker and storage reachable",
+    description="200 when the database, the broker and the object store all answer, else "
+    "503 with `checks` naming the one that does not (the kind of failure only). For load "
+    "balancers and orchestrators; no API key needed.",
     operation_id="getReadiness",
     responses={503: {"model": Readiness, "description": "A dependency is unreachable."}},
 )

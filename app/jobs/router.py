@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
@@ -47,7 +47,7 @@ def _artifact_read(art: Artifact, request: Request, settings_url: str) -> Artifa
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problem_responses(400, 409, 413, 422),
+    responses=problem_responses(400, 409, 413, 415, 422),
     summary="Create a compression job",
     description="Queues a job and answers 202 with its `Location`. With an `Idempotency-Key`, "
     "the same key and body return the same job; another body with that key is a 409.",
@@ -86,6 +86,8 @@ def create_job(
     response_model=Page[JobRead],
     responses=problem_responses(400, 422),
     summary="List jobs, newest first",
+    description="A page of this tenant's jobs, newest first, optionally only those in one "
+    "`status`. Pass `next_cursor` as `after` for the next page while `has_more` is true.",
 )
 def list_jobs(
     session: SessionDep,
@@ -101,7 +103,14 @@ def list_jobs(
 
 
 @router.get(
-    "/{job_id}", response_model=JobRead, responses=problem_responses(404), summary="Get a job"
+    "/{job_id}",
+    response_model=JobRead,
+    responses=problem_responses(404),
+    summary="Get a job",
+    description="The job as it is now: `status`, `phase` and `progress` while it runs; "
+    "`metrics` (the report: teacher and student scores, size, latency, retention and "
+    "speed-ups) once it has succeeded, `error` once it has failed. Poll it, or follow "
+    "`GET /v1/jobs/{job_id}/events` with `Accept: text/event-stream`.",
 )
 def get_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
     return to_read(service.get_job(session=session, tenant=tenant, job_id=job_id))
@@ -124,6 +133,7 @@ def cancel_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRe
     "/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(404, 409),
+    summary="Delete a job",
     description="Deletes a finished job (succeeded, failed or cancelled): the job, its "
     "events and its artifacts, stored bytes included. A queued or running job is a 409 "
     "`job_active`: cancel it first.",
@@ -147,6 +157,11 @@ def delete_job(
         **problem_responses(404, 422),
     },
     summary="List or stream a job's events",
+    description="Every status, phase and progress change of the job, its checkpoints and "
+    "the engine's log lines, oldest first; `order=desc` for the newest first (the last "
+    "few: `?order=desc&limit=5`). Pass `next_cursor` as `after` for the next page, in "
+    "the same order. With `Accept: text/event-stream`, a live stream from `after` (or "
+    "`Last-Event-ID`) on, oldest first, until the job ends.",
     operation_id="listJobEvents",
 )
 def list_events(
@@ -154,8 +169,19 @@ def list_events(
     session: SessionDep,
     tenant: CurrentTenant,
     job_id: str,
-    after: Annotated[int | None, Query(ge=0, description="Only events after this id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="Cursor: `next_cursor` of the previous page (an event id); the page "
+            "goes on from there in the listing order.",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size (1-1000).")] = 100,
+    order: Annotated[
+        Literal["asc", "desc"],
+        Query(description="`asc`: oldest first; `desc`: newest first. JSON pages only."),
+    ] = "asc",
 ) -> Response:
     if "text/event-stream" in request.headers.get("accept", ""):
         service.get_job(session=session, tenant=tenant, job_id=job_id)  # 404 before streaming
@@ -167,7 +193,12 @@ def list_events(
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
     rows, has_more = service.list_events(
-        session=session, tenant=tenant, job_id=job_id, after=after, limit=limit
+        session=session,
+        tenant=tenant,
+        job_id=job_id,
+        after=after,
+        limit=limit,
+        newest_first=order == "desc",
     )
     return JSONResponse(
         EventList(
@@ -183,6 +214,10 @@ def list_events(
     response_model=ArtifactList,
     responses=problem_responses(404),
     summary="List a job's artifacts",
+    description="What a succeeded job published: the student (`model`, a .tar.gz that "
+    "unpacks into a folder `transformers` loads, with its model card and plots), "
+    "`report` (JSON), `model-card` (Markdown) and the plots, each with its size, "
+    "SHA-256 and `download_url`. Empty until the job has succeeded.",
     operation_id="listJobArtifacts",
 )
 def list_artifacts(
@@ -205,6 +240,9 @@ def list_artifacts(
         **problem_responses(404, 410),
     },
     summary="Download an artifact",
+    description="The artifact's bytes, with `Content-Length`, `ETag` and "
+    "`X-Checksum-SHA256` to check them; with `redirect=true` a 307 to a short-lived "
+    "pre-signed URL of the object store instead. 410 once the artifacts expired.",
 )
 def download_artifact(
     session: SessionDep,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.jobs.report import JobMetrics
 from workers.engine import capabilities
 
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
@@ -31,6 +32,12 @@ class DatasetRef(Strict):
     dataset_id: str = Field(description="Id of an uploaded dataset (`ds_…`).")
     train_split: str = "train"
     eval_split: str = "validation"
+    allow_unseen_labels: bool = Field(
+        False,
+        description="Accept an eval split with labels the training split lacks (refused "
+        "by default with `labels_missing_from_train`: the student could never learn "
+        "them, and it is most often a typo in a label).",
+    )
 
 
 class Target(Strict):
@@ -68,10 +75,33 @@ class Target(Strict):
 
 
 class Distillation(Strict):
-    temperature: float = Field(2.0, gt=0.0, le=100.0)
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the label loss.")
-    hidden_states: bool = True
-    attention: bool = False
+    """How the student learns from the teacher: loss = alpha · cross-entropy on the
+    labels + (1 - alpha) · T² · KL(teacher/T ‖ student/T), plus the representation
+    losses turned on below."""
+
+    temperature: float = Field(
+        2.0,
+        gt=0.0,
+        le=100.0,
+        description="T, softening both models' logits in the KL term: higher passes on "
+        "more of how the teacher ranks the wrong labels.",
+    )
+    alpha: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the label loss; 1 - alpha weighs the teacher's logits.",
+    )
+    hidden_states: bool = Field(
+        True,
+        description="Also match the student's hidden states to the teacher's layers they "
+        "were copied from (MSE over real tokens, weight 1).",
+    )
+    attention: bool = Field(
+        False,
+        description="Also match attention maps (KL, weight 1); refused with "
+        "not_supported_yet where the engine does not do it.",
+    )
 
 
 class Pruning(Strict):
@@ -217,15 +247,22 @@ class JobRead(BaseModel):
     object: Literal["job"] = "job"
     name: str | None
     status: JobStatus
-    phase: str | None
-    progress: float
+    phase: str | None = Field(
+        description="What a running job is doing: preparing, teacher_finetune, pruning, "
+        "distilling, evaluating or exporting; null while queued and once it has ended."
+    )
+    progress: float = Field(description="0 to 1, rounded to 4 places; 1 once succeeded.")
     attempt: int
     queue: str
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     request: dict[str, Any] = Field(description="The request with every default filled in.")
-    metrics: dict[str, Any] | None
+    metrics: JobMetrics | None = Field(
+        description="A succeeded job's report (teacher and student scores, sizes and "
+        "latencies, retention, compression and speed-ups); null until then. Keys a "
+        "future engine adds appear as they are."
+    )
     error: JobError | None
     artifacts_expired_at: datetime | None = Field(
         None,
@@ -272,10 +309,24 @@ class ArtifactList(BaseModel):
 
 
 class EventRead(BaseModel):
-    id: int
-    type: str
-    attempt: int
-    data: dict[str, Any]
+    """One thing that happened to a job, in the order it happened."""
+
+    id: int = Field(
+        description="Increasing within the job: the `after` cursor, and the stream's "
+        "`Last-Event-ID`."
+    )
+    type: str = Field(
+        description="status, phase, progress, checkpoint, log, warning or lifecycle; "
+        "`data` depends on it."
+    )
+    attempt: int = Field(
+        description="The attempt (worker claim) that wrote it; 0 before the first claim."
+    )
+    data: dict[str, Any] = Field(
+        description='status: {"status", "reason"?, "worker"?, "error"?}; phase: {"phase"}; '
+        'progress: {"progress"}; checkpoint: {"stage", "step"?, "progress", ...}; '
+        'log and warning: {"level", "message", "data"?}; lifecycle: {"message", ...}.'
+    )
     created_at: datetime
 
 

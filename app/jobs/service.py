@@ -185,13 +185,22 @@ def list_jobs(
 
 
 def list_events(
-    *, session: Session, tenant: str, job_id: str, after: int | None, limit: int
+    *,
+    session: Session,
+    tenant: str,
+    job_id: str,
+    after: int | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> tuple[list[JobEvent], bool]:
+    """A page of events in id order, oldest first unless ``newest_first``; ``after`` is
+    the last id of the previous page, so it continues in the same order."""
     get_job(session=session, tenant=tenant, job_id=job_id)
     q = select(JobEvent).where(JobEvent.job_id == job_id)
     if after is not None:
-        q = q.where(JobEvent.id > after)
-    rows = list(session.scalars(q.order_by(JobEvent.id).limit(limit + 1)))
+        q = q.where(JobEvent.id < after if newest_first else JobEvent.id > after)
+    order = JobEvent.id.desc() if newest_first else JobEvent.id
+    rows = list(session.scalars(q.order_by(order).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
 
 
@@ -347,7 +356,9 @@ def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
     done = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
-        .values(status="cancelled", finished_at=now, updated_at=now)
+        .values(
+            status="cancelled", finished_at=now, updated_at=now, phase=None, checkpoint_key=None
+        )
     ).rowcount
     if done:
         _event(session, job_id, job.attempt, "status", {"status": "cancelled"})
@@ -500,7 +511,8 @@ def reap(*, session: Session, settings: Settings) -> Reaped:
             values = {"status": "queued", "worker": None}
         if values["status"] != "queued":
             values["checkpoint_key"] = None
-        values.update(updated_at=now, lease_expires_at=None)
+        # A phase is what a running attempt is doing: requeued or ended, there is none.
+        values.update(updated_at=now, lease_expires_at=None, phase=None)
         if session.execute(update(Job).where(*same).values(**values)).rowcount:
             data = {"status": values["status"], **lost}
             if values["status"] == "failed":
@@ -540,14 +552,15 @@ def set_phase(*, session: Session, job_id: str, attempt: int, phase: str) -> boo
 
 
 def set_progress(*, session: Session, job_id: str, attempt: int, progress: float) -> bool:
-    progress = min(max(progress, 0.0), 1.0)
+    # Rounded once, here, so the job and its events say 0.01, not 0.010000000000000002.
+    progress = round(min(max(progress, 0.0), 1.0), 4)
     ok = session.execute(
         update(Job)
         .where(*_owned(job_id, attempt), Job.progress <= progress)
         .values(progress=progress, updated_at=utcnow())
     ).rowcount
     if ok:
-        _event(session, job_id, attempt, "progress", {"progress": round(progress, 4)})
+        _event(session, job_id, attempt, "progress", {"progress": progress})
     session.commit()
     return bool(ok)
 
@@ -590,6 +603,7 @@ def finish(
         "lease_expires_at": None,
         # An ended job resumes nothing; the worker deletes the object itself.
         "checkpoint_key": None,
+        "phase": None,
     }
     if status == "succeeded":
         values.update(progress=1.0, metrics=metrics)

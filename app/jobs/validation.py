@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.datasets.labels import LABELS_MISSING_FROM_TRAIN, describe, unseen_labels
 from app.datasets.tables import Dataset
 from app.errors import ProblemError
 from app.jobs.schemas import JobCreate
@@ -23,6 +24,7 @@ from workers.engine.validate import check_speedup_bound
 def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
     _check_task(body, dataset)
     _check_splits(body, dataset)
+    _check_labels(body, dataset)
     _check_teacher(body, teacher, dataset)
     _check_engine_support(body)
     _check_reachable(body, teacher, dataset)
@@ -69,6 +71,24 @@ def _check_splits(body: JobCreate, dataset: Dataset) -> None:
                 f"{', '.join(sorted(dataset.splits))}.",
                 param=f"dataset.{split_field}",
             )
+
+
+def _check_labels(body: JobCreate, dataset: Dataset) -> None:
+    ref = body.dataset
+    if ref.allow_unseen_labels or not dataset.label_counts:
+        return  # allowed, or uploaded before labels were counted
+    unseen = unseen_labels(dataset.label_counts, train=ref.train_split, other=ref.eval_split)
+    if unseen:
+        raise ProblemError(
+            422,
+            LABELS_MISSING_FROM_TRAIN,
+            f"Eval split {ref.eval_split!r} of dataset {dataset.id} has labels that train "
+            f"split {ref.train_split!r} lacks: {describe(unseen)}. The student could never "
+            "learn them, and they would count as errors; if one is a typo, fix the labels "
+            "and upload the dataset again, or set dataset.allow_unseen_labels to true to "
+            "train anyway.",
+            param="dataset.eval_split",
+        )
 
 
 def _check_teacher(body: JobCreate, teacher: Model, dataset: Dataset) -> None:

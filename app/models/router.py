@@ -103,6 +103,8 @@ def upload_model(
     response_model=Page[ModelRead],
     responses=problem_responses(400, 422),
     summary="List models, newest first",
+    description="A page of this tenant's uploaded teachers, newest first. Pass "
+    "`next_cursor` as `after` for the next page while `has_more` is true.",
 )
 def list_models(
     session: SessionDep, tenant: CurrentTenant, limit: LimitQuery = 20, after: AfterQuery = None
@@ -114,7 +116,13 @@ def list_models(
 
 
 @router.get(
-    "/{model_id}", response_model=ModelRead, responses=problem_responses(404), summary="Get a model"
+    "/{model_id}",
+    response_model=ModelRead,
+    responses=problem_responses(404),
+    summary="Get a model",
+    description="An uploaded teacher: its architecture, parameter count, and whether it has "
+    "a task head (`head_task`, `num_labels`), which decides whether a job trains a head "
+    "first.",
 )
 def get_model(session: SessionDep, tenant: CurrentTenant, model_id: str) -> ModelRead:
     row = service.get_model(session=session, tenant=tenant, model_id=model_id)

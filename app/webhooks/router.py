@@ -45,7 +45,7 @@ def _delivery(row: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryR
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=WebhookCreated,
-    responses=problem_responses(400, 422),
+    responses=problem_responses(400, 415, 422),
     summary="Register a webhook",
     description="Job events of this tenant are POSTed to `url`, signed with the secret that "
     "only this response shows (`Modelpress-Signature: t=<unix>,v1=<HMAC-SHA256 of "
@@ -94,7 +94,7 @@ def get_webhook(session: SessionDep, tenant: CurrentTenant, webhook_id: str) -> 
 @router.patch(
     "/{webhook_id}",
     response_model=WebhookRead,
-    responses=problem_responses(400, 404, 422),
+    responses=problem_responses(400, 404, 415, 422),
     summary="Change a webhook",
     description='Its url, events or description; `{"enabled": true}` re-enables a webhook '
     "that was disabled after failed deliveries.",

@@ -57,6 +57,7 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "dataset_id": dataset_id,
         "train_split": "train",
         "eval_split": "validation",
+        "allow_unseen_labels": False,
     }
     assert client.get(f"/v1/jobs/{job['id']}").json() == job
     # committed, then handed to the real broker

@@ -80,3 +80,41 @@ def test_the_task_enum_is_what_the_engine_does(app, client, model_id, dataset_id
     r = client.post("/v1/jobs", json=job_body(model_id, dataset_id, task="causal-lm"))
     body = assert_problem(r, 422, "validation_error", "task")
     assert "'token-classification'" in body["detail"], body
+
+
+def test_every_get_route_has_a_description(operations):
+    missing = [
+        path for method, path, op in operations if method == "GET" and not op.get("description")
+    ]
+    assert not missing, missing
+
+
+def test_every_json_body_route_documents_the_415(operations):
+    for method, path, op in operations:
+        if "application/json" in op.get("requestBody", {}).get("content", {}):
+            assert "415" in op["responses"], (method, path)
+
+
+@pytest.mark.parametrize("name", ["EventRead", "Distillation", "JobMetrics", "ModelScores"])
+def test_fields_are_described(app, name):
+    schema = app.openapi()["components"]["schemas"][name]
+    undescribed = [f for f, prop in schema["properties"].items() if not prop.get("description")]
+    # Self-explanatory names in the report's blocks may go without; the others may not.
+    allowed = {
+        "EventRead": {"created_at"},
+        "Distillation": set(),
+        "JobMetrics": {"teacher", "student", "latency_threads"},
+        "ModelScores": {"num_parameters", "non_embedding_parameters"},
+    }[name]
+    assert set(undescribed) <= allowed, undescribed
+
+
+def test_job_metrics_is_an_open_typed_object(app):
+    schemas = app.openapi()["components"]["schemas"]
+    metrics = schemas["JobRead"]["properties"]["metrics"]
+    assert {"$ref": "#/components/schemas/JobMetrics"} in metrics["anyOf"]
+    report = schemas["JobMetrics"]
+    assert report["additionalProperties"] is True  # a later engine's keys still read
+    assert {"teacher", "student", "retention", "speedup_cpu_bs1", "flops_ratio"} <= set(
+        report["properties"]
+    )

@@ -1,0 +1,169 @@
+"""The shape of a succeeded job's ``metrics`` (the engine's report: workers/engine/report.py
+``run_metrics``, evaluate.py ``model_metrics``), typed for OpenAPI and generated clients.
+
+Open on purpose: every field is optional and unknown keys pass through, so a report from
+an older or newer engine release still reads as it was stored. A response holds only
+the keys the report has (no nulls are added for the ones it lacks).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    # No return annotation on purpose: pydantic would take it for the serialized schema
+    # (``Any`` makes every report `{}` in OpenAPI); without one it is the model's own.
+    @model_serializer(mode="wrap")
+    def _as_stored(self, handler: Any):
+        out = handler(self)
+        if not isinstance(out, dict):
+            return out
+        return {k: v for k, v in out.items() if v is not None or k in self.model_fields_set}
+
+
+class EntityTypeScores(_Open):
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    support: int | None = Field(None, description="Gold entities of this type.")
+
+
+class ModelScores(_Open):
+    """One model (teacher or student) measured on the eval split, the same way for both."""
+
+    accuracy: float | None = Field(None, description="Sequence classification, 0-1.")
+    macro_f1: float | None = Field(None, description="Sequence classification, 0-1.")
+    f1: float | None = Field(None, description="Token classification: entity-level F1 (micro).")
+    precision: float | None = Field(None, description="Token classification, entity level.")
+    recall: float | None = Field(None, description="Token classification, entity level.")
+    token_accuracy: float | None = Field(None, description="Token classification, per word.")
+    per_type: dict[str, EntityTypeScores] | None = Field(
+        None, description="Token classification: scores per entity type."
+    )
+    num_parameters: int | None = None
+    non_embedding_parameters: int | None = None
+    size_bytes: int | None = Field(None, description="Bytes of its safetensors weights.")
+    latency_ms_cpu_bs1: float | None = Field(
+        None, description="Median CPU forward time at batch 1, ms (latency_threads threads)."
+    )
+    latency_ms_cpu_bs32: float | None = Field(None, description="The same at batch 32, ms.")
+    num_layers: int | None = Field(None, description="Encoder layers.")
+    intermediate_size: int | None = Field(None, description="FFN width.")
+    flops_per_token: int | None = Field(
+        None, description="Dense forward FLOPs per token at latency_seq_len."
+    )
+
+
+class TeacherStudent(_Open):
+    teacher: float | None = None
+    student: float | None = None
+
+
+class SpeedupTarget(_Open):
+    target: float | None = Field(None, description="target.speedup of the request.")
+    measured: float | None = Field(None, description="speedup_cpu_bs1 of this report.")
+    met: bool | None = None
+
+
+class SparsityCounts(_Open):
+    encoder_parameters: int | None = None
+    encoder_nonzero: int | None = None
+    sparsity: float | None = Field(None, description="Zeros among the prunable weights, 0-1.")
+    groups_2_4: float | None = Field(
+        None, description="Fraction of groups of four weights holding at least two zeros."
+    )
+    gzip_size_bytes: int | None = Field(None, description="The saved weights, gzip -6.")
+
+
+class SparsityReport(_Open):
+    target: float | None = None
+    pattern: str | None = Field(None, description="unstructured or 2:4.")
+    criterion: str | None = None
+    scope: str | None = None
+    compression: str | None = Field(None, description="How gzip_size_bytes was measured.")
+    teacher: SparsityCounts | None = None
+    student: SparsityCounts | None = None
+
+
+class JobMetrics(_Open):
+    """What a succeeded job measured: the same numbers as its `report` artifact's
+    `metrics` and its model card."""
+
+    teacher: ModelScores | None = None
+    student: ModelScores | None = None
+    main_metric: str | None = Field(
+        None, description="The score retention is on: accuracy, or f1 for token tasks."
+    )
+    retention: float | None = Field(
+        None, description="Student / teacher on main_metric (null when the teacher scored 0)."
+    )
+    compression_ratio: float | None = Field(
+        None, description="Teacher / student parameters, embeddings included."
+    )
+    params_ratio_non_embedding: float | None = Field(
+        None, description="Student / teacher non-embedding parameters."
+    )
+    speedup_cpu_bs1: float | None = Field(
+        None, description="Teacher / student CPU latency at batch 1."
+    )
+    speedup_cpu_bs32: float | None = Field(
+        None, description="Teacher / student CPU latency at batch 32."
+    )
+    flops_ratio: float | None = Field(
+        None,
+        description="Teacher / student FLOPs per token: the most speed-up the removed "
+        "structures allow.",
+    )
+    teacher_finetuned: bool | None = Field(
+        None, description="Whether a task head was trained on the teacher first."
+    )
+    layer_map: list[int] | None = Field(
+        None, description="layer_map[i]: the teacher layer student layer i was copied from."
+    )
+    pruning_plan: dict[str, Any] | None = Field(
+        None, description="What structured pruning removed, and how it chose."
+    )
+    latency_threads: int | None = None
+    latency_seq_len: int | None = Field(None, description="Tokens per sequence when timed.")
+    device: str | None = Field(None, description="cpu or cuda: where the job trained.")
+    latency_ms_gpu_bs1: TeacherStudent | None = Field(None, description="GPU workers only.")
+    latency_ms_gpu_bs32: TeacherStudent | None = Field(None, description="GPU workers only.")
+    speedup_gpu_bs1: float | None = Field(None, description="GPU workers only.")
+    speedup_gpu_bs32: float | None = Field(None, description="GPU workers only.")
+    speedup_target: SpeedupTarget | None = Field(
+        None, description="With target.speedup: whether this report's timing met it."
+    )
+    sparsity: SparsityReport | None = Field(
+        None, description="With a sparsity target or pruning.unstructured_sparsity."
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_stored_if_unfit(cls, data: Any, handler: Any) -> Any:
+        # A stored report that does not fit (a release that wrote another type) reads
+        # as it was stored, logged, rather than failing the read with a 500.
+        try:
+            return handler(data)
+        except ValidationError as e:
+            if not isinstance(data, dict):
+                raise
+            log.warning("job metrics do not fit JobMetrics; returned as stored: %s", e)
+            # Every key as an extra, so nothing is serialized as a type it is not.
+            unfit = cls.model_construct(_fields_set=set(data))
+            unfit.__pydantic_extra__ = dict(data)
+            return unfit
