@@ -86,12 +86,23 @@ def build_spec(
     )
 
 
+def _as_published(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Ordinary permissions (files 0644, folders 0755) and no owner: what the worker's
+    umask or a library's temporary file gave (safetensors writes 0600) is not what the
+    user who unpacks the archive should get, nor is the worker's user name."""
+    info.mode = 0o755 if info.isdir() else 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
 def pack_folder(folder: Path, dest: Path) -> Path:
     """A folder as .tar.gz with its files at the top, so it unpacks into any folder."""
     with tarfile.open(dest, "w:gz") as tf:
         for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                tf.add(path, arcname=path.relative_to(folder).as_posix())
+            if path.is_file() or path.is_dir():
+                arcname = path.relative_to(folder).as_posix()
+                tf.add(path, arcname=arcname, recursive=False, filter=_as_published)
     return dest
 
 

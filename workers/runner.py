@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,32 @@ def _content_type(filename: str) -> str:
     return "application/octet-stream"
 
 
+# What goes into the student's folder beside its weights: the model card (README.md, as
+# on the Hugging Face Hub) and the plots it links to, so the unpacked archive is whole.
+CARD_KINDS = ("model_card", "plot")
+
+
+def _with_card(folder: Path, artifacts: Sequence[ArtifactFile]) -> None:
+    for art in artifacts:
+        if art.kind in CARD_KINDS and art.path.is_file():
+            shutil.copyfile(art.path, folder / art.path.name)
+
+
 def _upload(
-    *, storage: Storage, job_id: str, attempt: int, art: ArtifactFile, workdir: Path
+    *,
+    storage: Storage,
+    job_id: str,
+    attempt: int,
+    art: ArtifactFile,
+    workdir: Path,
+    companions: Sequence[ArtifactFile] = (),
 ) -> dict[str, Any]:
-    """Upload one artifact under this attempt's prefix and check it arrived whole."""
+    """Upload one artifact under this attempt's prefix and check it arrived whole. The
+    student's folder (artifact ``model``) takes its card and plots along."""
     path = art.path
     if path.is_dir():
+        if art.name == "model":
+            _with_card(path, companions)
         path = pack_folder(path, workdir / f"{art.name}.tar.gz")
     filename = path.name
     key = f"{attempt_prefix(job_id, attempt)}{filename}"
@@ -240,7 +261,14 @@ def run_job(
             if callback.check_now():
                 raise EngineStopped()
             records.append(
-                _upload(storage=storage, job_id=job_id, attempt=attempt, art=art, workdir=workdir)
+                _upload(
+                    storage=storage,
+                    job_id=job_id,
+                    attempt=attempt,
+                    art=art,
+                    workdir=workdir,
+                    companions=result.artifacts,
+                )
             )
         if callback.check_now():
             raise EngineStopped()

@@ -8,6 +8,7 @@ import tarfile
 from sqlalchemy import select
 
 from tests.apiclient import job_body
+from tests.workers.test_inputs import unpacked_modes
 
 TINY_TRAINING = {"epochs": 1, "teacher_epochs": 1, "batch_size": 16, "max_seq_length": 32}
 
@@ -16,7 +17,7 @@ def _events(client, jid):
     return client.get(f"/v1/jobs/{jid}/events").json()["data"]
 
 
-def test_run_once_then_duplicate_delivery_does_nothing(client, model_id, dataset_id):
+def test_run_once_then_duplicate_delivery_does_nothing(client, model_id, dataset_id, tmp_path):
     from workers.runner import run_job
 
     jid = client.post(
@@ -46,6 +47,28 @@ def test_run_once_then_duplicate_delivery_does_nothing(client, model_id, dataset
     with tarfile.open(fileobj=io.BytesIO(model.content), mode="r:gz") as tf:
         names = set(tf.getnames())
     assert {"config.json", "model.safetensors"} <= names
+    _unpacks_whole(model.content, tmp_path)
+
+
+def _unpacks_whole(archive: bytes, tmp_path) -> None:
+    """As a user unpacks the student: ordinary permissions, its card inside with the plots
+    it shows, and every link of the card pointing at a file in the archive."""
+    import re
+    import stat
+
+    (tmp_path / "m.tar.gz").write_bytes(archive)
+    modes = unpacked_modes(tmp_path / "m.tar.gz", tmp_path / "student")
+    files = {n: m for n, m in modes.items() if (tmp_path / "student" / n).is_file()}
+    assert files["model.safetensors"] == 0o644, oct(files["model.safetensors"])
+    assert set(files.values()) == {0o644}, {n: oct(m) for n, m in files.items()}
+    assert {m for n, m in modes.items() if n not in files} <= {0o755}
+    assert "README.md" in files and len([n for n in files if n.endswith(".png")]) == 2
+    card = (tmp_path / "student" / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", card)
+    assert links, card
+    for link in links:
+        target = tmp_path / "student" / link
+        assert target.is_file() and stat.S_ISREG(target.stat().st_mode), link
 
 
 def test_broken_teacher_fails_with_an_actionable_message(
