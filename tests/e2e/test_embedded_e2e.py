@@ -114,13 +114,13 @@ def test_sigterm_stops_the_worker_too(embedded):
     import re
     import signal
 
-    match = re.search(r"worker pid (\d+)", embedded.text())
+    # serve logs "worker pids <jobs>, <webhooks>"; both must go.
+    match = re.search(r"worker pids (\d+), (\d+)", embedded.text())
     assert match, embedded.text()[-2000:]
-    worker_pid = int(match.group(1))
     os.kill(embedded.p.pid, signal.SIGTERM)  # the serve process only, as systemd would
     embedded.p.wait(timeout=60)
 
-    def worker_gone() -> bool:
+    def worker_gone(worker_pid: int) -> bool:
         try:
             os.kill(worker_pid, 0)
         except ProcessLookupError:
@@ -129,4 +129,5 @@ def test_sigterm_stops_the_worker_too(embedded):
         with open(f"/proc/{worker_pid}/stat") as f:
             return f.read().split(")")[-1].split()[0] == "Z"
 
-    wait_for(worker_gone, 60, "the worker to exit")
+    for pid in match.groups():
+        wait_for(lambda pid=int(pid): worker_gone(pid), 60, f"worker {pid} to exit")
