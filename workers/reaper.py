@@ -40,14 +40,23 @@ FOLDER_SWEEP_EVERY_S = 3600.0
 
 
 def reap_once(settings: Settings | None = None) -> jobs.Reaped:
+    """One pass. A job it ends (failed past its attempts, or cancelled) has its objects
+    deleted before the end commits, so no client sees it ended with a checkpoint left
+    (a failed pass leaves the job unended, to be tried again), and once more after, for
+    what a late worker wrote in between; an upload that lands later still is the orphan
+    sweep's, and past its window the folder sweep's."""
     settings = settings or get_settings()
+    storage = get_storage()
+    with session_scope() as session:
+        ending = jobs.due_to_end(session=session, settings=settings)
+    for job_id in ending:
+        storage.delete_prefix(jobs.job_prefix(job_id))
     with session_scope() as session:
         reaped = jobs.reap(session=session, settings=settings)
     for job_id, queue in reaped.to_send:  # after the commit, as everywhere
         job_queue.enqueue(job_id=job_id, queue=queue)
-    storage = get_storage()
     for job_id in reaped.ended:
-        storage.delete_prefix(f"jobs/{job_id}/")
+        storage.delete_prefix(jobs.job_prefix(job_id))
     if reaped.to_send or reaped.ended:
         log.info("reaper: re-sent %s, ended %s", [j for j, _ in reaped.to_send], reaped.ended)
     with session_scope() as session:
@@ -59,11 +68,13 @@ def reap_once(settings: Settings | None = None) -> jobs.Reaped:
 
 
 def sweep_orphans(window_s: float = ORPHAN_WINDOW_S) -> int:
-    """Delete objects under recently ended jobs that no artifact row names.
+    """Delete objects under recently ended jobs that no artifact row names: checkpoints
+    and partial uploads alike.
 
     A worker killed while its upload request was in flight does not stop that request:
-    a proxy or a kernel buffer may still deliver it, after the next attempt cleaned up.
-    The attempts clean up what they see; this catches what lands afterwards."""
+    a proxy or a kernel buffer may still deliver it, after the next attempt cleaned up,
+    or after the job's end deleted its objects. The attempts clean up what they see;
+    this catches what lands afterwards."""
     since = utcnow() - timedelta(seconds=window_s)
     with session_scope() as session:
         ended = jobs.recently_finished(session=session, since=since)

@@ -125,8 +125,12 @@ def get_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
     description="A queued job is cancelled at once; a running one becomes `cancelling` and "
     "stops at its next training step.",
 )
-def cancel_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
-    return to_read(service.cancel_job(session=session, tenant=tenant, job_id=job_id))
+def cancel_job(
+    session: SessionDep, storage: StorageDep, tenant: CurrentTenant, job_id: str
+) -> JobRead:
+    return to_read(
+        service.cancel_job(session=session, tenant=tenant, job_id=job_id, storage=storage)
+    )
 
 
 @router.delete(

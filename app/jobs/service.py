@@ -266,15 +266,21 @@ def delete_job(*, session: Session, storage: Storage, tenant: str, job_id: str) 
 
 def job_folders_to_empty(*, session: Session, job_ids: list[str]) -> list[str]:
     """Of these folders found under jobs/ in the store, those whose objects must all go:
-    no job row names them (deleted jobs), or their artifacts expired. Objects of a job
-    appear only after its row is committed, so a folder without a row is never one being
-    written; an expired job has ended, so nothing writes there either."""
+    no job row names them (deleted jobs), their artifacts expired, or the job failed or
+    was cancelled (it keeps nothing: what is there landed after its end and after the
+    orphan sweep's window). Objects of a job appear only after its row is committed, so
+    a folder without a row is never one being written; an ended job resumes nothing, so
+    nothing writes there either."""
     out: list[str] = []
     for i in range(0, len(job_ids), 500):
         chunk = job_ids[i : i + 500]
         keep = set(
             session.scalars(
-                select(Job.id).where(Job.id.in_(chunk), Job.artifacts_expired_at.is_(None))
+                select(Job.id).where(
+                    Job.id.in_(chunk),
+                    Job.artifacts_expired_at.is_(None),
+                    Job.status.not_in(("failed", "cancelled")),
+                )
             )
         )
         out += [j for j in chunk if j not in keep]
@@ -349,8 +355,18 @@ def expire_idempotency_keys(*, session: Session, settings: Settings) -> int:
 # ---------------------------------------------------------------- state changes
 
 
-def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
+def cancel_job(
+    *, session: Session, tenant: str, job_id: str, storage: Storage | None = None
+) -> Job:
+    """A queued job is cancelled at once; with ``storage``, its objects (a checkpoint a
+    lost attempt left) are deleted first, so it is never seen cancelled with them, and
+    again after, for what a dying attempt's upload delivered meanwhile. Deleting first
+    loses nothing: the job is being cancelled whichever update matches (a worker that
+    claims it meanwhile finds it cancelling)."""
     job = get_job(session=session, tenant=tenant, job_id=job_id)
+    queued = job.status == "queued"
+    if queued and storage is not None:
+        storage.delete_prefix(job_prefix(job_id))
     now = utcnow()
     # Conditional updates: the worker may be changing the row at the same moment.
     done = session.execute(
@@ -360,6 +376,7 @@ def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
             status="cancelled", finished_at=now, updated_at=now, phase=None, checkpoint_key=None
         )
     ).rowcount
+    ended = bool(done)
     if done:
         _event(session, job_id, job.attempt, "status", {"status": "cancelled"})
     else:
@@ -371,6 +388,8 @@ def cancel_job(*, session: Session, tenant: str, job_id: str) -> Job:
         if done:
             _event(session, job_id, job.attempt, "status", {"status": "cancelling"})
     session.commit()
+    if ended and storage is not None:
+        storage.delete_prefix(job_prefix(job_id))
     session.refresh(job)
     if job.status in ("succeeded", "failed"):
         raise ProblemError(
@@ -463,6 +482,23 @@ def recently_finished(*, session: Session, since: datetime) -> list[tuple[str, l
         keys = session.scalars(select(Artifact.storage_key).where(Artifact.job_id == job_id))
         out.append((job_id, list(keys)))
     return out
+
+
+def due_to_end(*, session: Session, settings: Settings) -> list[str]:
+    """The jobs that reap() would end now rather than queue again: lease run out while
+    cancelling, or on the last attempt allowed. The reaper deletes their objects before
+    it ends them, so a job seen ended has no checkpoint left (workers/reaper.py
+    reap_once). That loses nothing even if the worker renews its lease meanwhile: no
+    later attempt of such a job will ever resume from its checkpoint."""
+    return list(
+        session.scalars(
+            select(Job.id).where(
+                Job.status.in_(OWNED_STATES),
+                Job.lease_expires_at < utcnow(),
+                (Job.status == "cancelling") | (Job.attempt >= settings.max_attempts),
+            )
+        )
+    )
 
 
 @dataclass
