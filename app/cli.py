@@ -28,7 +28,7 @@ log = logging.getLogger("modelpress")
 def migrate(settings: Settings, *, wait_s: float = 60.0) -> None:
     """Apply migrations and create the bucket, waiting for the database and the store to
     come up (in compose, a one-shot migrate that fails is not retried)."""
-    _quiet_alembic_plugins()
+    _quiet_alembic()
     from app.migrate import upgrade
     from app.storage import get_storage
 
@@ -49,10 +49,14 @@ def migrate(settings: Settings, *, wait_s: float = 60.0) -> None:
     log.info("database migrated and storage ready")
 
 
-def _quiet_alembic_plugins() -> None:
-    # Alembic 1.17 logs one INFO line per autogenerate plugin it sets up, on every run;
-    # they say nothing about the migrations, which keep their INFO lines.
+def _quiet_alembic() -> None:
+    # At every start Alembic logs one INFO line per autogenerate plugin it sets up and two
+    # about the database's DDL; none says anything about the migrations, whose "Running
+    # upgrade" lines stay.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").addFilter(
+        lambda record: not record.getMessage().startswith(("Context impl", "Will assume"))
+    )
 
 
 def _transient(exc: Exception) -> bool:
