@@ -12,9 +12,11 @@ API takes ids; paths are relative to the file::
     target: {params_ratio: 0.5}
     strategy: prune_then_distill       # distillation, pruning, training: as in API.md
     training: {epochs: 3}
+    export: {formats: [safetensors, onnx-int8]}  # optional; default [safetensors]
     label_names: [negative, positive]  # optional, as at a dataset upload
 
-``DIR`` receives ``data/`` (the normalised splits), ``model/``, ``report.json``, the
+``DIR`` receives ``data/`` (the normalised splits), ``model/`` (and ``model-onnx/``,
+``model-onnx-int8/`` for those export formats), ``report.json``, the
 model card ``README.md`` and the PNG plots. Exit status: 0 done, 2 the inputs are wrong
 (the message names the key to fix), 130 stopped with Ctrl-C.
 
@@ -49,7 +51,7 @@ EXIT_INPUT = 2
 EXIT_STOPPED = 130
 
 # The job body's sections that mean the same here; teacher and dataset are local.
-JOB_KEYS = ("task", "target", "strategy", "distillation", "pruning", "training")
+JOB_KEYS = ("task", "target", "strategy", "distillation", "pruning", "training", "export")
 SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
     ".csv": "csv",

@@ -11,7 +11,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from workers.engine.spec import DistillationSpec, PruningSpec, TargetSpec, TrainingSpec
+from workers.engine.spec import (
+    DistillationSpec,
+    ExportSpec,
+    PruningSpec,
+    TargetSpec,
+    TrainingSpec,
+)
 
 T = TypeVar("T")
 
@@ -33,7 +39,8 @@ def spec_from(cls: type[T], fields: Mapping[str, Any]) -> T:
 def engine_sections(request: Mapping[str, Any]) -> dict[str, Any]:
     """``CompressionSpec`` keyword arguments for what the request says about the
     compression itself: ``task``, ``target``, ``strategy``, ``distillation``,
-    ``pruning`` and ``training`` (paths, labels and device are the caller's)."""
+    ``pruning``, ``training`` and ``export`` (paths, labels and device are the
+    caller's)."""
     target = request["target"]
     pruning = request["pruning"]
     return {
@@ -48,4 +55,10 @@ def engine_sections(request: Mapping[str, Any]) -> dict[str, Any]:
         "distillation": spec_from(DistillationSpec, request["distillation"]),
         "pruning": spec_from(PruningSpec, {**pruning, "structured": tuple(pruning["structured"])}),
         "training": spec_from(TrainingSpec, request["training"]),
+        # Requests stored before export existed asked for the safetensors folder alone.
+        "export": spec_from(
+            ExportSpec, {"formats": tuple(request.get("export", {}).get("formats", ()))}
+        )
+        if request.get("export")
+        else ExportSpec(),
     }

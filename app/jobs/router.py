@@ -10,6 +10,7 @@ from app.errors import ProblemError, problem_responses
 from app.jobs import events, service
 from app.jobs.schemas import (
     EXAMPLE_JOB,
+    EXAMPLE_ONNX_JOB,
     EXAMPLE_SPEEDUP_JOB,
     ArtifactList,
     ArtifactRead,
@@ -63,6 +64,7 @@ def create_job(
             openapi_examples={
                 "half": {"value": EXAMPLE_JOB},
                 "twice_as_fast": {"value": EXAMPLE_SPEEDUP_JOB},
+                "int8_onnx": {"value": EXAMPLE_ONNX_JOB},
             }
         ),
     ],

@@ -121,6 +121,34 @@ class Pruning(Strict):
     )
 
 
+ExportFormat = Literal[capabilities.EXPORT_FORMATS]  # type: ignore[valid-type]
+
+
+class Export(Strict):
+    formats: list[ExportFormat] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(capabilities.EXPORT_DEFAULT),
+        min_length=1,
+        description="The student's output formats, each its own artifact (a .tar.gz "
+        "folder with config.json and the tokenizer): `safetensors` is the "
+        "`save_pretrained` folder (artifact `model`, PyTorch); `onnx` is model.onnx, fp32 "
+        "(artifact `model-onnx`, ONNX Runtime); `onnx-int8` is model.onnx dynamically "
+        "quantized to int8 (artifact `model-onnx-int8`, ONNX Runtime). Each ONNX export is "
+        "checked against PyTorch on eval rows (the job fails with "
+        "`export_parity_failed` otherwise), and every format is scored and timed in its "
+        "own runtime beside the teacher in PyTorch, ONNX Runtime and int8 (the report's "
+        "`formats` and `teacher_runtimes`). Default `[\"safetensors\"]`: the ONNX "
+        "formats add the teacher's and the student's export, quantization and timing to "
+        "the job; ask for `onnx-int8` to serve on CPU.",
+    )
+
+    @model_validator(mode="after")
+    def _once_each(self) -> Export:
+        twice = sorted({f for f in self.formats if self.formats.count(f) > 1})
+        if twice:
+            raise ValueError(f"list each format once ({', '.join(twice)} is repeated)")
+        return self
+
+
 class Training(Strict):
     epochs: int = Field(3, ge=1, le=100)
     batch_size: int = Field(32, ge=1, le=4096)
@@ -156,6 +184,14 @@ EXAMPLE_JOB = {
     "training": {"epochs": 3, "batch_size": 32},
     "name": "sst2-half",
     "metadata": {"team": "search"},
+}
+
+
+# A student to serve on CPU: int8 ONNX beside the PyTorch folder.
+EXAMPLE_ONNX_JOB = {
+    **EXAMPLE_JOB,
+    "export": {"formats": ["safetensors", "onnx-int8"]},
+    "name": "sst2-half-int8",
 }
 
 
@@ -202,6 +238,7 @@ class JobCreate(Strict):
     distillation: Distillation = Distillation()
     pruning: Pruning = Pruning()
     training: Training = Training()
+    export: Export = Export()
     accelerator: Literal["auto", "gpu", "cpu"] = Field(
         "auto", description="auto: the gpu queue when a GPU worker is configured, else cpu."
     )

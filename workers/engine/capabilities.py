@@ -31,6 +31,11 @@ ATTENTION_LOSS = True
 # per step. Only without the hidden-state and attention losses, which need that forward
 # pass (distillation.hidden_states=false and attention=false).
 CACHE_TEACHER_LOGITS = True
+# The student's output formats (export.formats), each its own artifact scored and timed
+# in its runtime: a save_pretrained folder (PyTorch), ONNX fp32 and ONNX int8 (ONNX
+# Runtime). The default is the first alone (see EXPORT_DEFAULT's note).
+EXPORT_FORMATS = ("safetensors", "onnx", "onnx-int8")
+EXPORT_DEFAULT = ("safetensors",)
 # Families whose shallower, narrower copies a standard transformers config describes:
 # BERT-like encoders (layers in ``<base>.encoder.layer``) and Llama-like decoders
 # (``<base>.layers``, explicit head_dim and key-value heads).

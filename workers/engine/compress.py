@@ -29,6 +29,15 @@ from workers.engine.evaluate import (
     saved_size_bytes,
 )
 from workers.engine.export import save_model, verify_reload, write_model_card, write_report
+from workers.engine.formats import (
+    ARTIFACT,
+    OnnxModels,
+    format_folder,
+    format_metrics,
+    measure_onnx,
+    wants_onnx,
+    write_side_files,
+)
 from workers.engine.layers import parameter_counts
 from workers.engine.logits_cache import cache_teacher_logits
 from workers.engine.neurons import NeuronPruner, neuron_schedule
@@ -385,14 +394,31 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             "student": saved_size_bytes(student, spec.work_dir),
         }
         progress.within(0.5)
-        latency = cpu_latency_ms(
-            {"teacher": teacher, "student": student},
-            tokenizer,
-            evaluation.texts,
-            seq_len=max_len,
-            threads=spec.latency_threads,
-            progress=progress,
-        )
+        onnx: OnnxModels | None = None
+        onnx_parts: dict[str, dict[str, dict[str, Any]]] = {}
+        if wants_onnx(spec.export.formats):
+            # ONNX models are built here, not in "exporting": each is scored and timed
+            # in its runtime, interleaved with the PyTorch models (formats.py).
+            onnx, latency, onnx_parts = measure_onnx(
+                spec=spec,
+                task=task,
+                teacher=teacher,
+                student=student,
+                tokenizer=tokenizer,
+                evaluation=evaluation,
+                pad_id=pad_id,
+                seq_len=max_len,
+                progress=progress,
+            )
+        else:
+            latency = cpu_latency_ms(
+                {"teacher": teacher, "student": student},
+                tokenizer,
+                evaluation.texts,
+                seq_len=max_len,
+                threads=spec.latency_threads,
+                progress=progress,
+            )
         metrics = run_metrics(
             teacher_part=model_metrics(
                 teacher,
@@ -416,6 +442,14 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             runtime=runtime,
             seq_len=max_len,
         )
+        metrics |= format_metrics(
+            formats=spec.export.formats,
+            main_metric=task.main_metric,
+            teacher_pytorch=metrics["teacher"],
+            student_pytorch=metrics["student"],
+            runtimes=onnx_parts,
+            onnx=onnx,
+        )
         if gpu_latency is not None:
             metrics |= gpu_metrics(gpu_latency)
         if speed is not None:
@@ -436,19 +470,29 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     export_start = time.perf_counter()
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     model_dir = spec.output_dir / "model"
-    save_model(student, tokenizer, model_dir)
-    progress.within(0.4)
-    max_diff = verify_reload(
-        student,
-        model_dir,
-        evaluation,
-        batch_size=spec.training.batch_size,
-        pad_token_id=pad_id,
-        progress=progress,
-        task=task,
-    )
+    max_diff: float | None = None
+    if "safetensors" in spec.export.formats:
+        save_model(student, tokenizer, model_dir)
+        progress.within(0.4)
+        max_diff = verify_reload(
+            student,
+            model_dir,
+            evaluation,
+            batch_size=spec.training.batch_size,
+            pad_token_id=pad_id,
+            progress=progress,
+            task=task,
+        )
+    for fmt in spec.export.formats:
+        if fmt != "safetensors":
+            write_side_files(format_folder(spec, fmt), student, tokenizer)
     progress.within(0.8)
-    summary = spec_summary(spec, teacher_config)
+    # The formats are not part of spec_summary, which fingerprints checkpoints: the
+    # training a checkpoint holds does not depend on them.
+    summary = {
+        **spec_summary(spec, teacher_config),
+        "export": {"formats": list(spec.export.formats)},
+    }
     report_path = spec.output_dir / "report.json"
     card_path = spec.output_dir / "README.md"
     # Up to the report itself, which records it.
@@ -462,7 +506,12 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             "max_seq_length": max_len,
         },
         "training": {"teacher_finetune": teacher_curve, "distilling": distill_curve},
-        "export": {"reload_max_abs_logit_diff": max_diff},
+        "export": {
+            "formats": list(spec.export.formats),
+            "reload_max_abs_logit_diff": max_diff,
+            "parity": onnx.parity if onnx is not None else {},
+            "export_s": {k: round(v, 3) for k, v in onnx.export_s.items()} if onnx else {},
+        },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     write_report(report_path, report)
@@ -472,7 +521,10 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     return CompressionResult(
         metrics=metrics,
         artifacts=[
-            ArtifactFile("model", "model", model_dir),
+            *(
+                ArtifactFile(ARTIFACT[fmt], "model", format_folder(spec, fmt))
+                for fmt in spec.export.formats
+            ),
             ArtifactFile("report", "report", report_path),
             ArtifactFile("model-card", "model_card", card_path),
             *(ArtifactFile(p.stem.replace("_", "-"), "plot", p) for p in plots),

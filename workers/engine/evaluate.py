@@ -6,7 +6,7 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "cpu_latency_ms",
     "flops_per_token",
     "flops_ratio",
+    "interleaved_latency_ms",
     "macro_f1",
     "model_metrics",
     "predict",
@@ -174,31 +175,60 @@ def _interleaved_latency_ms(
     device = runtime.device if runtime is not None else torch.device("cpu")
     autocast = runtime.autocast if runtime is not None else contextlib.nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    results: dict[str, dict[int, float]] = {name: {} for name in models}
     for model in models.values():
         model.eval()
+
+    def runner(model: PreTrainedModel) -> Callable[[dict[str, torch.Tensor]], None]:
+        def run(inputs: dict[str, torch.Tensor]) -> None:
+            model(**inputs)
+            sync()
+
+        return run
+
+    with torch.inference_mode(), autocast():
+        return interleaved_latency_ms(
+            {name: runner(model) for name, model in models.items()},
+            tokenizer,
+            texts,
+            seq_len=seq_len,
+            progress=progress,
+            batch_sizes=batch_sizes,
+            device=device,
+        )
+
+
+def interleaved_latency_ms(
+    runners: dict[str, Callable[[dict[str, torch.Tensor]], Any]],
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    progress: Progress,
+    batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
+    device: torch.device | None = None,
+) -> dict[str, dict[int, float]]:
+    """Median latency of each runner (one forward pass on the inputs it is given, done
+    when it returns) per batch size, interleaved a, b, a, b... so drift in the machine's
+    speed hits all of them alike. Runners may be models in any runtime (formats.py)."""
+    results: dict[str, dict[int, float]] = {name: {} for name in runners}
     for batch_size in batch_sizes:
         inputs = latency_inputs(tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        timings: dict[str, list[float]] = {name: [] for name in models}
-        with torch.inference_mode(), autocast():
-            for _ in range(LATENCY_WARMUP):
-                for model in models.values():
-                    model(**inputs)
-            sync()
-            while True:
-                progress.check_stop()
-                for name, model in models.items():
-                    start = time.perf_counter()
-                    model(**inputs)
-                    sync()
-                    timings[name].append(time.perf_counter() - start)
-                reps = len(next(iter(timings.values())))
-                spent = max(sum(t) for t in timings.values())
-                if reps >= LATENCY_MAX_REPS or (
-                    reps >= LATENCY_MIN_REPS and spent >= LATENCY_BUDGET_S
-                ):
-                    break
+        if device is not None:
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+        timings: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(LATENCY_WARMUP):
+            for run in runners.values():
+                run(inputs)
+        while True:
+            progress.check_stop()
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run(inputs)
+                timings[name].append(time.perf_counter() - start)
+            reps = len(next(iter(timings.values())))
+            spent = max(sum(t) for t in timings.values())
+            if reps >= LATENCY_MAX_REPS or (reps >= LATENCY_MIN_REPS and spent >= LATENCY_BUDGET_S):
+                break
         for name, values in timings.items():
             results[name][batch_size] = statistics.median(values) * 1000.0
     return results

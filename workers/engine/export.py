@@ -158,18 +158,93 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence
         "interleaved on the same machine. Scores are on the evaluation split supplied with "
         "the job.",
         "",
+        *_formats_section(metrics, task.main_metric_label, task.main_metric),
         *_plots_section(plots),
         "## Usage",
         "",
-        "```python",
-        f"from transformers import {auto_class}, AutoTokenizer",
-        "",
-        f'model = {auto_class}.from_pretrained("path/to/model")',
-        'tokenizer = AutoTokenizer.from_pretrained("path/to/model")',
-        "```",
-        "",
+        *_usage(metrics, auto_class),
     ]
     return "\n".join(lines)
+
+
+def _formats_section(metrics: dict[str, Any], label: str, key: str) -> list[str]:
+    """One row per format the job shipped, in the runtime it runs in, and the teacher in
+    each runtime, timed in the same pass (formats.py)."""
+    rows, teacher = metrics.get("formats"), metrics.get("teacher_runtimes")
+    if not rows or not teacher:
+        return []
+    threads = metrics["latency_threads"]
+    lines = [
+        "## Formats",
+        "",
+        f"Each format scored on the evaluation split and timed in its own runtime (CPU, "
+        f"{threads} threads). Speed-ups at batch 1 / batch 32: against the teacher in the "
+        "same runtime (what compression gives), and against the teacher in PyTorch fp32 "
+        "(compression and runtime together).",
+        "",
+        f"| Format | Artifact | Runtime | {label} | Size | Batch 1, ms | Batch 32, ms "
+        "| Speed-up, same runtime | Speed-up vs PyTorch teacher |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for fmt, row in rows.items():
+        lines.append(
+            f"| {fmt} | `{row['artifact']}` | {row['runtime']} | {_fmt_pct(row[key])} "
+            f"| {_fmt_mb(row['size_bytes'])} | {_fmt_ms(row['latency_ms_cpu_bs1'])} "
+            f"| {_fmt_ms(row['latency_ms_cpu_bs32'])} "
+            f"| {row['speedup_cpu_bs1']:.2f}x / {row['speedup_cpu_bs32']:.2f}x "
+            f"| {row['speedup_vs_teacher_pytorch_cpu_bs1']:.2f}x / "
+            f"{row['speedup_vs_teacher_pytorch_cpu_bs32']:.2f}x |"
+        )
+    for runtime, part in teacher.items():
+        lines.append(
+            f"| teacher | | {runtime} | {_fmt_pct(part[key])} | {_fmt_mb(part['size_bytes'])} "
+            f"| {_fmt_ms(part['latency_ms_cpu_bs1'])} | {_fmt_ms(part['latency_ms_cpu_bs32'])} "
+            "| | |"
+        )
+    parity = [
+        f"{fmt}: max |logit difference| {row['parity']['max_abs_logit_diff']:.2g}, argmax "
+        f"agreement {_fmt_pct(row['parity']['argmax_agreement'])} on "
+        f"{row['parity']['rows']} rows"
+        for fmt, row in rows.items()
+        if "parity" in row
+    ]
+    if parity:
+        lines += ["", "Checked against PyTorch on evaluation rows: " + "; ".join(parity) + "."]
+    return [*lines, ""]
+
+
+def _usage(metrics: dict[str, Any], auto_class: str) -> list[str]:
+    shipped = metrics.get("formats") or {"safetensors": {}}
+    lines: list[str] = []
+    if "safetensors" in shipped:
+        lines += [
+            "```python",
+            f"from transformers import {auto_class}, AutoTokenizer",
+            "",
+            f'model = {auto_class}.from_pretrained("path/to/model")',
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/model")',
+            "```",
+            "",
+        ]
+    for fmt in ("onnx", "onnx-int8"):
+        if fmt in shipped:
+            folder = f"path/to/{shipped[fmt]['artifact']}"
+            lines += [
+                f"`{fmt}` in ONNX Runtime (the folder holds the tokenizer and config.json "
+                "with the labels):",
+                "",
+                "```python",
+                "import onnxruntime",
+                "from transformers import AutoTokenizer",
+                "",
+                f'session = onnxruntime.InferenceSession("{folder}/model.onnx")',
+                f'tokenizer = AutoTokenizer.from_pretrained("{folder}")',
+                'logits, = session.run(["logits"], dict(tokenizer(["some text"], '
+                'return_tensors="np")))',
+                "```",
+                "",
+            ]
+    return lines
 
 
 def _speed_target_lines(metrics: dict[str, Any]) -> list[str]:

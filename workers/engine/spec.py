@@ -71,6 +71,16 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
+class ExportSpec:
+    """The student's output formats (capabilities.EXPORT_FORMATS), each its own
+    artifact, scored and timed in the runtime it runs in (formats.py): "safetensors"
+    (a ``save_pretrained`` folder, PyTorch), "onnx" (fp32, ONNX Runtime) and
+    "onnx-int8" (dynamically quantized, ONNX Runtime)."""
+
+    formats: tuple[str, ...] = ("safetensors",)
+
+
+@dataclass(frozen=True)
 class CompressionSpec:
     """Everything one run needs, as local paths and plain values.
 
@@ -91,6 +101,7 @@ class CompressionSpec:
     distillation: DistillationSpec = field(default_factory=DistillationSpec)
     pruning: PruningSpec = field(default_factory=PruningSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
+    export: ExportSpec = field(default_factory=ExportSpec)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     latency_threads: int = 2
     # A checkpoint file an earlier, interrupted run of this same spec wrote; the run
@@ -165,3 +176,9 @@ class EngineInputError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class ExportCheckFailed(EngineInputError):
+    """An exported format does not behave as the trained model does (``code``
+    ``export_parity_failed``): the job fails rather than ship it, and the message gives
+    the numbers and the formats that can be asked for instead."""

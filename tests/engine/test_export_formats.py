@@ -1,0 +1,210 @@
+"""Output formats (issue #20): ONNX fp32 and int8 students for both tasks, checked against
+PyTorch, each scored and timed in ONNX Runtime beside the teacher in every runtime."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.engine.conftest import LABELS, make_spec
+from tests.tiny import NER_LABELS, make_tiny_ner_bert, make_tiny_ner_dataset
+from workers.engine import formats, onnx_export
+from workers.engine.compress import compress
+from workers.engine.spec import (
+    CompressionResult,
+    CompressionSpec,
+    ExportCheckFailed,
+    ExportSpec,
+    PruningSpec,
+)
+from workers.engine.tasks import TOKEN_CLASSIFICATION
+
+ALL = ("safetensors", "onnx", "onnx-int8")
+
+
+@pytest.fixture(scope="module")
+def seq_run(
+    headless_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[CompressionSpec, CompressionResult]:
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path_factory.mktemp("formats-run"),
+        export=ExportSpec(ALL),
+    )
+    return spec, compress(spec)
+
+
+def _report(spec: CompressionSpec) -> dict:
+    return json.loads((spec.output_dir / "report.json").read_text(encoding="utf-8"))
+
+
+def test_every_format_is_its_own_artifact_with_tokenizer_and_config(seq_run) -> None:
+    _, result = seq_run
+    models = {a.name: a.path for a in result.artifacts if a.kind == "model"}
+    assert list(models) == ["model", "model-onnx", "model-onnx-int8"]
+    for name in ("model-onnx", "model-onnx-int8"):
+        files = {p.name for p in models[name].iterdir()}
+        assert {"model.onnx", "config.json", "tokenizer.json"} <= files, files
+        assert not any(f.endswith(".pre.onnx") for f in files)
+    # int8 weights: a fraction of the fp32 file.
+    sizes = result.metrics["formats"]
+    assert sizes["onnx-int8"]["size_bytes"] < 0.6 * sizes["onnx"]["size_bytes"]
+
+
+def test_parity_is_recorded_and_within_bounds(seq_run) -> None:
+    spec, result = seq_run
+    parity = _report(spec)["export"]["parity"]
+    assert parity["onnx"]["max_abs_logit_diff"] <= formats.FP32_MAX_LOGIT_DIFF
+    assert parity["onnx"]["argmax_agreement"] == 1.0
+    assert parity["onnx-int8"]["argmax_agreement"] >= formats.INT8_MIN_AGREEMENT
+    assert parity["onnx"]["rows"] == 50  # every eval row of the tiny split
+    assert result.metrics["formats"]["onnx"]["parity"] == parity["onnx"]
+
+
+def test_formats_are_timed_against_the_teacher_in_each_runtime(seq_run) -> None:
+    _, result = seq_run
+    m = result.metrics
+    teacher = m["teacher_runtimes"]
+    assert set(teacher) == {"pytorch", "onnxruntime", "onnxruntime-int8"}
+    assert teacher["pytorch"]["latency_ms_cpu_bs1"] == m["teacher"]["latency_ms_cpu_bs1"]
+    for fmt, row in m["formats"].items():
+        runtime = formats.RUNTIME[fmt]
+        assert row["runtime"] == runtime
+        for bs in (1, 32):
+            mine = row[f"latency_ms_cpu_bs{bs}"]
+            assert mine > 0
+            assert row[f"speedup_cpu_bs{bs}"] == pytest.approx(
+                teacher[runtime][f"latency_ms_cpu_bs{bs}"] / mine
+            )
+            assert row[f"speedup_vs_teacher_pytorch_cpu_bs{bs}"] == pytest.approx(
+                teacher["pytorch"][f"latency_ms_cpu_bs{bs}"] / mine
+            )
+        assert row["retention"] == pytest.approx(row["accuracy"] / teacher["pytorch"]["accuracy"])
+    # The PyTorch format is the report's student, timed in the same pass.
+    assert m["formats"]["safetensors"]["latency_ms_cpu_bs1"] == m["student"]["latency_ms_cpu_bs1"]
+
+
+def test_int8_artifact_runs_in_plain_onnxruntime_and_scores_as_reported(seq_run) -> None:
+    spec, result = seq_run
+    folder = next(a.path for a in result.artifacts if a.name == "model-onnx-int8")
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder)
+    rows = [json.loads(line) for line in spec.eval_file.read_text().splitlines()]
+    correct = 0
+    for row in rows:
+        encoded = tokenizer(row["text"], truncation=True, max_length=32, return_tensors="np")
+        (logits,) = session.run(["logits"], dict(encoded))
+        correct += int(np.argmax(logits[0]) == row["label"])
+        assert config.id2label[int(np.argmax(logits[0]))] in LABELS
+    reported = result.metrics["formats"]["onnx-int8"]["accuracy"]
+    # One row at a time quantizes activations per row, the report per batch: a row may
+    # flip, no more.
+    assert abs(correct / len(rows) - reported) <= 1 / len(rows) + 1e-9
+    assert reported > 0.8  # the tiny task is learnt
+
+
+def test_card_has_a_row_per_format(seq_run) -> None:
+    spec, _ = seq_run
+    card = (spec.output_dir / "README.md").read_text(encoding="utf-8")
+    for fmt in ALL:
+        assert f"| {fmt} |" in card
+    assert "onnxruntime.InferenceSession" in card
+
+
+def test_export_without_safetensors_ships_no_pytorch_folder(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Token classification, int8 only."""
+    root = tmp_path_factory.mktemp("ner-formats")
+    teacher = make_tiny_ner_bert(root / "teacher", num_labels=None)
+    splits = (
+        make_tiny_ner_dataset(root / "train.jsonl", n=240, seed=0),
+        make_tiny_ner_dataset(root / "eval.jsonl", n=60, seed=1),
+    )
+    spec = make_spec(
+        teacher,
+        splits,
+        tmp_path,
+        task=TOKEN_CLASSIFICATION,
+        label_names=NER_LABELS,
+        pruning=PruningSpec(structured=("layers", "ffn")),
+        export=ExportSpec(("onnx-int8",)),
+    )
+    result = compress(spec)
+    names = [a.name for a in result.artifacts]
+    assert "model-onnx-int8" in names and "model" not in names and "model-onnx" not in names
+    assert not (spec.output_dir / "model").exists()
+    row = result.metrics["formats"]["onnx-int8"]
+    assert set(result.metrics["formats"]) == {"onnx-int8"}
+    assert 0.0 <= row["f1"] <= 1.0 and row["runtime"] == "onnxruntime-int8"
+    report = _report(spec)
+    assert report["export"]["parity"]["onnx-int8"]["argmax_agreement"] >= 0.9
+    assert report["export"]["reload_max_abs_logit_diff"] is None
+    session = onnxruntime.InferenceSession(str(spec.output_dir / "model-onnx-int8/model.onnx"))
+    tokenizer = AutoTokenizer.from_pretrained(spec.output_dir / "model-onnx-int8")
+    (logits,) = session.run(
+        ["logits"], dict(tokenizer("alice visited paris .", return_tensors="np"))
+    )
+    assert logits.shape[-1] == len(NER_LABELS)
+
+
+def test_parity_catches_a_model_that_is_not_the_one_exported(seq_run) -> None:
+    spec, result = seq_run
+    folder = {a.name: a.path for a in result.artifacts}
+    trained = AutoModelForSequenceClassification.from_pretrained(folder["model"])
+    session = onnx_export.session(folder["model-onnx"] / "model.onnx", threads=1)
+    tokenizer = AutoTokenizer.from_pretrained(folder["model"])
+    texts = [json.loads(line)["text"] for line in spec.eval_file.read_text().splitlines()]
+    batch = dict(tokenizer(texts[:16], padding=True, return_tensors="pt"))
+    # Dynamic axes: a padded batch of 16 and one row alone, neither the example's shape.
+    assert [i.shape for i in session.get_inputs()] == [["batch", "seq"]] * 3
+    alone = dict(tokenizer(texts[:1], return_tensors="pt"))
+    assert onnx_export.parity(trained, session, [batch, alone]).max_abs_logit_diff < 1e-4
+    with torch.no_grad():
+        trained.classifier.weight.mul_(-1.0)
+    found = onnx_export.parity(trained, session, [batch])
+    assert found.max_abs_logit_diff > 0.1 and found.argmax_agreement < 0.9
+    with pytest.raises(ExportCheckFailed) as caught:
+        formats.check_parity("onnx", found)
+    assert caught.value.code == "export_parity_failed"
+    assert formats.check_parity("onnx-int8", dataclasses.replace(found, argmax_agreement=0.95))
+
+
+def test_a_failed_parity_check_fails_the_job_naming_the_numbers(
+    headless_teacher: Path,
+    tiny_splits: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_export = onnx_export.export_onnx
+
+    def broken_export(model, example, path):  # an exporter that gets the head wrong
+        wrong = copy.deepcopy(model)
+        with torch.no_grad():
+            wrong.classifier.weight.mul_(-3.0)
+        real_export(wrong, example, path)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", broken_export)
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path,
+        training={"epochs": 1, "teacher_epochs": 3},
+        export=ExportSpec(("safetensors", "onnx")),
+    )
+    with pytest.raises(ExportCheckFailed) as caught:
+        compress(spec)
+    error = caught.value
+    assert error.code == "export_parity_failed"
+    assert "onnx export" in error.message and "max |logit difference|" in error.message
+    assert "argmax agreement" in error.message and "<= 0.001" in error.message

@@ -1,0 +1,259 @@
+"""ONNX exports of a classifier, fp32 and int8, and the ONNX Runtime sessions that run them.
+
+Which exporter (issue #20), compared on this release's stack (torch 2.13, transformers 5):
+
+- optimum's exporter moved to ``optimum-onnx`` with optimum 2.0; its newest release
+  (0.1.0) requires ``transformers<4.58`` and ``optimum~=2.1``, so it cannot be installed
+  beside the transformers 5 this engine runs. That decides it.
+- ``torch.onnx.export(dynamo=False)`` (TorchScript tracing) still works but warns that
+  it is deprecated and "will be removed", and traces transformers' mask code with
+  TracerWarnings (Python booleans read from tensors), the kind of trace that can freeze
+  an example's shape into the graph.
+- ``torch.onnx.export(dynamo=True)``, the default since torch 2.9, exports through
+  ``torch.export`` with symbolic batch and sequence dimensions. It is what we use.
+
+The example batch has two rows of two tokens or more: torch.export specialises a
+dimension of size 0 or 1, which would pin batch 1 into the graph. Weights are stored
+inside the ``.onnx`` file (one file to ship) unless the model is over ONNX's 2 GB
+protobuf limit, when they go to ``model.onnx.data`` beside it.
+
+int8 is ONNX Runtime's dynamic quantization (weights int8 per output channel, activations
+quantized on the fly), after ``quant_pre_process`` (symbolic shape inference and graph
+optimisation) as ONNX Runtime recommends for transformers. Dynamic quantization needs no
+calibration data and is what ORT's docs advise for transformer encoders on CPU;
+bench/onnx_int8.py measures the alternatives (static QDQ calibrated on training rows,
+excluding the head or the embeddings) and its results file says what each gave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from workers.engine.data import Batch, model_inputs
+
+ONNX_FILE = "model.onnx"
+# ONNX stores a model in one protobuf, which cannot exceed 2 GiB; leave room for the graph.
+INLINE_WEIGHTS_MAX_BYTES = 1_800_000_000
+OPSET = 18
+
+
+class LogitsOnly(torch.nn.Module):
+    """The classifier with plain tensors in and logits out, keyword inputs named as the
+    tokenizer names them, so ``session.run(None, dict(tokenizer(..., return_tensors="np")))``
+    feeds it directly."""
+
+    def __init__(self, model: PreTrainedModel, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = tuple(names)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, inputs, strict=True))).logits
+
+
+def example_batch(batches: Iterator[Batch]) -> Batch:
+    """The first batch with at least 2 rows of at least 2 tokens (see the module doc)."""
+    for batch in batches:
+        if batch["input_ids"].shape[0] >= 2 and batch["input_ids"].shape[1] >= 2:
+            return model_inputs(batch)
+    raise ValueError("ONNX export needs an example batch of 2 rows of 2 tokens or more")
+
+
+def export_onnx(model: PreTrainedModel, example: Batch, path: Path) -> None:
+    """``model`` (moved to CPU, fp32, eval) as ONNX at ``path``, with dynamic batch and
+    sequence axes on every input and on the logits."""
+    model = model.to("cpu").float().eval()
+    example = model_inputs(example)
+    names = list(example)
+    inputs = tuple(example[name].to("cpu") for name in names)
+    # Named dynamic dimensions (not Dim("seq", min=1)): torch.export then infers their
+    # ranges itself, where a declared range it cannot prove (the position table caps the
+    # sequence) fails the export; the graph still runs at batch 1 and at 1 token.
+    dynamic = tuple({0: "batch", 1: "seq"} for _ in names)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        torch.onnx.export(
+            LogitsOnly(model, names),
+            inputs,
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes=(dynamic,),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=weight_bytes > INLINE_WEIGHTS_MAX_BYTES,
+            verbose=False,
+        )
+
+
+def quantize_int8(
+    source: Path,
+    dest: Path,
+    *,
+    per_channel: bool = True,
+    nodes_to_exclude: Sequence[str] = (),
+    op_types: Sequence[str] = ("MatMul", "Gemm"),
+) -> None:
+    """Dynamic int8 quantization of ``source`` into ``dest``, pre-processed first."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prepared = dest.with_name(dest.stem + ".pre.onnx")
+    try:
+        with _quiet():
+            try:
+                # auto_merge: the dynamo graph names its sequence dimension anew in
+                # places; without merging them ORT's symbolic shape inference stops
+                # ("Incomplete symbolic shape inference", measured on MiniLM).
+                with _tidy_cwd():
+                    quant_pre_process(str(source), str(prepared), auto_merge=True)
+            except Exception:
+                # An op it does not know: ONNX's own shape inference and the graph
+                # optimisation still run.
+                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_dynamic(
+                str(prepared),
+                str(dest),
+                weight_type=QuantType.QInt8,
+                per_channel=per_channel,
+                op_types_to_quantize=list(op_types),
+                nodes_to_exclude=list(nodes_to_exclude),
+            )
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def head_nodes(path: Path) -> list[str]:
+    """The MatMul/Gemm nodes of the classification head (for ``nodes_to_exclude``):
+    those whose weight is a ``classifier``/``score`` parameter, or the pooler's."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = []
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and any(
+            key in inp for inp in node.input for key in ("classifier", "score", "pooler")
+        ):
+            names.append(node.name)
+    return names
+
+
+def session(path: Path, *, threads: int) -> Any:
+    """A CPU ONNX Runtime session with ``threads`` intra-op threads.
+
+    Spinning is off: an idle pool that spins would take the cores from whatever model
+    is timed next in an interleaved pass (evaluate.py), which a served model does not
+    share its cores with either.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def feeds(sess: Any, batch: Batch) -> dict[str, np.ndarray]:
+    """The session's inputs from a batch (int64, as the tokenizer gives them)."""
+    return {i.name: batch[i.name].cpu().numpy().astype(np.int64) for i in sess.get_inputs()}
+
+
+def ort_logits(sess: Any, batch: Batch) -> torch.Tensor:
+    return torch.from_numpy(sess.run(["logits"], feeds(sess, batch))[0])
+
+
+def file_bytes(path: Path) -> int:
+    """The .onnx file plus any external weights beside it."""
+    extra = path.with_name(path.name + ".data")
+    return path.stat().st_size + (extra.stat().st_size if extra.is_file() else 0)
+
+
+@dataclass(frozen=True)
+class Parity:
+    """PyTorch against ONNX Runtime on the same real rows: the worst logit difference
+    and how often the predicted class (per row, or per real token) is the same."""
+
+    rows: int
+    max_abs_logit_diff: float
+    argmax_agreement: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "max_abs_logit_diff": self.max_abs_logit_diff,
+            "argmax_agreement": self.argmax_agreement,
+        }
+
+
+def parity(model: PreTrainedModel, sess: Any, batches: Sequence[Batch]) -> Parity:
+    """Compared where the rows have tokens (padding positions of a token task's logits
+    are never read, so they are not compared)."""
+    model.eval()
+    worst, same, total, rows = 0.0, 0, 0, 0
+    for batch in batches:
+        with torch.inference_mode():
+            expected = model(**model_inputs(batch)).logits.float()
+        actual = ort_logits(sess, batch).float()
+        if expected.dim() == 3:
+            keep = batch["attention_mask"].bool()
+            expected, actual = expected[keep], actual[keep]
+        worst = max(worst, (expected - actual).abs().max().item())
+        same += int((expected.argmax(-1) == actual.argmax(-1)).sum())
+        total += expected.shape[0]
+        rows += int(batch["input_ids"].shape[0])
+    return Parity(rows=rows, max_abs_logit_diff=worst, argmax_agreement=same / max(total, 1))
+
+
+@contextlib.contextmanager
+def _tidy_cwd() -> Iterator[None]:
+    """ORT's symbolic shape inference, when it fails, saves what it got to
+    ``sym_shape_infer_temp.onnx`` (and external ``<uuid>.data`` files) in the current
+    folder; remove the ones that appeared while it ran."""
+    cwd = Path.cwd()
+
+    def litter() -> set[Path]:
+        return {*cwd.glob("sym_shape_infer_temp.onnx"), *cwd.glob("*-*-*-*-*.data")}
+
+    before = litter()
+    try:
+        yield
+    finally:
+        for path in litter() - before:
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters print progress and warn about things we chose (axis names shared by
+    inputs, deprecated helpers inside torch); a job's log is no place for them."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxruntime")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
