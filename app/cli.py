@@ -282,26 +282,34 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 def stop_workers(workers: list[subprocess.Popen], idle_s: float = 10.0) -> None:
     """SIGTERM to each worker's main process: Celery's warm shutdown stops its pool.
     Sent to the whole process group, the pool's children would die first and Celery
-    would log an ERROR for each. A worker still up after ``idle_s`` is busy with a job:
-    its group gets SIGTERM (the job is interrupted; its lease runs out and the next
-    start resumes it from its last checkpoint), and SIGKILL 20 s later."""
+    would log an ERROR for each. A worker still up after ``idle_s`` is busy with a job,
+    which warm shutdown would wait for: SIGQUIT, Celery's cold shutdown, ends the job's
+    process (its lease runs out and the next start resumes it from its last
+    checkpoint); a worker still up 5 s later is killed with its processes."""
     for worker in workers:
         if worker.poll() is None:
             os.kill(worker.pid, signal.SIGTERM)
-    for grace, then in ((idle_s, signal.SIGTERM), (20.0, signal.SIGKILL)):
+    # Cold shutdown has been seen to hang after it requeued the job's message: a short
+    # wait, then SIGKILL to the worker's group (its reaper included).
+    for grace, then in ((idle_s, signal.SIGQUIT), (5.0, signal.SIGKILL)):
         deadline = time.monotonic() + grace
         for worker in workers:
             try:
                 worker.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                log.warning(
-                    "worker %s still busy after %.0f s; sending %s to its processes",
-                    worker.pid,
-                    grace,
-                    then.name,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(worker.pid, then)
+                if then == signal.SIGQUIT:
+                    log.warning(
+                        "worker %s is still running a job after %.0f s: stopping it now; "
+                        "the job resumes from its last checkpoint at the next start",
+                        worker.pid,
+                        grace,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, then)
+                else:
+                    log.warning("worker %s did not stop; killing it", worker.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(worker.pid, then)
         if all(w.poll() is not None for w in workers):
             return
 

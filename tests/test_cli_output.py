@@ -32,6 +32,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _serve(home: Path, port: int, log: Path, **settings: str) -> subprocess.Popen:
+    """`modelpress serve` in its own process group (as a terminal's job), its output
+    appended to ``log``; returns once it has said it is ready."""
+    env = {**_embedded_env(home), **{f"MODELPRESS_{k.upper()}": v for k, v in settings.items()}}
+    start = len(log.read_text(errors="replace")) if log.exists() else 0
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while f"modelpress is ready at http://127.0.0.1:{port}" not in log.read_text()[start:]:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _kill(proc, log.read_text(errors="replace"))
+            raise AssertionError(log.read_text(errors="replace"))
+        time.sleep(0.2)
+    return proc
+
+
+def _kill(proc: subprocess.Popen, text: str) -> None:
+    """The serve process and its workers (which run in sessions of their own), if any
+    is left: for a test that failed half-way."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pids in re.findall(r"worker pids (\d+), (\d+)", text):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid), signal.SIGKILL)
+
+
+def _errors(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line]
+
+
 def test_keys_create_prints_exactly_the_key_line(tmp_path):
     env = _embedded_env(tmp_path / "home")
     r = subprocess.run(
@@ -63,50 +102,97 @@ def test_keys_create_prints_exactly_the_key_line(tmp_path):
 
 @pytest.mark.e2e
 def test_serve_says_where_and_what_next_and_ctrl_c_logs_no_error(tmp_path):
-    home = tmp_path / "home"
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=_embedded_env(home),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as a terminal's job
-        )
-    worker_pids: list[int] = []
+    port, log = _free_port(), tmp_path / "serve.log"
+    proc = _serve(tmp_path / "home", port, log)
     try:
-        ready = f"modelpress is ready at http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 45
-        while ready not in log.read_text(errors="replace"):
-            assert proc.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
         text = log.read_text(errors="replace")
         worker_pids = [int(p) for p in re.findall(r"worker pids (\d+), (\d+)", text)[0]]
         last = text.strip().splitlines()[-1]
-        assert ready in last and "modelpress keys create --tenant NAME" in last, text
+        assert f"modelpress is ready at http://127.0.0.1:{port}" in last, text
+        assert "modelpress keys create --tenant NAME" in last
         assert "SecurityWarning" not in text and "superuser privileges" not in text
-        assert "No hostname was supplied" not in text
+        assert "No hostname was supplied" not in text and "alembic.runtime.plugins" not in text
 
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
         code = proc.wait(timeout=40)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for pid in worker_pids:  # workers run in sessions of their own
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        _kill(proc, log.read_text(errors="replace"))
     text = log.read_text(errors="replace")
     assert code in (0, 130), text
-    assert "Warm shutdown" in text  # the workers were stopped, not killed
-    errors = [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert errors == [], text
+    assert "Warm shutdown" in text and "still running a job" not in text
+    assert _errors(text) == [], text
     for pid in worker_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_a_job_logs_no_error_and_the_job_resumes(
+    tmp_path, tiny_teacher_tar, tiny_dataset
+):
+    """A worker busy with a job does not hold Ctrl-C up: after 10 s it is stopped (cold
+    shutdown), without an ERROR line; the next start claims the job again."""
+    import httpx
+
+    home, port, log = tmp_path / "home", _free_port(), tmp_path / "serve.log"
+    fast = {"lease_seconds": "4", "reaper_interval_seconds": "1"}
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(home, port, log, **fast)
+    try:
+        key = subprocess.run(
+            [sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "t"],
+            cwd=ROOT,
+            env=_embedded_env(home),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        with open(tiny_teacher_tar, "rb") as f:
+            model = http.post("/v1/models", files={"file": ("t.tar.gz", f)}).json()
+        with open(tiny_dataset, "rb") as f:
+            data = http.post("/v1/datasets", files={"file": ("d.jsonl", f)}).json()
+        job = http.post(
+            "/v1/jobs",
+            json={
+                "task": "sequence-classification",
+                "teacher": {"model_id": model["id"]},
+                "dataset": {"dataset_id": data["id"]},
+                "target": {"params_ratio": 0.5},
+                # Long enough to be running whatever the machine's load.
+                "training": {"epochs": 100, "teacher_epochs": 1, "checkpoint_every_steps": 5},
+            },
+        ).json()
+        deadline = time.monotonic() + 120
+        while http.get(f"/v1/jobs/{job['id']}").json()["phase"] != "distilling":
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.5)
+
+        os.killpg(proc.pid, signal.SIGINT)
+        started = time.monotonic()
+        assert proc.wait(timeout=60) in (0, 130)
+        took = time.monotonic() - started
+        text = log.read_text(errors="replace")
+        assert "still running a job" in text, text
+        assert _errors(text) == [], text
+        assert took < 40, took
+
+        # The next start: the lease runs out, the reaper queues the job, a worker claims it.
+        proc = _serve(home, port, log, **fast)
+        deadline = time.monotonic() + 120
+        while (now := http.get(f"/v1/jobs/{job['id']}").json())["attempt"] < 2:
+            assert time.monotonic() < deadline, now
+            time.sleep(0.5)
+        assert http.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+        deadline = time.monotonic() + 120
+        while http.get(f"/v1/jobs/{job['id']}").json()["status"] != "cancelled":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) in (0, 130)
+    finally:
+        _kill(proc, log.read_text(errors="replace"))
+    assert _errors(log.read_text(errors="replace")) == []
 
 
 def test_serve_sh_keeps_pip_quiet_and_points_to_its_log(tmp_path):
