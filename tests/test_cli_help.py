@@ -5,6 +5,7 @@ spec loader accepts. Each --help runs as a subprocess, as a user runs it."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -48,6 +49,7 @@ COMMANDS = _commands(build_parser())
 IDS = [" ".join(path) or "modelpress" for path, _ in COMMANDS]
 
 
+@functools.lru_cache
 def _help(*path: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *path, "--help"],
