@@ -152,7 +152,10 @@ def run_worker(
 ) -> None:
     from workers.celery_app import celery_app
 
-    _explain_root(celery_app.conf.accept_content)
+    queues = queues or default_queues(settings)
+    # Under serve, one explanation is enough: the jobs worker gives it.
+    beside_another = READY_FD in os.environ and queues == WEBHOOK_QUEUE
+    _explain_root(celery_app.conf.accept_content, say=not beside_another)
     _report_ready()
     if settings.broker_url.startswith("filesystem://"):
         # kombu warns that the URL names no host; the filesystem transport needs none.
@@ -160,7 +163,6 @@ def run_worker(
             lambda record: "No hostname was supplied" not in record.getMessage()
         )
 
-    queues = queues or default_queues(settings)
     if WEBHOOK_QUEUE in queues.split(",") and queues != WEBHOOK_QUEUE:
         sys.exit(
             f"error: the {WEBHOOK_QUEUE!r} queue needs a worker of its own "
@@ -172,7 +174,7 @@ def run_worker(
     celery_app.worker_main(worker_argv(queues, concurrency, settings.log_level, name, quiet=quiet))
 
 
-def _explain_root(accept_content: list[str]) -> None:
+def _explain_root(accept_content: list[str], *, say: bool = True) -> None:
     """Celery 5 (celery.platforms.check_privileges) refuses to run as root when it
     accepts pickle, unless C_FORCE_ROOT is set, and otherwise prints a 7-line
     SecurityWarning that C_FORCE_ROOT does not silence. The refusal guards against code
@@ -185,11 +187,12 @@ def _explain_root(accept_content: list[str]) -> None:
     from celery.exceptions import SecurityWarning
 
     warnings.filterwarnings("ignore", category=SecurityWarning)
-    log.info(
-        "running as root; Celery's root warning is silenced because workers accept JSON "
-        "only (no pickle); in production run them as an unprivileged user, as the "
-        "Dockerfile does"
-    )
+    if say:
+        log.info(
+            "running as root; Celery's root warning is silenced because workers accept JSON "
+            "only (no pickle); in production run them as an unprivileged user, as the "
+            "Dockerfile does"
+        )
 
 
 READY_FD = "MODELPRESS_READY_FD"
