@@ -61,6 +61,43 @@ def test_every_route_is_in_api_md():
     assert missing == [], f"routes missing from docs/api.md: {missing}"
 
 
+def _error_codes() -> set[str]:
+    """The `code`s app/ can answer with, as written in its source: the second argument of
+    ProblemError(...) and problem_response(...), and `code=` arguments and defaults of the
+    helpers that build them (codes made with f-strings are not seen)."""
+    import ast
+
+    codes: set[str] = set()
+
+    def constant(node: ast.AST | None) -> None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            codes.add(node.value)
+
+    for path in (ROOT / "app").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in ("ProblemError", "problem_response") and len(node.args) >= 2:
+                    constant(node.args[1])
+                for keyword in node.keywords:
+                    if keyword.arg == "code":
+                        constant(keyword.value)
+            elif isinstance(node, ast.FunctionDef):
+                args = node.args
+                for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+                    if arg.arg == "code":
+                        constant(default)
+    return codes
+
+
+def test_every_error_code_is_in_api_md():
+    codes = _error_codes()
+    assert {"validation_error", "target_unreachable", "dataset_invalid"} <= codes
+    text = (DOCS / "api.md").read_text(encoding="utf-8")
+    missing = sorted(c for c in codes if f"`{c}`" not in text)
+    assert missing == [], f"error codes missing from docs/api.md: {missing}"
+
+
 def _slug(heading: str) -> str:
     # GitHub's anchors: lower case, punctuation dropped, spaces to hyphens.
     text = re.sub(r"[`*_]", "", heading.strip().lower())
