@@ -50,6 +50,7 @@ def engine_sections(request: Mapping[str, Any]) -> dict[str, Any]:
             sparsity=target.get("sparsity"),
             pattern=target.get("pattern") or "unstructured",
             speedup=target.get("speedup"),
+            runtime=target.get("runtime") or "pytorch",
         ),
         "strategy": request["strategy"],
         "distillation": spec_from(DistillationSpec, request["distillation"]),

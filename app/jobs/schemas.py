@@ -58,6 +58,14 @@ class Target(Strict):
         "the worker that runs the job. The student is the largest shape measured to reach "
         "it; the report gives the final timing and whether it met the target.",
     )
+    runtime: Literal[tuple(capabilities.SPEEDUP_RUNTIMES)] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Where a speedup target is measured, the teacher and the student both "
+        "run there: `pytorch` (eager, fp32; the default), `onnxruntime` (ONNX fp32) or "
+        "`onnxruntime-int8` (ONNX dynamically quantized). The planner times candidate "
+        "shapes in that runtime, and the student's format for it (`onnx`, `onnx-int8`) "
+        "must be in export.formats.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Target:
@@ -71,6 +79,10 @@ class Target(Strict):
             raise ValueError("pattern applies only to a sparsity target")
         if self.pattern == "2:4" and self.sparsity != 0.5:
             raise ValueError("the 2:4 pattern zeroes 2 weights in every 4: its sparsity is 0.5")
+        if self.speedup is not None and self.runtime is None:
+            self.runtime = "pytorch"
+        if self.speedup is None and self.runtime is not None:
+            raise ValueError("runtime applies only to a speedup target")
         return self
 
 
@@ -136,7 +148,7 @@ class Export(Strict):
         "checked against PyTorch on eval rows (the job fails with "
         "`export_parity_failed` otherwise), and every format is scored and timed in its "
         "own runtime beside the teacher in PyTorch, ONNX Runtime and int8 (the report's "
-        "`formats` and `teacher_runtimes`). Default `[\"safetensors\"]`: the ONNX "
+        '`formats` and `teacher_runtimes`). Default `["safetensors"]`: the ONNX '
         "formats add the teacher's and the student's export, quantization and timing to "
         "the job; ask for `onnx-int8` to serve on CPU.",
     )

@@ -27,6 +27,7 @@ def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> None
     _check_labels(body, dataset)
     _check_teacher(body, teacher, dataset)
     _check_engine_support(body)
+    _check_export(body, teacher)
     _check_reachable(body, teacher, dataset)
 
 
@@ -193,6 +194,30 @@ def _check_target(body: JobCreate) -> None:
             f"A speedup target is planned for the strategies "
             f"{_listing(capabilities.SPEEDUP_STRATEGIES)}, not {body.strategy!r} yet; use one "
             "of those, or a params_ratio target with joint.",
+        )
+
+
+def _check_export(body: JobCreate, teacher: Model) -> None:
+    onnx = [f for f in body.export.formats if f != "safetensors"]
+    if onnx and teacher.model_type not in capabilities.ONNX_MODEL_TYPES:
+        raise _not_supported_yet(
+            "export.formats",
+            f"ONNX export of {teacher.model_type!r} models is not supported yet (asked for "
+            f"{_listing(onnx)}); it is for {_listing(capabilities.ONNX_MODEL_TYPES)}. Ask "
+            'for ["safetensors"].',
+        )
+    runtime = body.target.runtime
+    if body.target.speedup is None or runtime is None:
+        return
+    needed = capabilities.SPEEDUP_RUNTIMES[runtime]
+    if needed is not None and needed not in body.export.formats:
+        raise ProblemError(
+            422,
+            "speedup_runtime_not_exported",
+            f"A speedup target in {runtime} is measured on the {needed!r} student, which "
+            f"the worker times in {runtime} only when it exports it; add {needed!r} to "
+            "export.formats, or measure in another runtime.",
+            param="target.runtime",
         )
 
 

@@ -132,3 +132,102 @@ def test_the_api_imports_no_onnx_library():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------- speed targets name the runtime
+
+
+def test_a_speedup_target_in_int8_reaches_the_engine(client, model_id, dataset_id, tmp_path):
+    from app.datasets.tables import Dataset
+    from app.db import session_scope
+    from app.jobs.tables import Job
+    from app.models.tables import Model
+    from app.settings import get_settings
+    from app.storage import get_storage
+    from workers.inputs import build_spec
+
+    body = job_body(
+        model_id,
+        dataset_id,
+        target={"speedup": 1.5, "runtime": "onnxruntime-int8"},
+        pruning={"structured": ["layers", "ffn"]},
+        export={"formats": ["safetensors", "onnx-int8"]},
+    )
+    job = _accepted(client, body)
+    assert job["request"]["target"]["runtime"] == "onnxruntime-int8"
+    with session_scope() as s:
+        spec = build_spec(
+            job=s.get(Job, job["id"]),
+            teacher=s.get(Model, model_id),
+            dataset=s.get(Dataset, dataset_id),
+            storage=get_storage(),
+            settings=get_settings(),
+            workdir=tmp_path,
+        )
+    assert (spec.target.speedup, spec.target.runtime) == (1.5, "onnxruntime-int8")
+
+
+def test_a_speedup_target_is_in_pytorch_unless_named(client, model_id, dataset_id):
+    job = _accepted(client, job_body(model_id, dataset_id, target={"speedup": 1.5}))
+    assert job["request"]["target"]["runtime"] == "pytorch"
+    job = _accepted(client, job_body(model_id, dataset_id))
+    assert job["request"]["target"]["runtime"] is None  # not a speedup target
+
+
+@pytest.mark.parametrize(
+    ("target", "export", "code", "param", "says"),
+    [
+        (
+            {"speedup": 1.5, "runtime": "onnxruntime-int8"},
+            {"formats": ["safetensors", "onnx"]},
+            "speedup_runtime_not_exported",
+            "target.runtime",
+            "add 'onnx-int8' to export.formats",
+        ),
+        (
+            {"speedup": 1.5, "runtime": "onnxruntime"},
+            None,
+            "speedup_runtime_not_exported",
+            "target.runtime",
+            "add 'onnx' to export.formats",
+        ),
+        (
+            {"speedup": 1.5, "runtime": "tensorrt"},
+            None,
+            "validation_error",
+            "target.runtime",
+            "'onnxruntime-int8'",
+        ),
+        (
+            {"params_ratio": 0.5, "runtime": "onnxruntime"},
+            None,
+            "validation_error",
+            "target",
+            "runtime applies only to a speedup target",
+        ),
+    ],
+)
+def test_what_the_worker_cannot_measure_is_refused(
+    client, tenant, model_id, dataset_id, target, export, code, param, says
+):
+    body = job_body(model_id, dataset_id, target=target)
+    if export is not None:
+        body["export"] = export
+    problem = assert_problem(client.post("/v1/jobs", json=body), 422, code, param)
+    assert says in problem["detail"], problem["detail"]
+    assert _job_count(tenant) == 0
+
+
+def test_onnx_is_refused_for_families_it_is_not_checked_for(
+    client, tenant, model_id, dataset_id, monkeypatch
+):
+    from workers.engine import capabilities
+
+    monkeypatch.setattr(capabilities, "ONNX_MODEL_TYPES", ("roberta",))
+    body = job_body(model_id, dataset_id, export={"formats": ["safetensors", "onnx"]})
+    problem = assert_problem(
+        client.post("/v1/jobs", json=body), 422, "not_supported_yet", "export.formats"
+    )
+    assert "'bert'" in problem["detail"] and "'roberta'" in problem["detail"]
+    assert _job_count(tenant) == 0
+    _accepted(client, job_body(model_id, dataset_id))  # safetensors alone is fine

@@ -215,6 +215,7 @@ def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, mon
         "sparsity": 0.8,
         "pattern": "unstructured",
         "speedup": None,
+        "runtime": None,
     }
     speedup = job_body(model_id, dataset_id, target={"speedup": 2.0})
     assert_problem(

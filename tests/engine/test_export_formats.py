@@ -119,6 +119,8 @@ def test_card_has_a_row_per_format(seq_run) -> None:
     for fmt in ALL:
         assert f"| {fmt} |" in card
     assert "onnxruntime.InferenceSession" in card
+    assert "![Formats: quality against latency](formats.png)" in card
+    assert (spec.output_dir / "formats.png").stat().st_size > 1000
 
 
 def test_export_without_safetensors_ships_no_pytorch_folder(
@@ -208,3 +210,55 @@ def test_a_failed_parity_check_fails_the_job_naming_the_numbers(
     assert error.code == "export_parity_failed"
     assert "onnx export" in error.message and "max |logit difference|" in error.message
     assert "argmax agreement" in error.message and "<= 0.001" in error.message
+
+
+# ------------------------------------------------------- speed targets name the runtime
+
+
+def test_the_planner_times_shapes_in_the_targets_runtime(
+    headed_teacher: Path, tmp_path: Path
+) -> None:
+    """Shapes exported, quantized and run in ONNX Runtime int8: one layer of four is
+    faster there, and nothing is left behind in the work folder."""
+    from workers.engine.layers import parameter_counts
+    from workers.engine.progress import Progress
+    from workers.engine.prune_layers import sizes_from_model
+    from workers.engine.spec import NullCallback
+    from workers.engine.speed_target import shape_timer
+    from workers.engine.teacher import load_teacher, load_tokenizer
+
+    teacher = load_teacher(headed_teacher, LABELS)
+    sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
+    tokenizer = load_tokenizer(headed_teacher)
+    measure = shape_timer(
+        teacher,
+        sizes,
+        tokenizer,
+        ["a good movie .", "the plot was dull and the acting bad ."],
+        seq_len=32,
+        threads=1,
+        progress=Progress(NullCallback()),
+        runtime="onnxruntime-int8",
+        work_dir=tmp_path / "plan",
+    )
+    full = sizes.teacher_shape
+    one_layer = dataclasses.replace(full, num_layers=1)
+    ms_full, ms_one = measure([full, one_layer])
+    assert 0 < ms_one < ms_full
+    assert list((tmp_path / "plan").iterdir()) == []
+
+
+def test_a_speedup_in_an_onnx_runtime_needs_that_format(headless_teacher, tiny_splits, tmp_path):
+    from workers.engine.spec import EngineInputError, TargetSpec
+
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path,
+        target=TargetSpec(speedup=1.5, runtime="onnxruntime-int8"),
+        export=ExportSpec(("safetensors", "onnx")),
+    )
+    with pytest.raises(EngineInputError) as caught:
+        compress(spec)
+    assert caught.value.code == "speedup_runtime_not_exported"
+    assert "'onnx-int8'" in caught.value.message

@@ -254,8 +254,10 @@ def _speed_target_lines(metrics: dict[str, Any]) -> list[str]:
         return []
     plan = metrics["pruning_plan"]["speed_plan"]
     met = "met" if verdict["met"] else "NOT met by this timing"
+    runtime = verdict.get("runtime", "pytorch")
+    where = "" if runtime == "pytorch" else f" in {runtime}"
     return [
-        f"- Speed-up target {verdict['target']:g}x at batch 1: {met} "
+        f"- Speed-up target {verdict['target']:g}x at batch 1{where}: {met} "
         f"({verdict['measured']:.2f}x here; the plan measured {plan['measured_speedup']:.2f}x "
         "when it chose the shape)"
     ]

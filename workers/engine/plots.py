@@ -23,7 +23,12 @@ from matplotlib.figure import Figure
 TRAINING_CURVES_PNG = "training_curves.png"
 COMPARISON_PNG = "teacher_vs_student.png"
 # Alt text, for the model card.
-PLOT_TITLES = {TRAINING_CURVES_PNG: "Training curves", COMPARISON_PNG: "Teacher vs student"}
+PLOT_TITLES = {
+    TRAINING_CURVES_PNG: "Training curves",
+    COMPARISON_PNG: "Teacher vs student",
+    # format_plot.py's, drawn when ONNX formats were timed.
+    "formats.png": "Formats: quality against latency",
+}
 
 # The quality metric the comparison leads with, by task, for a report that does not
 # name its ``main_metric``; token classification is judged by entity-level F1.

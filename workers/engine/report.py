@@ -104,13 +104,22 @@ def spec_summary(spec: CompressionSpec, teacher_config: dict[str, Any]) -> dict[
         "strategy": spec.strategy,
         "label_names": list(spec.label_names),
         "teacher_model_type": teacher_config.get("model_type"),
-        "target": dataclasses.asdict(spec.target),
+        "target": _target(spec),
         "distillation": dataclasses.asdict(spec.distillation),
         "pruning": pruning,
         "training": dataclasses.asdict(spec.training),
         "device": spec.device,
         "latency_threads": spec.latency_threads,
     }
+
+
+def _target(spec: CompressionSpec) -> dict[str, Any]:
+    # The runtime is named only where it is not the PyTorch one every earlier release
+    # measured in, so checkpoints those releases wrote still match (checkpoint.fingerprint).
+    target = dataclasses.asdict(spec.target)
+    if target["runtime"] == "pytorch":
+        del target["runtime"]
+    return target
 
 
 def gpu_metrics(latency: dict[str, dict[int, float]]) -> dict[str, Any]:

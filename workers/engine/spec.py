@@ -18,12 +18,15 @@ PHASES = ("preparing", "teacher_finetune", "pruning", "distilling", "evaluating"
 class TargetSpec:
     """What the user asked for: exactly one of ``params_ratio``, ``sparsity`` or
     ``speedup`` (CPU batch-1 latency, teacher over student, on the machine that runs the
-    job: speed_plan.py)."""
+    job, both in ``runtime``: speed_plan.py)."""
 
     params_ratio: float | None = None
     sparsity: float | None = None
     pattern: str = "unstructured"
     speedup: float | None = None
+    # Where a speedup is measured (capabilities.SPEEDUP_RUNTIMES): the student and the
+    # teacher both in PyTorch, both in ONNX Runtime fp32, or both in ORT int8.
+    runtime: str = "pytorch"
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ interleaved, median of repetitions, ``threads`` threads, inputs padded to ``seq_
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from workers.engine.evaluate import cpu_latency_ms
+from workers.engine import onnx_export as ox
+from workers.engine.evaluate import cpu_latency_ms, interleaved_latency_ms
 from workers.engine.layers import parameter_counts
 from workers.engine.plan import Shape, TeacherSizes, evenly_spaced_layers
 from workers.engine.progress import Progress
@@ -55,23 +58,83 @@ def shape_timer(
     seq_len: int,
     threads: int,
     progress: Progress,
+    runtime: str = "pytorch",
+    work_dir: Path | None = None,
 ) -> Measure:
-    """``measure(shapes) -> ms``: batch-1 CPU latency of each shape, timed together."""
+    """``measure(shapes) -> ms``: batch-1 CPU latency of each shape, timed together, in
+    ``runtime``: eager PyTorch, or each shape exported to ONNX (and quantized to int8 for
+    "onnxruntime-int8") under ``work_dir`` and run in an ONNX Runtime session, as the
+    report times that format (formats.py)."""
 
     def measure(shapes: Sequence[Shape]) -> list[float]:
         models = {f"shape{i}": shape_model(teacher, sizes, s) for i, s in enumerate(shapes)}
-        timed = cpu_latency_ms(
-            models,
-            tokenizer,
-            texts,
-            seq_len=seq_len,
-            threads=threads,
-            progress=progress,
-            batch_sizes=(1,),
-        )
+        if runtime == "pytorch":
+            timed = cpu_latency_ms(
+                models,
+                tokenizer,
+                texts,
+                seq_len=seq_len,
+                threads=threads,
+                progress=progress,
+                batch_sizes=(1,),
+            )
+        else:
+            assert work_dir is not None
+            timed = _ort_latency_ms(
+                models,
+                tokenizer,
+                texts,
+                seq_len=seq_len,
+                threads=threads,
+                progress=progress,
+                int8=runtime == "onnxruntime-int8",
+                work_dir=work_dir,
+            )
         return [timed[name][1] for name in models]
 
     return measure
+
+
+def _ort_latency_ms(
+    models: dict[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    threads: int,
+    progress: Progress,
+    int8: bool,
+    work_dir: Path,
+) -> dict[str, dict[int, float]]:
+    rows = [texts[i % len(texts)] for i in range(2)]
+    example = dict(
+        tokenizer(
+            rows, padding="max_length", max_length=seq_len, truncation=True, return_tensors="pt"
+        )
+    )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="shapes-") as tmp:
+        sessions = {}
+        for name, model in models.items():
+            progress.check_stop()
+            path = Path(tmp) / name / ox.ONNX_FILE
+            ox.export_onnx(model, example, path)
+            if int8:
+                ox.quantize_int8(path, path.with_name("int8.onnx"))
+                path = path.with_name("int8.onnx")
+            sessions[name] = ox.session(path, threads=threads)
+
+        def runner(sess: Any) -> Any:
+            return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
+
+        return interleaved_latency_ms(
+            {name: runner(sess) for name, sess in sessions.items()},
+            tokenizer,
+            texts,
+            seq_len=seq_len,
+            progress=progress,
+            batch_sizes=(1,),
+        )
 
 
 def speed_target(
@@ -99,6 +162,8 @@ def speed_target(
             seq_len=seq_len,
             threads=spec.latency_threads,
             progress=progress,
+            runtime=spec.target.runtime,
+            work_dir=spec.work_dir / "speed-plan",
         )
         speed = plan_for_speedup(
             sizes,
@@ -117,8 +182,10 @@ def speed_target(
         depth_ratio=sizes.shape_params(full_width) / teacher_params,
     )
     reused = " (from the checkpoint)" if saved is not None else ""
+    where = f" in {spec.target.runtime}" if spec.target.runtime != "pytorch" else ""
     progress.log(
-        f"speed plan{reused}: {shape.num_layers} layers, FFN {shape.intermediate_size}, hidden "
+        f"speed plan{reused}{where}: {shape.num_layers} layers, FFN "
+        f"{shape.intermediate_size}, hidden "
         f"{shape.hidden_size}: measured {speed.measured_speedup:.2f}x the teacher at batch 1 "
         f"(predicted {speed.predicted_speedup:.2f}x, target {speed.target:g}x), "
         f"{fixed.ratio:.3f} of its non-embedding parameters",

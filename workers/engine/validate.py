@@ -36,6 +36,7 @@ def validate_spec(spec: CompressionSpec) -> None:
             "unsupported_strategy",
             f"strategy {spec.strategy!r} is not supported; supported: {list(STRATEGIES)}",
         )
+    _validate_export(spec)
     _validate_target(spec)
     _validate_pruning(spec)
     _validate_structure(spec)
@@ -104,7 +105,12 @@ def _validate_target(spec: CompressionSpec) -> None:
                 f"a speedup target is planned for {list(capabilities.SPEEDUP_STRATEGIES)}, "
                 f"not {spec.strategy!r}; use one of those or a params_ratio target",
             )
+        _validate_speedup_runtime(spec)
         return
+    if target.runtime != "pytorch":
+        raise EngineInputError(
+            "bad_target", "target.runtime applies only to a speedup target; remove it"
+        )
     ratio = target.params_ratio
     assert ratio is not None
     if not 0.0 < ratio <= 1.0:
@@ -112,6 +118,34 @@ def _validate_target(spec: CompressionSpec) -> None:
             "bad_params_ratio",
             f"target.params_ratio is the fraction of non-embedding parameters to keep, "
             f"in (0, 1]; got {ratio}",
+        )
+
+
+def _validate_speedup_runtime(spec: CompressionSpec) -> None:
+    runtime = spec.target.runtime
+    if runtime not in capabilities.SPEEDUP_RUNTIMES:
+        raise EngineInputError(
+            "unsupported_runtime",
+            f"target.runtime {runtime!r} is not one this engine times in; supported: "
+            f"{list(capabilities.SPEEDUP_RUNTIMES)}",
+        )
+    needed = capabilities.SPEEDUP_RUNTIMES[runtime]
+    if needed is not None and needed not in spec.export.formats:
+        raise EngineInputError(
+            "speedup_runtime_not_exported",
+            f"a speedup target in {runtime} is met by the {needed} student, which the "
+            f"report times there; add {needed!r} to export.formats",
+        )
+
+
+def _validate_export(spec: CompressionSpec) -> None:
+    formats = spec.export.formats
+    unknown = [f for f in formats if f not in capabilities.EXPORT_FORMATS]
+    if unknown or not formats or len(set(formats)) != len(formats):
+        raise EngineInputError(
+            "unsupported_export_format",
+            f"export.formats must list each of {list(capabilities.EXPORT_FORMATS)} at most "
+            f"once, and one at least; got {list(formats)}",
         )
 
 
