@@ -385,7 +385,8 @@ paths where the API takes ids; paths are relative to the spec file.
   target        exactly one of: params_ratio (the fraction of the teacher's
                 non-embedding parameters to keep), sparsity (the fraction of weights
                 zeroed; pattern unstructured or 2:4), speedup (times faster than the
-                teacher, CPU latency at batch 1, measured here) (required)
+                teacher, CPU latency at batch 1, measured here; runtime pytorch, or
+                onnxruntime / onnxruntime-int8 with that format exported) (required)
   strategy      prune_then_distill (default), distill_then_prune or joint
   distillation  temperature (2.0), alpha (0.5: the weight of the label loss),
                 hidden_states (true), attention (false)
