@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.engine.conftest import LABELS, make_spec
+from tests.engine.conftest import LABELS, RecordingCallback, make_spec
 from tests.tiny import NER_LABELS, make_tiny_ner_bert, make_tiny_ner_dataset
 from workers.engine import formats, onnx_export
 from workers.engine.compress import compress
@@ -219,7 +219,7 @@ def test_the_planner_times_shapes_in_the_targets_runtime(
     headed_teacher: Path, tmp_path: Path
 ) -> None:
     """Shapes exported, quantized and run in ONNX Runtime int8: one layer of four is
-    faster there, and nothing is left behind in the work folder."""
+    faster there, and a shape timed again is not exported again."""
     from workers.engine.layers import parameter_counts
     from workers.engine.progress import Progress
     from workers.engine.prune_layers import sizes_from_model
@@ -245,7 +245,14 @@ def test_the_planner_times_shapes_in_the_targets_runtime(
     one_layer = dataclasses.replace(full, num_layers=1)
     ms_full, ms_one = measure([full, one_layer])
     assert 0 < ms_one < ms_full
-    assert list((tmp_path / "plan").iterdir()) == []
+    two_layers = dataclasses.replace(full, num_layers=2)
+    assert len(measure([full, two_layers])) == 2
+    exported = sorted(p.relative_to(tmp_path / "plan") for p in (tmp_path / "plan").rglob("*"))
+    assert [str(p) for p in exported if p.suffix == ".onnx"] == [
+        "shape0/int8.onnx",
+        "shape1/int8.onnx",
+        "shape2/int8.onnx",
+    ]
 
 
 def test_a_speedup_in_an_onnx_runtime_needs_that_format(headless_teacher, tiny_splits, tmp_path):
@@ -262,3 +269,33 @@ def test_a_speedup_in_an_onnx_runtime_needs_that_format(headless_teacher, tiny_s
         compress(spec)
     assert caught.value.code == "speedup_runtime_not_exported"
     assert "'onnx-int8'" in caught.value.message
+
+
+def test_a_speedup_target_in_int8_is_planned_and_judged_in_int8(
+    headless_teacher, tiny_splits, tmp_path
+):
+    from workers.engine.spec import TargetSpec
+
+    callback = RecordingCallback()
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path,
+        target=TargetSpec(speedup=1.3, runtime="onnxruntime-int8"),
+        # Layers alone: four shapes to export and time, not the dozens widths add.
+        pruning=PruningSpec(structured=("layers",)),
+        training={"epochs": 1},
+        export=ExportSpec(("onnx-int8",)),
+    )
+    result = compress(spec, callback)
+    verdict = result.metrics["speedup_target"]
+    row = result.metrics["formats"]["onnx-int8"]
+    assert verdict["runtime"] == "onnxruntime-int8"
+    assert verdict["measured"] == row["speedup_cpu_bs1"]  # int8 student over int8 teacher
+    assert verdict["met"] == (row["speedup_cpu_bs1"] >= 1.3)
+    assert any(m.startswith("speed plan in onnxruntime-int8:") for m, _, _ in callback.logs)
+    assert not (spec.work_dir / "speed-plan").exists()
+    report = _report(spec)
+    assert report["spec"]["target"]["runtime"] == "onnxruntime-int8"
+    card = (spec.output_dir / "README.md").read_text(encoding="utf-8")
+    assert "Speed-up target 1.3x at batch 1 in onnxruntime-int8" in card

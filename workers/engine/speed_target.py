@@ -10,7 +10,7 @@ interleaved, median of repetitions, ``threads`` threads, inputs padded to ``seq_
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -64,11 +64,33 @@ def shape_timer(
     """``measure(shapes) -> ms``: batch-1 CPU latency of each shape, timed together, in
     ``runtime``: eager PyTorch, or each shape exported to ONNX (and quantized to int8 for
     "onnxruntime-int8") under ``work_dir`` and run in an ONNX Runtime session, as the
-    report times that format (formats.py)."""
+    report times that format (formats.py). An exported shape is kept for the next call
+    (the teacher's shape is timed in every one); the caller removes ``work_dir``."""
+    exported: dict[Shape, Path] = {}
+
+    def onnx_file(shape: Shape) -> Path:
+        if shape not in exported:
+            assert work_dir is not None
+            path = work_dir / f"shape{len(exported)}" / ox.ONNX_FILE
+            rows = [texts[i % len(texts)] for i in range(2)]
+            example = tokenizer(
+                rows,
+                padding="max_length",
+                max_length=seq_len,
+                truncation=True,
+                return_tensors="pt",
+            )
+            ox.export_onnx(shape_model(teacher, sizes, shape), dict(example), path)
+            if runtime == "onnxruntime-int8":
+                ox.quantize_int8(path, path.with_name("int8.onnx"))
+                path.unlink()
+                path = path.with_name("int8.onnx")
+            exported[shape] = path
+        return exported[shape]
 
     def measure(shapes: Sequence[Shape]) -> list[float]:
-        models = {f"shape{i}": shape_model(teacher, sizes, s) for i, s in enumerate(shapes)}
         if runtime == "pytorch":
+            models = {f"shape{i}": shape_model(teacher, sizes, s) for i, s in enumerate(shapes)}
             timed = cpu_latency_ms(
                 models,
                 tokenizer,
@@ -78,63 +100,26 @@ def shape_timer(
                 progress=progress,
                 batch_sizes=(1,),
             )
-        else:
-            assert work_dir is not None
-            timed = _ort_latency_ms(
-                models,
-                tokenizer,
-                texts,
-                seq_len=seq_len,
-                threads=threads,
-                progress=progress,
-                int8=runtime == "onnxruntime-int8",
-                work_dir=work_dir,
-            )
-        return [timed[name][1] for name in models]
-
-    return measure
-
-
-def _ort_latency_ms(
-    models: dict[str, PreTrainedModel],
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    *,
-    seq_len: int,
-    threads: int,
-    progress: Progress,
-    int8: bool,
-    work_dir: Path,
-) -> dict[str, dict[int, float]]:
-    rows = [texts[i % len(texts)] for i in range(2)]
-    example = dict(
-        tokenizer(
-            rows, padding="max_length", max_length=seq_len, truncation=True, return_tensors="pt"
-        )
-    )
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="shapes-") as tmp:
+            return [timed[name][1] for name in models]
         sessions = {}
-        for name, model in models.items():
+        for i, shape in enumerate(shapes):
             progress.check_stop()
-            path = Path(tmp) / name / ox.ONNX_FILE
-            ox.export_onnx(model, example, path)
-            if int8:
-                ox.quantize_int8(path, path.with_name("int8.onnx"))
-                path = path.with_name("int8.onnx")
-            sessions[name] = ox.session(path, threads=threads)
-
-        def runner(sess: Any) -> Any:
-            return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
-
-        return interleaved_latency_ms(
-            {name: runner(sess) for name, sess in sessions.items()},
+            sessions[f"shape{i}"] = ox.session(onnx_file(shape), threads=threads)
+        timed = interleaved_latency_ms(
+            {name: _ort_runner(sess) for name, sess in sessions.items()},
             tokenizer,
             texts,
             seq_len=seq_len,
             progress=progress,
             batch_sizes=(1,),
         )
+        return [timed[name][1] for name in sessions]
+
+    return measure
+
+
+def _ort_runner(sess: Any) -> Any:
+    return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
 
 
 def speed_target(
@@ -165,14 +150,17 @@ def speed_target(
             runtime=spec.target.runtime,
             work_dir=spec.work_dir / "speed-plan",
         )
-        speed = plan_for_speedup(
-            sizes,
-            spec.pruning.structured,
-            spec.target.speedup,
-            measure=measure,
-            seq_len=seq_len,
-            threads=spec.latency_threads,
-        )
+        try:
+            speed = plan_for_speedup(
+                sizes,
+                spec.pruning.structured,
+                spec.target.speedup,
+                measure=measure,
+                seq_len=seq_len,
+                threads=spec.latency_threads,
+            )
+        finally:
+            shutil.rmtree(spec.work_dir / "speed-plan", ignore_errors=True)
     shape = speed.shape
     teacher_params = sizes.teacher_non_embedding
     full_width = replace(sizes.teacher_shape, num_layers=shape.num_layers)
