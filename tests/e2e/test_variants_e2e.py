@@ -98,6 +98,12 @@ def test_named_entity_job_end_to_end(client, tiny_teacher_tar, celery_worker, tm
         task="token-classification",
         training={**TRAINING, "batch_size": 4},
     )
+    # The slice's only I-LOC tag falls in its held-out split: a job is refused for that
+    # (labels_missing_from_train) unless it says it knows.
+    assert dataset.json()["warnings"], dataset.json()
+    r = client.post("/v1/jobs", json=body)
+    assert r.json()["code"] == "labels_missing_from_train", r.text
+    body["dataset"]["allow_unseen_labels"] = True
     r = client.post("/v1/jobs", json=body)
     assert r.status_code == 202, r.text
     jid = r.json()["id"]

@@ -186,7 +186,7 @@ def _spec_errors(workspace: Path, tmp_path: Path, text: str) -> list[str]:
         (("{path: data.jsonl}", "{path: spec.yaml}"), "dataset.format: cannot tell the format"),
         (("teacher: teacher", "teacher: ."), "teacher: "),
         (("task: sequence-classification", "task: causal-lm"),
-         "task: 'causal-lm' is not supported by this engine yet"),
+         "task: Input should be 'sequence-classification' or 'token-classification'"),
         (("training: {", "label_names: [good, bad]\ntraining: {"),
          "(the label names are those of label_names)"),
     ],
