@@ -168,9 +168,15 @@ def run_worker(
             f"error: the {WEBHOOK_QUEUE!r} queue needs a worker of its own "
             f"(--queues {WEBHOOK_QUEUE}): deliveries must not run in a compression worker"
         )
+    webhooks = queues == WEBHOOK_QUEUE
     if concurrency is None:
-        webhooks = queues == WEBHOOK_QUEUE
         concurrency = settings.webhook_concurrency if webhooks else settings.worker_concurrency
+    if not webhooks:
+        # The engine (torch, transformers: about 5 s here) is imported once, in the main
+        # process, before the pool forks: each job's fresh child starts with it loaded
+        # instead of importing it again. Nothing runs on torch in this process, so no
+        # thread pool exists yet when it forks.
+        import workers.engine.compress  # noqa: F401
     celery_app.worker_main(worker_argv(queues, concurrency, settings.log_level, name, quiet=quiet))
 
 
