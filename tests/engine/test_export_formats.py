@@ -299,3 +299,27 @@ def test_a_speedup_target_in_int8_is_planned_and_judged_in_int8(
     assert report["spec"]["target"]["runtime"] == "onnxruntime-int8"
     card = (spec.output_dir / "README.md").read_text(encoding="utf-8")
     assert "Speed-up target 1.3x at batch 1 in onnxruntime-int8" in card
+
+
+# ------------------------------------------------------------- modelpress compress YAML
+
+
+def test_a_spec_file_asks_for_formats_as_a_job_does(headed_teacher, tmp_path: Path) -> None:
+    from tests.tiny import make_tiny_dataset
+    from workers.compress_cli import SpecFileError, build_local_spec
+
+    make_tiny_dataset(tmp_path / "data.jsonl", n=40, seed=0, label_names=LABELS)
+    text = (
+        f"task: sequence-classification\nteacher: {headed_teacher}\n"
+        "dataset: {path: data.jsonl}\ntarget: {speedup: 1.5, runtime: onnxruntime-int8}\n"
+        "export: {formats: [safetensors, onnx-int8]}\n"
+    )
+    (tmp_path / "spec.yaml").write_text(text, encoding="utf-8")
+    spec = build_local_spec(tmp_path / "spec.yaml", tmp_path / "out", device="cpu")
+    assert spec.export == ExportSpec(("safetensors", "onnx-int8"))
+    assert spec.target.runtime == "onnxruntime-int8"
+
+    (tmp_path / "bad.yaml").write_text(text.replace("onnx-int8]", "tflite]"), encoding="utf-8")
+    with pytest.raises(SpecFileError) as caught:
+        build_local_spec(tmp_path / "bad.yaml", tmp_path / "out2", device="cpu")
+    assert any(m.startswith("export.formats[1]: ") for m in caught.value.messages)
