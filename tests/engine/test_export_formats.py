@@ -323,3 +323,22 @@ def test_a_spec_file_asks_for_formats_as_a_job_does(headed_teacher, tmp_path: Pa
     with pytest.raises(SpecFileError) as caught:
         build_local_spec(tmp_path / "bad.yaml", tmp_path / "out2", device="cpu")
     assert any(m.startswith("export.formats[1]: ") for m in caught.value.messages)
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra", "llama"])
+def test_each_listed_family_exports_with_dynamic_axes(family: str, tmp_path: Path) -> None:
+    """capabilities.ONNX_MODEL_TYPES lists these on the strength of this (BERT is the
+    runs above): fp32 and int8 right at other batch sizes and lengths than the example's,
+    batch 1 included (Llama pools the last real token, found from the pad id)."""
+    from tests.engine.tiny_models import random_batches, tiny_encoder, tiny_llama
+    from workers.engine import capabilities
+
+    assert family in capabilities.ONNX_MODEL_TYPES
+    model = tiny_llama() if family == "llama" else tiny_encoder(family)
+    onnx_export.export_onnx(model, random_batches(1, batch=4, length=10)[0], tmp_path / "m.onnx")
+    onnx_export.quantize_int8(tmp_path / "m.onnx", tmp_path / "int8.onnx")
+    others = [*random_batches(1, seed=1, batch=1, length=5), *random_batches(1, batch=7, length=23)]
+    fp32 = onnx_export.parity(model, onnx_export.session(tmp_path / "m.onnx", threads=1), others)
+    assert fp32.max_abs_logit_diff < 1e-4 and fp32.argmax_agreement == 1.0
+    int8 = onnx_export.parity(model, onnx_export.session(tmp_path / "int8.onnx", threads=1), others)
+    assert int8.argmax_agreement >= formats.INT8_MIN_AGREEMENT

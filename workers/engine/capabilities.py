@@ -46,9 +46,10 @@ EXPORT_DEFAULT = ("safetensors",)
 # Runtimes a speedup target is measured in (teacher and student both in it), and the
 # format the student must be exported in for the report to time it there.
 SPEEDUP_RUNTIMES = {"pytorch": None, "onnxruntime": "onnx", "onnxruntime-int8": "onnx-int8"}
-# Families whose ONNX export (torch.onnx dynamo) is checked by the tests; others are
-# refused an ONNX format when the job is created.
-ONNX_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
+# Families whose ONNX export (torch.onnx dynamo) is checked by the tests (BERT, RoBERTa,
+# ELECTRA and Llama classifiers, tests/engine/test_export_formats.py; XLM-R is RoBERTa's
+# code); others are refused an ONNX format when the job is created.
+ONNX_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "llama")
 # Families whose shallower, narrower copies a standard transformers config describes:
 # BERT-like encoders (layers in ``<base>.encoder.layer``) and Llama-like decoders
 # (``<base>.layers``, explicit head_dim and key-value heads).
