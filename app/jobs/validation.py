@@ -206,6 +206,13 @@ def _check_export(body: JobCreate, teacher: Model) -> None:
             f"{_listing(onnx)}); it is for {_listing(capabilities.ONNX_MODEL_TYPES)}. Ask "
             'for ["safetensors"].',
         )
+    if onnx and teacher.num_parameters > capabilities.ONNX_MAX_PARAMETERS:
+        raise _not_supported_yet(
+            "export.formats",
+            f"Teacher {teacher.id} has {teacher.num_parameters:,} parameters; an ONNX file "
+            f"holds {capabilities.ONNX_MAX_PARAMETERS:,} at most (one 2 GB protobuf, and "
+            'the teacher is exported to be timed too). Ask for ["safetensors"].',
+        )
     runtime = body.target.runtime
     if body.target.speedup is None or runtime is None:
         return

@@ -342,3 +342,14 @@ def test_each_listed_family_exports_with_dynamic_axes(family: str, tmp_path: Pat
     assert fp32.max_abs_logit_diff < 1e-4 and fp32.argmax_agreement == 1.0
     int8 = onnx_export.parity(model, onnx_export.session(tmp_path / "int8.onnx", threads=1), others)
     assert int8.argmax_agreement >= formats.INT8_MIN_AGREEMENT
+
+
+def test_a_model_too_large_for_one_onnx_file_is_refused(monkeypatch, tmp_path: Path) -> None:
+    from tests.engine.tiny_models import random_batches, tiny_encoder
+    from workers.engine import capabilities
+    from workers.engine.spec import EngineInputError
+
+    monkeypatch.setattr(capabilities, "ONNX_MAX_PARAMETERS", 1000)
+    with pytest.raises(EngineInputError) as caught:
+        onnx_export.export_onnx(tiny_encoder(), random_batches(1)[0], tmp_path / "m.onnx")
+    assert caught.value.code == "onnx_too_large" and not (tmp_path / "m.onnx").exists()

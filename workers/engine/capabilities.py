@@ -50,6 +50,10 @@ SPEEDUP_RUNTIMES = {"pytorch": None, "onnxruntime": "onnx", "onnxruntime-int8": 
 # ELECTRA and Llama classifiers, tests/engine/test_export_formats.py; XLM-R is RoBERTa's
 # code); others are refused an ONNX format when the job is created.
 ONNX_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "llama")
+# An .onnx file is one protobuf, at most 2 GiB: the teacher (exported to be timed too)
+# must fit in it in fp32. Larger models need external weight files, which the int8
+# path does not handle yet.
+ONNX_MAX_PARAMETERS = 450_000_000
 # Families whose shallower, narrower copies a standard transformers config describes:
 # BERT-like encoders (layers in ``<base>.encoder.layer``) and Llama-like decoders
 # (``<base>.layers``, explicit head_dim and key-value heads).

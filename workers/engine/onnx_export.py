@@ -14,8 +14,8 @@ Which exporter (issue #20), compared on this release's stack (torch 2.13, transf
 
 The example batch has two rows of two tokens or more: torch.export specialises a
 dimension of size 0 or 1, which would pin batch 1 into the graph. Weights are stored
-inside the ``.onnx`` file (one file to ship) unless the model is over ONNX's 2 GB
-protobuf limit, when they go to ``model.onnx.data`` beside it.
+inside the ``.onnx`` file (one file to ship), so a model must fit ONNX's 2 GB protobuf
+limit (capabilities.ONNX_MAX_PARAMETERS; the API refuses larger ones).
 
 int8 is ONNX Runtime's dynamic quantization (weights int8 per output channel, activations
 quantized on the fly), after ``quant_pre_process`` (symbolic shape inference and graph
@@ -49,11 +49,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from workers.engine import capabilities
 from workers.engine.data import Batch, model_inputs
+from workers.engine.spec import EngineInputError
 
 ONNX_FILE = "model.onnx"
-# ONNX stores a model in one protobuf, which cannot exceed 2 GiB; leave room for the graph.
-INLINE_WEIGHTS_MAX_BYTES = 1_800_000_000
 OPSET = 18
 
 
@@ -90,7 +90,14 @@ def export_onnx(model: PreTrainedModel, example: Batch, path: Path) -> None:
     # ranges itself, where a declared range it cannot prove (the position table caps the
     # sequence) fails the export; the graph still runs at batch 1 and at 1 token.
     dynamic = tuple({0: "batch", 1: "seq"} for _ in names)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    count = sum(p.numel() for p in model.parameters())
+    if count > capabilities.ONNX_MAX_PARAMETERS:
+        raise EngineInputError(
+            "onnx_too_large",
+            f"ONNX export keeps the weights in one file, which holds "
+            f"{capabilities.ONNX_MAX_PARAMETERS:,} fp32 parameters at most; this model has "
+            f"{count:,}. Ask for export.formats [\"safetensors\"].",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet():
         torch.onnx.export(
@@ -102,7 +109,7 @@ def export_onnx(model: PreTrainedModel, example: Batch, path: Path) -> None:
             dynamic_shapes=(dynamic,),
             opset_version=OPSET,
             dynamo=True,
-            external_data=weight_bytes > INLINE_WEIGHTS_MAX_BYTES,
+            external_data=False,
             verbose=False,
         )
 
