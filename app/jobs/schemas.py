@@ -234,8 +234,11 @@ class JobCreate(Strict):
       worker then measures what its hardware gives, and fails the job with the same
       code if no allowed shape is fast enough).
     - A value that this engine release cannot do yet (a strategy, target kind, sparsity
-      pattern, pruning kind, the attention loss, cached teacher logits) is refused with
-      `not_supported_yet`, saying what is supported.
+      pattern, pruning kind, the attention loss, cached teacher logits, an ONNX format for
+      a model family it does not export or a teacher too large for one .onnx file) is
+      refused with `not_supported_yet`, saying what is supported.
+    - A `target.speedup` measured in an ONNX runtime (`target.runtime`) needs that
+      runtime's format in `export.formats` (`speedup_runtime_not_exported`).
 
     Teachers always have a tokenizer: an archive without one is refused at upload.
     """
