@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
+    parser.add_argument("--name", default=None, help="results file stem (default dated)")
+    parser.add_argument("--no-variants", action="store_true", help="the job alone")
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / ".cache" / "onnx")
     parser.add_argument(
         "--retime",
@@ -88,7 +90,7 @@ def main() -> None:
     if args.retime:
         retime(args)
     if args.retime or args.markdown:
-        path = max(RESULTS.glob("onnx-int8-*.json"))
+        path = _results_path(args)
         path.with_suffix(".md").write_text(_table(json.loads(path.read_text())), encoding="utf-8")
         return
 
@@ -103,7 +105,7 @@ def main() -> None:
     (data / "dev.jsonl").write_text(dev_file.read_text())
 
     # -- the job, as a user gets it ---------------------------------------------------
-    run = args.work / f"job-{args.params_ratio}"
+    run = args.work / f"job-{args.params_ratio}-{args.job_train_rows}"
     spec = study_spec(
         teacher_dir,
         data,
@@ -143,8 +145,12 @@ def main() -> None:
     pad = int(tokenizer.pad_token_id)
     variants: dict[str, Any] = {}
     for role, fp32 in (
-        ("teacher", spec.work_dir / "onnx" / "teacher" / "onnx" / ox.ONNX_FILE),
-        ("student", spec.output_dir / "model-onnx" / ox.ONNX_FILE),
+        ()
+        if args.no_variants
+        else (
+            ("teacher", spec.work_dir / "onnx" / "teacher" / "onnx" / ox.ONNX_FILE),
+            ("student", spec.output_dir / "model-onnx" / ox.ONNX_FILE),
+        )
     ):
         files = {"fp32": fp32, **_variants(fp32, args.work / "variants" / role, calib, pad)}
         variants[role] = _score_and_time(files, dev, tokenizer, pad, args)
@@ -167,12 +173,19 @@ def main() -> None:
         "variants": variants,
     }
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"onnx-int8-{dt.date.today().isoformat()}.json"
+    path = RESULTS / f"{args.name or 'onnx-int8-' + dt.date.today().isoformat()}.json"
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     table = _table(out)
     path.with_suffix(".md").write_text(table, encoding="utf-8")
     print(table)
     print(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+def _results_path(args: argparse.Namespace) -> Path:
+    """The named results file, else the latest dated one."""
+    if args.name:
+        return RESULTS / f"{args.name}.json"
+    return max(RESULTS.glob("onnx-int8-????-??-??.json"))
 
 
 def retime(args: argparse.Namespace) -> None:
@@ -182,7 +195,7 @@ def retime(args: argparse.Namespace) -> None:
 
     from workers.engine.formats import OnnxModels, latency_ms
 
-    run = args.work / f"job-{args.params_ratio}"
+    run = args.work / f"job-{args.params_ratio}-{args.job_train_rows}"
     out_dir, work = run / "out", run / "work" / "onnx" / "teacher"
     report = json.loads((out_dir / "report.json").read_text())
     teacher_dir = Path(report["bench_teacher_dir"]) if "bench_teacher_dir" in report else None
@@ -226,7 +239,7 @@ def retime(args: argparse.Namespace) -> None:
         )
         passes.append({"load_1m_before": load, "ms": timed})
         print(json.dumps(passes[-1]), file=sys.stderr)
-    path = max(RESULTS.glob("onnx-int8-*.json"))
+    path = _results_path(args)
     result = json.loads(path.read_text())
     result["retimed"] = passes
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -370,12 +383,15 @@ def _table(out: dict[str, Any]) -> str:
     lines += [
         "",
         f"Parity: {json.dumps(job['export']['parity'])}",
-        "",
-        "## int8 variants (each scored on the dev split, timed in one pass with the others)",
-        "",
-        "| Model | Variant | Accuracy | Change (points) | MB | bs1 ms | bs32 ms |",
-        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    if out["variants"]:
+        lines += [
+            "",
+            "## int8 variants (each scored on the dev split, timed in one pass with the others)",
+            "",
+            "| Model | Variant | Accuracy | Change (points) | MB | bs1 ms | bs32 ms |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
     for role, rows in out["variants"].items():
         for name, r in rows.items():
             lines.append(

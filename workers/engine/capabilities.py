@@ -37,11 +37,12 @@ CACHE_TEACHER_LOGITS = True
 EXPORT_FORMATS = ("safetensors", "onnx", "onnx-int8")
 # The default is the safetensors folder alone. Any ONNX format costs the job the
 # teacher's and the student's export and quantization, four scorings in ONNX Runtime and
-# a six-model timing pass: on MiniLM-L6, 2 shared CPU cores, the exports and
-# quantizations took 38 s and the evaluating phase 170 s of a 587 s job
-# (bench/results/onnx-int8-2026-12-04.md). And ONNX is checked only for the families in
-# ONNX_MODEL_TYPES, so a default with it would be refused for the others. Ask for
-# "onnx-int8" to serve on CPU.
+# a six-model timing pass: on MiniLM-L6, 2 CPU cores, the evaluating phase took 52 s of
+# an 81 s job (1,000 training rows, one epoch) on a quiet machine, 170 s of 587 s on a
+# busy one (bench/results/onnx-int8-job-2026-12-04.md, onnx-int8-2026-12-04.md): little
+# beside hours of distillation, much beside a short job. And ONNX is checked only for
+# the families in ONNX_MODEL_TYPES, so a default with it would be refused for the
+# others. Ask for "onnx-int8" to serve on CPU.
 EXPORT_DEFAULT = ("safetensors",)
 # Runtimes a speedup target is measured in (teacher and student both in it), and the
 # format the student must be exported in for the report to time it there.

@@ -31,7 +31,10 @@ accuracy change against fp32 ONNX for the teacher / a 3-layer student:
 - classifier and pooler left in fp32: 0.00 / -0.69 (the head is not what int8 costs);
 - static QDQ calibrated on 256 training rows: -0.69 / -0.23, and 10-20% slower.
 
-The differences are a few rows each; the embeddings' third of the file is not.
+The differences are a few rows each; the embeddings' third of the file is not. A second
+student (1,000 training rows) lost 0.57 points to the chosen int8
+(bench/results/onnx-int8-job-2026-12-04.md): int8 costs these students up to about half
+a point to two thirds of one; quantization-aware distillation is not tried yet.
 """
 
 from __future__ import annotations
