@@ -196,3 +196,6 @@ def test_the_body_timeout_does_not_cut_a_long_response_stream(
                 lines.append(line)
     assert time.monotonic() - started >= 3.0  # open for six times the body timeout
     assert any(line.startswith("data:") for line in lines)
+    # An ended job ends its stream: the server's thread returns instead of polling on,
+    # and the server stops at once.
+    client.post(f"/v1/jobs/{jid}/cancel")

@@ -66,6 +66,9 @@ def test_worker_and_api_survive_a_redis_outage(stack, workers, tmp_path):
         job = run(jid)
         assert job["status"] == "succeeded" and job["attempt"] == 1
     finally:
+        # The workers stop while the broker still answers: cut off, a worker's warm
+        # shutdown would wait out its Proc.stop timeout.
+        workers.stop_all()
         api.stop()
         proxy.cut()
 
