@@ -90,3 +90,35 @@ def assert_problem(r: Any, status: int, code: str | None = None, param: str | No
     if param is not None:
         assert body.get("param") == param, body
     return body
+
+
+@pytest.fixture
+def artifact(client, model_id, dataset_id, tmp_path) -> tuple[str, bytes]:
+    """A queued job with one stored artifact (report.json, 200 kB of random bytes) and
+    its row, as a finished job would have: (job id, the bytes)."""
+    import os
+
+    from app.db import session_scope
+    from app.jobs.tables import Artifact
+    from app.storage import get_storage
+
+    jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
+    data = os.urandom(200_000)
+    path = tmp_path / "report.json"
+    path.write_bytes(data)
+    stored = get_storage().put_file(f"jobs/{jid}/1/report.json", path)
+    with session_scope() as s:
+        s.add(
+            Artifact(
+                job_id=jid,
+                name="report",
+                kind="report",
+                filename="report.json",
+                content_type="application/json",
+                storage_key=stored.key,
+                size_bytes=stored.size_bytes,
+                sha256=stored.sha256,
+            )
+        )
+        s.commit()
+    return jid, data

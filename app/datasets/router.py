@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
@@ -12,18 +9,11 @@ from app.datasets.columns import ColumnRequest
 from app.datasets.parse import ParseOptions
 from app.datasets.schemas import DatasetIngest, DatasetRead
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
-from app.errors import ProblemError, problem_responses
-from app.inputs import fetched_uri, one_source
+from app.errors import problem_responses
 from app.pagination import AfterQuery, LimitQuery, Page
-from app.uploads import spooled_upload
+from app.uploads import received
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(401, 403))
-
-
-@contextmanager
-def _uploaded(file: UploadFile, *, max_bytes: int) -> Iterator[tuple[Path, str]]:
-    with spooled_upload(file, max_bytes=max_bytes) as path:
-        yield path, file.filename or "data"
 
 
 _DESCRIPTION = """\
@@ -159,36 +149,20 @@ def upload_dataset(
         tag_index=tag_index,
         split=split,
     )
-    one_source(has_file=file is not None, uri=uri, what="data file")
-    if uri is not None:
-        source = fetched_uri(
-            uri,
+    with received(
+        file=file, uri=uri, kind="dataset", what="data file", storage=storage, settings=settings
+    ) as (path, filename):
+        row, parsed = service.create_dataset(
+            session=session,
             storage=storage,
             settings=settings,
-            kind="dataset",
-            max_bytes=settings.max_upload_bytes,
+            tenant=tenant,
+            path=path,
+            filename=filename,
+            fmt=format,
+            name=name,
+            options=options,
         )
-    else:
-        assert file is not None
-        source = _uploaded(file, max_bytes=settings.max_upload_bytes)
-    try:
-        with source as (path, filename):
-            row, parsed = service.create_dataset(
-                session=session,
-                storage=storage,
-                settings=settings,
-                tenant=tenant,
-                path=path,
-                filename=filename,
-                fmt=format,
-                name=name,
-                options=options,
-            )
-    except ProblemError as e:
-        # The data checks name the upload field; by uri the data came from there.
-        if uri is not None and e.param == "file":
-            e.param = "uri"
-        raise
     response.headers["Location"] = f"/v1/datasets/{row.id}"
     body = DatasetRead.model_validate(row, from_attributes=True)
     body.ingest = DatasetIngest(

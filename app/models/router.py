@@ -1,27 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
-from app.errors import ProblemError, problem_responses
+from app.errors import problem_responses
 from app.models import service
 from app.models.schemas import ModelRead
-from app.models.uri import fetched_model_uri
 from app.pagination import AfterQuery, LimitQuery, Page
-from app.uploads import spooled_upload
+from app.uploads import received
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(401, 403))
-
-
-@contextmanager
-def _uploaded(file: UploadFile, *, max_bytes: int) -> Iterator[tuple[Path, str]]:
-    with spooled_upload(file, max_bytes=max_bytes) as path:
-        yield path, file.filename or "model"
 
 
 @router.post(
@@ -57,43 +47,18 @@ def upload_model(
     ] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> ModelRead:
-    if (file is None) == (uri is None):
-        param = "file" if file is None else "uri"
-        message = (
-            "give the model as `file` (an upload) or as `uri` (s3://bucket/key)"
-            if file is None
-            else "give either `file` or `uri`, not both"
+    with received(
+        file=file, uri=uri, kind="model", what="model", storage=storage, settings=settings
+    ) as (path, filename):
+        row = service.create_model(
+            session=session,
+            storage=storage,
+            settings=settings,
+            tenant=tenant,
+            path=path,
+            filename=filename,
+            name=name,
         )
-        raise ProblemError(
-            422,
-            "validation_error",
-            f"{param}: {message}.",
-            param=param,
-            errors=[{"param": param, "message": message}],
-        )
-    if uri is not None:
-        source = fetched_model_uri(
-            uri, storage=storage, settings=settings, max_bytes=settings.max_upload_bytes
-        )
-    else:
-        assert file is not None
-        source = _uploaded(file, max_bytes=settings.max_upload_bytes)
-    try:
-        with source as (path, filename):
-            row = service.create_model(
-                session=session,
-                storage=storage,
-                settings=settings,
-                tenant=tenant,
-                path=path,
-                filename=filename,
-                name=name,
-            )
-    except ProblemError as e:
-        # The archive checks name the upload field; by uri the archive came from there.
-        if uri is not None and e.param == "file":
-            e.param = "uri"
-        raise
     response.headers["Location"] = f"/v1/models/{row.id}"
     return ModelRead.model_validate(row, from_attributes=True)
 

@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from urllib.parse import parse_qs, urlparse
 
 import httpx
-import pytest
 
-from tests.apiclient import assert_problem, job_body
-
-
-@pytest.fixture
-def artifact(client, model_id, dataset_id, tmp_path):
-    from app.db import session_scope
-    from app.jobs.tables import Artifact
-    from app.storage import get_storage
-
-    jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
-    data = os.urandom(200_000)
-    path = tmp_path / "report.json"
-    path.write_bytes(data)
-    stored = get_storage().put_file(f"jobs/{jid}/1/report.json", path)
-    with session_scope() as s:
-        s.add(
-            Artifact(
-                job_id=jid,
-                name="report",
-                kind="report",
-                filename="report.json",
-                content_type="application/json",
-                storage_key=stored.key,
-                size_bytes=stored.size_bytes,
-                sha256=stored.sha256,
-            )
-        )
-        s.commit()
-    return jid, data
+from tests.apiclient import assert_problem
 
 
 def test_listed_and_streamed(client, artifact):

@@ -5,7 +5,6 @@ SeaweedFS for the module and removed afterwards."""
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from pathlib import Path
 
@@ -175,34 +174,6 @@ def test_input_bucket_entries_are_parsed():
 
 
 # ---------------------------------------------------------------- public pre-signing
-
-
-@pytest.fixture
-def artifact(client, model_id, dataset_id, tmp_path):
-    from app.db import session_scope
-    from app.jobs.tables import Artifact
-    from app.storage import get_storage
-
-    jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id)).json()["id"]
-    data = os.urandom(50_000)
-    path = tmp_path / "report.json"
-    path.write_bytes(data)
-    stored = get_storage().put_file(f"jobs/{jid}/1/report.json", path)
-    with session_scope() as s:
-        s.add(
-            Artifact(
-                job_id=jid,
-                name="report",
-                kind="report",
-                filename="report.json",
-                content_type="application/json",
-                storage_key=stored.key,
-                size_bytes=stored.size_bytes,
-                sha256=stored.sha256,
-            )
-        )
-        s.commit()
-    return jid, data
 
 
 def test_presigned_url_is_signed_for_the_public_endpoint(app, client, artifact):
