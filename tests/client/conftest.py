@@ -3,15 +3,13 @@ a test can change the settings object the server reads), and clients of it."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from tests.apiclient import make_key
-from tests.e2e.conftest import celery_worker, free_port, loopback_webhooks
+from tests.apiserver import serving
+from tests.e2e.conftest import celery_worker, loopback_webhooks
 
 # Fixtures shared with the e2e tests: the real worker, webhooks to loopback allowed.
 __all__ = ["celery_worker", "loopback_webhooks"]
@@ -22,17 +20,8 @@ TINY_TRAINING = {"epochs": 2, "teacher_epochs": 3, "batch_size": 16, "max_seq_le
 
 @pytest.fixture(scope="session")
 def server_url(app) -> Iterator[str]:
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture
