@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 
+from app.queues import WEBHOOK_QUEUE
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("modelpress")
@@ -108,9 +109,6 @@ def _url(settings: Settings, host: str, port: int) -> str:
 
 def default_queues(settings: Settings) -> str:
     return "cpu,gpu" if settings.gpu_workers else "cpu"
-
-
-WEBHOOK_QUEUE = "webhooks"  # workers.celery_app.WEBHOOK_QUEUE, without importing Celery
 
 
 def worker_argv(

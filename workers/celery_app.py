@@ -13,14 +13,13 @@ from celery import Celery
 from kombu import Queue
 
 from app.jobs.schemas import MAX_RUNTIME_S
+from app.queues import QUEUES, WEBHOOK_QUEUE
 from app.settings import Settings, get_settings
+
+__all__ = ["QUEUES", "WEBHOOK_QUEUE", "celery_app"]
 
 RUN_JOB_TASK = "modelpress.jobs.run"
 DELIVER_WEBHOOK_TASK = "modelpress.webhooks.deliver"
-# Webhooks have a queue of their own, served by a worker of their own: a slow receiver
-# never waits behind a compression job, nor holds one up.
-WEBHOOK_QUEUE = "webhooks"
-QUEUES = ("gpu", "cpu", WEBHOOK_QUEUE)
 # Time a job's message stays unacknowledged beyond its running time: the worker fetches
 # the teacher and data before the clock starts, and uploads artifacts after it stops.
 VISIBILITY_MARGIN_S = 3600
