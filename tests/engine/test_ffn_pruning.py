@@ -49,7 +49,7 @@ def _silence(model: PreTrainedModel, neuron: int) -> None:
     """Zero one FFN neuron's weights (row, bias, column) in every layer."""
     with torch.no_grad():
         for layer in encoder_layers(model):
-            part = ffn(layer)
+            part = ffn(model, layer)
             part.up.weight[neuron] = 0
             part.up.bias[neuron] = 0
             part.down.weight[:, neuron] = 0
@@ -147,7 +147,10 @@ def test_ffn_pruned_student_reloads_with_plain_transformers(
     assert student.config.intermediate_size == plan.intermediate_size
     assert teacher.config.intermediate_size == sizes.intermediate_size  # teacher untouched
     for i, j in enumerate(plan.layer_map):
-        s_ffn, t_ffn = ffn(encoder_layers(student)[i]), ffn(encoder_layers(teacher)[j])
+        s_ffn, t_ffn = (
+            ffn(student, encoder_layers(student)[i]),
+            ffn(teacher, encoder_layers(teacher)[j]),
+        )
         assert torch.equal(s_ffn.up.weight, t_ffn.up.weight[kept[i]])
         assert torch.equal(s_ffn.up.bias, t_ffn.up.bias[kept[i]])
         assert torch.equal(s_ffn.down.weight, t_ffn.down.weight[:, kept[i]])
@@ -179,7 +182,7 @@ def test_llama_ffn_is_gate_and_up_rows_and_down_columns(tmp_path: Path) -> None:
     """Silent neurons (zero down columns) go without changing the logits; the kept
     ones are the teacher's gate and up rows and down columns."""
     teacher = tiny_llama()
-    part = ffn(encoder_layers(teacher)[0])
+    part = ffn(teacher, encoder_layers(teacher)[0])
     assert part.gate is teacher.model.layers[0].mlp.gate_proj
     assert part.up is teacher.model.layers[0].mlp.up_proj
     assert part.down is teacher.model.layers[0].mlp.down_proj
@@ -187,7 +190,7 @@ def test_llama_ffn_is_gate_and_up_rows_and_down_columns(tmp_path: Path) -> None:
     silent = list(range(1, width, 3))
     with torch.no_grad():
         for layer in encoder_layers(teacher):
-            ffn(layer).down.weight[:, silent] = 0
+            ffn(teacher, layer).down.weight[:, silent] = 0
     batches = random_batches()
     scores = get_importance("taylor").scores(teacher, batches, runtime=CPU)
     assert all(s[silent].abs().max() == 0 for s in scores)
@@ -198,7 +201,7 @@ def test_llama_ffn_is_gate_and_up_rows_and_down_columns(tmp_path: Path) -> None:
     for i, (s_layer, t_layer) in enumerate(
         zip(encoder_layers(student), encoder_layers(teacher), strict=True)
     ):
-        s_ffn, t_ffn = ffn(s_layer), ffn(t_layer)
+        s_ffn, t_ffn = ffn(student, s_layer), ffn(teacher, t_layer)
         assert s_ffn.gate is not None and t_ffn.gate is not None
         assert torch.equal(s_ffn.gate.weight, t_ffn.gate.weight[kept[i]])
         assert torch.equal(s_ffn.up.weight, t_ffn.up.weight[kept[i]])

@@ -24,7 +24,7 @@ def _model(family: str) -> PreTrainedModel:
 def _scale_neuron(model: PreTrainedModel) -> None:
     with torch.no_grad():
         for layer in encoder_layers(model):
-            part = ffn(layer)
+            part = ffn(model, layer)
             for lin in part.rows:
                 lin.weight[NEURON] *= SCALE
                 if lin.bias is not None:
@@ -53,7 +53,7 @@ def _scale_layer(model: PreTrainedModel) -> None:
     """What the layer adds to the residual stream shrinks to almost nothing."""
     with torch.no_grad():
         layer = encoder_layers(model)[LAYER]
-        for lin in (attention(model, layer).output, ffn(layer).down):
+        for lin in (attention(model, layer).output, ffn(model, layer).down):
             lin.weight *= SCALE
             if lin.bias is not None:
                 lin.bias *= SCALE

@@ -51,7 +51,7 @@ def test_a_planted_dead_neuron_goes_first_and_masks_never_come_back():
     with torch.no_grad():
         for layer in encoder_layers(model):
             # Nothing in, nothing out: a neuron that does nothing, and gets no gradient.
-            part = ffn(layer)
+            part = ffn(model, layer)
             part.up.weight[dead] = 0.0
             part.up.bias[dead] = 0.0
             part.down.weight[:, dead] = 0.0
@@ -75,7 +75,7 @@ def test_a_planted_dead_neuron_goes_first_and_masks_never_come_back():
 
 def _assert_masked_rows_are_zero(model, pruner: NeuronPruner) -> None:
     for layer, mask in zip(encoder_layers(model), pruner._masks, strict=True):
-        part = ffn(layer)
+        part = ffn(model, layer)
         assert part.up.weight.shape[0] == 64  # masked, not yet cut away
         assert bool((part.up.weight[~mask] == 0).all())
         assert bool((part.up.bias[~mask] == 0).all())

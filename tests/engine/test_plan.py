@@ -195,7 +195,7 @@ def _check_plan(sizes: TeacherSizes, plan: PrunePlan, ratio: float, structured: 
             assert size == full or size % WIDTH_MULTIPLE == 0
     assert plan.hidden_size >= sizes.hidden_size // 2
     assert plan.intermediate_size >= ffn_floor(sizes.intermediate_size)
-    if sizes.is_llama:
+    if sizes.explicit_heads:
         # What LlamaConfig validates, and KV groups kept whole.
         assert plan.hidden_size % plan.num_attention_heads == 0
         assert plan.num_attention_heads % plan.num_key_value_heads == 0
@@ -238,7 +238,7 @@ def test_with_an_ffn_axis_the_plan_lands_within_one_step_of_the_target(
     ):
         plan = plan_structured(sizes, ratio, structured)
         target = ratio * sizes.teacher_non_embedding
-        per_neuron = (3 if sizes.is_llama else 2) * plan.hidden_size + 1
+        per_neuron = (3 if sizes.explicit_heads else 2) * plan.hidden_size + 1
         assert plan.non_embedding - target < plan.num_layers * WIDTH_MULTIPLE * per_neuron
         assert plan.num_layers == sizes.num_layers  # width first at these ratios
 
@@ -277,7 +277,9 @@ def test_smallest_ratio_is_what_the_smallest_plan_reaches(
     sizes_name: str, request: pytest.FixtureRequest
 ) -> None:
     sizes = request.getfixturevalue(sizes_name)
-    combos = LLAMA_COMBOS if sizes.is_llama else [("layers",), ("layers", "ffn"), *WIDTH_COMBOS]
+    combos = (
+        LLAMA_COMBOS if sizes.explicit_heads else [("layers",), ("layers", "ffn"), *WIDTH_COMBOS]
+    )
     for structured in combos:
         smallest = smallest_ratio(sizes, structured)
         plan = plan_structured(sizes, smallest, structured)
@@ -373,4 +375,4 @@ def test_llama_family_sizes_match_the_built_model(config: object) -> None:
     sizes = sizes_from_model(model, non_embedding)  # checks every layer's count too
     assert sizes == sizes_from_config(config, num_labels=3)
     assert sizes.teacher_non_embedding == non_embedding
-    assert sizes.is_llama
+    assert sizes.explicit_heads

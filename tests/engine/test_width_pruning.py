@@ -78,7 +78,7 @@ def test_every_combination_reloads_and_counts_as_planned(
     assert att.query.out_features == plan.num_attention_heads * plan.head_dim
     assert att.key.out_features == plan.num_key_value_heads * plan.head_dim
     assert att.output.out_features == plan.hidden_size
-    assert ffn(layer).up.out_features == plan.intermediate_size
+    assert ffn(student, layer).up.out_features == plan.intermediate_size
     assert plan.head_dim == sizes.head_dim  # heads keep their size; only their count changes
     if "hidden" not in structured:
         assert plan.hidden_size == sizes.hidden_size
@@ -182,7 +182,7 @@ def test_llama_without_silent_channels_keeps_its_logits(tmp_path: Path) -> None:
         teacher.model.embed_tokens.weight[:, silent] = 0
         for layer in encoder_layers(teacher):
             attention(teacher, layer).output.weight[silent] = 0
-            ffn(layer).down.weight[silent] = 0
+            ffn(teacher, layer).down.weight[silent] = 0
     batches = random_batches()
     scores = get_importance("activation").structure_scores(
         teacher, batches, runtime=CPU, want=("channels",)

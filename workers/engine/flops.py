@@ -42,8 +42,7 @@ def flops_per_token(model: PreTrainedModel, seq_len: int) -> int:
     total = 0.0
     for layer in layers:
         total += sum(linear_flops(m) for m in layer.modules() if isinstance(m, nn.Linear))
-        query_width = attention(model, layer).query.out_features  # heads · head_dim
-        total += 2 * 2 * seq_len * query_width
+        total += 2 * 2 * seq_len * attention(model, layer).query_width
     in_layers = {id(m) for m in layers.modules()}
     once_per_sequence = _sequence_head_linears(model)
     for module in model.modules():

@@ -85,11 +85,16 @@ class _Slice:
     param: nn.Parameter
     dim: int
     unit: int = 1
+    # Blocks of units stacked along ``dim`` (a fused [input; gate] projection's two
+    # halves), summed into one score per unit.
+    fold: int = 1
 
     def per_unit(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` (shaped like ``param``) over everything but the units."""
         if tensor.ndim == 2:
             tensor = tensor.sum(dim=1 - self.dim)
+        if self.fold > 1:
+            tensor = tensor.view(self.fold, -1).sum(dim=0)
         return tensor.view(-1, self.unit).sum(dim=1) if self.unit > 1 else tensor
 
 
@@ -159,8 +164,9 @@ def top_units(scores: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def _neuron_slices(part: FFN) -> list[_Slice]:
-    slices = [_Slice(lin.weight, 0) for lin in part.rows] + [_Slice(part.down.weight, 1)]
-    return slices + [_Slice(lin.bias, 0) for lin in part.rows if lin.bias is not None]
+    rows = [_Slice(lin.weight, 0, fold=part.halves) for lin in part.rows]
+    biases = [_Slice(lin.bias, 0, fold=part.halves) for lin in part.rows if lin.bias is not None]
+    return [*rows, _Slice(part.down.weight, 1), *biases]
 
 
 def _head_slices(att: Attention) -> list[_Slice]:
@@ -187,7 +193,7 @@ def _groups(model: PreTrainedModel, want: Collection[str]) -> dict[str, list[lis
     layers = encoder_layers(model)
     groups: dict[str, list[list[_Slice]]] = {}
     if "neurons" in want:
-        groups["neurons"] = [_neuron_slices(ffn(layer)) for layer in layers]
+        groups["neurons"] = [_neuron_slices(ffn(model, layer)) for layer in layers]
     if "heads" in want:
         groups["heads"] = [_head_slices(attention(model, layer)) for layer in layers]
     if "channels" in want:
@@ -366,7 +372,7 @@ class ActivationImportance(Importance):
             return pre_hook, hook
 
         if "neurons" in groups:
-            parts = [ffn(layer) for layer in layers]
+            parts = [ffn(model, layer) for layer in layers]
             totals["neurons"] = [torch.zeros(p.down.in_features, device=dev) for p in parts]
             for total, part in zip(totals["neurons"], parts, strict=True):
                 handles.append(part.down.register_forward_pre_hook(adder(total, masked_abs)[0]))

@@ -1,25 +1,18 @@
 """Where a model keeps its layers, embeddings, FFNs, attention and norms, and how many
-parameters each holds.
-
-Two layouts (``plan.py`` names the families):
-
-- BERT-like encoders keep their blocks in ``<base>.encoder.layer`` and their
-  embeddings in ``<base>.embeddings``; each block's FFN is ``intermediate.dense`` (then
-  the activation) and ``output.dense``, its attention ``attention.self.{query,key,
-  value}`` and ``attention.output.dense``.
-- Llama-like decoders keep their blocks in ``<base>.layers`` and their embeddings in
-  ``<base>.embed_tokens``; each block's FFN is ``mlp.{gate,up,down}_proj`` and its
-  attention ``self_attn.{q,k,v,o}_proj``.
+parameters each holds: the names its family's adapter gives (``families/``), resolved
+on the loaded model. Nothing here tests a model type.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from workers.engine.plan import LLAMA_TYPES
+from workers.engine import families
+from workers.engine.families import Family, Layout
 from workers.engine.spec import EngineInputError
 
 
@@ -34,15 +27,26 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def is_llama(model: PreTrainedModel) -> bool:
-    return getattr(model.config, "model_type", None) in LLAMA_TYPES
+def family(model: PreTrainedModel) -> Family:
+    return families.for_config(model.config)
+
+
+def layout(model: PreTrainedModel) -> Layout:
+    """The parameter layout of this model, its task head included."""
+    config = model.config.to_dict()
+    return family(model).layout(config, head_dense=classifier_dense(model) is not None)
+
+
+def find(root: nn.Module, path: str) -> object:
+    """The module at a dotted attribute path (None where any part is missing)."""
+    found: object = root
+    for part in path.split("."):
+        found = getattr(found, part, None)
+    return found
 
 
 def _layer_list(model: PreTrainedModel) -> object:
-    base = model.base_model
-    if is_llama(model):
-        return getattr(base, "layers", None)
-    return getattr(getattr(base, "encoder", None), "layer", None)
+    return find(model.base_model, family(model).layers)
 
 
 def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
@@ -51,7 +55,7 @@ def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise EngineInputError(
             "unsupported_architecture",
-            f"{type(model).__name__} has no layer list (encoder.layer or layers) that "
+            f"{type(model).__name__} has no layer list ({family(model).layers}) that "
             "layer pruning can shorten",
         )
     return layers
@@ -70,33 +74,48 @@ class FFN:
     down_name: str
     gate: nn.Linear | None = None
     gate_name: str | None = None
+    # Blocks of neuron rows stacked in ``up``: 2 when it holds [input; gate] (neuron j
+    # is rows j and F + j), else 1.
+    halves: int = 1
 
     @property
     def rows(self) -> list[nn.Linear]:
         """The projections whose output rows are neurons."""
         return [self.up] if self.gate is None else [self.gate, self.up]
 
+    @property
+    def width(self) -> int:
+        """Neurons: the inputs of ``down``."""
+        return self.down.in_features
 
-def ffn(layer: nn.Module) -> FFN:
-    mlp = getattr(layer, "mlp", None)
-    if mlp is not None:
-        gate, up, down = (getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj"))
-        if all(isinstance(m, nn.Linear) for m in (gate, up, down)):
-            assert isinstance(gate, nn.Linear) and isinstance(up, nn.Linear)
-            assert isinstance(down, nn.Linear)
-            if gate.out_features == up.out_features == down.in_features:
-                return FFN(up, down, "mlp.up_proj", "mlp.down_proj", gate, "mlp.gate_proj")
-    up = getattr(getattr(layer, "intermediate", None), "dense", None)
-    down = getattr(getattr(layer, "output", None), "dense", None)
-    if not (isinstance(up, nn.Linear) and isinstance(down, nn.Linear)) or (
-        up.out_features != down.in_features
-    ):
+    def fold(self, per_row: torch.Tensor) -> torch.Tensor:
+        """A per-row quantity of ``up`` (or ``gate``), summed per neuron."""
+        return per_row.view(self.halves, -1).sum(dim=0) if self.halves > 1 else per_row
+
+    def unfold(self, neurons: torch.Tensor) -> torch.Tensor:
+        """A per-neuron mask or index as rows of ``up``."""
+        if self.halves == 1:
+            return neurons
+        if neurons.dtype == torch.bool:
+            return neurons.repeat(self.halves)
+        return torch.cat([neurons + i * self.width for i in range(self.halves)])
+
+
+def ffn(model: PreTrainedModel, layer: nn.Module) -> FFN:
+    names = family(model)
+    halves = 2 if names.ffn_fused_gate else 1
+    up, down = find(layer, names.ffn_up), find(layer, names.ffn_down)
+    gate = find(layer, names.ffn_gate) if names.ffn_gate else None
+    fits = isinstance(up, nn.Linear) and isinstance(down, nn.Linear)
+    if fits and names.ffn_gate is not None:
+        fits = isinstance(gate, nn.Linear) and gate.out_features == up.out_features
+    if not fits or up.out_features != halves * down.in_features:
         raise EngineInputError(
             "unsupported_architecture",
-            f"{type(layer).__name__} has no intermediate.dense / output.dense (or "
-            "mlp.gate_proj / up_proj / down_proj) that FFN pruning can narrow",
+            f"{type(layer).__name__} has no {names.ffn_up} / {names.ffn_down} that FFN "
+            "pruning can narrow",
         )
-    return FFN(up=up, down=down, up_name="intermediate.dense", down_name="output.dense")
+    return FFN(up, down, names.ffn_up, names.ffn_down, gate, names.ffn_gate, halves)
 
 
 @dataclass(frozen=True)
@@ -117,58 +136,57 @@ class Attention:
     def group(self) -> int:
         return self.num_heads // self.num_kv_heads
 
+    @property
+    def query_width(self) -> int:
+        return self.num_heads * self.head_dim
+
 
 def attention(model: PreTrainedModel, layer: nn.Module) -> Attention:
-    config = model.config
-    if is_llama(model):
-        block = layer.self_attn
-        heads = int(config.num_attention_heads)
-        kv = int(getattr(config, "num_key_value_heads", None) or heads)
-        head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-        return Attention(
-            block.q_proj, block.k_proj, block.v_proj, block.o_proj, heads, kv, head_dim
+    """One layer's attention. A fused projection (ModernBERT's Wqkv) is ``query``,
+    ``key`` and ``value`` at once; families with one declare heads and hidden
+    unsupported, so only its widths are read."""
+    names = family(model)
+    config = model.config.to_dict()
+    heads = int(config[names.keys.heads])
+    kv = heads
+    if names.layout(config, head_dense=True).explicit_heads:
+        kv = int(config.get("num_key_value_heads") or heads)
+    projections = [find(layer, n) for n in (names.query, names.key, names.value, names.output)]
+    if not all(isinstance(p, nn.Linear) for p in projections):
+        raise EngineInputError(
+            "unsupported_architecture",
+            f"{type(layer).__name__} has no attention projections {names.query}, "
+            f"{names.key}, {names.value}, {names.output}",
         )
-    self_attn, out = layer.attention.self, layer.attention.output
-    heads = int(config.num_attention_heads)
-    head_dim = int(config.hidden_size) // heads
-    return Attention(
-        self_attn.query, self_attn.key, self_attn.value, out.dense, heads, heads, head_dim
-    )
+    query, key, value, output = projections
+    assert isinstance(query, nn.Linear) and isinstance(key, nn.Linear)
+    assert isinstance(value, nn.Linear) and isinstance(output, nn.Linear)
+    return Attention(query, key, value, output, heads, kv, names.head_dim(config))
 
 
 def residual_norms(model: PreTrainedModel) -> list[nn.Module]:
-    """Every norm whose output is the width of the residual stream: the embeddings'
-    LayerNorm and both per-layer LayerNorms (BERT-like), or both per-layer RMSNorms and
-    the final norm (Llama-like). Their ``weight`` (and ``bias``) are per channel."""
-    if is_llama(model):
-        norms = [n for layer in encoder_layers(model) for n in _llama_norms(layer)]
-        return [*norms, model.base_model.norm]
-    norms = []
-    embeddings = model.base_model.embeddings
-    if getattr(model.base_model, "embeddings_project", None) is None:
-        norms.append(embeddings.LayerNorm)  # at the hidden width only without a projection
+    """Every norm whose output is the width of the residual stream, outside the layers
+    (the embeddings' LayerNorm, a final norm) and in each. Their ``weight`` (and
+    ``bias``) are per channel."""
+    names = family(model)
+    model_norms = () if names.projected_embeddings(model) else names.model_norms
+    found = [find(model.base_model, n) for n in model_norms]
     for layer in encoder_layers(model):
-        norms += [layer.attention.output.LayerNorm, layer.output.LayerNorm]
-    return norms
-
-
-def _llama_norms(layer: nn.Module) -> list[nn.Module]:
-    return [layer.input_layernorm, layer.post_attention_layernorm]
+        found += [find(layer, n) for n in names.layer_norms]
+    # An Identity (ModernBERT's first attention norm) or an absent norm has no channels.
+    return [n for n in found if isinstance(getattr(n, "weight", None), nn.Parameter)]
 
 
 def classifier_dense(model: PreTrainedModel) -> FFN | None:
     """The head's hidden dense and the projection reading it (BERT's pooler and
     classifier; RoBERTa's and ELECTRA's ``classifier.dense`` and ``out_proj``), as an
     FFN whose neurons are that dense's outputs; None for a head without one (Llama)."""
-    pooler = getattr(model.base_model, "pooler", None)
-    classifier = getattr(model, "classifier", None)
-    if isinstance(pooler, nn.Module) and isinstance(classifier, nn.Linear):
-        base = model.base_model_prefix
-        return FFN(pooler.dense, classifier, f"{base}.pooler.dense", "classifier")
-    dense = getattr(classifier, "dense", None)
-    out_proj = getattr(classifier, "out_proj", None)
-    if isinstance(dense, nn.Linear) and isinstance(out_proj, nn.Linear):
-        return FFN(dense, out_proj, "classifier.dense", "classifier.out_proj")
+    base = model.base_model_prefix
+    for head in family(model).heads:
+        dense_name, out_name = (n.replace("{base}", base) for n in (head.dense, head.out))
+        dense, out = find(model, dense_name), find(model, out_name)
+        if isinstance(dense, nn.Linear) and isinstance(out, nn.Linear):
+            return FFN(dense, out, dense_name, out_name)
     return None
 
 
@@ -182,8 +200,7 @@ def encoder_layers_name(model: PreTrainedModel) -> str:
 
 
 def embeddings_module(model: PreTrainedModel) -> nn.Module:
-    base = model.base_model
-    embeddings = getattr(base, "embed_tokens" if is_llama(model) else "embeddings", None)
+    embeddings = find(model.base_model, family(model).embeddings)
     if not isinstance(embeddings, nn.Module):
         raise EngineInputError(
             "unsupported_architecture", f"{type(model).__name__} has no embeddings module"

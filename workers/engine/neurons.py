@@ -11,9 +11,10 @@ config holds one ``intermediate_size``).
 Which neurons go: first-order Taylor scores |w · dL/dw| summed over a neuron's row of
 ``up`` (and ``gate``), its bias and its column of ``down``, accumulated over the steps
 since the last mask update (the gradient of the distillation loss itself, as INC's
-``snip_momentum`` does). A masked neuron stays masked: its row, bias and column are set
-to zero after every optimizer step, so it outputs nothing (GELU(0) = 0, SiLU(0)·u = 0)
-and the student with the neuron cut away computes the same function. ``kept()`` then
+``snip_momentum`` does). A masked neuron stays masked: its row (both, in a fused
+[input; gate] projection), bias and column are set to zero after every optimizer
+step, so it outputs nothing (GELU(0) = 0, SiLU(0)·u = 0) and the student with the
+neuron cut away computes the same function. ``kept()`` then
 gives the indices ``prune_width.build_pruned`` slices with.
 """
 
@@ -66,8 +67,8 @@ class NeuronPruner:
 
     def __init__(self, model: nn.Module, schedule: NeuronSchedule) -> None:
         self.schedule = schedule
-        self._ffns: list[FFN] = [ffn(layer) for layer in encoder_layers(model)]  # type: ignore[arg-type]
-        self.full_width = self._ffns[0].up.out_features
+        self._ffns: list[FFN] = [ffn(model, layer) for layer in encoder_layers(model)]  # type: ignore[arg-type]
+        self.full_width = self._ffns[0].width
         if schedule.final_width > self.full_width:
             raise ValueError(
                 f"cannot narrow {self.full_width} FFN neurons to {schedule.final_width}"
@@ -127,12 +128,13 @@ class NeuronPruner:
             if bool(mask.all()):
                 continue
             gone = ~mask.to(part.up.weight.device)
+            rows = part.unfold(gone)
             for linear in (part.up, part.gate):
                 if linear is None:
                     continue
-                linear.weight[gone] = 0.0
+                linear.weight[rows] = 0.0
                 if linear.bias is not None:
-                    linear.bias[gone] = 0.0
+                    linear.bias[rows] = 0.0
             part.down.weight[:, gone] = 0.0
 
     def current_width(self) -> int:
@@ -173,14 +175,14 @@ class NeuronPruner:
 def _taylor(part: FFN) -> torch.Tensor:
     """|w · dL/dw| per neuron over its up (and gate) row, bias and down column; zeros
     where a weight has no gradient (a step that did not reach it)."""
-    total = torch.zeros(part.up.out_features, device=part.up.weight.device)
+    total = torch.zeros(part.width, device=part.up.weight.device)
     for linear in (part.up, part.gate):
         if linear is None:
             continue
         if linear.weight.grad is not None:
-            total += (linear.weight * linear.weight.grad).abs().sum(dim=1)
+            total += part.fold((linear.weight * linear.weight.grad).abs().sum(dim=1))
         if linear.bias is not None and linear.bias.grad is not None:
-            total += (linear.bias * linear.bias.grad).abs()
+            total += part.fold((linear.bias * linear.bias.grad).abs())
     if part.down.weight.grad is not None:
         total += (part.down.weight * part.down.weight.grad).abs().sum(dim=0)
     return total.float()

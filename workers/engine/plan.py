@@ -3,19 +3,25 @@
 Pure Python (no torch), so that anything holding a teacher's config.json (the API
 included) can say what a target will produce without loading a model.
 
-Two families, told apart by ``model_type``:
+What a family's config can describe comes from its adapter (``families/``, looked up
+by ``model_type``), never from a test of the type here:
 
-- **BERT-like** encoders (BERT, RoBERTa, XLM-R, ELECTRA). The config derives the head
-  size as ``hidden_size / num_attention_heads``, so the attention width *is* the hidden
-  width. Hidden pruning therefore keeps the head size and drops whole heads with the
-  channels: a student of hidden width H' has H' / head_dim heads (kernels like a head
-  size of 32 or 64, and a narrower head would change every attention score). Heads
-  alone cannot go at a fixed width ("heads" is refused; "hidden" removes them).
-- **Llama-like** decoders (Llama, Mistral, Qwen2). The config carries ``head_dim``,
+- **Heads follow the hidden width** (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT,
+  DeBERTa-v2, ModernBERT). The config derives the head size as ``hidden_size /
+  num_attention_heads``, so the attention width *is* the hidden width. Hidden pruning
+  therefore keeps the head size and drops whole heads with the channels: a student of
+  hidden width H' has H' / head_dim heads (kernels like a head size of 32 or 64, and a
+  narrower head would change every attention score). Heads alone cannot go at a fixed
+  width ("heads" is refused; "hidden" removes them).
+- **Explicit heads** (Llama, Mistral, Qwen2). The config carries ``head_dim``,
   ``num_attention_heads`` and ``num_key_value_heads``: hidden width and heads are
   independent. Query heads go uniformly per key-value group (every KV head keeps the
   same number of query heads); when each KV head serves one query head (no grouping),
   heads go with their KV heads.
+
+A family lists the structures it can lose (``Family.structures``); the rest are refused.
+Its ``Layout`` (biases, norms, a gated FFN, what sits outside the layers) gives the
+parameter counts.
 
 Every layer of a student has the same shape (the config holds one of each size); which
 channels, heads and neurons each layer keeps is the importance score's business.
@@ -37,9 +43,9 @@ The plan rule (``plan_student``), on non-embedding parameters (CoFi, Minitron):
   gets there (targets far below what one layer holds), the smallest plan that still
   reaches the target is taken, every axis at its floor, ties going to more layers.
 
-Grids: FFN widths and Llama hidden widths are multiples of 8; BERT hidden widths are
-multiples of the head size (of lcm(head size, 8) where that leaves room); heads move in
-whole query heads per KV group. A teacher's own size is always allowed. Floors, as a
+Grids: FFN widths and explicit-head hidden widths are multiples of 8; other hidden
+widths are multiples of the head size (of lcm(head size, 8) where that leaves room);
+heads move in whole query heads per KV group. A teacher's own size is always allowed. Floors, as a
 fraction of the teacher's size: FFN 1/4, hidden 1/2, heads 1/2 (of the original
 teacher's when a strategy prunes a student again: ``TeacherSizes.floors_of``).
 ``LlamaConfig`` validates that the heads divide the hidden width (``head_dim``
@@ -60,6 +66,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from workers.engine import families
+from workers.engine.families import Layout
 from workers.engine.spec import EngineInputError
 
 # Kernel-friendly widths; a width that is not a multiple of 8 appears only when it is
@@ -71,8 +79,6 @@ MIN_HIDDEN_FRACTION = 0.5
 MIN_HEADS_FRACTION = 0.5
 
 STRUCTURES = ("layers", "ffn", "hidden", "heads")
-BERT_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
-LLAMA_TYPES = ("llama", "mistral", "qwen2")
 # Which axis absorbs the last bit of the target: the finest grid first.
 _FINEST_FIRST = ("ffn", "hidden", "heads")
 
@@ -88,14 +94,15 @@ class Shape:
     num_kv_heads: int
 
 
+# BERT's: biases everywhere, two LayerNorms per layer, a head dense (the default).
+BERT_LAYOUT = Layout()
+
+
 @dataclass(frozen=True)
 class TeacherSizes:
-    """What the parameter count of a ``*ForSequenceClassification`` model depends on.
-
-    ``family`` is "bert" (heads follow the hidden width; LayerNorms with biases, a
-    pooler or classification dense of width H) or "llama" (explicit ``head_dim`` and KV
-    heads, gated MLP, RMSNorms, a final norm and a bias-free ``score``).
-    """
+    """What the parameter count of a ``*ForSequenceClassification`` (or token
+    classification) model depends on: its sizes, and its family's ``Layout`` (biases,
+    norms, a gated FFN, what sits outside the layers; ``families/``)."""
 
     num_layers: int
     hidden_size: int
@@ -105,16 +112,7 @@ class TeacherSizes:
     head_dim: int = 0
     num_labels: int = 2
     family: str = "bert"
-    qkv_bias: bool = True
-    o_bias: bool = True
-    mlp_bias: bool = True
-    # ELECTRA's embedding width when it differs from the hidden width (a projection
-    # from E to H then sits between the embeddings and the encoder).
-    embedding_size: int | None = None
-    # BERT-like: the head has a hidden dense (BERT's pooler, RoBERTa's and ELECTRA's
-    # classification dense) before its output projection; token-classification heads
-    # are the projection alone.
-    head_dense: bool = True
+    layout: Layout = BERT_LAYOUT
     # When this model is itself a student pruned further (a strategy's later round),
     # the original teacher's shape: floors are fractions of it, so rounds together
     # never go below what one plan against the teacher may (and what the API checks a
@@ -126,8 +124,13 @@ class TeacherSizes:
         return self.floors_of or self.teacher_shape
 
     @property
-    def is_llama(self) -> bool:
-        return self.family == "llama"
+    def explicit_heads(self) -> bool:
+        """Heads and hidden width independent (else heads = hidden / head size)."""
+        return self.layout.explicit_heads
+
+    @property
+    def head_dense(self) -> bool:
+        return self.layout.head_dense
 
     @property
     def kv_group(self) -> int:
@@ -168,9 +171,9 @@ class TeacherSizes:
         num_kv_heads: int | None = None,
     ) -> int:
         """Non-embedding parameters of a student with these dimensions (the teacher's
-        for any left out; a BERT-like student's heads follow its hidden width)."""
+        for any left out; where heads follow the hidden width, they do)."""
         hidden = self.hidden_size if hidden_size is None else hidden_size
-        if self.is_llama:
+        if self.explicit_heads:
             heads = self.num_heads if num_heads is None else num_heads
             kv = self.num_kv_heads if num_kv_heads is None else num_kv_heads
         else:
@@ -180,45 +183,59 @@ class TeacherSizes:
     def shape_params(self, shape: Shape) -> int:
         return self._fixed(shape.hidden_size) + shape.num_layers * self._layer(shape)
 
+    def layer_params(self, shape: Shape) -> list[int]:
+        """Each layer's parameters in a model of ``shape`` (layer 0 may differ)."""
+        every = self._layer(shape)
+        first = every - self._first_layer_saving(shape.hidden_size)
+        return [first] + [every] * (shape.num_layers - 1)
+
     @property
     def teacher_non_embedding(self) -> int:
         return self.shape_params(self.teacher_shape)
 
     def _per_neuron(self, hidden: int) -> int:
-        if self.is_llama:  # gate and up rows, down column
-            return 3 * hidden + (2 if self.mlp_bias else 0)
-        return 2 * hidden + 1
+        # Rows of the up (and gate) projection with their biases, a column of down.
+        inputs = 2 if self.layout.gated else 1
+        return (inputs + 1) * hidden + (inputs if self.layout.mlp_bias else 0)
 
     def _layer(self, shape: Shape) -> int:
-        hidden = shape.hidden_size
-        mlp = self._per_neuron(hidden) * shape.intermediate_size
-        if not self.is_llama:
-            # q, k, v and the output dense, each H x H with a bias; both LayerNorms; the
-            # FFN output bias.
-            return 4 * hidden * hidden + 4 * hidden + 4 * hidden + hidden + mlp
-        q = shape.num_heads * self.head_dim
-        kv = shape.num_kv_heads * self.head_dim
+        hidden, layout = shape.hidden_size, self.layout
+        if layout.explicit_heads:
+            q = shape.num_heads * self.head_dim
+            kv = shape.num_kv_heads * self.head_dim
+        else:
+            q = kv = hidden  # the attention width is the hidden width
         attn = 2 * hidden * q + 2 * hidden * kv
-        if self.qkv_bias:
+        if layout.qkv_bias:
             attn += q + 2 * kv
-        if self.o_bias:
+        if layout.o_bias:
             attn += hidden
-        if self.mlp_bias:
+        attn += layout.position_projections * (hidden * q + q)
+        mlp = self._per_neuron(hidden) * shape.intermediate_size
+        if layout.mlp_bias:
             mlp += hidden
-        return attn + mlp + 2 * hidden  # two RMSNorms
+        return attn + mlp + layout.layer_norms * layout.norm_params * hidden
+
+    def _first_layer_saving(self, hidden: int) -> int:
+        first = self.layout.first_layer_norms
+        if first is None:
+            return 0
+        return (self.layout.layer_norms - first) * self.layout.norm_params * hidden
 
     def _fixed(self, hidden: int) -> int:
-        labels = self.num_labels
-        if self.is_llama:
-            return hidden + hidden * labels  # final norm, bias-free score
-        # BERT: pooler (H² + H) + classifier (H·C + C); RoBERTa / ELECTRA: a dense
-        # (H² + H) and an out_proj (H·C + C). Same count.
-        fixed = hidden * labels + labels
-        if self.head_dense:
-            fixed += hidden * hidden + hidden
-        if self.embedding_size is not None:
-            fixed += self.embedding_size * hidden + hidden  # ELECTRA's embeddings_project
-        return fixed
+        layout, labels = self.layout, self.num_labels
+        fixed = hidden * labels + (labels if layout.classifier_bias else 0)
+        if layout.head_dense:
+            # BERT's pooler, RoBERTa's classification dense, ModernBERT's head (+ norm).
+            fixed += hidden * hidden + (hidden if layout.head_dense_bias else 0)
+            fixed += layout.norm_params * hidden if layout.head_norm else 0
+        if layout.embedding_size is not None:
+            fixed += layout.embedding_size * hidden + hidden  # ELECTRA's embeddings_project
+        fixed += (layout.hidden_rows + layout.extra_norms * layout.norm_params) * hidden
+        if layout.conv_kernel:
+            # DeBERTa-v2's convolution, its bias and its LayerNorm.
+            fixed += hidden * (hidden // layout.conv_groups) * layout.conv_kernel + 3 * hidden
+        return fixed - self._first_layer_saving(hidden)
 
 
 @dataclass(frozen=True)
@@ -284,47 +301,37 @@ def sizes_from_config(
 ) -> TeacherSizes:
     """The sizes of a ``*ForSequenceClassification`` model built from ``config``
     (a config.json dict or a transformers config) with ``num_labels`` outputs
-    (``head_dense=False``: a BERT-like head without a hidden dense, as for token
-    classification)."""
+    (``head_dense=False``: a head without a hidden dense, as BERT's for token
+    classification; the family says where its heads differ)."""
     if not isinstance(config, Mapping):
         config = config.to_dict()
-    model_type = config.get("model_type")
-    hidden = int(config["hidden_size"])
-    heads = int(config.get("num_attention_heads") or 0)
-    common = {
-        "num_layers": int(config["num_hidden_layers"]),
-        "hidden_size": hidden,
-        "intermediate_size": int(config["intermediate_size"]),
-        "num_labels": num_labels,
-    }
-    if model_type in LLAMA_TYPES:
-        if heads <= 0:
-            raise ValueError("a Llama-family config needs num_attention_heads")
-        kv = int(config.get("num_key_value_heads") or heads)
-        attention_bias = bool(config.get("attention_bias", False))
-        return TeacherSizes(
-            **common,
-            num_heads=heads,
-            num_kv_heads=kv,
-            head_dim=int(config.get("head_dim") or hidden // heads),
-            family="llama",
-            # Qwen2 has q/k/v biases and a bias-free o_proj; Mistral has none.
-            qkv_bias=model_type == "qwen2" or attention_bias,
-            o_bias=attention_bias and model_type == "llama",
-            mlp_bias=bool(config.get("mlp_bias", False)) and model_type == "llama",
-            head_dense=False,
-        )
-    embedding_size = config.get("embedding_size")
-    projected = model_type == "electra" and embedding_size not in (None, hidden)
+    family = families.for_config(config)
+    keys = family.keys
+    heads = int(config.get(keys.heads) or 0)
+    layout = family.layout(config, head_dense=head_dense)
     return TeacherSizes(
-        **common,
+        num_layers=int(config[keys.layers]),
+        hidden_size=int(config[keys.hidden]),
+        intermediate_size=int(config[keys.ffn]),
+        num_labels=num_labels,
         num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=hidden // heads if heads and hidden % heads == 0 else 0,
-        family="bert",
-        embedding_size=int(embedding_size) if projected else None,
-        head_dense=head_dense,
+        num_kv_heads=int(config.get("num_key_value_heads") or heads)
+        if layout.explicit_heads
+        else heads,
+        head_dim=family.head_dim(config),
+        family=family.name,
+        layout=layout,
     )
+
+
+def layers_for(sizes: TeacherSizes, rule: str, keep: int) -> list[int]:
+    """The teacher layers a ``keep``-layer student is copied from, by a task's rule
+    (``LAYER_RULES``), within what the family allows: one that must keep its first
+    layer keeps it."""
+    chosen = LAYER_RULES[rule](sizes.num_layers, keep)
+    if families.get(sizes.family).keeps_first_layer and chosen[0] != 0:
+        chosen = first_and_last_layers(sizes.num_layers, keep) if keep > 1 else [0]
+    return chosen
 
 
 def ffn_floor(intermediate_size: int) -> int:
@@ -335,7 +342,8 @@ def ffn_floor(intermediate_size: int) -> int:
 
 
 def check_structured(sizes: TeacherSizes, structured: Collection[str]) -> None:
-    """Refuse, with what to ask for instead, what this teacher's config cannot describe."""
+    """Refuse, with what to ask for instead, what this teacher's config cannot describe
+    and what its family cannot lose yet."""
     unknown = sorted(set(structured) - set(STRUCTURES))
     if unknown:
         raise EngineInputError(
@@ -344,12 +352,16 @@ def check_structured(sizes: TeacherSizes, structured: Collection[str]) -> None:
         )
     if "layers" not in structured:
         raise EngineInputError("unsupported_pruning", "pruning.structured must include 'layers'")
-    if "heads" in structured and not sizes.is_llama:
+    family = families.get(sizes.family)
+    for structure in structured:
+        if structure in family.impossible:
+            raise EngineInputError("unsupported_pruning", family.impossible[structure])
+    not_yet = families.unsupported_structures(family, structured)
+    if not_yet:
         raise EngineInputError(
             "unsupported_pruning",
-            "a BERT-family config derives the head size from hidden_size / "
-            "num_attention_heads, so heads cannot go at a fixed hidden width; use "
-            "'hidden' (which removes heads with the channels), 'ffn' or 'layers'",
+            f"{family.name} models cannot have {not_yet} pruned yet; this family takes "
+            f"{list(family.structures)}",
         )
     if "hidden" in structured and sizes.head_dim <= 0:
         raise EngineInputError(
@@ -392,7 +404,7 @@ def plan_student(
     # Llama-like configs insist that heads divide the hidden width, so a level may have
     # to round the hidden width up, and fewer parameters no longer follow from a lower
     # level: scan every level there. Elsewhere the first level that misses ends it.
-    monotone = not (sizes.is_llama and ("hidden" in axes or "heads" in axes))
+    monotone = not (sizes.explicit_heads and ("hidden" in axes or "heads" in axes))
     fallback: list[tuple[int, int, Shape]] = []  # (params, -k, shape)
     for k in range(sizes.num_layers, 0, -1):
         top = replace(full, num_layers=k)
@@ -544,7 +556,7 @@ def _grid(full: int, step: int) -> tuple[int, ...]:
 
 def _hidden_axis(sizes: TeacherSizes) -> _Axis:
     full = sizes.hidden_size
-    if sizes.is_llama:
+    if sizes.explicit_heads:
         step = WIDTH_MULTIPLE
     else:
         if sizes.head_dim <= 0:
@@ -554,14 +566,14 @@ def _hidden_axis(sizes: TeacherSizes) -> _Axis:
         if step > full // 2:
             step = sizes.head_dim
     grid = _grid(full, step)
-    if sizes.embedding_size is not None:
+    if sizes.layout.embedding_size is not None:
         # At H' = E an ELECTRA config has no projection, which the teacher's needs.
-        grid = tuple(v for v in grid if v != sizes.embedding_size)
+        grid = tuple(v for v in grid if v != sizes.layout.embedding_size)
     base = sizes.floor_base.hidden_size
     floor = next((v for v in grid if v >= MIN_HIDDEN_FRACTION * base), grid[-1])
 
     def with_size(shape: Shape, value: int) -> Shape:
-        if sizes.is_llama:
+        if sizes.explicit_heads:
             return replace(shape, hidden_size=value)
         heads = value // sizes.head_dim
         return replace(shape, hidden_size=value, num_heads=heads, num_kv_heads=heads)
@@ -572,8 +584,8 @@ def _hidden_axis(sizes: TeacherSizes) -> _Axis:
 def _heads_axis(sizes: TeacherSizes) -> _Axis:
     """Query heads per KV group when heads are grouped (the KV heads stay); whole
     heads with their KV heads when every KV head serves one query head."""
-    if not sizes.is_llama:
-        raise ValueError("heads are planned for Llama-family models only")
+    if not sizes.explicit_heads:
+        raise ValueError("heads are planned only where the config sets the head size")
     group, kv = sizes.kv_group, sizes.num_kv_heads
     if group > 1:
         units, full = kv, group  # the axis counts query heads per group
@@ -635,9 +647,9 @@ def _wants_below_floor(sizes: TeacherSizes, shape: Shape, axis: _Axis, target: f
 
 
 def _valid(sizes: TeacherSizes, shape: Shape) -> bool:
-    """What the config accepts beyond the grids: a Llama-like config validates that the
-    heads divide the hidden width, ``head_dim`` notwithstanding."""
-    return not sizes.is_llama or shape.hidden_size % shape.num_heads == 0
+    """What the config accepts beyond the grids: a config with explicit heads (Llama's)
+    validates that they divide the hidden width, ``head_dim`` notwithstanding."""
+    return not sizes.explicit_heads or shape.hidden_size % shape.num_heads == 0
 
 
 def _fit(sizes: TeacherSizes, shape: Shape, axes: Mapping[str, _Axis]) -> Shape:
@@ -671,7 +683,7 @@ def _plan(sizes: TeacherSizes, shape: Shape, target_ratio: float) -> PrunePlan:
     return PrunePlan(
         num_layers=shape.num_layers,
         intermediate_size=shape.intermediate_size,
-        layer_map=tuple(evenly_spaced_layers(sizes.num_layers, shape.num_layers)),
+        layer_map=tuple(layers_for(sizes, "top", shape.num_layers)),
         non_embedding=params,
         params_ratio=params / sizes.teacher_non_embedding,
         target_ratio=target_ratio,

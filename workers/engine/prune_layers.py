@@ -49,13 +49,14 @@ def sizes_from_model(teacher: PreTrainedModel, non_embedding: int) -> TeacherSiz
         num_labels=int(teacher.config.num_labels),
         head_dense=classifier_dense(teacher) is not None,
     )
-    one_layer = sizes.shape_params(replace(sizes.teacher_shape, num_layers=1)) - sizes.fixed
-    per_layer = sorted({count_parameters(layer) for layer in encoder_layers(teacher)})
-    if per_layer != [one_layer] or sizes.teacher_non_embedding != non_embedding:
+    expected = sizes.layer_params(sizes.teacher_shape)
+    per_layer = [count_parameters(layer) for layer in encoder_layers(teacher)]
+    if per_layer != expected or sizes.teacher_non_embedding != non_embedding:
         raise EngineInputError(
             "unsupported_architecture",
             f"{type(teacher).__name__} does not have the parameters its config describes "
-            f"(layers {per_layer} vs {one_layer}, non-embedding {non_embedding} vs "
+            f"(layers {sorted(set(per_layer))} vs {sorted(set(expected))}, non-embedding "
+            f"{non_embedding} vs "
             f"{sizes.teacher_non_embedding}), so a pruning plan could not be trusted",
         )
     return sizes
@@ -76,7 +77,7 @@ def structures_to_score(sizes: TeacherSizes, plan: PrunePlan) -> set[str]:
         want.add("neurons")
     if plan.hidden_size < sizes.hidden_size:
         want.add("channels")
-        if not sizes.is_llama:  # heads and the head's dense follow the hidden width
+        if not sizes.explicit_heads:  # heads and the head's dense follow the hidden width
             want |= {"heads", "classifier"} if sizes.head_dense else {"heads"}
     if plan.num_attention_heads < sizes.num_heads or plan.num_key_value_heads < sizes.num_kv_heads:
         want.add("heads")
@@ -109,18 +110,19 @@ def selection_for(
         if scores.channels is None:
             raise ValueError("no channel scores for a plan that narrows the hidden width")
         selection = replace(selection, channels=top_channels(scores.channels, plan.hidden_size))
-        if scores.classifier is not None and not sizes.is_llama:
+        if scores.classifier is not None and not sizes.explicit_heads:
             classifier = top_units(scores.classifier, plan.hidden_size)
             selection = replace(selection, classifier=classifier)
     if "heads" in want:
-        group = sizes.kv_group if sizes.is_llama else 1
+        group = sizes.kv_group if sizes.explicit_heads else 1
         heads, kv_heads = select_heads(
             kept("head", scores.heads),
             group=group,
             num_heads=plan.num_attention_heads,
             num_kv_heads=plan.num_key_value_heads,
         )
-        selection = replace(selection, heads=heads, kv_heads=kv_heads if sizes.is_llama else None)
+        kv_heads = kv_heads if sizes.explicit_heads else None
+        selection = replace(selection, heads=heads, kv_heads=kv_heads)
     return selection
 
 

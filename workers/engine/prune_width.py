@@ -2,17 +2,18 @@
 and the slicing of every tensor that touches a removed structure.
 
 Each parameter's dimensions are tagged with the axis that indexes them ("hidden" for
-the residual stream, "ffn" for FFN neurons, "q" for query-head dimensions, "kv" for
-key/value-head dimensions, "cls" for the head's hidden dense), by state-dict name per
-family (``_LAYER_AXES``, ``_MODEL_AXES``); a tensor matching no rule touches none and is
-copied whole. The student is built from an edited config, not by slicing modules in
+the residual stream, "ffn" for FFN neurons, "ffn_halves" for a fused [input; gate]
+projection's rows, "q" for query-head dimensions, "kv" for key/value-head dimensions,
+"cls" for the head's hidden dense), by state-dict name in the family's adapter
+(``Family.layer_axes``, ``Family.model_axes``); a tensor matching no rule touches none
+and is copied whole. The student is built from an edited config, not by slicing modules in
 place, so everything derived from the config is consistent and the saved folder
 describes the model exactly; loading is strict, so a tensor the rules missed fails
 loudly instead of training from random weights.
 
 Hidden width (``channels``): the same residual channels go from the embeddings, every
 norm, every linear map reading or writing the residual stream, and the classifier's
-input. BERT-like configs tie the attention width to the hidden width, so there the kept
+input. Where configs tie the attention width to the hidden width (BERT-like), the kept
 heads (whole, at the teacher's head size) must number H' / head_dim, and the pooler
 (or classification dense) keeps H' of its outputs (``classifier``). RMSNorms (Llama)
 see fewer channels: their scales are multiplied by sqrt(H / H'), which keeps the
@@ -25,69 +26,22 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from workers.engine.families import Axes
 from workers.engine.layers import (
     attention,
     classifier_dense,
     encoder_layers,
     encoder_layers_name,
+    family,
     ffn,
-    is_llama,
+    layout,
 )
-
-Axes = tuple[str | None, ...]
-
-_BERT_LAYER_AXES: dict[str, Axes] = {
-    r"attention\.self\.(query|key|value)\.weight": ("q", "hidden"),
-    r"attention\.self\.(query|key|value)\.bias": ("q",),
-    r"attention\.output\.dense\.weight": ("hidden", "q"),
-    r"attention\.output\.dense\.bias": ("hidden",),
-    r"attention\.output\.LayerNorm\.(weight|bias)": ("hidden",),
-    r"intermediate\.dense\.weight": ("ffn", "hidden"),
-    r"intermediate\.dense\.bias": ("ffn",),
-    r"output\.dense\.weight": ("hidden", "ffn"),
-    r"output\.dense\.bias": ("hidden",),
-    r"output\.LayerNorm\.(weight|bias)": ("hidden",),
-}
-_LLAMA_LAYER_AXES: dict[str, Axes] = {
-    r"self_attn\.q_proj\.weight": ("q", "hidden"),
-    r"self_attn\.q_proj\.bias": ("q",),
-    r"self_attn\.(k|v)_proj\.weight": ("kv", "hidden"),
-    r"self_attn\.(k|v)_proj\.bias": ("kv",),
-    r"self_attn\.o_proj\.weight": ("hidden", "q"),
-    r"self_attn\.o_proj\.bias": ("hidden",),
-    r"mlp\.(gate|up)_proj\.weight": ("ffn", "hidden"),
-    r"mlp\.(gate|up)_proj\.bias": ("ffn",),
-    r"mlp\.down_proj\.weight": ("hidden", "ffn"),
-    r"mlp\.down_proj\.bias": ("hidden",),
-    r"(input|post_attention)_layernorm\.weight": ("hidden",),
-}
-# Relative to the model; "{base}" is the base model's prefix. "emb" is the embeddings'
-# width: the hidden width, unless ELECTRA projects its embeddings up to it.
-_BERT_MODEL_AXES: dict[str, Axes] = {
-    r"{base}\.embeddings\.(word|position|token_type)_embeddings\.weight": (None, "emb"),
-    r"{base}\.embeddings\.LayerNorm\.(weight|bias)": ("emb",),
-    r"{base}\.embeddings_project\.weight": ("hidden", None),
-    r"{base}\.embeddings_project\.bias": ("hidden",),
-    r"{base}\.pooler\.dense\.weight": ("cls", "hidden"),
-    r"{base}\.pooler\.dense\.bias": ("cls",),
-    r"classifier\.weight": (None, "cls"),
-    r"classifier\.dense\.weight": ("cls", "hidden"),
-    r"classifier\.dense\.bias": ("cls",),
-    r"classifier\.out_proj\.weight": (None, "cls"),
-}
-_LLAMA_MODEL_AXES: dict[str, Axes] = {
-    r"{base}\.embed_tokens\.weight": (None, "hidden"),
-    r"{base}\.norm\.weight": ("hidden",),
-    r"score\.weight": (None, "hidden"),
-}
-# RMSNorm scales that see the hidden width (compensated when channels go).
-_RMS_NORMS = (r"(input|post_attention)_layernorm\.weight", r"{base}\.norm\.weight")
 
 
 @dataclass(frozen=True)
@@ -121,24 +75,22 @@ def resized_config(
     """The teacher's config with the layers in ``keep`` and these sizes (None: the
     teacher's): what a pruned student, or a shape timed for a speed plan, is built from."""
     config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = len(keep)
+    keys = family(teacher).keys
+    setattr(config, keys.layers, len(keep))
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list) and len(layer_types) == len(encoder_layers(teacher)):
-        config.layer_types = [layer_types[j] for j in keep]
-    if intermediate_size is not None:
-        config.intermediate_size = intermediate_size
-    llama = is_llama(teacher)
-    if hidden_size is not None:
-        if not llama and getattr(config, "embedding_size", None) == config.hidden_size:
-            config.embedding_size = hidden_size
-        config.hidden_size = hidden_size
-    if num_heads is not None:
-        config.num_attention_heads = num_heads
-    if llama:
-        # Explicit: hidden / heads no longer gives it.
-        config.head_dim = attention(teacher, encoder_layers(teacher)[0]).head_dim
-        if num_kv_heads is not None:
-            config.num_key_value_heads = num_kv_heads
+        config.layer_types = [layer_types[j] for j in keep]  # global/local attention per layer
+    head_dim = attention(teacher, encoder_layers(teacher)[0]).head_dim
+    family(teacher).resized(
+        config, hidden_size=hidden_size, head_dim=head_dim, num_kv_heads=num_kv_heads
+    )
+    for key, value in (
+        (keys.ffn, intermediate_size),
+        (keys.hidden, hidden_size),
+        (keys.heads, num_heads),
+    ):
+        if value is not None:
+            setattr(config, key, value)
     return config
 
 
@@ -180,7 +132,7 @@ def _indices(teacher: PreTrainedModel, selection: Selection) -> _Index:
         raise ValueError(f"layers must be teacher layers in 0..{len(layers) - 1}, got {keep}")
     att = attention(teacher, layers[0])
     hidden = int(teacher.config.hidden_size)
-    neurons = _per_layer("neuron", selection.neurons, keep, ffn(layers[0]).down.in_features)
+    neurons = _per_layer("neuron", selection.neurons, keep, ffn(teacher, layers[0]).width)
     if neurons is not None:
         widths = {len(n) for n in neurons}
         if len(widths) != 1:
@@ -188,11 +140,16 @@ def _indices(teacher: PreTrainedModel, selection: Selection) -> _Index:
     heads = _per_layer("head", selection.heads, keep, att.num_heads)
     channels = _one("channel", selection.channels, hidden)
     classifier = _one("classifier", selection.classifier, hidden)
+    if family(teacher).keeps_first_layer and keep[0] != 0:
+        raise ValueError(
+            f"a {family(teacher).name} student keeps the teacher's first layer first, "
+            f"not layers {keep}"
+        )
     kv_heads = None
-    if is_llama(teacher):
+    if layout(teacher).explicit_heads:
         kv_heads = _kv_heads(att.group, att.num_kv_heads, heads, selection.kv_heads, keep)
     else:
-        _check_bert(teacher, att.head_dim, heads, channels, classifier)
+        _check_tied_heads(teacher, att.head_dim, heads, channels, classifier)
     if heads is not None and len({len(h) for h in heads}) != 1:
         raise ValueError("every layer must keep the same number of heads")
     return _Index(neurons, channels, heads, kv_heads, classifier)
@@ -250,21 +207,22 @@ def _kv_heads(
     return result
 
 
-def _check_bert(
+def _check_tied_heads(
     teacher: PreTrainedModel,
     head_dim: int,
     heads: list[torch.Tensor] | None,
     channels: torch.Tensor | None,
     classifier: torch.Tensor | None,
 ) -> None:
-    """A BERT-like config has heads = hidden / head size and a head dense as wide as the
-    hidden width; refuse selections it cannot describe."""
+    """Where heads follow the hidden width, a config has heads = hidden / head size and
+    a head dense as wide as the hidden width; refuse selections it cannot describe."""
     hidden = len(channels) if channels is not None else int(teacher.config.hidden_size)
     count = len(heads[0]) if heads is not None else int(teacher.config.num_attention_heads)
     if count * head_dim != hidden:
         raise ValueError(
-            f"a BERT-family config derives the head size from hidden / heads: {count} heads "
-            f"of size {head_dim} need hidden width {count * head_dim}, not {hidden}"
+            f"a {family(teacher).name} config derives the head size from hidden / heads: "
+            f"{count} heads of size {head_dim} need hidden width {count * head_dim}, "
+            f"not {hidden}"
         )
     has_dense = classifier_dense(teacher) is not None
     width = len(classifier) if classifier is not None else int(teacher.config.hidden_size)
@@ -273,24 +231,21 @@ def _check_bert(
             f"the classifier's hidden dense must keep {hidden} outputs (the hidden width), "
             f"not {width}"
         )
-    electra_e = getattr(teacher.config, "embedding_size", None)
-    projected = getattr(teacher.base_model, "embeddings_project", None) is not None
-    if channels is not None and projected and hidden == electra_e:
-        raise ValueError(
-            f"hidden width {hidden} equals the embedding size: the config would drop the "
-            "embedding projection the teacher's weights need"
-        )
+    why = family(teacher).check_hidden(teacher, hidden) if channels is not None else None
+    if why is not None:
+        raise ValueError(why)
 
 
 def _sliced_state(
     teacher: PreTrainedModel, selection: Selection, index: _Index, head_dim: int
 ) -> dict[str, torch.Tensor]:
-    llama = is_llama(teacher)
+    names = family(teacher)
     base = re.escape(teacher.base_model_prefix)
-    layer_rules = _compile(_LLAMA_LAYER_AXES if llama else _BERT_LAYER_AXES, base)
-    model_rules = _compile(_LLAMA_MODEL_AXES if llama else _BERT_MODEL_AXES, base)
-    rms = [re.compile(p.replace("{base}", base) + "$") for p in _RMS_NORMS] if llama else []
-    projected = getattr(teacher.base_model, "embeddings_project", None) is not None
+    layer_rules = _compile(names.layer_axes, base)
+    model_rules = _compile(names.model_axes, base)
+    rms = [re.compile(p.replace("{base}", base) + "$") for p in names.rms_norms]
+    projected = names.projected_embeddings(teacher)
+    width = ffn(teacher, encoder_layers(teacher)[0]).width
     has_dense = classifier_dense(teacher) is not None
     norm_scale = 1.0
     if index.channels is not None:
@@ -307,10 +262,17 @@ def _sliced_state(
             return index.classifier if has_dense else index.channels
         if axis is None or layer is None:
             return None
-        per_layer = {"ffn": index.neurons, "q": index.heads, "kv": index.kv_heads}[axis]
+        per_layer = {
+            "ffn": index.neurons,
+            "ffn_halves": index.neurons,
+            "q": index.heads,
+            "kv": index.kv_heads,
+        }[axis]
         if per_layer is None:
             return None
         kept = per_layer[layer]
+        if axis == "ffn_halves":  # rows j and F + j of a fused [input; gate] projection
+            return torch.cat([kept, kept + width])
         return kept if axis == "ffn" else _head_dims(kept, head_dim)
 
     state: dict[str, torch.Tensor] = {}
@@ -335,7 +297,7 @@ def _sliced_state(
     return state
 
 
-def _compile(rules: dict[str, Axes], base: str) -> list[tuple[re.Pattern[str], Axes]]:
+def _compile(rules: Mapping[str, Axes], base: str) -> list[tuple[re.Pattern[str], Axes]]:
     return [(re.compile(p.replace("{base}", base) + "$"), a) for p, a in rules.items()]
 
 

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from workers.engine import families
+from workers.engine.layers import find
 from workers.engine.masks import (
     check_two_four_shape,
     two_four_groups,
@@ -35,10 +37,6 @@ PATTERNS = ("unstructured", "2:4")
 TWO_FOUR_SPARSITY = 0.5
 SCOPES = ("per_matrix", "global")
 
-# Where families keep their list of transformer blocks, relative to ``model.base_model``:
-# BERT/RoBERTa/ELECTRA, Llama/Mistral/Qwen (both tested), DistilBERT (untested).
-LAYER_LIST_PATHS = ("encoder.layer", "layers", "transformer.layer")
-
 # gzip (deflate, level 6) everywhere rather than zstd where installed: a reported size
 # must not depend on which optional package a machine happens to have.
 COMPRESSION = "gzip"
@@ -47,17 +45,18 @@ _CHUNK = 16 * 1024 * 1024
 
 
 def transformer_blocks(model: nn.Module) -> nn.ModuleList:
-    base = getattr(model, "base_model", model)
-    for path in LAYER_LIST_PATHS:
-        found: Any = base
-        for part in path.split("."):
-            found = getattr(found, part, None)
-        if isinstance(found, nn.ModuleList) and len(found) > 0:
-            return found
+    """The list of transformer blocks where the model's family keeps it."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    blocks = None
+    if model_type in families.model_types():
+        path = families.family_of(model_type).layers
+        blocks = find(getattr(model, "base_model", model), path)
+    if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
+        return blocks
     raise EngineInputError(
         "unsupported_architecture",
-        f"{type(model).__name__} has no list of transformer blocks at any of "
-        f"{', '.join(LAYER_LIST_PATHS)}; sparsity cannot find the weights to prune",
+        f"{type(model).__name__} is not of a supported family with a list of transformer "
+        f"blocks (model_type {model_type!r}); sparsity cannot find the weights to prune",
     )
 
 

@@ -1,0 +1,78 @@
+"""Model families as adapters: one file per family names the modules that pruning and
+distillation touch, the config keys of its sizes, its parameter layout and what it can
+lose. ``plan.py``, ``layers.py`` and ``prune_width.py`` ask the family of a config's
+``model_type`` and never test a model type themselves.
+
+Torch-free: the API imports this registry to say which teachers and structures a job
+may ask for (``capabilities.MODEL_TYPES`` is derived from it). Adding a family is one
+new file here plus its tests (workers/engine/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from workers.engine.families import bert, deberta_v2, distilbert, llama, modernbert
+from workers.engine.families.base import Axes, ConfigKeys, Family, Head, Layout, Registry
+
+__all__ = [
+    "Axes",
+    "ConfigKeys",
+    "Family",
+    "Head",
+    "Layout",
+    "family_of",
+    "for_config",
+    "get",
+    "model_types",
+    "onnx_model_types",
+    "unsupported_structures",
+]
+
+_REGISTRY = Registry()
+for _module in (bert, llama, distilbert, deberta_v2, modernbert):
+    for _family in _module.FAMILIES:
+        _REGISTRY.add(_family)
+
+
+def model_types() -> tuple[str, ...]:
+    """Every ``model_type`` a teacher may have, in registration order."""
+    return tuple(_REGISTRY.by_model_type)
+
+
+def onnx_model_types() -> tuple[str, ...]:
+    """The model types whose ONNX export the tests check."""
+    return tuple(t for t, f in _REGISTRY.by_model_type.items() if t in f.onnx)
+
+
+def get(name: str) -> Family:
+    """A family by its name (``TeacherSizes.family``)."""
+    return _REGISTRY.by_name[name]
+
+
+def family_of(model_type: str | None) -> Family:
+    family = _REGISTRY.by_model_type.get(model_type or "")
+    if family is None:
+        # Imported here: spec reads capabilities, which reads this registry.
+        from workers.engine.spec import EngineInputError
+
+        raise EngineInputError(
+            "unsupported_model_type",
+            f"model_type {model_type!r} is not supported; supported: {list(model_types())}",
+        )
+    return family
+
+
+def for_config(config: Mapping[str, Any] | Any) -> Family:
+    """The family of a config.json dict or a transformers config."""
+    model_type = config.get("model_type") if isinstance(config, Mapping) else None
+    if model_type is None:
+        model_type = getattr(config, "model_type", None)
+    return family_of(model_type)
+
+
+def unsupported_structures(family: Family, structured: Collection[str]) -> list[str]:
+    """What of ``structured`` the family cannot lose yet (not what its config never
+    can describe: ``Family.impossible``)."""
+    return [s for s in structured if s not in family.structures and s not in family.impossible]
