@@ -1,0 +1,82 @@
+"""Configs of tiny random DistilBERT, DeBERTa-v3 (and v2-style) and ModernBERT models
+over the tiny test vocabulary: hidden 32 in 4 heads of 8, FFN 64, 4 layers. Shared by
+the family tests and the end-to-end job test."""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    DebertaV2Config,
+    DistilBertConfig,
+    ModernBertConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from tests.engine.tiny_models import PAD, VOCAB
+
+
+def distilbert_config(vocab: int = VOCAB, **overrides: object) -> PretrainedConfig:
+    settings: dict[str, object] = {
+        "vocab_size": vocab,
+        "dim": 32,
+        "n_layers": 4,
+        "n_heads": 4,
+        "hidden_dim": 64,
+        "max_position_embeddings": 64,
+        "pad_token_id": PAD,
+    }
+    return DistilBertConfig(**{**settings, **overrides})
+
+
+def deberta_v3_config(vocab: int = VOCAB, **overrides: object) -> PretrainedConfig:
+    """DeBERTa-v3's settings: relative attention over log buckets with shared keys, its
+    own LayerNorm on the relative embeddings, no absolute positions, no token types."""
+    settings: dict[str, object] = {
+        "vocab_size": vocab,
+        "hidden_size": 32,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "pad_token_id": PAD,
+        "relative_attention": True,
+        "position_buckets": 8,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+        "pos_att_type": ["p2c", "c2p"],
+        "position_biased_input": False,
+        "type_vocab_size": 0,
+        "max_relative_positions": -1,
+    }
+    return DebertaV2Config(**{**settings, **overrides})
+
+
+def modernbert_config(vocab: int = VOCAB, **overrides: object) -> PretrainedConfig:
+    """Global attention in layers 0 and 3, a local window of 8 tokens in 1 and 2."""
+    settings: dict[str, object] = {
+        "vocab_size": vocab,
+        "hidden_size": 32,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "local_attention": 8,
+        "pad_token_id": PAD,
+        "bos_token_id": 2,
+        "cls_token_id": 2,
+        "eos_token_id": 3,
+        "sep_token_id": 3,
+    }
+    return ModernBertConfig(**{**settings, **overrides})
+
+
+def tiny(
+    config: PretrainedConfig, *, seed: int = 0, tokens: bool = False, num_labels: int = 2
+) -> PreTrainedModel:
+    config.num_labels = num_labels
+    torch.manual_seed(seed)
+    auto = AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification
+    return auto.from_config(config).eval()
