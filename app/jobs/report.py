@@ -41,6 +41,32 @@ class EntityTypeScores(_Open):
     recall: float | None = None
     f1: float | None = None
     support: int | None = Field(None, description="Gold entities of this type.")
+    predicted: int | None = Field(None, description="Entities of this type predicted.")
+
+
+class ClassScores(_Open):
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    support: int | None = Field(None, description="Eval rows of this class.")
+    predicted: int | None = Field(None, description="Eval rows given this class.")
+
+
+class ReportWarning(_Open):
+    """Something the numbers alone would let a reader miss (also a `warning` event)."""
+
+    code: str | None = Field(
+        None,
+        description="`class_never_predicted` (see `classes`, `model`) or "
+        "`speedup_overshoot` (the student is more than 25% faster than target.speedup).",
+    )
+    message: str | None = Field(None, description="What happened, why, and what to change.")
+    model: str | None = Field(None, description="class_never_predicted: whose predictions.")
+    classes: list[str] | None = Field(
+        None, description="class_never_predicted: the classes or entity types, by name."
+    )
+    target: float | None = Field(None, description="speedup_overshoot: target.speedup.")
+    measured: float | None = Field(None, description="speedup_overshoot: the measured one.")
 
 
 class ModelScores(_Open):
@@ -54,6 +80,14 @@ class ModelScores(_Open):
     token_accuracy: float | None = Field(None, description="Token classification, per word.")
     per_type: dict[str, EntityTypeScores] | None = Field(
         None, description="Token classification: scores per entity type."
+    )
+    per_class: dict[str, ClassScores] | None = Field(
+        None, description="Sequence classification: scores per class, by label name."
+    )
+    never_predicted: list[str] | None = Field(
+        None,
+        description="Classes (entity types) the eval split has that this model predicted "
+        "for no row (no entity): a rare class lost entirely, which accuracy barely shows.",
     )
     num_parameters: int | None = None
     non_embedding_parameters: int | None = None
@@ -112,6 +146,11 @@ class JobMetrics(_Open):
     retention: float | None = Field(
         None, description="Student / teacher on main_metric (null when the teacher scored 0)."
     )
+    retention_macro_f1: float | None = Field(
+        None,
+        description="Sequence classification: student / teacher on macro-F1, which falls "
+        "where accuracy hides a class the student lost.",
+    )
     compression_ratio: float | None = Field(
         None, description="Teacher / student parameters, embeddings included."
     )
@@ -150,6 +189,12 @@ class JobMetrics(_Open):
     )
     sparsity: SparsityReport | None = Field(
         None, description="With a sparsity target or pruning.unstructured_sparsity."
+    )
+    warnings: list[ReportWarning] | None = Field(
+        None,
+        description="What the numbers alone would let a reader miss: a class the student "
+        "never predicts, a speed-up far above its target. A met target with a warning "
+        "here is met, but not as well as it reads.",
     )
 
     @model_validator(mode="wrap")

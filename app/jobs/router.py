@@ -17,6 +17,7 @@ from app.jobs.schemas import (
     EventList,
     EventRead,
     JobCreate,
+    JobCreated,
     JobRead,
     JobStatus,
 )
@@ -47,11 +48,13 @@ def _artifact_read(art: Artifact, request: Request, settings_url: str) -> Artifa
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobRead,
+    response_model=JobCreated,
     responses=problem_responses(400, 409, 413, 415, 422),
     summary="Create a compression job",
     description="Queues a job and answers 202 with its `Location`. With an `Idempotency-Key`, "
-    "the same key and body return the same job; another body with that key is a 409.",
+    "the same key and body return the same job; another body with that key is a 409. "
+    "`warnings` names what the request allows but may not mean (a speed target the "
+    "allowed structures can only overshoot, with the steps they reach).",
 )
 def create_job(
     session: SessionDep,
@@ -71,7 +74,7 @@ def create_job(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=255, min_length=1)
     ] = None,
-) -> JobRead:
+) -> JobCreated:
     job, _created = service.create_job(
         session=session,
         settings=settings,
@@ -80,7 +83,8 @@ def create_job(
         idempotency_key=idempotency_key,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return to_read(job)
+    warnings = service.creation_warnings(session=session, job_id=job.id)
+    return JobCreated(**dict(to_read(job)), warnings=warnings)
 
 
 @router.get(
@@ -121,7 +125,7 @@ def get_job(session: SessionDep, tenant: CurrentTenant, job_id: str) -> JobRead:
 @router.post(
     "/{job_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobRead,
+    response_model=JobCreated,
     responses=problem_responses(404, 409),
     summary="Cancel a job",
     description="A queued job is cancelled at once; a running one becomes `cancelling` and "

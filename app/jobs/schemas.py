@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.jobs.report import JobMetrics
-from workers.engine import capabilities
+from workers.engine import capabilities, spec
 
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 # The tasks this engine release does, and no other: the schema's enum says what a job
@@ -117,10 +117,15 @@ class Distillation(Strict):
 
 
 class Pruning(Strict):
-    # The default is what this engine release does; ffn/hidden/heads come with issue #3.
     structured: list[Literal["layers", "ffn", "hidden", "heads"]] = Field(
-        ["layers"],
-        description="What structured pruning may remove to meet target.params_ratio.",
+        default_factory=lambda: list(capabilities.STRUCTURED_DEFAULT),
+        description="What structured pruning may remove to meet the target: `layers` "
+        "(whole layers; always), `ffn` (FFN neurons), `hidden` (hidden channels with whole "
+        'heads) and `heads` (Llama-family attention heads). Default `["layers", "ffn"]`: '
+        "at the same size it kept more of the teacher than layers alone, and it gives a "
+        "speedup target steps between whole layers (docs/engine.md, Defaults). With "
+        "layers alone a speedup target can only land on a whole number of layers; when "
+        "that is far above the target the job is still created, with a warning.",
     )
     unstructured_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
     importance: Literal["taylor", "activation", "magnitude"] = Field(
@@ -164,7 +169,16 @@ class Export(Strict):
 class Training(Strict):
     epochs: int = Field(3, ge=1, le=100)
     batch_size: int = Field(32, ge=1, le=4096)
-    learning_rate: float = Field(5e-5, gt=0.0, le=1.0)
+    learning_rate: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="The student's learning rate while it distils. Default (null): "
+        f"{spec.DEEP_CUT_LEARNING_RATE:g} for a student that keeps less than "
+        f"{spec.DEEP_CUT_BELOW:g} of the teacher's non-embedding parameters, "
+        f"{spec.STUDENT_LEARNING_RATE:g} otherwise (docs/engine.md, Defaults); the "
+        "`distilling` log event says which was used.",
+    )
     max_seq_length: int = Field(128, ge=8, le=8192)
     seed: int = Field(0, ge=0)
     teacher_epochs: int = Field(
@@ -211,7 +225,6 @@ EXAMPLE_ONNX_JOB = {
 EXAMPLE_SPEEDUP_JOB = {
     **EXAMPLE_JOB,
     "target": {"speedup": 2.0},
-    "pruning": {"structured": ["layers", "ffn"]},
     "name": "sst2-2x",
 }
 
@@ -271,6 +284,16 @@ class JobCreate(Strict):
 class JobError(BaseModel):
     code: str
     message: str
+
+
+class JobWarning(BaseModel):
+    code: str | None = Field(
+        description="Stable and machine-readable: `speedup_overshoot` (the allowed "
+        "structures land far above target.speedup), `speedup_may_be_unreachable` (no "
+        "allowed shape is estimated to reach it); null for a warning without one."
+    )
+    param: str | None = Field(None, description="The request field it is about.")
+    message: str = Field(description="What will happen, and what to change to avoid it.")
 
 
 EXAMPLE_JOB_READ = {
@@ -343,6 +366,18 @@ class JobRead(BaseModel):
             else None,
             artifacts_expired_at=job.artifacts_expired_at,
         )
+
+
+class JobCreated(JobRead):
+    """The job as created, and what the API noticed that the request allows but the
+    user may not expect (each also a `warning` event of the job, attempt 0)."""
+
+    warnings: list[JobWarning] = Field(
+        default_factory=list,
+        description="Said when the job was created: the job runs as asked, but e.g. a "
+        "speed target that the allowed structures can only overshoot is named here with "
+        "the steps they can reach. Empty when there is nothing to say.",
+    )
 
 
 class ArtifactRead(BaseModel):

@@ -65,7 +65,7 @@ def create_job(
             return existing, False
 
     teacher, dataset = _inputs_of(session, tenant, body)
-    check_job_request(body, teacher, dataset)
+    warnings = check_job_request(body, teacher, dataset)
     check_active_jobs_quota(session=session, settings=settings, tenant=tenant)
     queue = job_queue.choose_queue(accelerator=body.accelerator, settings=settings)
     if queue is None:
@@ -94,6 +94,11 @@ def create_job(
     )
     session.add(job)
     session.add(JobEvent(job_id=job.id, type="status", attempt=0, data={"status": "queued"}))
+    for warning in warnings:
+        # With the job, so no reader sees it without what was said when it was created.
+        data = {"code": warning["code"], "param": warning["param"], **warning["data"]}
+        event = {"level": "warning", "message": warning["message"], "data": data}
+        session.add(JobEvent(job_id=job.id, type="warning", attempt=0, data=event))
     try:
         session.commit()
     except IntegrityError:
@@ -120,6 +125,23 @@ def create_job(
             },
         )
     return job, True
+
+
+def creation_warnings(*, session: Session, job_id: str) -> list[dict[str, Any]]:
+    """The warnings written when the job was created (attempt 0), oldest first, each
+    ``code``, ``param`` (None where the warning has none) and ``message``."""
+    rows = session.scalars(
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.attempt == 0, JobEvent.type == "warning")
+        .order_by(JobEvent.id)
+    )
+    out = []
+    for row in rows:
+        data = row.data.get("data") or {}
+        out.append(
+            {"code": data.get("code"), "param": data.get("param"), "message": row.data["message"]}
+        )
+    return out
 
 
 def _inputs_of(session: Session, tenant: str, body: JobCreate) -> tuple[Model, Dataset]:

@@ -18,17 +18,20 @@ from app.models.archive import head_task
 from app.models.tables import Model
 from workers.engine import capabilities, plan
 from workers.engine.spec import EngineInputError
-from workers.engine.validate import check_speedup_bound
+from workers.engine.validate import check_speedup_bound, speedup_warnings
 
 
-def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
+def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> list[dict[str, Any]]:
+    """Raise the first problem; return what is allowed but worth saying before the job
+    runs (each ``code``, ``message``, ``param``, ``data``), such as a speed target the
+    allowed structures can only overshoot."""
     _check_task(body, dataset)
     _check_splits(body, dataset)
     _check_labels(body, dataset)
     _check_teacher(body, teacher, dataset)
     _check_engine_support(body)
     _check_export(body, teacher)
-    _check_reachable(body, teacher, dataset)
+    return _check_reachable(body, teacher, dataset)
 
 
 def _not_supported_yet(param: str, detail: str) -> ProblemError:
@@ -263,10 +266,10 @@ def _sizes(config: dict[str, Any], *, task: str, num_labels: int) -> plan.Teache
         return None
 
 
-def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
+def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> list[dict[str, Any]]:
     sizes = _sizes(teacher.config, task=body.task, num_labels=len(dataset.label_names))
     if sizes is None:
-        return
+        return []
     structured = body.pruning.structured
     try:
         plan.check_structured(sizes, structured)
@@ -281,10 +284,12 @@ def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
             )
         except EngineInputError as e:
             raise ProblemError(422, e.code, e.message, param="target.speedup") from None
-        return
+        return speedup_warnings(
+            sizes, structured, body.target.speedup, seq_len=body.training.max_seq_length
+        )
     ratio = body.target.params_ratio
     if ratio is None:
-        return
+        return []
     smallest = plan.smallest_ratio(sizes, structured)
     if ratio < smallest - 1e-9:
         widths = [s for s in ("ffn", "hidden", "heads") if s in structured]
@@ -301,3 +306,4 @@ def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
             f"target.params_ratio >= {smallest:.3f}.",
             param="target.params_ratio",
         )
+    return []

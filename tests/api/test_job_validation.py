@@ -185,7 +185,9 @@ def test_a_speedup_target_is_refused_where_it_cannot_be_planned(
     detail = _refused(client, tenant, joint, "not_supported_yet", "strategy")
     assert "'prune_then_distill'" in detail
     # The tiny teacher has 4 layers: whole layers give 4x its layer FLOPs at most.
-    too_fast = job_body(model_id, dataset_id, target={"speedup": 4.5})
+    too_fast = job_body(
+        model_id, dataset_id, target={"speedup": 4.5}, pruning={"structured": ["layers"]}
+    )
     detail = _refused(client, tenant, too_fast, "target_unreachable", "target.speedup")
     assert "at most 4.00" in detail and "'ffn'" in detail
 

@@ -34,7 +34,7 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
     assert req["training"] == {
         "epochs": 3,
         "batch_size": 32,
-        "learning_rate": 5e-5,
+        "learning_rate": None,  # by the depth of the cut (spec.student_learning_rate)
         "max_seq_length": 128,
         "seed": 0,
         "teacher_epochs": 3,
@@ -49,7 +49,7 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "attention": False,
     }
     assert req["pruning"] == {
-        "structured": ["layers"],
+        "structured": ["layers", "ffn"],
         "unstructured_sparsity": 0.0,
         "importance": "taylor",
     }
@@ -59,6 +59,8 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "eval_split": "validation",
         "allow_unseen_labels": False,
     }
+    # The creation response adds what was said at creation (nothing, for this request).
+    assert job.pop("warnings") == []
     assert client.get(f"/v1/jobs/{job['id']}").json() == job
     # committed, then handed to the real broker
     assert _queued_messages() == before + 1
@@ -226,7 +228,9 @@ def test_missing_body(client):
 
 def test_ffn_pruning_reaches_smaller_targets(client, model_id, dataset_id):
     # 4 layers: whole layers alone keep at least about a quarter of the encoder
-    layers_only = job_body(model_id, dataset_id, target={"params_ratio": 0.2})
+    layers_only = job_body(
+        model_id, dataset_id, target={"params_ratio": 0.2}, pruning={"structured": ["layers"]}
+    )
     body = assert_problem(
         client.post("/v1/jobs", json=layers_only), 422, "target_unreachable", "target.params_ratio"
     )

@@ -152,4 +152,13 @@ def test_predictions_come_back_in_split_order(tmp_path: Path) -> None:
     assert isinstance(scores, ClassificationScores)
     assert scores.accuracy == accuracy(expected, labels)
     assert scores.macro_f1 == macro_f1(expected, labels)
-    assert scores.as_dict() == {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1}
+    report = scores.as_dict()
+    assert (report["accuracy"], report["macro_f1"]) == (scores.accuracy, scores.macro_f1)
+    # Without label names the classes go by their ids.
+    assert {name: row["support"] for name, row in report["per_class"].items()} == {
+        "0": 3,
+        "1": 2,
+        "2": 2,
+    }
+    assert sum(row["predicted"] for row in report["per_class"].values()) == len(labels)
+    assert report["never_predicted"] == []

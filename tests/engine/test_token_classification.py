@@ -114,10 +114,12 @@ def test_seqeval_scores_a_hand_made_case() -> None:
     assert scores.f1 == pytest.approx(2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))  # 0.4
     assert scores.token_accuracy == pytest.approx(4 / 6)
     assert scores.per_type == {
-        "PER": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1},
-        "LOC": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
-        "ORG": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
+        "PER": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1, "predicted": 1},
+        "LOC": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1, "predicted": 0},
+        "ORG": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1, "predicted": 1},
     }
+    # ORG was predicted (at the wrong place), LOC never.
+    assert scores.never_predicted == ("LOC",)
     assert scores.main == scores.f1
     assert json.loads(json.dumps(scores.as_dict())) == scores.as_dict()
 

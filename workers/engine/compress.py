@@ -45,7 +45,13 @@ from workers.engine.neurons import NeuronPruner, neuron_schedule
 from workers.engine.plots import write_plots
 from workers.engine.progress import Progress
 from workers.engine.prune_width import Selection, build_pruned
-from workers.engine.report import gpu_metrics, run_metrics, sparsity_metrics, spec_summary
+from workers.engine.report import (
+    gpu_metrics,
+    report_warnings,
+    run_metrics,
+    sparsity_metrics,
+    spec_summary,
+)
 from workers.engine.rounds import prune_round, save_distill, student_from_checkpoint
 from workers.engine.runtime import Runtime, resolve_device, seed_everything
 from workers.engine.sparsity import (
@@ -471,6 +477,9 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
             metrics["sparsity"] = sparsity_metrics(
                 pruner, {"teacher": teacher, "student": student}, spec.work_dir
             )
+        metrics["warnings"] = report_warnings(
+            metrics, spec=spec, teacher_config=teacher_config, progress=progress
+        )
 
     # -- exporting ---------------------------------------------------------------
     progress.start_phase("exporting")

@@ -25,11 +25,17 @@ from transformers import PreTrainedModel
 
 from workers.engine.checkpoint import cpu_state
 from workers.engine.data import Batch, EncodedSplit, model_inputs
+from workers.engine.layers import parameter_counts
 from workers.engine.logits_cache import TeacherLogitsCache, cache_teacher_logits
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
-from workers.engine.spec import DistillationSpec, EngineInputError, TrainingSpec
+from workers.engine.spec import (
+    DistillationSpec,
+    EngineInputError,
+    TrainingSpec,
+    student_learning_rate,
+)
 from workers.engine.train import LoopHooks, TrainConfig, train_loop
 from workers.engine.validate import CACHE_CONFLICT
 
@@ -118,9 +124,14 @@ def distill(
         terms.append(("attention_kl", ATTENTION_WEIGHT))
     terms = [(name, weight) for name, weight in terms if weight > 0]
     weighted = [(get_loss(name), weight) for name, weight in terms]
+    # Unless the job set it, the rate follows how much of the teacher this student keeps.
+    kept = parameter_counts(student).non_embedding / parameter_counts(teacher).non_embedding
+    learning_rate = student_learning_rate(training, kept)
     progress.log(
-        "distillation loss: " + " + ".join(f"{weight:g} * {name}" for name, weight in terms),
-        data={"stage": "distilling", "losses": dict(terms)},
+        "distillation loss: "
+        + " + ".join(f"{weight:g} * {name}" for name, weight in terms)
+        + f"; learning rate {learning_rate:g}",
+        data={"stage": "distilling", "losses": dict(terms), "learning_rate": learning_rate},
     )
     use_hidden, use_attention = distillation.hidden_states, distillation.attention
     pairs = hidden_pairs(layer_map)
@@ -183,7 +194,7 @@ def distill(
         name="distilling",
         epochs=training.epochs,
         batch_size=training.batch_size,
-        learning_rate=training.learning_rate,
+        learning_rate=learning_rate,
         seed=training.seed,
         pad_token_id=pad_token_id,
     )

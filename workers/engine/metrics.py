@@ -7,6 +7,7 @@ Each score type names its ``main_metric``, the one retention and reports compare
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -14,10 +15,17 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True)
 class ClassificationScores:
-    """Sequence classification: accuracy and macro-F1."""
+    """Sequence classification: accuracy and macro-F1, and per class (by label name)
+    ``precision``, ``recall``, ``f1``, ``support`` (eval rows of that class) and
+    ``predicted`` (eval rows given that class). ``never_predicted`` names the classes
+    the eval split has that the model gave to no row: accuracy hides a rare class
+    lost entirely, macro-F1 and this list do not."""
 
     accuracy: float
     macro_f1: float
+    # Empty in checkpoints written before per-class scores were kept.
+    per_class: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    never_predicted: tuple[str, ...] = ()
     main_metric: ClassVar[str] = "accuracy"
 
     @property
@@ -25,7 +33,12 @@ class ClassificationScores:
         return self.accuracy
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_class": {name: dict(row) for name, row in self.per_class.items()},
+            "never_predicted": list(self.never_predicted),
+        }
 
     def summary(self) -> str:
         return f"accuracy {self.accuracy:.4f}, macro-F1 {self.macro_f1:.4f}"
@@ -45,6 +58,9 @@ class EntityScores:
     f1: float
     token_accuracy: float
     per_type: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    # Entity types the gold tags have that the model never predicted (no entity of
+    # that type at all, right or wrong).
+    never_predicted: tuple[str, ...] = ()
     main_metric: ClassVar[str] = "f1"
 
     @property
@@ -58,6 +74,7 @@ class EntityScores:
             "recall": self.recall,
             "token_accuracy": self.token_accuracy,
             "per_type": {name: dict(row) for name, row in self.per_type.items()},
+            "never_predicted": list(self.never_predicted),
         }
 
     def summary(self) -> str:
@@ -79,17 +96,49 @@ def accuracy(predictions: list[int], labels: list[int]) -> float:
 def macro_f1(predictions: list[int], labels: list[int]) -> float:
     """Unweighted mean of per-class F1 over the classes seen in labels or predictions
     (sklearn's default set): a class absent from both says nothing about the model."""
-    classes = sorted(set(labels) | set(predictions))
-    if not classes:
+    rows = per_class(predictions, labels)
+    if not rows:
         return 0.0
-    scores = []
-    for c in classes:
-        tp = sum(p == c and y == c for p, y in zip(predictions, labels, strict=True))
-        fp = sum(p == c and y != c for p, y in zip(predictions, labels, strict=True))
-        fn = sum(p != c and y == c for p, y in zip(predictions, labels, strict=True))
-        denominator = 2 * tp + fp + fn
-        scores.append(2 * tp / denominator if denominator else 0.0)
-    return sum(scores) / len(scores)
+    return sum(float(row["f1"]) for row in rows.values()) / len(rows)
+
+
+def per_class(predictions: list[int], labels: list[int]) -> dict[int, dict[str, float | int]]:
+    """Precision, recall, F1, support and predicted count of each class id seen in
+    labels or predictions (an undefined ratio is 0, as sklearn's zero_division=0)."""
+    support = Counter(labels)
+    predicted = Counter(predictions)
+    hits = Counter(y for p, y in zip(predictions, labels, strict=True) if p == y)
+    out: dict[int, dict[str, float | int]] = {}
+    for c in sorted(set(support) | set(predicted)):
+        tp, n_pred, n_gold = hits[c], predicted[c], support[c]
+        out[c] = {
+            "precision": tp / n_pred if n_pred else 0.0,
+            "recall": tp / n_gold if n_gold else 0.0,
+            "f1": 2 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0,
+            "support": n_gold,
+            "predicted": n_pred,
+        }
+    return out
+
+
+def classification_scores(
+    predictions: list[int], labels: list[int], label_names: Sequence[str] = ()
+) -> ClassificationScores:
+    """Accuracy, macro-F1 and the per-class rows, named by ``label_names`` (by id where
+    a name is missing), and the classes of the eval split never predicted."""
+    rows = per_class(predictions, labels)
+
+    def name(c: int) -> str:
+        return label_names[c] if 0 <= c < len(label_names) else str(c)
+
+    return ClassificationScores(
+        accuracy=accuracy(predictions, labels),
+        macro_f1=macro_f1(predictions, labels),
+        per_class={name(c): row for c, row in rows.items()},
+        never_predicted=tuple(
+            name(c) for c, row in rows.items() if row["support"] and not row["predicted"]
+        ),
+    )
 
 
 def entity_scores(
@@ -104,6 +153,7 @@ def entity_scores(
     """
     # Imported here: seqeval pulls in scikit-learn, which nothing else in a worker needs.
     from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.metrics.sequence_labeling import get_entities
 
     gold_rows, predicted_rows = [list(s) for s in gold], [list(s) for s in predicted]
     for i, (g, p) in enumerate(zip(gold_rows, predicted_rows, strict=True)):
@@ -117,12 +167,15 @@ def entity_scores(
         report = classification_report(gold_rows, predicted_rows, output_dict=True, zero_division=0)
         token_accuracy = float(accuracy_score(gold_rows, predicted_rows))
     overall = report.get("micro avg", {})
+    # Entities the model predicted, right or wrong, by type (seqeval's own chunking).
+    predicted_types = Counter(kind for kind, _, _ in get_entities(predicted_rows))
     per_type = {
         name: {
             "precision": float(row["precision"]),
             "recall": float(row["recall"]),
             "f1": float(row["f1-score"]),
             "support": int(row["support"]),
+            "predicted": predicted_types[name],
         }
         for name, row in sorted(report.items())
         if not name.endswith(" avg")
@@ -133,4 +186,7 @@ def entity_scores(
         f1=float(overall.get("f1-score", 0.0)),
         token_accuracy=token_accuracy,
         per_type=per_type,
+        never_predicted=tuple(
+            name for name, row in per_type.items() if row["support"] and not row["predicted"]
+        ),
     )

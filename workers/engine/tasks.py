@@ -35,9 +35,8 @@ from workers.engine.metrics import (
     ClassificationScores,
     EntityScores,
     Quality,
-    accuracy,
+    classification_scores,
     entity_scores,
-    macro_f1,
 )
 from workers.engine.spec import EngineInputError
 
@@ -136,10 +135,7 @@ class SequenceClassification(Task):
     def score(
         self, predictions: list[Any], split: EncodedSplit, label_names: Sequence[str]
     ) -> Quality:
-        labels = list(split.labels)
-        return ClassificationScores(
-            accuracy=accuracy(predictions, labels), macro_f1=macro_f1(predictions, labels)
-        )
+        return classification_scores(predictions, list(split.labels), label_names)
 
 
 class TokenClassification(Task):
