@@ -5,15 +5,13 @@ stage the run was in, plus a fingerprint of the spec so that a checkpoint is nev
 resumed into a different job. Saved with ``torch.save`` and read back with
 ``weights_only=True``: only tensors and plain containers, nothing that runs code.
 
-Stages:
-- ``teacher_finetune``: mid fine-tuning; ``loop`` and the teacher's current weights.
-- ``teacher_done``: fine-tuning finished; the teacher's weights and scores.
-- ``distilling``: mid distillation; the student (config and weights), the trained
-  extras (hidden-state projections, sparsity masks), ``loop``, and the teacher.
+What the file holds, stage by stage, and its schema version are ``RunState``'s
+(run_state.py); this module writes and reads the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,15 +22,13 @@ from typing import Any
 import torch
 
 from workers.engine.progress import Progress
+from workers.engine.run_state import LoopState, RunState, UnusableCheckpoint
 
-VERSION = 1
-STAGES = ("teacher_finetune", "teacher_done", "distilling")
 FILENAME = "checkpoint.pt"
 # Spec fields that do not change what a run computes, so a resume may differ in them.
 _NOT_FINGERPRINTED = ("device", "latency_threads")
 _NOT_FINGERPRINTED_TRAINING = ("checkpoint_every_steps",)
 
-LoopState = dict[str, Any]
 # What a training loop hands its caller when it is time to checkpoint.
 SaveLoop = Callable[[LoopState], None]
 
@@ -74,38 +70,54 @@ class Checkpointer:
         self.fingerprint = fingerprint
         self.progress = progress
 
-    def save(self, stage: str, payload: dict[str, Any]) -> Path:
-        assert stage in STAGES
+    def save(self, state: RunState) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        full = {
-            "version": VERSION,
-            "fingerprint": self.fingerprint,
-            "stage": stage,
-            "progress": self.progress.value,
-            **payload,
-        }
+        stamped = dataclasses.replace(
+            state, fingerprint=self.fingerprint, progress=self.progress.value
+        )
         # Written aside and renamed: a reader never sees half a checkpoint.
         tmp = self.path.with_suffix(".tmp")
-        torch.save(full, tmp)
+        torch.save(stamped.to_checkpoint(), tmp)
         os.replace(tmp, self.path)
-        step = int(payload["loop"]["step"]) if "loop" in payload else None
-        info = {"stage": stage, "step": step, "progress": round(self.progress.value, 4)}
-        if "round" in payload:  # strategies with several rounds restart the step count
-            info["round"] = int(payload["round"]) + 1
+        info: dict[str, Any] = {
+            "stage": state.stage,
+            "step": state.step,
+            "progress": round(self.progress.value, 4),
+        }
+        if state.distilling is not None:  # strategies with several rounds restart the step count
+            info["round"] = state.distilling.round + 1
         self.progress.checkpoint(self.path, info)
         return self.path
 
+    def resume(self, path: Path | None) -> RunState | None:
+        """The state to continue from, if ``path`` names a checkpoint of this run; a
+        resumed run reports the progress it had before it reports anything else. One
+        that cannot be used is named in a warning and the run starts afresh."""
+        if path is None:
+            return None
+        state, problem = load(path, expected_fingerprint=self.fingerprint)
+        if state is None:
+            self.progress.log(f"starting afresh: {problem}", level="warning")
+            return None
+        at = f" at step {state.step}" if state.step is not None else ""
+        self.progress.log(
+            f"resuming from the checkpoint made in {state.stage}{at}",
+            data={"stage": state.stage, "step": state.step, "progress": state.progress},
+        )
+        self.progress.resume_at(state.progress)
+        return state
 
-def load(path: Path, *, expected_fingerprint: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The checkpoint, or None and the reason it cannot be used."""
+
+def load(path: Path, *, expected_fingerprint: str) -> tuple[RunState | None, str | None]:
+    """The checkpoint's state, or None and the reason it cannot be used."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: start afresh, say why
         return None, f"the checkpoint could not be read ({type(exc).__name__}: {exc})"
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        return None, "the checkpoint was written by another engine version"
-    if data.get("fingerprint") != expected_fingerprint:
+    try:
+        state = RunState.from_checkpoint(data)
+    except UnusableCheckpoint as exc:
+        return None, str(exc)
+    if state.fingerprint != expected_fingerprint:
         return None, "the checkpoint belongs to a run with different settings"
-    if data.get("stage") not in STAGES:
-        return None, f"the checkpoint has an unknown stage {data.get('stage')!r}"
-    return data, None
+    return state, None

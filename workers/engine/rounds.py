@@ -1,5 +1,5 @@
 """One round of a strategy (strategies.py): prune the current model to the round's
-share of the teacher, and what its checkpoints carry."""
+share of the teacher, or take the student a checkpoint carries."""
 
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine.checkpoint import Checkpointer, LoopState, cpu_state
 from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
-from workers.engine.neurons import NeuronPruner
-from workers.engine.plan import LAYER_RULES, plan_for_shape, plan_structured, with_ffn_width
+from workers.engine.plan import layers_for, plan_for_shape, plan_structured, with_ffn_width
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import build_pruned
+from workers.engine.run_state import DistillingState
 from workers.engine.runtime import Runtime
-from workers.engine.sparsity import SparsityPruner
 from workers.engine.spec import CompressionSpec
 from workers.engine.strategies import Round
 from workers.engine.tasks import get_task
@@ -64,8 +62,8 @@ def prune_round(
         plan = plan_for_shape(sizes, current.shape, relative)
     else:
         plan = plan_structured(sizes, relative, current.structured)
-    rule = LAYER_RULES[get_task(spec.task).layer_rule]
-    plan = dataclasses.replace(plan, layer_map=tuple(rule(sizes.num_layers, plan.num_layers)))
+    kept = layers_for(sizes, get_task(spec.task).layer_rule, plan.num_layers)
+    plan = dataclasses.replace(plan, layer_map=tuple(kept))
     gradual_to: int | None = None
     if current.gradual_ffn and plan.intermediate_size < sizes.intermediate_size:
         # The FFN keeps its width now and loses it while the student distils.
@@ -129,35 +127,14 @@ def prune_round(
     return student, new_map, achieved, pruning_plan
 
 
-def save_distill(
-    checkpointer: Checkpointer,
-    fixed: dict[str, Any],
-    student: PreTrainedModel,
-    pruner: SparsityPruner | None,
-    neurons: NeuronPruner | None,
-    loop: LoopState,
-) -> None:
-    """A distillation checkpoint: the round's fixed facts, the loop, the weights."""
-    checkpointer.save(
-        "distilling",
-        {
-            **fixed,
-            "loop": loop,
-            "student": cpu_state(student),
-            "sparsity": pruner.state_dict() if pruner else None,
-            "neurons": neurons.state_dict() if neurons else None,
-        },
-    )
-
-
 def student_from_checkpoint(
-    teacher: PreTrainedModel, resumed: dict[str, Any], runtime: Runtime
+    teacher: PreTrainedModel, saved: DistillingState, runtime: Runtime
 ) -> PreTrainedModel:
     """The student a checkpoint was made from: its config and weights, no pruning redone
     (a later round's pruning depended on the distillation before it)."""
-    config = type(teacher.config).from_dict(resumed["student_config"])
+    config = type(teacher.config).from_dict(saved.student_config)
     student = type(teacher)._from_config(config, dtype=torch.float32)
-    student.load_state_dict(resumed["student"])
+    student.load_state_dict(saved.student)
     return student.to(runtime.device)
 
 

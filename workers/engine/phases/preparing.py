@@ -1,0 +1,95 @@
+"""The ``preparing`` phase: the spec's data, tokenizer, device and teacher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.engine.checkpoint import Checkpointer
+from workers.engine.phases.run import Run, timed
+from workers.engine.progress import Progress
+from workers.engine.run_state import RunState
+from workers.engine.runtime import Runtime, resolve_device, seed_everything
+from workers.engine.spec import CompressionSpec, EngineInputError
+from workers.engine.tasks import get_task
+from workers.engine.teacher import has_trained_head, load_teacher, load_tokenizer
+from workers.engine.validate import read_teacher_config
+
+# Families whose position ids start after the padding index, which costs them
+# ``pad_token_id + 1`` of their position table.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta")
+
+
+def prepare(
+    spec: CompressionSpec,
+    *,
+    progress: Progress,
+    checkpointer: Checkpointer,
+    resumed: RunState | None,
+) -> Run:
+    """Read and encode both splits, load the teacher (with the weights a checkpoint
+    carries) and decide whether it needs fine-tuning first."""
+    progress.start_phase("preparing")
+    timings: dict[str, float] = {}
+    with timed(timings, "preparing"):
+        # What differs between sequence and token classification (rows, head, scores).
+        task = get_task(spec.task)
+        teacher_config = read_teacher_config(spec.teacher_dir)
+        runtime = Runtime(resolve_device(spec.device))
+        seed_everything(spec.training.seed)
+        num_labels = len(spec.label_names)
+        task.check_label_names(spec.label_names)
+        train_examples = task.read(spec.train_file, num_labels=num_labels, split="train")
+        eval_examples = task.read(spec.eval_file, num_labels=num_labels, split="eval")
+        needs_finetune = not has_trained_head(spec.teacher_dir, num_labels, task)
+        if needs_finetune and spec.training.teacher_epochs == 0:
+            raise EngineInputError(
+                "teacher_needs_finetune",
+                f"the teacher has no trained {num_labels}-label {task.name} head, so it "
+                "must be fine-tuned first: set training.teacher_epochs to at least 1",
+            )
+        progress.within(0.2)
+        tokenizer = load_tokenizer(spec.teacher_dir, task)
+        max_len = usable_seq_len(teacher_config, spec.training.max_seq_length)
+        train = task.encode(tokenizer, train_examples, max_length=max_len, split="train")
+        evaluation = task.encode(tokenizer, eval_examples, max_length=max_len, split="eval")
+        progress.within(0.5)
+        teacher = load_teacher(spec.teacher_dir, spec.label_names, task).to(runtime.device)
+        if resumed is not None and resumed.teacher is not None:
+            teacher.load_state_dict(resumed.teacher)
+        progress.log(
+            f"loaded {teacher_config['model_type']} teacher; {len(train)} train and "
+            f"{len(evaluation)} eval examples on {runtime.device.type}",
+            data={
+                "model_type": teacher_config["model_type"],
+                "train_examples": len(train),
+                "eval_examples": len(evaluation),
+                "device": runtime.device.type,
+                "max_seq_length": max_len,
+            },
+        )
+    return Run(
+        spec=spec,
+        task=task,
+        progress=progress,
+        checkpointer=checkpointer,
+        runtime=runtime,
+        teacher_config=teacher_config,
+        tokenizer=tokenizer,
+        train=train,
+        evaluation=evaluation,
+        pad_id=int(tokenizer.pad_token_id),
+        max_len=max_len,
+        teacher=teacher,
+        needs_finetune=needs_finetune,
+        timings=timings,
+    )
+
+
+def usable_seq_len(config: dict[str, Any], requested: int) -> int:
+    """``requested``, or fewer where the teacher's position table holds fewer."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return requested
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        positions -= int(config.get("pad_token_id", 1)) + 1
+    return min(requested, positions)
