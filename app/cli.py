@@ -394,9 +394,10 @@ paths where the API takes ids; paths are relative to the spec file.
   strategy      prune_then_distill (default), distill_then_prune or joint
   distillation  temperature (2.0), alpha (0.5: the weight of the label loss),
                 hidden_states (true), attention (false)
-  pruning       structured (["layers"]; any of layers, ffn, hidden, heads),
+  pruning       structured (["layers", "ffn"]; any of layers, ffn, hidden, heads),
                 unstructured_sparsity (0.0), importance (taylor; or activation, magnitude)
-  training      epochs (3), batch_size (32), learning_rate (5e-05),
+  training      epochs (3), batch_size (32), learning_rate (null: 1e-4 when the
+                student keeps under 0.45 of the teacher, else 5e-05),
                 max_seq_length (128), seed (0), teacher_epochs (3),
                 teacher_learning_rate (5e-05), checkpoint_every_steps (200),
                 cache_teacher_logits (false)

@@ -47,7 +47,7 @@ def rows(
                 f"modelpress params_ratio={ratio}",
                 f"params_ratio={ratio} (structured: layers)",
                 TargetSpec(params_ratio=ratio),
-                PruningSpec(),
+                PruningSpec(structured=("layers",)),
             )
         )
         out.append(

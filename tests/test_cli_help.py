@@ -159,7 +159,8 @@ def test_compress_help_lists_the_spec_fields_with_their_defaults():
     for section in sections:
         for name, field in section.model_fields.items():
             default = field.get_default(call_default_factory=True)
-            shown = json.dumps(default) if isinstance(default, bool | list) else str(default)
+            as_json = default is None or isinstance(default, bool | list)
+            shown = json.dumps(default) if as_json else str(default)
             assert f"{name} ({shown}" in flat, f"{section.__name__}.{name} ({shown})"
 
 
