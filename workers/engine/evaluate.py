@@ -15,7 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from workers.engine.data import EncodedSplit, iter_indexed_batches, model_inputs, to_device
 from workers.engine.flops import flops_per_token
-from workers.engine.layers import encoder_layers, parameter_counts
+from workers.engine.layers import encoder_layers, ffn, parameter_counts
 from workers.engine.metrics import Quality, accuracy, macro_f1
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
@@ -255,7 +255,7 @@ def model_metrics(
         "latency_ms_cpu_bs1": latency[1],
         "latency_ms_cpu_bs32": latency[32],
         "num_layers": len(encoder_layers(model)),
-        "intermediate_size": int(model.config.intermediate_size),
+        "intermediate_size": ffn(model, encoder_layers(model)[0]).width,
     }
     if seq_len is not None:
         out["flops_per_token"] = flops_per_token(model, seq_len)

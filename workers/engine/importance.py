@@ -329,7 +329,7 @@ class TaylorImportance(Importance):
 
 def _units(entry: Sequence[_Slice]) -> int:
     first = entry[0]
-    return first.param.shape[first.dim] // first.unit
+    return first.param.shape[first.dim] // first.unit // first.fold
 
 
 @register

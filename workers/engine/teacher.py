@@ -14,6 +14,7 @@ from safetensors import safe_open
 from tokenizers import pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from workers.engine import families
 from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress
@@ -125,28 +126,24 @@ def load_teacher(
         # Train in fp32 whatever the checkpoint's dtype; autocast does mixed precision.
         dtype=torch.float32,
     )
-    check_loading_info(info)
+    check_loading_info(info, families.for_config(model.config).task_head)
     return model
 
 
-# Parts that may be freshly initialised: the task head (replaced for new labels) and the
-# pooler (some checkpoints are saved without it; it is trained with the head).
-REPLACEABLE = ("classifier.", "score.", "pooler.")
+def _replaceable(key: str, head: tuple[str, ...]) -> bool:
+    """Whether ``key`` belongs to the task head (or a pooler) a new head initialises."""
+    parts = key.split(".")
+    return any(name in parts[:-1] for name in head)
 
 
-def _replaceable(key: str) -> bool:
-    return any(part in key for part in (f".{p}" for p in REPLACEABLE)) or key.startswith(
-        REPLACEABLE
-    )
-
-
-def check_loading_info(info: dict) -> None:
+def check_loading_info(info: dict, head: tuple[str, ...] = ("classifier", "score")) -> None:
     """transformers 5 re-initialises weights whose shapes disagree with config.json and
-    only logs it; a teacher with random layers is useless, so refuse it instead."""
+    only logs it; a teacher with random layers is useless, so refuse it instead. The
+    family's task head (``head``: module names, its pooler included) may be new."""
     mismatched = sorted(
         (k, tuple(a), tuple(b))
         for k, a, b in info.get("mismatched_keys", ())
-        if not _replaceable(k)
+        if not _replaceable(k, head)
     )
     if mismatched:
         shown = "; ".join(f"{k}: weights {a} vs config {b}" for k, a, b in mismatched[:3])
@@ -156,7 +153,7 @@ def check_loading_info(info: dict) -> None:
             f"tensors differ in size, e.g. {shown}); upload the config.json saved with "
             "these weights.",
         )
-    missing = sorted(k for k in info.get("missing_keys", ()) if not _replaceable(k))
+    missing = sorted(k for k in info.get("missing_keys", ()) if not _replaceable(k, head))
     if missing:
         raise EngineInputError(
             "teacher_weights_missing",

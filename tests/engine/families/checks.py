@@ -30,9 +30,14 @@ def sizes_of(model: PreTrainedModel) -> TeacherSizes:
 
 
 def pruned(
-    teacher: PreTrainedModel, ratio: float, structured: tuple[str, ...], *, rule: str = "top"
+    teacher: PreTrainedModel,
+    ratio: float,
+    structured: tuple[str, ...],
+    *,
+    rule: str = "top",
+    importance: str = "magnitude",
 ) -> tuple[PreTrainedModel, PrunePlan]:
-    """The student of a plan for ``ratio``, its structures ranked by magnitude."""
+    """The student of a plan for ``ratio``, its structures ranked by ``importance``."""
     sizes = sizes_of(teacher)
     plan = plan_structured(sizes, ratio, structured)
     plan = replace(plan, layer_map=tuple(layers_for(sizes, rule, plan.num_layers)))
@@ -40,7 +45,7 @@ def pruned(
     want = sorted(structures_to_score(sizes, plan))
     if want:
         runtime = Runtime(device=torch.device("cpu"))
-        scores = get_importance("magnitude").structure_scores(
+        scores = get_importance(importance).structure_scores(
             teacher, random_batches(1), runtime=runtime, want=want
         )
     student = build_pruned(teacher, selection_for(sizes, plan, scores))

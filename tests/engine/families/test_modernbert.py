@@ -71,6 +71,13 @@ def test_a_token_classifier_loses_layers_and_ffn(tmp_path: Path) -> None:
     assert_reloads_and_matches(student, tmp_path, tokens=True)
 
 
+@pytest.mark.parametrize("importance", ["taylor", "activation"])
+def test_every_importance_ranks_neurons_across_both_halves(importance: str) -> None:
+    teacher = tiny(modernbert_config(mlp_bias=True))
+    student, plan = pruned(teacher, 0.5, ("layers", "ffn"), importance=importance)
+    assert student.model.layers[0].mlp.Wo.in_features == plan.intermediate_size < 64
+
+
 @pytest.mark.parametrize("settings", [{}, BIASED], ids=["bias-free", "biased"])
 def test_silent_neurons_go_with_both_halves_of_wi(settings: dict) -> None:
     assert_silent_neurons_go_exactly(tiny(modernbert_config(**settings), seed=1), [0, 9, 40, 63])

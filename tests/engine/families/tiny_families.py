@@ -4,6 +4,8 @@ the family tests and the end-to-end job test."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
@@ -80,3 +82,33 @@ def tiny(
     torch.manual_seed(seed)
     auto = AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification
     return auto.from_config(config).eval()
+
+
+# Each family's configs over the tiny test vocabulary (tests/tiny.py), for teachers saved
+# with a tokenizer.
+CONFIGS = {
+    "distilbert": distilbert_config,
+    "deberta-v2": deberta_v3_config,
+    "modernbert": modernbert_config,
+}
+
+
+def save_teacher(folder: Path, model_type: str, *, seed: int = 0) -> Path:
+    """A headless base checkpoint of the family (as a Hub base model is) and a WordPiece
+    tokenizer over the tiny sentiment vocabulary, asking only for the inputs the family
+    takes (DistilBERT and ModernBERT have no token types)."""
+    from transformers import AutoModel, BertTokenizer
+
+    from tests.tiny import VOCAB as WORDS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    config = CONFIGS[model_type](vocab=len(WORDS))
+    inputs = ["input_ids", "attention_mask"]
+    if getattr(config, "type_vocab_size", 0):
+        inputs.append("token_type_ids")
+    tokenizer = BertTokenizer.from_pretrained(folder, model_input_names=inputs)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    AutoModel.from_config(config).save_pretrained(folder)
+    return folder

@@ -123,6 +123,9 @@ class Family:
     model_axes: ClassVar[Mapping[str, Axes]] = {}
     # RMSNorm scales that see the hidden width (rescaled when channels go).
     rms_norms: ClassVar[tuple[str, ...]] = ()
+    # Modules a new task head initialises afresh (the head itself, a pooler or dense
+    # before it), by name part: a base checkpoint may lack them.
+    task_head: ClassVar[tuple[str, ...]] = ("classifier",)
     # Layer 0 differs from the others (ModernBERT's missing attention norm), so every
     # student keeps it as its first layer.
     keeps_first_layer: ClassVar[bool] = False

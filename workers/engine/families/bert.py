@@ -27,6 +27,7 @@ class Bert(Family):
     model_types = ("bert", "electra")
     impossible: ClassVar[Mapping[str, str]] = {"heads": HEADS_GO_WITH_HIDDEN}
     onnx = ("bert", "electra")
+    task_head = ("classifier", "pooler")
     query, key, value = (f"attention.self.{n}" for n in ("query", "key", "value"))
     output = "attention.output.dense"
     ffn_up, ffn_down = "intermediate.dense", "output.dense"

@@ -20,6 +20,7 @@ class DistilBert(Bert):
     name = "distilbert"
     model_types = ("distilbert",)
     onnx = ()
+    task_head = ("pre_classifier", "classifier")
     keys = ConfigKeys(layers="n_layers", hidden="dim", ffn="hidden_dim", heads="n_heads")
     layers = "transformer.layer"
     query, key, value, output = (f"attention.{n}_lin" for n in ("q", "k", "v", "out"))

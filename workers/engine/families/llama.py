@@ -21,6 +21,7 @@ class Llama(Family):
     model_types = ("llama", "mistral", "qwen2")
     structures = ("layers", "ffn", "hidden", "heads")
     onnx = ("llama",)
+    task_head = ("score",)
     layers = "layers"
     embeddings = "embed_tokens"
     query, key, value, output = (f"self_attn.{n}_proj" for n in "qkvo")

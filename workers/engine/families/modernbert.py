@@ -35,6 +35,7 @@ class ModernBert(Family):
     model_norms = ("final_norm",)
     heads = (Head("head.dense", "classifier"),)
     keeps_first_layer = True
+    task_head = ("head", "classifier")
     layer_axes: ClassVar[Mapping[str, Axes]] = {
         r"mlp\.Wi\.weight": ("ffn_halves", None),
         r"mlp\.Wi\.bias": ("ffn_halves",),
