@@ -33,6 +33,7 @@ def report(
         **spec_summary(spec, run.teacher_config),
         "export": {"formats": list(spec.export.formats)},
     }
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
     report_path = spec.output_dir / "report.json"
     card_path = spec.output_dir / "README.md"
     content: dict[str, Any] = {
