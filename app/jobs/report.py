@@ -36,18 +36,18 @@ class _Open(BaseModel):
         return {k: v for k, v in out.items() if v is not None or k in self.model_fields_set}
 
 
-class EntityTypeScores(_Open):
+class _Rates(_Open):
     precision: float | None = None
     recall: float | None = None
     f1: float | None = None
+
+
+class EntityTypeScores(_Rates):
     support: int | None = Field(None, description="Gold entities of this type.")
     predicted: int | None = Field(None, description="Entities of this type predicted.")
 
 
-class ClassScores(_Open):
-    precision: float | None = None
-    recall: float | None = None
-    f1: float | None = None
+class ClassScores(_Rates):
     support: int | None = Field(None, description="Eval rows of this class.")
     predicted: int | None = Field(None, description="Eval rows given this class.")
 

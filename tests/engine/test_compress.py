@@ -118,6 +118,23 @@ def test_metrics_are_plain_json(finetuned_run: Run) -> None:
     assert metrics["latency_threads"] == 1
 
 
+def test_the_report_reads_every_class(finetuned_run: Run) -> None:
+    metrics, callback = finetuned_run[0].metrics, finetuned_run[1]
+    eval_rows = sum(row["support"] for row in metrics["teacher"]["per_class"].values())
+    for side in ("teacher", "student"):
+        rows = metrics[side]["per_class"]
+        assert set(rows) <= set(LABELS)
+        assert sum(row["predicted"] for row in rows.values()) == eval_rows
+        missing = [name for name, row in rows.items() if row["support"] and not row["predicted"]]
+        assert metrics[side]["never_predicted"] == missing
+    assert metrics["retention_macro_f1"] == pytest.approx(
+        metrics["student"]["macro_f1"] / metrics["teacher"]["macro_f1"]
+    )
+    # The learnt tiny task loses no class, so the report has nothing to warn of.
+    assert metrics["student"]["never_predicted"] == [] and metrics["warnings"] == []
+    assert not [log for log in callback.logs if log[1] == "warning"]
+
+
 def test_progress_is_monotonic_and_ends_at_one(finetuned_run: Run, headed_run: Run) -> None:
     for _, callback in (finetuned_run, headed_run):
         values = callback.progress
