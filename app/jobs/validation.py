@@ -16,7 +16,7 @@ from app.errors import ProblemError
 from app.jobs.schemas import JobCreate
 from app.models.archive import head_task
 from app.models.tables import Model
-from workers.engine import capabilities, plan
+from workers.engine import capabilities, families, plan
 from workers.engine.spec import EngineInputError
 from workers.engine.validate import check_speedup_bound, speedup_warnings
 
@@ -30,6 +30,7 @@ def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> list
     _check_labels(body, dataset)
     _check_teacher(body, teacher, dataset)
     _check_engine_support(body)
+    _check_family(body, teacher)
     _check_export(body, teacher)
     return _check_reachable(body, teacher, dataset)
 
@@ -197,6 +198,20 @@ def _check_target(body: JobCreate) -> None:
             f"A speedup target is planned for the strategies "
             f"{_listing(capabilities.SPEEDUP_STRATEGIES)}, not {body.strategy!r} yet; use one "
             "of those, or a params_ratio target with joint.",
+        )
+
+
+def _check_family(body: JobCreate, teacher: Model) -> None:
+    """What the teacher's family cannot lose yet (its adapter in workers/engine/families/
+    says; what its config can never describe is pruning_not_possible, further on)."""
+    family = families.family_of(teacher.model_type)
+    not_yet = families.unsupported_structures(family, body.pruning.structured)
+    if not_yet:
+        raise _not_supported_yet(
+            "pruning.structured",
+            f"Pruning {_listing(not_yet)} of a {family.name} teacher is not supported yet; "
+            f"for {family.name} models pruning.structured may hold "
+            f"{_listing(list(family.structures))}.",
         )
 
 

@@ -5,6 +5,8 @@ The API refuses at job creation (422 ``not_supported_yet``) whatever is not list
 so enabling a feature in the engine means adding it here, and nothing in the API.
 """
 
+from workers.engine import families
+
 TASKS = ("sequence-classification", "token-classification")
 STRATEGIES = ("prune_then_distill", "distill_then_prune", "joint")
 # Strategies that distil in rounds need an epoch per round at least (strategies.py).
@@ -56,16 +58,18 @@ EXPORT_DEFAULT = ("safetensors",)
 SPEEDUP_RUNTIMES = {"pytorch": None, "onnxruntime": "onnx", "onnxruntime-int8": "onnx-int8"}
 # Families whose ONNX export (torch.onnx dynamo) is checked by the tests (BERT, RoBERTa,
 # ELECTRA and Llama classifiers, tests/engine/test_export_formats.py; XLM-R is RoBERTa's
-# code); others are refused an ONNX format when the job is created.
-ONNX_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "llama")
+# code); others are refused an ONNX format when the job is created. Each family's
+# adapter says (workers/engine/families/).
+ONNX_MODEL_TYPES = families.onnx_model_types()
 # An .onnx file is one protobuf, at most 2 GiB: the teacher (exported to be timed too)
 # must fit in it in fp32. Larger models need external weight files, which the int8
 # path does not handle yet.
 ONNX_MAX_PARAMETERS = 450_000_000
 # Families whose shallower, narrower copies a standard transformers config describes:
-# BERT-like encoders (layers in ``<base>.encoder.layer``) and Llama-like decoders
-# (``<base>.layers``, explicit head_dim and key-value heads).
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2")
+# one adapter per family in workers/engine/families/ (BERT, RoBERTa, XLM-R, ELECTRA,
+# DistilBERT, DeBERTa-v2/v3, ModernBERT encoders; Llama, Mistral, Qwen2 decoders), each
+# saying which structures it can lose (families.unsupported_structures).
+MODEL_TYPES = families.model_types()
 # The Auto class suffix of a teacher's head for each task: a head of another kind (or
 # for another label count) is replaced and trained before distillation.
 HEAD_ARCHITECTURE_SUFFIX = {
