@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workers.engine import families
 from workers.engine.checkpoint import Checkpointer
 from workers.engine.phases.run import Run, timed
 from workers.engine.progress import Progress
@@ -13,10 +14,6 @@ from workers.engine.spec import CompressionSpec, EngineInputError
 from workers.engine.tasks import get_task
 from workers.engine.teacher import has_trained_head, load_teacher, load_tokenizer
 from workers.engine.validate import read_teacher_config
-
-# Families whose position ids start after the padding index, which costs them
-# ``pad_token_id + 1`` of their position table.
-_OFFSET_POSITIONS = ("roberta", "xlm-roberta")
 
 
 def prepare(
@@ -90,6 +87,6 @@ def usable_seq_len(config: dict[str, Any], requested: int) -> int:
     positions = config.get("max_position_embeddings")
     if not isinstance(positions, int):
         return requested
-    if config.get("model_type") in _OFFSET_POSITIONS:
+    if families.for_config(config).position_offset:  # RoBERTa's ids start after padding
         positions -= int(config.get("pad_token_id", 1)) + 1
     return min(requested, positions)
