@@ -122,3 +122,26 @@ def artifact(client, model_id, dataset_id, tmp_path) -> tuple[str, bytes]:
         )
         s.commit()
     return jid, data
+
+
+def finished_job(client: TestClient, jid: str, timeout: float) -> dict[str, Any]:
+    """The job once it has ended, polled until ``timeout`` seconds have passed."""
+    from tests.e2e.conftest import wait_for
+
+    def ended() -> dict[str, Any] | None:
+        job = client.get(f"/v1/jobs/{jid}").json()
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_for(ended, timeout, f"job {jid} to finish")
+
+
+def fetch_artifact(client: TestClient, jid: str, name: str, folder: Path) -> Path:
+    """A job's artifact (a tar.gz folder) downloaded and unpacked into ``folder``."""
+    import io
+    import tarfile
+
+    r = client.get(f"/v1/jobs/{jid}/artifacts/{name}")
+    assert r.status_code == 200, r.text
+    with tarfile.open(fileobj=io.BytesIO(r.content), mode="r:gz") as tf:
+        tf.extractall(folder, filter="data")
+    return folder

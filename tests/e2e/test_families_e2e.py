@@ -6,15 +6,12 @@ refused when the job is created."""
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.apiclient import job_body, upload_model
+from tests.apiclient import fetch_artifact, finished_job, job_body, upload_model
 from tests.conftest import pack_tar
-from tests.e2e.conftest import wait_for
 from tests.engine.families.tiny_families import save_teacher
 
 pytestmark = pytest.mark.e2e
@@ -48,20 +45,12 @@ def test_a_job_on_each_new_family_succeeds_and_its_student_reloads(
     assert r.status_code == 202, r.text
     jid = r.json()["id"]
 
-    def finished():
-        job = client.get(f"/v1/jobs/{jid}").json()
-        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
-
-    job = wait_for(finished, 420, f"job {jid} to finish")
+    job = finished_job(client, jid, 420)
     assert job["status"] == "succeeded", (job, celery_worker.text()[-3000:])
     student, teacher = job["metrics"]["student"], job["metrics"]["teacher"]
     assert student["non_embedding_parameters"] < teacher["non_embedding_parameters"]
 
-    r = client.get(f"/v1/jobs/{jid}/artifacts/model")
-    assert r.status_code == 200
-    folder = tmp_path / "student"
-    with tarfile.open(fileobj=io.BytesIO(r.content), mode="r:gz") as tf:
-        tf.extractall(folder, filter="data")
+    folder = fetch_artifact(client, jid, "model", tmp_path / "student")
 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -195,16 +195,23 @@ class TeacherSizes:
 
     def _per_neuron(self, hidden: int) -> int:
         # Rows of the up (and gate) projection with their biases, a column of down.
-        inputs = 2 if self.layout.gated else 1
+        inputs = self.ffn_inputs
         return (inputs + 1) * hidden + (inputs if self.layout.mlp_bias else 0)
+
+    def attention_widths(self, shape: Shape) -> tuple[int, int]:
+        """The query and the key/value projections' widths in a model of ``shape``."""
+        if self.explicit_heads:
+            return shape.num_heads * self.head_dim, shape.num_kv_heads * self.head_dim
+        return shape.hidden_size, shape.hidden_size  # the attention width is the hidden width
+
+    @property
+    def ffn_inputs(self) -> int:
+        """Projections whose rows are neurons: gate and up, or up alone."""
+        return 2 if self.layout.gated else 1
 
     def _layer(self, shape: Shape) -> int:
         hidden, layout = shape.hidden_size, self.layout
-        if layout.explicit_heads:
-            q = shape.num_heads * self.head_dim
-            kv = shape.num_kv_heads * self.head_dim
-        else:
-            q = kv = hidden  # the attention width is the hidden width
+        q, kv = self.attention_widths(shape)
         attn = 2 * hidden * q + 2 * hidden * kv
         if layout.qkv_bias:
             attn += q + 2 * kv

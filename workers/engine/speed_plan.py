@@ -62,13 +62,8 @@ def layer_flops(sizes: TeacherSizes, shape: Shape, seq_len: int) -> int:
     """Forward FLOPs per token of one layer of ``shape`` (flops.py's counting: matmul
     weights twice, attention scores and weighted values 4 · seq_len · query width)."""
     hidden, ffn = shape.hidden_size, shape.intermediate_size
-    if sizes.explicit_heads:
-        query = shape.num_heads * sizes.head_dim
-        kv = shape.num_kv_heads * sizes.head_dim
-    else:
-        query = kv = hidden  # the attention width is the hidden width
-    inputs = 2 if sizes.layout.gated else 1  # gate and up, or up alone
-    weights = 2 * hidden * query + 2 * hidden * kv + (inputs + 1) * hidden * ffn
+    query, kv = sizes.attention_widths(shape)
+    weights = 2 * hidden * query + 2 * hidden * kv + (sizes.ffn_inputs + 1) * hidden * ffn
     return 2 * weights + 4 * seq_len * query
 
 

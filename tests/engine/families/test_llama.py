@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from transformers import AutoModelForSequenceClassification, MistralConfig, Qwen2Config
+from transformers import (
+    AutoModelForSequenceClassification,
+    MistralConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    Qwen2Config,
+)
 
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
@@ -18,23 +24,20 @@ from tests.engine.tiny_models import tiny_llama
 from workers.engine.plan import sizes_from_config
 
 
-def _qwen2():
-    config = Qwen2Config(
+def _decoder(config_class: type[PretrainedConfig]) -> PreTrainedModel:
+    """A tiny Qwen2 or Mistral of the tiny Llama's sizes (8 query heads over 2 KV)."""
+    config = config_class(
         vocab_size=40, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
         num_attention_heads=8, num_key_value_heads=2, pad_token_id=0, num_labels=2,
     )  # fmt: skip
     return AutoModelForSequenceClassification.from_config(config).eval()
 
 
-def _mistral():
-    config = MistralConfig(
-        vocab_size=40, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
-        num_attention_heads=8, num_key_value_heads=2, pad_token_id=0, num_labels=2,
-    )  # fmt: skip
-    return AutoModelForSequenceClassification.from_config(config).eval()
-
-
-BUILDS = {"llama": tiny_llama, "qwen2": _qwen2, "mistral": _mistral}
+BUILDS = {
+    "llama": tiny_llama,
+    "qwen2": lambda: _decoder(Qwen2Config),
+    "mistral": lambda: _decoder(MistralConfig),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(BUILDS))

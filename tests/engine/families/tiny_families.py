@@ -19,6 +19,16 @@ from transformers import (
 
 from tests.engine.tiny_models import PAD, VOCAB
 
+# Sizes under the standard config keys (DeBERTa, ModernBERT).
+SIZES: dict[str, object] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "pad_token_id": PAD,
+}
+
 
 def distilbert_config(vocab: int = VOCAB, **overrides: object) -> PretrainedConfig:
     settings: dict[str, object] = {
@@ -37,13 +47,8 @@ def deberta_v3_config(vocab: int = VOCAB, **overrides: object) -> PretrainedConf
     """DeBERTa-v3's settings: relative attention over log buckets with shared keys, its
     own LayerNorm on the relative embeddings, no absolute positions, no token types."""
     settings: dict[str, object] = {
+        **SIZES,
         "vocab_size": vocab,
-        "hidden_size": 32,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "intermediate_size": 64,
-        "max_position_embeddings": 64,
-        "pad_token_id": PAD,
         "relative_attention": True,
         "position_buckets": 8,
         "norm_rel_ebd": "layer_norm",
@@ -59,14 +64,9 @@ def deberta_v3_config(vocab: int = VOCAB, **overrides: object) -> PretrainedConf
 def modernbert_config(vocab: int = VOCAB, **overrides: object) -> PretrainedConfig:
     """Global attention in layers 0 and 3, a local window of 8 tokens in 1 and 2."""
     settings: dict[str, object] = {
+        **SIZES,
         "vocab_size": vocab,
-        "hidden_size": 32,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "intermediate_size": 64,
-        "max_position_embeddings": 64,
         "local_attention": 8,
-        "pad_token_id": PAD,
         "bos_token_id": 2,
         "cls_token_id": 2,
         "eos_token_id": 3,

@@ -22,6 +22,23 @@ HEADS_GO_WITH_HIDDEN = (
 )
 
 
+def encoder_layer_axes(projections: str) -> dict[str, Axes]:
+    """BERT's per-layer rules, its self-attention projections named by ``projections``
+    (a regex group under ``attention.self``)."""
+    return {
+        rf"attention\.self\.{projections}\.weight": ("q", "hidden"),
+        rf"attention\.self\.{projections}\.bias": ("q",),
+        r"attention\.output\.dense\.weight": ("hidden", "q"),
+        r"attention\.output\.dense\.bias": ("hidden",),
+        r"attention\.output\.LayerNorm\.(weight|bias)": ("hidden",),
+        r"intermediate\.dense\.weight": ("ffn", "hidden"),
+        r"intermediate\.dense\.bias": ("ffn",),
+        r"output\.dense\.weight": ("hidden", "ffn"),
+        r"output\.dense\.bias": ("hidden",),
+        r"output\.LayerNorm\.(weight|bias)": ("hidden",),
+    }
+
+
 class Bert(Family):
     name = "bert"
     model_types = ("bert", "electra")
@@ -38,18 +55,7 @@ class Bert(Family):
         Head("{base}.pooler.dense", "classifier"),
         Head("classifier.dense", "classifier.out_proj"),
     )
-    layer_axes: ClassVar[Mapping[str, Axes]] = {
-        r"attention\.self\.(query|key|value)\.weight": ("q", "hidden"),
-        r"attention\.self\.(query|key|value)\.bias": ("q",),
-        r"attention\.output\.dense\.weight": ("hidden", "q"),
-        r"attention\.output\.dense\.bias": ("hidden",),
-        r"attention\.output\.LayerNorm\.(weight|bias)": ("hidden",),
-        r"intermediate\.dense\.weight": ("ffn", "hidden"),
-        r"intermediate\.dense\.bias": ("ffn",),
-        r"output\.dense\.weight": ("hidden", "ffn"),
-        r"output\.dense\.bias": ("hidden",),
-        r"output\.LayerNorm\.(weight|bias)": ("hidden",),
-    }
+    layer_axes: ClassVar[Mapping[str, Axes]] = encoder_layer_axes(r"(query|key|value)")
     model_axes: ClassVar[Mapping[str, Axes]] = {
         r"{base}\.embeddings\.(word|position|token_type)_embeddings\.weight": (None, "emb"),
         r"{base}\.embeddings\.LayerNorm\.(weight|bias)": ("emb",),

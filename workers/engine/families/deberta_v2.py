@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from workers.engine.families.base import Axes, Head, Layout
-from workers.engine.families.bert import Bert
+from workers.engine.families.bert import Bert, encoder_layer_axes
 
 
 class DebertaV2(Bert):
@@ -30,18 +30,10 @@ class DebertaV2(Bert):
     query, key, value = (f"attention.self.{n}_proj" for n in ("query", "key", "value"))
     model_norms = ("embeddings.LayerNorm", "encoder.LayerNorm")
     heads = (Head("pooler.dense", "classifier"),)
-    layer_axes: ClassVar[Mapping[str, Axes]] = {
-        r"attention\.self\.(query|key|value|pos_key|pos_query)_proj\.weight": ("q", "hidden"),
-        r"attention\.self\.(query|key|value|pos_key|pos_query)_proj\.bias": ("q",),
-        r"attention\.output\.dense\.weight": ("hidden", "q"),
-        r"attention\.output\.dense\.bias": ("hidden",),
-        r"attention\.output\.LayerNorm\.(weight|bias)": ("hidden",),
-        r"intermediate\.dense\.weight": ("ffn", "hidden"),
-        r"intermediate\.dense\.bias": ("ffn",),
-        r"output\.dense\.weight": ("hidden", "ffn"),
-        r"output\.dense\.bias": ("hidden",),
-        r"output\.LayerNorm\.(weight|bias)": ("hidden",),
-    }
+    # Unshared position projections (v2) slice like the query's.
+    layer_axes: ClassVar[Mapping[str, Axes]] = encoder_layer_axes(
+        r"(query|key|value|pos_key|pos_query)_proj"
+    )
     model_axes: ClassVar[Mapping[str, Axes]] = {}
 
     def layout(self, config: Mapping[str, Any], *, head_dense: bool) -> Layout:
