@@ -11,23 +11,31 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 from sklearn.metrics import f1_score
 
-from tests.engine.conftest import RecordingCallback, make_spec
-from workers.engine import capabilities, plan, speed_steps
+from tests.engine.conftest import LABELS, RecordingCallback, make_spec
+from workers.engine import capabilities, distill, plan, speed_steps
+from workers.engine.data import encode, read_jsonl
 from workers.engine.metrics import classification_scores, entity_scores, macro_f1
 from workers.engine.progress import Progress
+from workers.engine.prune_layers import build_student
 from workers.engine.report import report_warnings, run_metrics
+from workers.engine.runtime import Runtime
 from workers.engine.spec import (
     DEEP_CUT_BELOW,
     DEEP_CUT_LEARNING_RATE,
     STUDENT_LEARNING_RATE,
+    DistillationSpec,
+    EngineInputError,
     PruningSpec,
     TrainingSpec,
     student_learning_rate,
 )
 from workers.engine.speed_plan import SpeedPlan
 from workers.engine.tasks import get_task
+from workers.engine.teacher import load_teacher
+from workers.engine.validate import validate_spec
 
 INTENTS = ("billing", "shipping", "returns", "account", "technical", "refund")
 RARE = INTENTS.index("refund")
@@ -235,3 +243,62 @@ def test_the_learning_rate_follows_the_depth_of_the_cut() -> None:
     assert student_learning_rate(default, 1.0) == STUDENT_LEARNING_RATE  # sparsity only
     asked = TrainingSpec(learning_rate=3e-5)
     assert student_learning_rate(asked, 0.25) == 3e-5
+
+
+def test_a_spec_may_leave_the_learning_rate_to_the_engine() -> None:
+    def spec(learning_rate: float | None) -> Any:
+        paths = (Path("/t"), (Path("a"), Path("b")), Path("/r"))
+        return make_spec(*paths, training={"learning_rate": learning_rate})
+
+    validate_spec(spec(None))
+    with pytest.raises(EngineInputError) as info:
+        validate_spec(spec(0))
+    assert info.value.code == "bad_training"
+
+
+@pytest.mark.parametrize(
+    ("layer_map", "asked", "used"),
+    [
+        ([3], None, DEEP_CUT_LEARNING_RATE),
+        ([0, 1, 2], None, STUDENT_LEARNING_RATE),
+        ([3], 3e-5, 3e-5),
+    ],
+)
+def test_distillation_trains_at_the_rate_for_its_cut(
+    headed_teacher: Path,
+    tiny_splits: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    layer_map: list[int],
+    asked: float | None,
+    used: float,
+) -> None:
+    from transformers import AutoTokenizer
+
+    teacher = load_teacher(headed_teacher, LABELS).eval()
+    student = build_student(teacher, layer_map)
+    examples = read_jsonl(tiny_splits[0], num_labels=2, split="train")[:16]
+    train = encode(
+        AutoTokenizer.from_pretrained(headed_teacher), examples, max_length=32, split="t"
+    )
+    seen: list[float] = []
+
+    def no_training(*, config: Any, **_: Any) -> list[dict[str, float]]:
+        seen.append(config.learning_rate)
+        return []
+
+    monkeypatch.setattr(distill, "train_loop", no_training)
+    callback = RecordingCallback()
+    distill.distill(
+        student,
+        teacher,
+        train,
+        layer_map=layer_map,
+        distillation=DistillationSpec(),
+        training=TrainingSpec(epochs=1, batch_size=16, learning_rate=asked),
+        pad_token_id=0,
+        runtime=Runtime(torch.device("cpu")),
+        progress=Progress(callback),
+    )
+    assert seen == [used]
+    (logged,) = [data for _, _, data in callback.logs if data and "learning_rate" in data]
+    assert logged["learning_rate"] == used

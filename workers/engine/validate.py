@@ -206,7 +206,11 @@ def _validate_training(spec: CompressionSpec) -> None:
         (tr.epochs >= 1, "training.epochs must be at least 1"),
         (tr.teacher_epochs >= 0, "training.teacher_epochs must be 0 or more"),
         (tr.batch_size >= 1, "training.batch_size must be at least 1"),
-        (tr.learning_rate > 0, "training.learning_rate must be > 0"),
+        (
+            # None: chosen by the depth of the cut (spec.student_learning_rate).
+            tr.learning_rate is None or tr.learning_rate > 0,
+            "training.learning_rate must be > 0, or null for the default",
+        ),
         (tr.teacher_learning_rate > 0, "training.teacher_learning_rate must be > 0"),
         (tr.max_seq_length >= 8, "training.max_seq_length must be at least 8"),
         (tr.checkpoint_every_steps >= 0, "training.checkpoint_every_steps must be 0 or more"),
