@@ -4,16 +4,18 @@ lose. ``plan.py``, ``layers.py`` and ``prune_width.py`` ask the family of a conf
 ``model_type`` and never test a model type themselves.
 
 Torch-free: the API imports this registry to say which teachers and structures a job
-may ask for (``capabilities.MODEL_TYPES`` is derived from it). Adding a family is one
-new file here plus its tests (workers/engine/README.md).
+may ask for (``capabilities.MODEL_TYPES`` is derived from it). Every module here but
+``base`` is registered, so adding a family is one new file plus its tests
+(workers/engine/README.md).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from workers.engine.families import bert, deberta_v2, distilbert, llama, modernbert
 from workers.engine.families.base import Axes, ConfigKeys, Family, Head, Layout, Registry
 
 __all__ = [
@@ -31,9 +33,12 @@ __all__ = [
 ]
 
 _REGISTRY = Registry()
-for _module in (bert, llama, distilbert, deberta_v2, modernbert):
-    for _family in _module.FAMILIES:
-        _REGISTRY.add(_family)
+# Every module here but base.py is a family file whose FAMILIES it registers: adding a
+# family touches nothing else.
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _info.name != "base":
+        for _family in importlib.import_module(f"{__name__}.{_info.name}").FAMILIES:
+            _REGISTRY.add(_family)
 
 
 def model_types() -> tuple[str, ...]:
