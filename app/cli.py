@@ -283,10 +283,10 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
         run_api(settings, host, port, on_started=started)
     finally:
         stopping.set()
-        stop_workers(workers)
+        stop_workers(workers, idle_s=settings.shutdown_grace_seconds)
 
 
-def stop_workers(workers: list[subprocess.Popen], idle_s: float = 10.0) -> None:
+def stop_workers(workers: list[subprocess.Popen], idle_s: float) -> None:
     """SIGTERM to each worker's main process: Celery's warm shutdown stops its pool.
     Sent to the whole process group, the pool's children would die first and Celery
     would log an ERROR for each. A worker still up after ``idle_s`` is busy with a job,

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(60, ge=2)
     reaper_interval_seconds: float = Field(15.0, gt=0)
     max_attempts: int = Field(3, ge=1)
+    # `serve` on Ctrl-C: how long a worker busy with a job may take to finish it (warm
+    # shutdown) before the job is stopped and left to resume from its last checkpoint.
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
     # A queued job that no worker claimed for this long is handed to the broker again
     # (a message lost with a broker restart, or never sent while it was down).
     requeue_after_seconds: int = Field(120, ge=1)

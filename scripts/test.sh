@@ -4,12 +4,16 @@
 # From a clean clone it creates .venv (torch==2.13.0 first, then -e .[dev]), starts
 # PostgreSQL, Redis and SeaweedFS where they are not running (scripts/services.sh up),
 # then runs `ruff check .`, the compose-file check when docker-compose is installed,
-# and `pytest -q "$@"`. Re-runs skip the install unless pyproject.toml changed. The
-# servers it started stay up for the next run: `scripts/services.sh down` stops them.
+# and pytest in MODELPRESS_TEST_PROCESSES (default 2) processes (pytest-xdist; 0: one
+# process, no xdist), printing the 25 slowest tests. Re-runs skip the install unless
+# pyproject.toml changed. The servers it started stay up for the next run:
+# `scripts/services.sh down` stops them.
 #
 # The tests find the servers through these variables (defaults below; values already
 # set are kept):
 #   MODELPRESS_TEST_POSTGRES_URL  MODELPRESS_TEST_REDIS_URL  MODELPRESS_TEST_S3_ENDPOINT
+# (with N processes, each uses a Redis database of its own: the given one and the N-1
+# below it; tests/services.py).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,5 +42,12 @@ else
     echo "[test] docker-compose not installed: compose file not checked (scripts/check-compose.sh)" >&2
 fi
 
-echo "+ pytest -q $*" >&2
-exec pytest -q "$@"
+# Two processes on two cores: half the suite waits on leases, kills and sub-processes
+# (tests/conftest.py keeps those that assert on timings in one process, one at a time).
+processes=${MODELPRESS_TEST_PROCESSES:-2}
+parallel=()
+if ((processes > 0)); then
+    parallel=(-n "$processes" --dist loadgroup)
+fi
+echo "+ pytest -q ${parallel[*]} --durations=25 $*" >&2
+exec pytest -q "${parallel[@]}" --durations=25 "$@"

@@ -34,6 +34,19 @@ os.environ.update(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup`` (scripts/test.sh runs two
+    processes): a module stays whole, so its module-scoped runs are made once; the tests
+    whose assertions hang on timings (leases, kills, shutdown grace) form one group, run
+    one after another, so two of them never load the cores at once."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        timed = item.get_closest_marker("faults") or item.get_closest_marker("timing")
+        group = "timing" if timed else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def database() -> Iterator[str]:
     import sqlalchemy as sa

@@ -13,7 +13,22 @@ from urllib.parse import urlparse
 POSTGRES_URL = os.environ.get(
     "MODELPRESS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("MODELPRESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _own_redis_db(url: str, worker: str | None) -> str:
+    """Under pytest-xdist each test process gets a Redis database of its own (the given
+    one, then the ones below it), as it gets its own PostgreSQL database and bucket: the
+    queues of one process's workers must not feed another's."""
+    if not worker or not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) - int(worker[2:])) % 16}"
+
+
+REDIS_URL = _own_redis_db(
+    os.environ.get("MODELPRESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("PYTEST_XDIST_WORKER"),
+)
 S3_ENDPOINT = os.environ.get("MODELPRESS_TEST_S3_ENDPOINT", "http://127.0.0.1:8333")
 
 RUN_ID = uuid.uuid4().hex[:10]

@@ -77,9 +77,13 @@ def retire_leftover_jobs() -> None:
         s.commit()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def celery_worker(stack, tmp_path_factory) -> Iterator[Proc]:
-    """A real Celery worker process on the test Redis, database and S3 bucket."""
+    """A real Celery worker process on the test Redis, database and S3 bucket.
+
+    One per test package (a conftest that imports it makes its own): starting one
+    imports torch, seconds that each module would pay again. It is stopped at the end
+    of its package, so that it never takes the jobs of the fault tests' own workers."""
     retire_leftover_jobs()
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = Proc(
