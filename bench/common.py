@@ -87,6 +87,12 @@ def machine(threads: int) -> dict[str, Any]:
                 break
     except OSError:
         pass
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -95,6 +101,7 @@ def machine(threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "onnxruntime": ort_version,
         "platform": platform.platform(),
     }
 

@@ -10,14 +10,17 @@ learning rate, sequence length, seed):
 - modelpress through ``compress()``: ``params_ratio`` 0.5 and 0.25, structured
   ``layers`` (the default; ``--with-ffn`` adds ``layers + ffn`` rows);
 - peer: a DistilBERT-style student (every other teacher layer, KL + CE on per-token
-  logits; bench/conll2003_peer.py).
+  logits; bench/conll2003_peer.py);
+- int8 peers: the teacher and the DistilBERT-style student quantized by ONNX Runtime's
+  one-liner (``quantize_dynamic`` defaults; bench/runtimes.py).
 
 Tags: the files' IOB1 tags are converted to IOB2 (bench/conll2003_data.py); label names
 are ``O`` then the B-/I- tags sorted. The engine evaluates its own runs on eng.testa
 (validation); the table's numbers come from a final pass (bench/conll2003_measure.py)
-that loads every saved model, scores it on eng.testb with seqeval (entity level, IOB2,
-overall and per type) and times all models together on CPU (interleaved, median of
-repetitions, fixed threads, inputs padded to 128 tokens).
+that loads every saved model, scores it in each runtime (``--runtimes``: PyTorch, ONNX
+Runtime fp32, ONNX Runtime with the engine's int8) on eng.testb with seqeval (entity
+level, IOB2, overall and per type) and times all models in all runtimes together on CPU
+(interleaved, median of repetitions, fixed threads, inputs padded to 128 tokens).
 
     python bench/conll2003.py --smoke            # plumbing only; bench/.cache/results
     python bench/conll2003.py --quick            # 4,000 train sentences, CPU minutes/row
@@ -25,7 +28,8 @@ repetitions, fixed threads, inputs padded to 128 tokens).
     python bench/conll2003.py --max-train-rows 6000   # full settings, capped (for CPU)
 
 Writes ``<out>/conll2003-<mode>-<machine>.json`` and a markdown table beside it, with
-the goal check: at >= 2x CPU bs1 speed-up, >= 98% of the teacher's entity F1.
+the goal check (at >= 2x CPU bs1 speed-up over the PyTorch fp32 teacher, >= 98% of its
+entity F1; any runtime) and the Pareto check of the peers.
 """
 
 from __future__ import annotations
@@ -49,7 +53,11 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from bench import conll2003_data as data  # noqa: E402
-from bench import conll2003_peer, conll2003_report  # noqa: E402
+from bench import (  # noqa: E402
+    conll2003_peer,
+    conll2003_report,
+    runtimes,
+)
 from bench.common import (  # noqa: E402
     CACHE,
     PrintCallback,
@@ -61,7 +69,9 @@ from bench.common import (  # noqa: E402
     write_results,
 )
 from bench.conll2003_measure import measure_all  # noqa: E402
+from bench.pareto import pareto  # noqa: E402
 from bench.peers.train import Budget  # noqa: E402
+from bench.runtimes import final_pass, int8_peers, table_rows  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.progress import Progress  # noqa: E402
 from workers.engine.runtime import Runtime, resolve_device, seed_everything  # noqa: E402
@@ -104,6 +114,8 @@ MODES: dict[str, dict[str, Any]] = {
     },
 }
 GROUPS = ("modelpress", "distilbert")
+DISTILBERT = "peer: DistilBERT-style (every other layer, KL + CE)"
+INT8_PEERS = int8_peers(DISTILBERT)
 
 
 def say(text: str) -> None:
@@ -137,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--with-ffn", action="store_true", help="also modelpress rows with layers + ffn"
     )
+    runtimes.add_arguments(parser)
     parser.add_argument("--only", default=",".join(GROUPS), help=f"subset of {GROUPS}")
     parser.add_argument("--machine-name", default=None, help="file-name label")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
@@ -153,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.rows = cap if args.rows is None else min(args.rows, cap)
     args.test_rows = args.max_test_rows if args.max_test_rows else defaults["test_rows"]
     args.validation_rows = defaults["validation_rows"]
+    args.runtimes = list(args.runtimes)
     args.only = tuple(g for g in args.only.split(",") if g)
     unknown = set(args.only) - set(GROUPS)
     if unknown:
@@ -332,7 +346,7 @@ def run_rows(
     if "distilbert" in args.only:
         rows.append(
             guarded(
-                "peer: DistilBERT-style (every other layer, KL + CE)",
+                DISTILBERT,
                 "3 of 6 layers",
                 lambda: peer_row(teacher_dir, train_file, args.work / "peer-distilbert", args),
             )
@@ -369,28 +383,23 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = run_rows(args, teacher_dir, train_file, validation_file)
 
-    say("final pass: scoring on eng.testb and timing every saved model together ...")
+    say("final pass: scoring on eng.testb and timing every saved model in every runtime ...")
     folders = {"teacher": teacher_dir}
     folders.update({r["method"]: Path(r["model_dir"]) for r in rows if "skipped" not in r})
+    final = final_pass(args, folders, INT8_PEERS, work / "onnx", say)
     measured = measure_all(
         folders,
         test,
         LABELS,
         batch_size=args.batch_size,
-        seq_len=args.latency_seq_len,
-        threads=args.threads,
-        rounds=args.latency_rounds,
-        say=say,
+        final=final,
     )
-    teacher = measured["teacher"]
-    if "error" in teacher:
-        raise SystemExit(f"the teacher could not be measured: {teacher['error']}")
-    final_rows = []
-    for row in rows:
-        row = {k: v for k, v in row.items() if k != "model_dir"}
-        if "skipped" not in row:
-            row = conll2003_report.with_columns(row, measured[row["method"]], teacher)
-        final_rows.append(row)
+    teacher, teacher_rows, all_rows = table_rows(rows, measured, final.int8_peers, "f1")
+    teacher_rows = [conll2003_report.with_types(r) for r in teacher_rows]
+    final_rows = [
+        conll2003_report.with_types({k: v for k, v in row.items() if k != "model_dir"})
+        for row in all_rows
+    ]
 
     capped = "" if args.rows is None else f" (sampled with seed {args.seed})"
     result = {
@@ -421,9 +430,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.max_seq_length}, seed {args.seed}, device {args.device}; modelpress: "
             "engine defaults for distillation (alpha 0.5, T 2, hidden-state MSE), "
             "checkpoints off; peer: alpha 0.5, T 2, KL + CE on logits",
-            "latency": "engine's cpu_latency_ms on all models at once, interleaved, median of "
-            f"repetitions, {args.threads} threads, inputs padded to {args.latency_seq_len} "
-            f"tokens; median of {args.latency_rounds} round(s)",
+            **runtimes.setup(args),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         },
         "teacher": {
@@ -432,8 +439,10 @@ def main(argv: list[str] | None = None) -> None:
             "finetune_cached": finetune["cached"],
             "folder": str(teacher_dir),
         },
+        "teacher_rows": teacher_rows,
         "rows": final_rows,
         "goal": conll2003_report.goal(final_rows),
+        "pareto": pareto(final_rows, "f1"),
         "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
         "total_wall_s": round(time.perf_counter() - start, 1),
     }

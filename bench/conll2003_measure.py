@@ -1,5 +1,6 @@
 """The final pass of bench/conll2003.py: every row's saved model loaded from disk with
-plain ``AutoModelForTokenClassification``, scored on eng.testb and timed together, so
+plain ``AutoModelForTokenClassification``, in each runtime asked for (PyTorch, ONNX
+Runtime fp32 and int8: bench/runtimes.py), scored on eng.testb and timed together, so
 that no row is measured under different conditions.
 
 Scoring is the benchmark's own (not the engine's), so that a change in the engine cannot
@@ -8,7 +9,7 @@ longest test sentence fits the model's 512 positions), the tag predicted on each
 first piece is that word's tag, and seqeval scores the IOB2 sequences by entity in its
 default (conlleval-compatible) mode, overall (micro) and per type.
 
-Latency is the engine's ``cpu_latency_ms`` on all models at once: interleaved
+Latency is the engine's interleaved timing of every model in every runtime at once:
 round-robin (a, b, c, a, b, c, ...), median of repetitions, fixed thread count, real
 test sentences padded to a fixed sequence length; repeated ``rounds`` times and the
 median of the rounds' medians kept, with each round's figure in the JSON.
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForTokenClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel
 
+from bench import runtimes
 from bench.conll2003_data import TYPES, Sentence
-from bench.tables import time_rounds
+from workers.engine import onnx_export as ox
 from workers.engine.tasks import TOKEN_CLASSIFICATION, get_task
 from workers.engine.teacher import load_tokenizer
 
@@ -78,17 +80,28 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str
     }
 
 
+# A batch of tokenizer outputs -> [batch, tokens, tags] logits, in whichever runtime.
+Logits = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+
+def logits_of(thing: Any, runtime: str) -> Logits:
+    """The logits of a PyTorch model or of an ONNX Runtime session (``runtime``)."""
+    if runtime == "pytorch":
+        return lambda inputs: thing(**inputs).logits
+    return lambda inputs: ox.ort_logits(thing, inputs)
+
+
 def predict_tags(
-    model: PreTrainedModel,
+    logits: Logits,
     tokenizer,
     sentences: Sequence[Sentence],
     label_names: Sequence[str],
     *,
     batch_size: int,
+    limit: int,
 ) -> tuple[list[list[str]], int]:
     """Predicted IOB2 tags per sentence (first piece of each word), and how many words
-    had no piece within the model's positions (predicted 'O')."""
-    limit = int(model.config.max_position_embeddings)
+    had no piece within the model's ``limit`` positions (predicted 'O')."""
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].tokens))
     predicted: list[list[str]] = [[] for _ in sentences]
     unseen = 0
@@ -105,7 +118,7 @@ def predict_tags(
         )
         inputs = {k: v for k, v in encoded.items() if k != "offset_mapping"}
         with torch.inference_mode():
-            best = model(**inputs).logits.argmax(dim=-1)
+            best = logits(inputs).argmax(dim=-1)
         for row, index in enumerate(indices):
             tags = ["O"] * len(sentences[index].tokens)
             seen = set()
@@ -120,15 +133,16 @@ def predict_tags(
 
 
 def score(
-    model: PreTrainedModel,
+    logits: Logits,
     tokenizer,
     sentences: Sequence[Sentence],
     label_names: Sequence[str],
     *,
     batch_size: int,
+    limit: int,
 ) -> dict[str, Any]:
     predicted, unseen = predict_tags(
-        model, tokenizer, sentences, label_names, batch_size=batch_size
+        logits, tokenizer, sentences, label_names, batch_size=batch_size, limit=limit
     )
     gold = [list(s.tags) for s in sentences]
     return {**entity_scores(gold, predicted), "words_without_a_piece": unseen}
@@ -155,38 +169,40 @@ def measure_all(
     label_names: Sequence[str],
     *,
     batch_size: int,
-    seq_len: int,
-    threads: int,
-    rounds: int,
-    say: Callable[[str], None],
-) -> dict[str, dict[str, Any]]:
-    """Entity scores, size and CPU latency of every saved model, keyed like ``folders``.
-    A model that cannot be loaded or scored gets ``{"error": ...}`` and is not timed."""
+    final: runtimes.FinalPass,
+) -> dict[str, Any]:
+    """Entity scores, size and CPU latency of every saved model in every runtime, keyed
+    like ``folders`` then by runtime (bench/runtimes.py). A model that cannot be loaded,
+    exported or scored gets ``{"error": ...}`` there and is not timed there."""
     task = get_task(TOKEN_CLASSIFICATION)
-    tokenizer = load_tokenizer(next(iter(folders.values())), task)
-    models: dict[str, PreTrainedModel] = {}
-    results: dict[str, dict[str, Any]] = {}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for name, folder in folders.items():
-            try:
-                model = load_saved(folder)
-                names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-                if tuple(names) != tuple(label_names):
-                    raise RuntimeError(f"head labels {names} are not {list(label_names)}")
-                scores = score(model, tokenizer, test, label_names, batch_size=batch_size)
-            except Exception as exc:  # the row says why; the others are still measured
-                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-                say(f"could not score {name}: {exc}")
-                continue
-            models[name] = model
-            results[name] = {**scores, **shape(model), "size_bytes": size_bytes(folder)}
-            say(f"scored {name}: entity F1 {scores['f1']:.4f}")
-    finally:
-        torch.set_num_threads(previous)
-    texts = [" ".join(s.tokens) for s in test]
-    time_rounds(
-        models, tokenizer, texts, results, seq_len=seq_len, threads=threads, rounds=rounds, say=say
+    teacher = next(iter(folders.values()))
+    tokenizer = load_tokenizer(teacher, task)
+    # Every student keeps its teacher's position table (and the int8 peers theirs).
+    limit = int(AutoConfig.from_pretrained(teacher).max_position_embeddings)
+
+    def load(folder: Path) -> tuple[PreTrainedModel, dict[str, Any], dict[str, Any]]:
+        model = load_saved(folder)
+        names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if tuple(names) != tuple(label_names):
+            raise RuntimeError(f"head labels {names} are not {list(label_names)}")
+        return model, shape(model), {"size_bytes": size_bytes(folder)}
+
+    def scored(thing: Any, runtime: str) -> dict[str, Any]:
+        return score(
+            logits_of(thing, runtime),
+            tokenizer,
+            test,
+            label_names,
+            batch_size=batch_size,
+            limit=limit,
+        )
+
+    return runtimes.measure_all(
+        folders,
+        load=load,
+        score=scored,
+        main="f1",
+        tokenizer=tokenizer,
+        texts=[" ".join(s.tokens) for s in test],
+        final=final,
     )
-    return results

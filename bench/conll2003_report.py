@@ -1,10 +1,13 @@
-"""Columns, the goal check and the markdown table of bench/conll2003.py's results."""
+"""Columns, the goal check, the Pareto check and the markdown table of
+bench/conll2003.py's results: one row per (method, runtime) (bench/pareto.py), speed-ups
+and retention against the teacher in PyTorch fp32."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bench.conll2003_data import TYPES
+from bench.pareto import latency_noise, ran, runtime_of
 from bench.tables import cell, markdown_table
 
 # Issue #4's goal: at a 2x CPU batch-1 speed-up, at least 98% of the teacher's entity F1.
@@ -14,6 +17,7 @@ GOAL_RETENTION = 0.98
 COLUMNS = (
     "method",
     "target",
+    "runtime",
     "layers_x_ffn",
     "f1",
     *(f"f1_{t}" for t in TYPES),
@@ -26,32 +30,22 @@ COLUMNS = (
     "latency_ms_cpu_bs32",
     "speedup_cpu_bs1",
     "speedup_cpu_bs32",
+    "speedup_same_runtime_bs1",
     "wall_s",
 )
 SCORES = ("f1", "precision", "recall", "retention", *(f"f1_{t}" for t in TYPES))
 
 
-def with_columns(row: dict[str, Any], measured: dict[str, Any], teacher: dict[str, Any]):
-    """The row's columns from the final pass, relative to the teacher measured with it."""
-    if "error" in measured:
-        return {**row, "skipped": f"final pass failed: {measured['error']}"}
-    return {
-        **row,
-        **measured,
-        **{f"f1_{t}": measured["per_type"][t]["f1"] for t in TYPES},
-        "retention": measured["f1"] / teacher["f1"] if teacher["f1"] else None,
-        "speedup_cpu_bs1": teacher["latency_ms_cpu_bs1"] / measured["latency_ms_cpu_bs1"],
-        "speedup_cpu_bs32": teacher["latency_ms_cpu_bs32"] / measured["latency_ms_cpu_bs32"],
-    }
-
-
-def _ran(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
-    return [r for r in rows if r["method"].startswith(prefix) and "skipped" not in r]
+def with_types(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its per-type F1 as columns of their own."""
+    if "skipped" in row:
+        return row
+    return {**row, **{f"f1_{t}": row["per_type"][t]["f1"] for t in TYPES}}
 
 
 def _at(row: dict[str, Any]) -> str:
     return (
-        f"{row['method']}: {row['speedup_cpu_bs1']:.2f}x at bs1, "
+        f"{row['method']} [{runtime_of(row)}]: {row['speedup_cpu_bs1']:.2f}x at bs1, "
         f"{row['retention'] * 100:.2f}% of the teacher's entity F1"
     )
 
@@ -62,17 +56,18 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     when one passes; the most retentive row at >= 2x otherwise)."""
     # Retention is None only when the teacher scored 0 (a smoke run): count it as 0.
     rows = [{**r, "retention": r.get("retention") or 0.0} for r in rows]
-    ours = _ran(rows, "modelpress")
+    ours = ran(rows, "modelpress")
     fast = [r for r in ours if r["speedup_cpu_bs1"] >= GOAL_SPEEDUP]
     per_row = [
         {
             "method": r["method"],
+            "runtime": runtime_of(r),
             "speedup_cpu_bs1": r["speedup_cpu_bs1"],
             "retention": r["retention"],
             "fast_enough": r["speedup_cpu_bs1"] >= GOAL_SPEEDUP,
             "retention_margin_points": (r["retention"] - GOAL_RETENTION) * 100,
         }
-        for r in _ran(rows, "")
+        for r in ran(rows, "")
     ]
     result: dict[str, Any] = {
         "needs": f">= {GOAL_SPEEDUP:g}x CPU bs1 speed-up with >= {GOAL_RETENTION:.0%} of the "
@@ -105,6 +100,9 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _cell(row: dict[str, Any], column: str) -> str:
     if column == "layers_x_ffn":
         return f"{row['num_layers']} x {row['intermediate_size']}"
+    if column == "runtime":
+        one_liner = row.get("quantization") == "one-liner"
+        return runtime_of(row) + (" (quantize_dynamic defaults)" if one_liner else "")
     return cell(row.get(column), column, scores=SCORES)
 
 
@@ -114,16 +112,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     m, t, setup = result["machine"], result["teacher"], result["setup"]
-    teacher_row = {
-        "method": "teacher",
-        "target": "-",
-        **t,
-        **{f"f1_{x}": t["per_type"][x]["f1"] for x in TYPES},
-        "retention": 1.0,
-        "speedup_cpu_bs1": 1.0,
-        "speedup_cpu_bs32": 1.0,
-        "wall_s": t.get("finetune_wall_s"),
-    }
     head = [
         f"# CoNLL-2003 NER: modelpress against a DistilBERT-style student "
         f"({result['mode']}, {result['date']})",
@@ -144,18 +132,33 @@ def markdown(result: dict[str, Any]) -> str:
         f"{t['size_bytes']:,} bytes; fine-tuned in {t['finetune_wall_s']} s"
         + (" (cached)" if t.get("finetune_cached") else ""),
         f"- latency: {setup['latency']}",
+        *([f"- runtimes: {setup['runtimes']}"] if setup.get("runtimes") else []),
         "- wall_s: the row's whole run (modelpress: all of compress(), with its own "
         "evaluation and export; peer: load, train, save); teacher: its fine-tuning",
         "",
     ]
     g = result["goal"]
-    lines = [*head, table([teacher_row, *result["rows"]]), "", "## Goal", ""]
+    teacher_rows = [{**r, "wall_s": t.get("finetune_wall_s")} for r in result["teacher_rows"]]
+    lines = [*head, table([*teacher_rows, *result["rows"]]), "", "## Goal", ""]
     lines += [f"- needs {g['needs']}", f"- **{g['says']}**"]
     for r in g["rows"]:
         lines.append(
-            f"  - {r['method']}: {r['speedup_cpu_bs1']:.2f}x, retention "
+            f"  - {r['method']} [{r.get('runtime', 'pytorch')}]: "
+            f"{r['speedup_cpu_bs1']:.2f}x, retention "
             f"{r['retention'] * 100:.2f}% ({r['retention_margin_points']:+.2f} points)"
             + ("" if r["fast_enough"] else f", below {GOAL_SPEEDUP:g}x")
         )
+    if "pareto" in result:
+        lines += [
+            "",
+            "## Pareto check (bs1 latency, size_bytes, entity F1)",
+            "",
+            f"At least as fast: bs1 latency at most the peer's plus "
+            f"{latency_noise(result['rows']):.1%} (the largest spread between rows of one "
+            "shape, runtime and quantization in this pass); at least as small: size_bytes.",
+            "",
+        ]
+        for c in result["pareto"]:
+            lines.append(f"- {c['peer']} [{c['runtime']}]: {c['says']}")
     lines += ["", f"Total wall time {result['total_wall_s']} s.", ""]
     return "\n".join(lines)

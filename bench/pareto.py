@@ -133,7 +133,7 @@ def pareto(rows: list[dict[str, Any]], score: str = "dev_accuracy") -> list[dict
                     f"{peer['size_bytes'] / best['size_bytes']:.2f}x as small)"
                     if margin > 0
                     else f"NOT dominated: the best modelpress row at least as fast and as "
-                    f"small, {_named(best)}, is {-margin * 100:.2f} {_points(score)} behind"
+                    f"small, {_named(best)}, is {abs(margin) * 100:.2f} {_points(score)} behind"
                 ),
             )
         else:

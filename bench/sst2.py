@@ -8,17 +8,22 @@ seed) for every method that trains:
 - modelpress through ``compress()``: ``params_ratio`` 0.5 and 0.25, structured
   ``layers`` (the default), ``layers + ffn`` and ``joint``; ``speedup`` 2.15 and 3.15
   (``layers + ffn``: the largest shape measured on this machine to reach that CPU
-  batch-1 speed-up, with a margin over the bar's 2x and 3x for the final pass's
-  timing); unstructured ``sparsity`` 0.5 and 0.8 when the engine accepts that target
-  (otherwise skipped with the engine's reason);
+  batch-1 speed-up, with a margin over issue #3's 2x and 3x for the final pass's
+  timing); ``speedup`` 1.3 and 2.2 planned in ONNX Runtime int8 (teacher and student
+  both in the engine's int8: issue #20's 3x and 5x over the PyTorch teacher, see
+  bench/README.md); unstructured ``sparsity`` 0.5 and 0.8 when the engine accepts that
+  target (otherwise skipped with the engine's reason); ``--seeds`` trains the bar rows
+  again with other training seeds;
 - peers: ``torch.nn.utils.prune`` global magnitude one-shot and with one fine-tuning
   epoch at 50% and 80%; a DistilBERT-style student (every other layer, KL + CE); the
   two-step recipe (MSE on logits, then |w| < 0.01 zeroed); Intel Neural Compressor 3.7
   in its own environment (``snip_momentum`` 4x1 at 50% and 80% with its distillation,
-  ``auto_slim`` FFN pruning with ``model_slim``).
+  ``auto_slim`` FFN pruning with ``model_slim``); the teacher and the DistilBERT-style
+  student quantized to int8 by ONNX Runtime's one-liner (``quantize_dynamic`` defaults).
 
-Every row's model is saved; a final pass loads them all, scores them on SST-2 dev and
-times them together (bench/sst2_measure.py). Results go to
+Every row's model is saved; a final pass loads them all, scores each on SST-2 dev in each
+runtime (``--runtimes``: PyTorch, ONNX Runtime fp32, ONNX Runtime with the engine's int8)
+and times them all together (bench/sst2_measure.py, bench/runtimes.py). Results go to
 ``<out>/sst2-<mode>-<machine>.json`` and a markdown table beside it.
 
     python bench/sst2.py --smoke            # plumbing only, a few minutes
@@ -30,6 +35,7 @@ times them together (bench/sst2_measure.py). Results go to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -45,7 +51,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench import sst2_modelpress, sst2_report  # noqa: E402
+from bench import (  # noqa: E402
+    runtimes,
+    sst2_modelpress,
+    sst2_report,
+)
 from bench.common import (  # noqa: E402
     CACHE,
     DATA,
@@ -58,8 +68,10 @@ from bench.common import (  # noqa: E402
     write_jsonl,
     write_results,
 )
+from bench.pareto import TRAINED_KEYS, runtime_of  # noqa: E402
 from bench.peers import distilbert, inc, magnitude, two_step  # noqa: E402
 from bench.peers.train import Budget, load_setup  # noqa: E402
+from bench.runtimes import final_pass, int8_peers, table_rows  # noqa: E402
 from bench.sst2_measure import measure_all  # noqa: E402
 from workers.engine.data import encode, read_jsonl  # noqa: E402
 from workers.engine.runtime import Runtime, resolve_device  # noqa: E402
@@ -95,6 +107,8 @@ MODES: dict[str, dict[str, Any]] = {
     },
 }
 GROUPS = ("modelpress", "magnitude", "distilbert", "two_step", "inc")
+DISTILBERT = "peer: DistilBERT-style (every other layer, KL + CE)"
+INT8_PEERS = int8_peers(DISTILBERT)
 
 
 def say(text: str) -> None:
@@ -129,6 +143,25 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--speedups", default="2.15,3.15", help="modelpress speedup targets (CPU batch 1)"
+    )
+    parser.add_argument(
+        "--int8-speedups",
+        default="1.3,2.2",
+        help="modelpress speedup targets planned in onnxruntime-int8 (teacher and student "
+        "both int8; '' for none)",
+    )
+    runtimes.add_arguments(parser)
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="training seeds of the bar rows (--seed-rows), e.g. 0,1,2: each other seed "
+        "trains them again (same teacher and data), measured in the same final pass",
+    )
+    parser.add_argument(
+        "--seed-rows",
+        default=None,
+        help="modelpress methods repeated over --seeds (comma-separated; default the "
+        "onnxruntime-int8 speedup rows)",
     )
     parser.add_argument(
         "--inc-ffn-sparsity",
@@ -167,6 +200,9 @@ def parse_args() -> argparse.Namespace:
     args.dev_rows = args.max_dev_rows if args.max_dev_rows is not None else defaults["dev_rows"]
     if args.modelpress_sparsities is None:
         args.modelpress_sparsities = args.sparsities
+    seeds = [int(x) for x in (args.seeds or str(args.seed)).split(",") if x]
+    args.seeds = [args.seed] + [x for x in dict.fromkeys(seeds) if x != args.seed]
+    args.runtimes = list(args.runtimes)
     args.only = tuple(g for g in args.only.split(",") if g)
     unknown = set(args.only) - set(GROUPS)
     if unknown:
@@ -207,7 +243,8 @@ def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, A
         raise SystemExit(f"--reuse-from {path}: other settings ({', '.join(differ)})")
     rows = {}
     for row in earlier["rows"]:
-        if "skipped" in row or "model_dir" not in row:
+        # One record per trained model: its PyTorch row (the others are measurements).
+        if "skipped" in row or "model_dir" not in row or runtime_of(row) != "pytorch":
             continue
         folder = Path(row["model_dir"])
         folder = folder if folder.is_absolute() else ROOT / folder
@@ -215,7 +252,8 @@ def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, A
         if any(row["method"].startswith(p) for p in retrain):
             continue
         if (folder / "config.json").is_file():
-            rows[row["method"]] = {**row, "model_dir": str(folder), "reused_from": str(path)}
+            trained = {k: row[k] for k in TRAINED_KEYS if k in row}
+            rows[row["method"]] = {**trained, "model_dir": str(folder), "reused_from": str(path)}
     return rows
 
 
@@ -237,6 +275,52 @@ def guarded(method: str, target: str, job: Callable[[], dict[str, Any]]) -> dict
     row = {"method": method, "target": target, **row}
     say(f"row {method}: {outcome(row)}")
     return row
+
+
+def modelpress_rows(
+    args, teacher_dir: Path, splits: tuple[Path, Path], work: Path
+) -> list[dict[str, Any]]:
+    """The engine's rows, then the bar rows again with each other training seed."""
+    training = training_spec(args)
+    engine_rows = sst2_modelpress.rows(
+        floats(args.ratios),
+        floats(args.modelpress_sparsities),
+        floats(args.speedups),
+        floats(args.int8_speedups),
+    )
+    if args.seed_rows is None:
+        again = [r for r in engine_rows if r.spec_target.runtime == "onnxruntime-int8"]
+    else:
+        wanted = [m.strip() for m in args.seed_rows.split(",") if m.strip()]
+        unknown = sorted(set(wanted) - {r.method for r in engine_rows})
+        if unknown:
+            raise SystemExit(f"--seed-rows: not rows of this run: {unknown}")
+        again = [r for r in engine_rows if r.method in wanted]
+
+    def one(engine_row, method: str, seed: int, folder: Path) -> dict[str, Any]:
+        trained = dataclasses.replace(training, seed=seed)
+        row = guarded(
+            method,
+            engine_row.target,
+            lambda: sst2_modelpress.run(
+                engine_row,
+                teacher_dir=teacher_dir,
+                splits=splits,
+                training=trained,
+                work=folder,
+                device=args.device,
+                threads=args.threads,
+            ),
+        )
+        return {**row, "method": method, "training_seed": seed}
+
+    rows = [one(r, r.method, args.seed, work / "modelpress") for r in engine_rows]
+    for seed in args.seeds[1:]:
+        for r in again:
+            name = f"{r.method} [training seed {seed}]"
+            row = one(r, name, seed, work / "modelpress-seeds" / f"seed{seed}")
+            rows.append({**row, "seed_of": r.method})
+    return rows
 
 
 def peer_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dict[str, Any]]:
@@ -331,31 +415,19 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     if "modelpress" in args.only:
-        training = training_spec(args)
-        engine_rows = sst2_modelpress.rows(
-            floats(args.ratios), floats(args.modelpress_sparsities), floats(args.speedups)
-        )
-        for engine_row in engine_rows:
-            rows.append(
-                guarded(
-                    engine_row.method,
-                    engine_row.target,
-                    lambda r=engine_row: sst2_modelpress.run(
-                        r,
-                        teacher_dir=teacher_dir,
-                        splits=(train_file, dev_file),
-                        training=training,
-                        work=work / "modelpress",
-                        device=args.device,
-                        threads=args.threads,
-                    ),
-                )
-            )
+        rows += modelpress_rows(args, teacher_dir, (train_file, dev_file), work)
     rows += peer_rows(args, teacher_dir, train_file, work / "peers")
+    # What trained, before the final pass: a pass that fails can be run again from it
+    # (--reuse-from) without training anything again.
+    trained = work / "trained-rows.json"
+    args_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    trained.write_text(json.dumps({"setup": {"args": args_json}, "rows": rows}, indent=1))
+    say(f"trained rows in {trained} (--reuse-from it if the final pass fails)")
 
-    say("final pass: scoring and timing every saved model together ...")
+    say("final pass: scoring and timing every saved model in every runtime together ...")
     folders = {"teacher": teacher_dir}
     folders.update({r["method"]: Path(r["model_dir"]) for r in rows if "skipped" not in r})
+    final = final_pass(args, folders, INT8_PEERS, work / "onnx", say)
     tokenizer = load_tokenizer(teacher_dir)
     dev = encode(
         tokenizer,
@@ -367,19 +439,12 @@ def main() -> None:
         folders,
         dev,
         batch_size=args.batch_size,
-        seq_len=args.latency_seq_len,
-        threads=args.threads,
-        rounds=args.latency_rounds,
-        say=say,
+        final=final,
     )
-    teacher = measured["teacher"]
-    final_rows = []
-    for row in rows:
+    for index, row in enumerate(rows):
         if "model_dir" in row and Path(row["model_dir"]).is_relative_to(ROOT):
-            row = {**row, "model_dir": str(Path(row["model_dir"]).relative_to(ROOT))}
-        if "skipped" not in row:
-            row = sst2_report.with_columns(row, measured[row["method"]], teacher)
-        final_rows.append(row)
+            rows[index] = {**row, "model_dir": str(Path(row["model_dir"]).relative_to(ROOT))}
+    teacher, teacher_rows, final_rows = table_rows(rows, measured, final.int8_peers, "dev_accuracy")
 
     teacher_result = {
         **{k: v for k, v in teacher.items() if not k.startswith("latency_rounds")},
@@ -403,20 +468,20 @@ def main() -> None:
             "(except the magnitude peer's fine-tuning: one epoch, as its recipe says), "
             f"batch {args.batch_size}, lr {args.learning_rate}, "
             f"max_seq_length {args.max_seq_length}, seed {args.seed}, device {args.device}",
-            "latency": "engine's cpu_latency_ms on all models at once, interleaved, median of "
-            f"repetitions, {args.threads} threads, inputs padded to {args.latency_seq_len} "
-            f"tokens; median of {args.latency_rounds} round(s)",
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **runtimes.setup(args),
+            "seeds": f"training seeds {args.seeds} for the bar rows"
+            if len(args.seeds) > 1
+            else f"one training seed ({args.seed})",
+            "args": args_json,
         },
         "teacher": teacher_result,
+        "teacher_rows": teacher_rows,
         "rows": final_rows,
-        "pareto": sst2_report.pareto(final_rows),
-        "latency_noise_bs1": sst2_report.latency_noise(final_rows),
-        "bar": sst2_report.bar(final_rows, teacher_result),
         "latency_load_1m_per_round": measured["_latency"]["load_1m_per_round"],
         "reused_from": str(args.reuse_from) if args.reuse_from else None,
         "total_wall_s": round(time.perf_counter() - start, 1),
     }
+    result.update(sst2_report.checks(result))
     write_results(args, "sst2", result, sst2_report.markdown(result))
 
 

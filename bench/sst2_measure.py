@@ -1,7 +1,9 @@
-"""The final pass of bench/sst2.py: every row's saved model loaded from disk, scored on
-SST-2 dev and timed together, so that no row is measured under different conditions.
+"""The final pass of bench/sst2.py: every row's saved model loaded from disk, in each
+runtime asked for (PyTorch, ONNX Runtime fp32 and int8: bench/runtimes.py), scored on
+SST-2 dev (the engine's ``quality`` and ``ort_quality``) and timed together, so that no
+row is measured under different conditions.
 
-Latency is the engine's ``cpu_latency_ms`` on all models at once: interleaved
+Latency is the engine's interleaved timing of every model in every runtime at once:
 round-robin (a, b, c, a, b, c, ...), median of repetitions, fixed thread count, inputs
 padded to a fixed sequence length; repeated ``rounds`` times and the median of the
 rounds' medians kept, with each round's figure in the JSON.
@@ -18,12 +20,15 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
-from bench.tables import time_rounds
+from bench import runtimes
+from bench.common import LABELS
 from workers.engine.data import EncodedSplit
 from workers.engine.evaluate import quality
+from workers.engine.formats import ort_quality
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
 from workers.engine.spec import NullCallback
+from workers.engine.tasks import SEQUENCE_CLASSIFICATION, get_task
 from workers.engine.teacher import load_tokenizer
 
 ZLIB_LEVEL = 1
@@ -112,58 +117,62 @@ def counts(model: PreTrainedModel) -> dict[str, int]:
     }
 
 
+def load(folder: Path) -> tuple[PreTrainedModel, dict[str, Any], dict[str, Any]]:
+    """The model, its parameter counts, and what its saved folder weighs and how it loads."""
+    model, not_plain = load_saved(folder)
+    raw, packed = size_bytes(folder)
+    saved = {
+        "size_bytes": raw,
+        "size_bytes_zlib": packed,
+        "reloads_with_plain_transformers": not_plain is None,
+        **({"reload_problem": not_plain} if not_plain else {}),
+    }
+    return model, counts(model), saved
+
+
 def measure_all(
     folders: dict[str, Path],
     dev: EncodedSplit,
     *,
     batch_size: int,
-    seq_len: int,
-    threads: int,
-    rounds: int,
-    say,
-) -> dict[str, dict[str, Any]]:
-    """Quality, size and CPU latency of every saved model, keyed like ``folders``."""
+    final: runtimes.FinalPass,
+) -> dict[str, Any]:
+    """Quality, size and CPU latency of every saved model in every runtime, keyed like
+    ``folders`` then by runtime (bench/runtimes.py)."""
     runtime = Runtime(torch.device("cpu"))
     progress = Progress(NullCallback())
+    task = get_task(SEQUENCE_CLASSIFICATION)
     tokenizer = load_tokenizer(next(iter(folders.values())))
     pad_id = int(tokenizer.pad_token_id)
-    models: dict[str, PreTrainedModel] = {}
-    results: dict[str, dict[str, Any]] = {}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for name, folder in folders.items():
-            model, not_plain = load_saved(folder)
-            models[name] = model
+
+    def score(thing: Any, where: str) -> dict[str, Any]:
+        if where == "pytorch":
             scores = quality(
-                model,
+                thing,
                 dev,
                 batch_size=batch_size,
                 pad_token_id=pad_id,
                 runtime=runtime,
                 progress=progress,
             )
-            raw, packed = size_bytes(folder)
-            results[name] = {
-                "dev_accuracy": scores.accuracy,
-                "dev_macro_f1": scores.macro_f1,
-                **counts(model),
-                "size_bytes": raw,
-                "size_bytes_zlib": packed,
-                "reloads_with_plain_transformers": not_plain is None,
-                **({"reload_problem": not_plain} if not_plain else {}),
-            }
-            say(f"scored {name}: accuracy {scores.accuracy:.4f}")
-    finally:
-        torch.set_num_threads(previous)
-    time_rounds(
-        models,
-        tokenizer,
-        dev.texts,
-        results,
-        seq_len=seq_len,
-        threads=threads,
-        rounds=rounds,
-        say=say,
+        else:
+            scores = ort_quality(
+                thing,
+                dev,
+                task=task,
+                batch_size=batch_size,
+                pad_token_id=pad_id,
+                label_names=LABELS,
+                progress=progress,
+            )
+        return {"dev_accuracy": scores.accuracy, "dev_macro_f1": scores.macro_f1}
+
+    return runtimes.measure_all(
+        folders,
+        load=load,
+        score=score,
+        main="dev_accuracy",
+        tokenizer=tokenizer,
+        texts=dev.texts,
+        final=final,
     )
-    return results

@@ -21,6 +21,7 @@ from workers.engine.compress import compress
 from workers.engine.spec import (
     CompressionSpec,
     EngineInputError,
+    ExportSpec,
     PruningSpec,
     TargetSpec,
     TrainingSpec,
@@ -35,10 +36,15 @@ class EngineRow:
     spec_target: TargetSpec
     pruning: PruningSpec
     strategy: str = "prune_then_distill"
+    # The job's export.formats: a speedup planned in ONNX Runtime int8 needs its format.
+    formats: tuple[str, ...] = ("safetensors",)
 
 
 def rows(
-    ratios: tuple[float, ...], sparsities: tuple[float, ...], speedups: tuple[float, ...] = ()
+    ratios: tuple[float, ...],
+    sparsities: tuple[float, ...],
+    speedups: tuple[float, ...] = (),
+    int8_speedups: tuple[float, ...] = (),
 ) -> list[EngineRow]:
     out = []
     for ratio in ratios:
@@ -78,6 +84,18 @@ def rows(
                 PruningSpec(structured=("layers", "ffn")),
             )
         )
+    for speedup in int8_speedups:
+        out.append(
+            EngineRow(
+                f"modelpress speedup={speedup} +ffn (onnxruntime-int8 plan)",
+                f"speedup={speedup} in onnxruntime-int8 (structured: layers, ffn; the shape "
+                "measured on this machine to reach it at batch 1, teacher and student both "
+                "in the engine's int8; export onnx-int8)",
+                TargetSpec(speedup=speedup, runtime="onnxruntime-int8"),
+                PruningSpec(structured=("layers", "ffn")),
+                formats=("safetensors", "onnx-int8"),
+            )
+        )
     for sparsity in sparsities:
         out.append(
             EngineRow(
@@ -115,6 +133,7 @@ def run(
         pruning=row.pruning,
         strategy=row.strategy,
         training=training,
+        export=ExportSpec(row.formats),
         device=device,
         latency_threads=threads,
     )
@@ -141,6 +160,8 @@ def run(
         "engine_student_accuracy": metrics["student"]["accuracy"],
         "engine_teacher_accuracy": metrics["teacher"]["accuracy"],
         "engine_speedup_cpu_bs1": metrics.get("speedup_cpu_bs1"),
+        # Each exported format scored and timed by the job itself (formats.py).
+        "engine_formats": metrics.get("formats"),
         "timings_s": report.get("timings_s"),
     }
     return record

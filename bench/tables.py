@@ -6,8 +6,10 @@ import statistics
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+import torch
+
 from bench.common import load_1m
-from workers.engine.evaluate import cpu_latency_ms
+from workers.engine.evaluate import interleaved_latency_ms
 from workers.engine.progress import Progress
 from workers.engine.spec import NullCallback
 
@@ -48,7 +50,7 @@ def markdown_table(
 
 
 def time_rounds(
-    models: dict[str, Any],
+    runners: dict[str, Callable[[dict[str, Any]], Any]],
     tokenizer: Any,
     texts: list[str],
     results: dict[str, dict[str, Any]],
@@ -58,19 +60,27 @@ def time_rounds(
     rounds: int,
     say: Callable[[str], None],
 ) -> None:
-    """``rounds`` interleaved CPU timings of all ``models`` together; each model's
-    ``latency_ms_cpu_bs{1,32}`` is the median over rounds (every round's value kept), and
-    ``results["_latency"]`` has the load average around each round."""
+    """``rounds`` interleaved CPU timings of all ``runners`` together (one forward pass
+    each: a PyTorch model or an ONNX Runtime session, ``bench/runtimes.py``), PyTorch on
+    ``threads`` threads (each session was made with as many); each runner's
+    ``latency_ms_cpu_bs{1,32}`` is the median over rounds (every round's value kept),
+    and ``results["_latency"]`` has the load average around each round."""
     progress = Progress(NullCallback())
     per_round = []
-    for index in range(rounds):
-        before = load_1m()
-        latency = cpu_latency_ms(
-            models, tokenizer, texts, seq_len=seq_len, threads=threads, progress=progress
-        )
-        per_round.append({"latency": latency, "load_1m": [before, load_1m()]})
-        say(f"latency round {index + 1}/{rounds} done")
-    for name in models:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for index in range(rounds):
+            before = load_1m()
+            with torch.inference_mode():
+                latency = interleaved_latency_ms(
+                    runners, tokenizer, texts, seq_len=seq_len, progress=progress
+                )
+            per_round.append({"latency": latency, "load_1m": [before, load_1m()]})
+            say(f"latency round {index + 1}/{rounds} done ({len(runners)} models)")
+    finally:
+        torch.set_num_threads(previous)
+    for name in runners:
         for bs in (1, 32):
             values = [r["latency"][name][bs] for r in per_round]
             results[name][f"latency_ms_cpu_bs{bs}"] = statistics.median(values)
