@@ -189,3 +189,13 @@ def test_model_card_links_the_plots(tmp_path: Path, report: dict[str, Any]) -> N
     assert "![Training curves](training_curves.png)" in card
     assert "![Teacher vs student](teacher_vs_student.png)" in card
     assert "## Plots" not in model_card(report["metrics"], report["spec"])
+
+
+def test_model_card_leads_with_the_reports_warnings(report: dict[str, Any]) -> None:
+    assert "## Warnings" not in model_card(report["metrics"], report["spec"])
+    message = "The student never predicts class 'refund' (9 eval rows; teacher recall 0.89)."
+    report["metrics"]["warnings"] = [{"code": "class_never_predicted", "message": message}]
+    report["metrics"]["retention_macro_f1"] = 0.7961
+    card = model_card(report["metrics"], report["spec"])
+    assert card.index("## Warnings") < card.index(f"- {message}") < card.index("## Results")
+    assert "- Macro-F1 retention: 79.61%" in card

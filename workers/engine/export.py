@@ -139,6 +139,7 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence
         "",
         f"Labels: {labels}.",
         "",
+        *_warnings_section(metrics),
         "## Results",
         "",
         *table,
@@ -146,6 +147,7 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence
         *_per_type_table(teacher, student),
         f"- {task.main_metric_label} retention: "
         f"{'n/a' if retention is None else _fmt_pct(retention)}",
+        *_macro_f1_lines(metrics),
         f"- Compression (all parameters): {metrics['compression_ratio']:.2f}x",
         *_size_lines(metrics, summary),
         f"- CPU speed-up: {metrics['speedup_cpu_bs1']:.2f}x at batch 1, "
@@ -165,6 +167,19 @@ def model_card(metrics: dict[str, Any], summary: dict[str, Any], plots: Sequence
         *_usage(metrics, auto_class),
     ]
     return "\n".join(lines)
+
+
+def _macro_f1_lines(metrics: dict[str, Any]) -> list[str]:
+    value = metrics.get("retention_macro_f1")
+    return [] if value is None else [f"- Macro-F1 retention: {_fmt_pct(value)}"]
+
+
+def _warnings_section(metrics: dict[str, Any]) -> list[str]:
+    """Above the results: what a reader of the table alone would miss (report.py)."""
+    found = metrics.get("warnings") or []
+    if not found:
+        return []
+    return ["## Warnings", "", *(f"- {w['message']}" for w in found), ""]
 
 
 def _formats_section(metrics: dict[str, Any], label: str, key: str) -> list[str]:
