@@ -122,7 +122,8 @@ def markdown(result: dict[str, Any]) -> str:
     head += [
         f"- machine: {m['cpu']} ({m['cores']} cores, {m['threads']} threads timed)"
         + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
-        f"- torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}",
+        f"- torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}"
+        + (f", onnxruntime {m['onnxruntime']}" if m.get("onnxruntime") else ""),
         f"- data: {setup['data']}",
         f"- evaluation: {setup['evaluation']}",
         f"- budget: {setup['budget']}",

@@ -46,6 +46,7 @@ from bench.common import (
     study_spec,
     write_jsonl,
 )
+from bench.runtimes import ort_runner
 from workers.engine import onnx_export as ox
 from workers.engine.compress import compress
 from workers.engine.data import encode, iter_batches, read_jsonl
@@ -331,11 +332,8 @@ def _score_and_time(
         )
         rows[name] = {**dataclasses.asdict(scores), "size_bytes": ox.file_bytes(files[name])}
 
-    def runner(sess: Any) -> Any:
-        return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
-
     latency = interleaved_latency_ms(
-        {name: runner(s) for name, s in sessions.items()},
+        {name: ort_runner(s) for name, s in sessions.items()},
         tokenizer,
         dev.texts,
         seq_len=args.max_seq_length,

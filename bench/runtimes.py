@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -180,6 +181,17 @@ def _weights(folder: Path) -> list[Path]:
     return [*folder.glob("*.safetensors"), folder / "config.json"]
 
 
+def _job_made(folder: Path, artifact: Path, runtime: str) -> bool:
+    """``artifact`` is the ONNX file the job that saved ``folder`` exported: its report
+    (written last) names that format and is newer than both. (The job writes the ONNX
+    files while it evaluates, before it saves the safetensors.)"""
+    report = folder.parent / "report.json"
+    if not (artifact.is_file() and _fresh(report, artifact, *_weights(folder))):
+        return False
+    formats = json.loads(report.read_text(encoding="utf-8")).get("metrics", {}).get("formats")
+    return any(fmt for fmt, r in (formats or {}).items() if r.get("runtime") == runtime)
+
+
 def onnx_files(
     name: str,
     model: PreTrainedModel,
@@ -196,7 +208,7 @@ def onnx_files(
     wanted = [rt for rt in RUNTIMES[1:] if rt in runtimes or (rt == "onnxruntime" and fp32_needed)]
     for runtime in wanted:
         artifact = folder.parent / JOB_ARTIFACT[runtime] / ox.ONNX_FILE
-        if folder.name == "model" and _fresh(artifact, *_weights(folder)):
+        if folder.name == "model" and _job_made(folder, artifact, runtime):
             files[runtime] = (artifact, f"the job's {JOB_ARTIFACT[runtime]} artifact")
     here = work / slug(name)
     if "onnxruntime" not in files and wanted:
@@ -228,11 +240,11 @@ def one_liner_int8(fp32: Path, dest: Path) -> float:
     return seconds
 
 
-def _torch_runner(model: PreTrainedModel) -> Callable[[dict[str, torch.Tensor]], Any]:
+def torch_runner(model: PreTrainedModel) -> Callable[[dict[str, torch.Tensor]], Any]:
     return lambda inputs: model(**inputs)
 
 
-def _ort_runner(sess: Any) -> Callable[[dict[str, torch.Tensor]], Any]:
+def ort_runner(sess: Any) -> Callable[[dict[str, torch.Tensor]], Any]:
     return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
 
 
@@ -275,7 +287,7 @@ def measure_all(
         out[name][runtime] = {**scores, **facts, "runtime": runtime}
         key = str(len(flat))
         flat[key] = out[name][runtime]
-        runners[key] = _torch_runner(thing) if runtime == "pytorch" else _ort_runner(thing)
+        runners[key] = torch_runner(thing) if runtime == "pytorch" else ort_runner(thing)
         say(f"scored {name} in {runtime}: {main} {scores[main]:.4f}")
 
     def onnx_facts(path: Path, made: str, quantization: str | None) -> dict[str, Any]:
