@@ -133,6 +133,17 @@ def training_spec(args) -> TrainingSpec:
     )
 
 
+def encoded(tokenizer, path: Path, *, split: str, max_length: int, rows: int | None = None):
+    """An SST-2 JSONL split read and tokenized by the engine's own code (the first
+    ``rows`` of it when given)."""
+    return encode(
+        tokenizer,
+        read_jsonl(path, num_labels=len(LABELS), split=split)[:rows],
+        max_length=max_length,
+        split=split,
+    )
+
+
 def finetune_once(
     base: Path, train_file: Path, dev_file: Path, out: Path, args, device: str = "cpu"
 ) -> dict[str, Any]:
@@ -143,18 +154,8 @@ def finetune_once(
     progress.start_phase("teacher_finetune")
     tokenizer = load_tokenizer(base)
     pad_id = int(tokenizer.pad_token_id)
-    train = encode(
-        tokenizer,
-        read_jsonl(train_file, num_labels=len(LABELS), split="train"),
-        max_length=args.max_seq_length,
-        split="train",
-    )
-    dev = encode(
-        tokenizer,
-        read_jsonl(dev_file, num_labels=len(LABELS), split="eval"),
-        max_length=args.max_seq_length,
-        split="eval",
-    )
+    train = encoded(tokenizer, train_file, split="train", max_length=args.max_seq_length)
+    dev = encoded(tokenizer, dev_file, split="eval", max_length=args.max_seq_length)
     teacher = load_teacher(base, LABELS).to(runtime.device)
     start = time.perf_counter()
     finetune_teacher(

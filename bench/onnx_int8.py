@@ -40,6 +40,7 @@ from bench.common import (
     LABELS,
     PrintCallback,
     cached_teacher,
+    encoded,
     load_1m,
     machine,
     read_tsv,
@@ -49,7 +50,7 @@ from bench.common import (
 from bench.runtimes import ort_runner
 from workers.engine import onnx_export as ox
 from workers.engine.compress import compress
-from workers.engine.data import encode, iter_batches, read_jsonl
+from workers.engine.data import iter_batches
 from workers.engine.evaluate import interleaved_latency_ms
 from workers.engine.formats import ort_quality
 from workers.engine.progress import Progress
@@ -131,17 +132,9 @@ def main() -> None:
 
     # -- int8 variants, teacher and student ----------------------------------------------
     tokenizer = load_tokenizer(teacher_dir)
-    dev = encode(
-        tokenizer,
-        read_jsonl(dev_file, num_labels=2, split="eval"),
-        max_length=args.max_seq_length,
-        split="eval",
-    )
-    calib = encode(
-        tokenizer,
-        read_jsonl(data / "train.jsonl", num_labels=2, split="train")[:256],
-        max_length=args.max_seq_length,
-        split="train",
+    dev = encoded(tokenizer, dev_file, split="eval", max_length=args.max_seq_length)
+    calib = encoded(
+        tokenizer, data / "train.jsonl", split="train", max_length=args.max_seq_length, rows=256
     )
     pad = int(tokenizer.pad_token_id)
     variants: dict[str, Any] = {}

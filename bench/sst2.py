@@ -60,6 +60,7 @@ from bench.common import (  # noqa: E402
     CACHE,
     DATA,
     cached_teacher,
+    encoded,
     floats,
     load_1m,
     machine,
@@ -73,7 +74,6 @@ from bench.peers import distilbert, inc, magnitude, two_step  # noqa: E402
 from bench.peers.train import Budget, load_setup  # noqa: E402
 from bench.runtimes import final_pass, int8_peers, table_rows  # noqa: E402
 from bench.sst2_measure import measure_all  # noqa: E402
-from workers.engine.data import encode, read_jsonl  # noqa: E402
 from workers.engine.runtime import Runtime, resolve_device  # noqa: E402
 from workers.engine.teacher import load_tokenizer  # noqa: E402
 
@@ -429,12 +429,7 @@ def main() -> None:
     folders.update({r["method"]: Path(r["model_dir"]) for r in rows if "skipped" not in r})
     final = final_pass(args, folders, INT8_PEERS, work / "onnx", say)
     tokenizer = load_tokenizer(teacher_dir)
-    dev = encode(
-        tokenizer,
-        read_jsonl(dev_file, num_labels=2, split="eval"),
-        max_length=args.max_seq_length,
-        split="eval",
-    )
+    dev = encoded(tokenizer, dev_file, split="eval", max_length=args.max_seq_length)
     measured = measure_all(
         folders,
         dev,
