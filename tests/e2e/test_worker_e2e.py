@@ -24,6 +24,13 @@ def _poll_terminal(client, jid: str, timeout: float = 300) -> dict:
     return wait_for(done, timeout, f"job {jid} to finish")
 
 
+def test_the_worker_imports_the_engine_once_before_forking(celery_worker):
+    # Every job runs in a fresh child of this process; torch loaded here is torch that
+    # no job imports again.
+    maps = Path(f"/proc/{celery_worker.p.pid}/maps").read_text()
+    assert "libtorch_cpu" in maps or "libtorch.so" in maps, "the engine was not preloaded"
+
+
 def test_job_runs_on_a_real_worker(client, model_id, dataset_id, celery_worker, tmp_path: Path):
     r = client.post("/v1/jobs", json=job_body(model_id, dataset_id, training=TINY_TRAINING))
     assert r.status_code == 202
