@@ -40,16 +40,16 @@ from bench.common import (  # noqa: E402
     study_spec,
     write_dated,
 )
+from jobspec.plan import Shape  # noqa: E402
+from jobspec.speed_plan import LatencyFit, SpeedPlan  # noqa: E402
 from workers.engine import speed_target  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
-from workers.engine.plan import Shape  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
     DistillationSpec,
     PruningSpec,
     TargetSpec,
     TrainingSpec,
 )
-from workers.engine.speed_plan import LatencyFit, SpeedPlan  # noqa: E402
 
 # name -> (layers, hidden, FFN); heads follow the hidden width (32 per head in MiniLM).
 SHAPES: dict[str, tuple[int, int, int]] = {

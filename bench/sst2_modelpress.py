@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LABELS, PrintCallback
-from workers.engine import capabilities
+from jobspec import vocabulary
 from workers.engine.compress import compress
 from workers.engine.spec import (
     CompressionSpec,
@@ -141,7 +141,7 @@ def run(
     try:
         validate_spec(spec)
     except EngineInputError as exc:
-        supported = f"capabilities.TARGETS={list(capabilities.TARGETS)}"
+        supported = f"vocabulary.TARGETS={list(vocabulary.TARGETS)}"
         record["skipped"] = f"engine refuses this spec ({exc.code}: {exc.message}; {supported})"
         return record
     start = time.perf_counter()

@@ -148,11 +148,11 @@ def test_compress_help_lists_the_spec_fields_with_their_defaults():
     assert set(JOB_KEYS) <= set(SpecFile.model_fields)
     for key in LocalDataset.model_fields:
         assert key in flat, f"dataset.{key} not listed"
-    from workers.engine import capabilities
+    from jobspec import vocabulary
 
     for key in ("params_ratio", "sparsity", "speedup", "pattern", "unstructured", "2:4"):
         assert key in flat
-    for key in (*schemas.Target.model_fields, *capabilities.SPEEDUP_RUNTIMES):
+    for key in (*schemas.Target.model_fields, *vocabulary.SPEEDUP_RUNTIMES):
         assert key in flat, f"target: {key} not listed"
     sections = [schemas.Distillation, schemas.Pruning, schemas.Training]
     sections += [schemas.Export] if "export" in SpecFile.model_fields else []

@@ -8,12 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.jobs.report import JobMetrics
-from workers.engine import capabilities, spec
+from jobspec import vocabulary
+from workers.engine import spec
 
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 # The tasks this engine release does, and no other: the schema's enum says what a job
 # may ask for, so a task is listed only once the engine does it (capabilities.py).
-Task = Literal[capabilities.TASKS]  # type: ignore[valid-type]
+Task = Literal[vocabulary.TASKS]  # type: ignore[valid-type]
 # The longest max_runtime_s a job may ask for (the broker's visibility timeout is set
 # above it: workers/celery_app.py).
 MAX_RUNTIME_S = 7 * 24 * 3600
@@ -58,7 +59,7 @@ class Target(Strict):
         "the worker that runs the job. The student is the largest shape measured to reach "
         "it; the report gives the final timing and whether it met the target.",
     )
-    runtime: Literal[tuple(capabilities.SPEEDUP_RUNTIMES)] | None = Field(  # type: ignore[valid-type]
+    runtime: Literal[tuple(vocabulary.SPEEDUP_RUNTIMES)] | None = Field(  # type: ignore[valid-type]
         None,
         description="Where a speedup target is measured, the teacher and the student both "
         "run there: `pytorch` (eager, fp32; the default), `onnxruntime` (ONNX fp32) or "
@@ -118,7 +119,7 @@ class Distillation(Strict):
 
 class Pruning(Strict):
     structured: list[Literal["layers", "ffn", "hidden", "heads"]] = Field(
-        default_factory=lambda: list(capabilities.STRUCTURED_DEFAULT),
+        default_factory=lambda: list(vocabulary.STRUCTURED_DEFAULT),
         description="What structured pruning may remove to meet the target: `layers` "
         "(whole layers; always), `ffn` (FFN neurons), `hidden` (hidden channels with whole "
         'heads) and `heads` (Llama-family attention heads). Default `["layers", "ffn"]`: '
@@ -138,12 +139,12 @@ class Pruning(Strict):
     )
 
 
-ExportFormat = Literal[capabilities.EXPORT_FORMATS]  # type: ignore[valid-type]
+ExportFormat = Literal[vocabulary.EXPORT_FORMATS]  # type: ignore[valid-type]
 
 
 class Export(Strict):
     formats: list[ExportFormat] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: list(capabilities.EXPORT_DEFAULT),
+        default_factory=lambda: list(vocabulary.EXPORT_DEFAULT),
         min_length=1,
         description="The student's output formats, each its own artifact (a .tar.gz "
         "folder with config.json and the tokenizer): `safetensors` is the "

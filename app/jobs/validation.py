@@ -16,7 +16,7 @@ from app.errors import ProblemError
 from app.jobs.schemas import JobCreate
 from app.models.archive import head_task
 from app.models.tables import Model
-from workers.engine import capabilities, families, plan
+from jobspec import families, plan, vocabulary
 from workers.engine.spec import EngineInputError
 from workers.engine.validate import check_speedup_bound, speedup_warnings
 
@@ -45,7 +45,7 @@ def _listing(values: tuple[str, ...] | list[str]) -> str:
 
 def _check_task(body: JobCreate, dataset: Dataset) -> None:
     # A task the engine does not do never gets here: JobCreate.task lists only
-    # capabilities.TASKS, so it is a 422 validation_error naming `task`.
+    # vocabulary.TASKS, so it is a 422 validation_error naming `task`.
     # task_hint says what the dataset's columns hold (text/label or tokens/tags); a
     # dataset without one is trusted to fit.
     if dataset.task_hint is not None and dataset.task_hint != body.task:
@@ -99,12 +99,12 @@ def _check_labels(body: JobCreate, dataset: Dataset) -> None:
 def _check_teacher(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
     # The tokenizer needs no check here: an archive without one is refused at upload
     # (model_tokenizer_missing), so every stored teacher has one.
-    if teacher.model_type not in capabilities.MODEL_TYPES:
+    if teacher.model_type not in vocabulary.MODEL_TYPES:
         raise ProblemError(
             422,
             "model_unsupported",
             f"Teacher model_type {teacher.model_type!r} is not supported; "
-            f"supported: {_listing(capabilities.MODEL_TYPES)}.",
+            f"supported: {_listing(vocabulary.MODEL_TYPES)}.",
             param="teacher.model_id",
         )
     why = _head_unfit(body.task, teacher, len(dataset.label_names))
@@ -133,11 +133,11 @@ def _head_unfit(task: str, teacher: Model, num_labels: int) -> str | None:
 
 
 def _check_engine_support(body: JobCreate) -> None:
-    if body.strategy not in capabilities.STRATEGIES:
+    if body.strategy not in vocabulary.STRATEGIES:
         raise _not_supported_yet(
             "strategy",
             f"Strategy {body.strategy!r} is not supported yet; supported: "
-            f"{_listing(capabilities.STRATEGIES)}.",
+            f"{_listing(vocabulary.STRATEGIES)}.",
         )
     if body.training.cache_teacher_logits and (
         body.distillation.hidden_states or body.distillation.attention
@@ -150,7 +150,7 @@ def _check_engine_support(body: JobCreate) -> None:
             "distillation.attention to false, or cache_teacher_logits to false.",
             param="training.cache_teacher_logits",
         )
-    least = capabilities.MIN_EPOCHS.get(body.strategy, 1)
+    least = vocabulary.MIN_EPOCHS.get(body.strategy, 1)
     if body.training.epochs < least:
         raise ProblemError(
             422,
@@ -161,13 +161,13 @@ def _check_engine_support(body: JobCreate) -> None:
         )
     _check_target(body)
     _check_pruning(body)
-    if body.distillation.attention and not capabilities.ATTENTION_LOSS:
+    if body.distillation.attention and not vocabulary.ATTENTION_LOSS:
         raise _not_supported_yet(
             "distillation.attention",
             "The attention-map loss is not supported yet; set distillation.attention to "
             "false (the logit and hidden-state losses are).",
         )
-    if body.training.cache_teacher_logits and not capabilities.CACHE_TEACHER_LOGITS:
+    if body.training.cache_teacher_logits and not vocabulary.CACHE_TEACHER_LOGITS:
         raise _not_supported_yet(
             "training.cache_teacher_logits",
             "Caching the teacher's logits is not supported yet; set "
@@ -180,23 +180,23 @@ def _check_target(body: JobCreate) -> None:
     kind = next(
         k for k in ("params_ratio", "sparsity", "speedup") if getattr(target, k) is not None
     )
-    if kind not in capabilities.TARGETS:
+    if kind not in vocabulary.TARGETS:
         raise _not_supported_yet(
             f"target.{kind}",
             f"A {kind} target is not supported yet; supported targets: "
-            f"{_listing(capabilities.TARGETS)}.",
+            f"{_listing(vocabulary.TARGETS)}.",
         )
-    if kind == "sparsity" and target.pattern not in capabilities.SPARSITY_PATTERNS:
+    if kind == "sparsity" and target.pattern not in vocabulary.SPARSITY_PATTERNS:
         raise _not_supported_yet(
             "target.pattern",
             f"Sparsity pattern {target.pattern!r} is not supported yet; supported: "
-            f"{_listing(capabilities.SPARSITY_PATTERNS)}.",
+            f"{_listing(vocabulary.SPARSITY_PATTERNS)}.",
         )
-    if kind == "speedup" and body.strategy not in capabilities.SPEEDUP_STRATEGIES:
+    if kind == "speedup" and body.strategy not in vocabulary.SPEEDUP_STRATEGIES:
         raise _not_supported_yet(
             "strategy",
             f"A speedup target is planned for the strategies "
-            f"{_listing(capabilities.SPEEDUP_STRATEGIES)}, not {body.strategy!r} yet; use one "
+            f"{_listing(vocabulary.SPEEDUP_STRATEGIES)}, not {body.strategy!r} yet; use one "
             "of those, or a params_ratio target with joint.",
         )
 
@@ -217,24 +217,24 @@ def _check_family(body: JobCreate, teacher: Model) -> None:
 
 def _check_export(body: JobCreate, teacher: Model) -> None:
     onnx = [f for f in body.export.formats if f != "safetensors"]
-    if onnx and teacher.model_type not in capabilities.ONNX_MODEL_TYPES:
+    if onnx and teacher.model_type not in vocabulary.ONNX_MODEL_TYPES:
         raise _not_supported_yet(
             "export.formats",
             f"ONNX export of {teacher.model_type!r} models is not supported yet (asked for "
-            f"{_listing(onnx)}); it is for {_listing(capabilities.ONNX_MODEL_TYPES)}. Ask "
+            f"{_listing(onnx)}); it is for {_listing(vocabulary.ONNX_MODEL_TYPES)}. Ask "
             'for ["safetensors"].',
         )
-    if onnx and teacher.num_parameters > capabilities.ONNX_MAX_PARAMETERS:
+    if onnx and teacher.num_parameters > vocabulary.ONNX_MAX_PARAMETERS:
         raise _not_supported_yet(
             "export.formats",
             f"Teacher {teacher.id} has {teacher.num_parameters:,} parameters; an ONNX file "
-            f"holds {capabilities.ONNX_MAX_PARAMETERS:,} at most (one 2 GB protobuf, and "
+            f"holds {vocabulary.ONNX_MAX_PARAMETERS:,} at most (one 2 GB protobuf, and "
             'the teacher is exported to be timed too). Ask for ["safetensors"].',
         )
     runtime = body.target.runtime
     if body.target.speedup is None or runtime is None:
         return
-    needed = capabilities.SPEEDUP_RUNTIMES[runtime]
+    needed = vocabulary.SPEEDUP_RUNTIMES[runtime]
     if needed is not None and needed not in body.export.formats:
         raise ProblemError(
             422,
@@ -248,22 +248,22 @@ def _check_export(body: JobCreate, teacher: Model) -> None:
 
 def _check_pruning(body: JobCreate) -> None:
     pruning = body.pruning
-    not_yet = [s for s in pruning.structured if s not in capabilities.STRUCTURED]
+    not_yet = [s for s in pruning.structured if s not in vocabulary.STRUCTURED]
     if not_yet or "layers" not in pruning.structured:
         raise _not_supported_yet(
             "pruning.structured",
             "This engine reaches target.params_ratio by removing whole layers and, with "
             f'"ffn", FFN neurons: pruning.structured must include "layers" and may hold '
-            f"{_listing(capabilities.STRUCTURED)}"
+            f"{_listing(vocabulary.STRUCTURED)}"
             + (f" ({_listing(not_yet)} not supported yet)." if not_yet else "."),
         )
-    if pruning.importance not in capabilities.IMPORTANCE:
+    if pruning.importance not in vocabulary.IMPORTANCE:
         raise _not_supported_yet(
             "pruning.importance",
             f"Importance {pruning.importance!r} is not supported yet; supported: "
-            f"{_listing(capabilities.IMPORTANCE)}.",
+            f"{_listing(vocabulary.IMPORTANCE)}.",
         )
-    if pruning.unstructured_sparsity and not capabilities.UNSTRUCTURED:
+    if pruning.unstructured_sparsity and not vocabulary.UNSTRUCTURED:
         raise _not_supported_yet(
             "pruning.unstructured_sparsity",
             "Unstructured pruning is not supported yet; set pruning.unstructured_sparsity to 0.",

@@ -221,9 +221,9 @@ def test_what_the_worker_cannot_measure_is_refused(
 def test_onnx_is_refused_for_families_it_is_not_checked_for(
     client, tenant, model_id, dataset_id, monkeypatch
 ):
-    from workers.engine import capabilities
+    from jobspec import vocabulary
 
-    monkeypatch.setattr(capabilities, "ONNX_MODEL_TYPES", ("roberta",))
+    monkeypatch.setattr(vocabulary, "ONNX_MODEL_TYPES", ("roberta",))
     body = job_body(model_id, dataset_id, export={"formats": ["safetensors", "onnx"]})
     problem = assert_problem(
         client.post("/v1/jobs", json=body), 422, "not_supported_yet", "export.formats"
@@ -236,9 +236,9 @@ def test_onnx_is_refused_for_families_it_is_not_checked_for(
 def test_onnx_is_refused_for_a_teacher_too_large_for_one_file(
     client, tenant, model_id, dataset_id, monkeypatch
 ):
-    from workers.engine import capabilities
+    from jobspec import vocabulary
 
-    monkeypatch.setattr(capabilities, "ONNX_MAX_PARAMETERS", 1000)  # the tiny BERT has more
+    monkeypatch.setattr(vocabulary, "ONNX_MAX_PARAMETERS", 1000)  # the tiny BERT has more
     body = job_body(model_id, dataset_id, export={"formats": ["onnx-int8"]})
     problem = assert_problem(
         client.post("/v1/jobs", json=body), 422, "not_supported_yet", "export.formats"

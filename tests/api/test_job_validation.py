@@ -193,13 +193,13 @@ def test_a_speedup_target_is_refused_where_it_cannot_be_planned(
 
 
 def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, monkeypatch):
-    from workers.engine import capabilities
+    from jobspec import vocabulary
 
     # What the engine enables is accepted with no change to the API.
-    monkeypatch.setattr(capabilities, "STRATEGIES", ("prune_then_distill", "joint"))
-    monkeypatch.setattr(capabilities, "TARGETS", ("params_ratio", "sparsity"))
-    monkeypatch.setattr(capabilities, "SPARSITY_PATTERNS", ("unstructured",))
-    monkeypatch.setattr(capabilities, "CACHE_TEACHER_LOGITS", True)
+    monkeypatch.setattr(vocabulary, "STRATEGIES", ("prune_then_distill", "joint"))
+    monkeypatch.setattr(vocabulary, "TARGETS", ("params_ratio", "sparsity"))
+    monkeypatch.setattr(vocabulary, "SPARSITY_PATTERNS", ("unstructured",))
+    monkeypatch.setattr(vocabulary, "CACHE_TEACHER_LOGITS", True)
     _accepted(client, job_body(model_id, dataset_id, strategy="joint"))
     logits_only = {"hidden_states": False}
     _accepted(

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from jobspec import vocabulary
 from tests.apiclient import assert_problem, job_body
-from workers.engine import capabilities
 
 OPERATION_ID = re.compile(r"^[a-z][A-Za-z]+$")
 # FastAPI's default id: function name, path and method joined with underscores.
@@ -75,7 +75,7 @@ def test_every_json_request_body_has_an_example(app, operations):
 
 def test_the_task_enum_is_what_the_engine_does(app, client, model_id, dataset_id):
     task = app.openapi()["components"]["schemas"]["JobCreate"]["properties"]["task"]
-    assert task["enum"] == list(capabilities.TASKS)
+    assert task["enum"] == list(vocabulary.TASKS)
     assert "causal-lm" not in task["enum"]
     r = client.post("/v1/jobs", json=job_body(model_id, dataset_id, task="causal-lm"))
     body = assert_problem(r, 422, "validation_error", "task")

@@ -11,9 +11,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from jobspec import vocabulary
 from tests.engine.conftest import LABELS, RecordingCallback, make_spec
 from tests.engine.tiny_models import random_batches, tiny_encoder
-from workers.engine import capabilities, losses, validate
+from workers.engine import losses, validate
 from workers.engine.compress import compress
 from workers.engine.data import EncodedSplit, encode, iter_batches, model_inputs, read_jsonl
 from workers.engine.distill import attention_pairs, distill, eager_attention
@@ -260,9 +261,9 @@ def test_validate_refuses_attention_only_when_the_capability_is_off(
     spec = make_spec(
         headless_teacher, tiny_splits, tmp_path, distillation=DistillationSpec(attention=True)
     )
-    assert capabilities.ATTENTION_LOSS is True
+    assert vocabulary.ATTENTION_LOSS is True
     validate.validate_spec(spec)
-    monkeypatch.setattr(capabilities, "ATTENTION_LOSS", False)
+    monkeypatch.setattr(vocabulary, "ATTENTION_LOSS", False)
     with pytest.raises(EngineInputError) as info:
         validate.validate_spec(spec)
     assert info.value.code == "unsupported_loss"

@@ -327,13 +327,13 @@ def test_a_spec_file_asks_for_formats_as_a_job_does(headed_teacher, tmp_path: Pa
 
 @pytest.mark.parametrize("family", ["roberta", "electra", "llama"])
 def test_each_listed_family_exports_with_dynamic_axes(family: str, tmp_path: Path) -> None:
-    """capabilities.ONNX_MODEL_TYPES lists these on the strength of this (BERT is the
+    """vocabulary.ONNX_MODEL_TYPES lists these on the strength of this (BERT is the
     runs above): fp32 and int8 right at other batch sizes and lengths than the example's,
     batch 1 included (Llama pools the last real token, found from the pad id)."""
+    from jobspec import vocabulary
     from tests.engine.tiny_models import random_batches, tiny_encoder, tiny_llama
-    from workers.engine import capabilities
 
-    assert family in capabilities.ONNX_MODEL_TYPES
+    assert family in vocabulary.ONNX_MODEL_TYPES
     model = tiny_llama() if family == "llama" else tiny_encoder(family)
     onnx_export.export_onnx(model, random_batches(1, batch=4, length=10)[0], tmp_path / "m.onnx")
     onnx_export.quantize_int8(tmp_path / "m.onnx", tmp_path / "int8.onnx")
@@ -345,11 +345,11 @@ def test_each_listed_family_exports_with_dynamic_axes(family: str, tmp_path: Pat
 
 
 def test_a_model_too_large_for_one_onnx_file_is_refused(monkeypatch, tmp_path: Path) -> None:
+    from jobspec import vocabulary
     from tests.engine.tiny_models import random_batches, tiny_encoder
-    from workers.engine import capabilities
     from workers.engine.spec import EngineInputError
 
-    monkeypatch.setattr(capabilities, "ONNX_MAX_PARAMETERS", 1000)
+    monkeypatch.setattr(vocabulary, "ONNX_MAX_PARAMETERS", 1000)
     with pytest.raises(EngineInputError) as caught:
         onnx_export.export_onnx(tiny_encoder(), random_batches(1)[0], tmp_path / "m.onnx")
     assert caught.value.code == "onnx_too_large" and not (tmp_path / "m.onnx").exists()

@@ -9,9 +9,10 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from jobspec import vocabulary
+from jobspec.plan import plan_student
 from tests.engine.conftest import LABELS
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_llama
-from workers.engine import capabilities
 from workers.engine.data import Batch, encode, iter_batches, read_jsonl
 from workers.engine.importance import (
     DEFAULT_IMPORTANCE,
@@ -21,7 +22,6 @@ from workers.engine.importance import (
     top_neurons,
 )
 from workers.engine.layers import encoder_layers, ffn, parameter_counts
-from workers.engine.plan import plan_student
 from workers.engine.prune_layers import build_student, sizes_from_model
 from workers.engine.runtime import Runtime
 from workers.engine.spec import EngineInputError
@@ -56,9 +56,9 @@ def _silence(model: PreTrainedModel, neuron: int) -> None:
 
 
 def test_registry_holds_the_advertised_strategies() -> None:
-    assert sorted(IMPORTANCES) == sorted(capabilities.IMPORTANCE)
+    assert sorted(IMPORTANCES) == sorted(vocabulary.IMPORTANCE)
     assert DEFAULT_IMPORTANCE == "taylor"
-    for name in capabilities.IMPORTANCE:
+    for name in vocabulary.IMPORTANCE:
         importance = get_importance(name)
         assert isinstance(importance, Importance)
         assert importance.name == name

@@ -10,13 +10,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PreTrainedModel
 
+from jobspec.plan import plan_structured
 from tests.engine.tiny_models import VOCAB, random_batches, tiny_encoder, tiny_llama
 from workers.engine.evaluate import flops_ratio, model_metrics
 from workers.engine.flops import flops_per_token
 from workers.engine.importance import get_importance
 from workers.engine.layers import parameter_counts
 from workers.engine.metrics import ClassificationScores
-from workers.engine.plan import plan_structured
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import build_pruned
 from workers.engine.runtime import Runtime

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertTokenizer, PreTrainedModel
 
+from jobspec.plan import plan_structured
 from tests.engine.conftest import make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
 from tests.tiny import VOCAB
@@ -16,7 +17,6 @@ from workers.engine import validate
 from workers.engine.compress import compress
 from workers.engine.importance import get_importance
 from workers.engine.layers import attention, encoder_layers, parameter_counts
-from workers.engine.plan import plan_structured
 from workers.engine.prune_heads import grouped_heads
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import Selection, build_pruned

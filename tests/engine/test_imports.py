@@ -22,9 +22,7 @@ def _loaded_after(statement: str) -> set[str]:
 
 def test_spec_capabilities_and_plan_do_not_import_torch() -> None:
     # plan.py too: the API can say what a target produces from a config.json alone.
-    loaded = _loaded_after(
-        "import workers.engine.capabilities, workers.engine.spec, workers.engine.plan"
-    )
+    loaded = _loaded_after("import jobspec.vocabulary, workers.engine.spec, jobspec.plan")
     assert "torch" not in loaded
     assert "transformers" not in loaded
 

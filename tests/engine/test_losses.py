@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.engine import capabilities
+from jobspec import vocabulary
 from workers.engine.losses import LOSSES, LossInputs, get_loss, register
 from workers.engine.spec import EngineInputError
 
@@ -27,7 +27,7 @@ def _inputs(**kw: object) -> LossInputs:
 def test_registry_has_the_builtin_losses() -> None:
     assert {"ce", "kd_kl", "hidden_mse", "attention_kl"} <= set(LOSSES)
     # What the release advertises is what the registry holds.
-    assert set(capabilities.LOSSES) <= set(LOSSES)
+    assert set(vocabulary.LOSSES) <= set(LOSSES)
 
 
 def test_unknown_loss_is_an_input_error() -> None:

@@ -16,8 +16,7 @@ from transformers import (
     RobertaConfig,
 )
 
-from workers.engine.layers import parameter_counts
-from workers.engine.plan import (
+from jobspec.plan import (
     WIDTH_MULTIPLE,
     PrunePlan,
     TeacherSizes,
@@ -29,6 +28,7 @@ from workers.engine.plan import (
     sizes_from_config,
     smallest_ratio,
 )
+from workers.engine.layers import parameter_counts
 from workers.engine.prune_layers import sizes_from_model
 from workers.engine.spec import EngineInputError
 

@@ -14,8 +14,10 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from jobspec import plan, speed_steps, vocabulary
+from jobspec.speed_plan import SpeedPlan
 from tests.engine.conftest import LABELS, RecordingCallback, make_spec
-from workers.engine import capabilities, distill, plan, speed_steps
+from workers.engine import distill
 from workers.engine.data import encode, read_jsonl
 from workers.engine.metrics import classification_scores, entity_scores, macro_f1
 from workers.engine.progress import Progress
@@ -32,7 +34,6 @@ from workers.engine.spec import (
     TrainingSpec,
     student_learning_rate,
 )
-from workers.engine.speed_plan import SpeedPlan
 from workers.engine.tasks import get_task
 from workers.engine.teacher import load_teacher
 from workers.engine.validate import validate_spec
@@ -222,7 +223,7 @@ def test_layers_alone_step_over_a_2x_target_and_layers_with_ffn_do_not() -> None
     assert alone.short.speedup == pytest.approx(1.94, rel=0.05)
     assert alone.taken.speedup == pytest.approx(2.82, rel=0.05)
     assert alone.overshoot > speed_steps.OVERSHOOT
-    with_ffn = speed_steps.landing(sizes, capabilities.STRUCTURED_DEFAULT, 2.0, seq_len=128)
+    with_ffn = speed_steps.landing(sizes, vocabulary.STRUCTURED_DEFAULT, 2.0, seq_len=128)
     assert with_ffn.taken is not None and with_ffn.taken.shape.num_layers == 3
     assert with_ffn.overshoot < 0.1
 
@@ -230,7 +231,7 @@ def test_layers_alone_step_over_a_2x_target_and_layers_with_ffn_do_not() -> None
 def test_a_job_that_names_only_a_target_removes_layers_and_ffn_neurons() -> None:
     from app.jobs.schemas import Pruning
 
-    assert PruningSpec().structured == ("layers", "ffn") == capabilities.STRUCTURED_DEFAULT
+    assert PruningSpec().structured == ("layers", "ffn") == vocabulary.STRUCTURED_DEFAULT
     assert Pruning().structured == ["layers", "ffn"]
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from jobspec.plan import shapes_allowed
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback
 from tests.engine.tiny_models import tiny_encoder, tiny_llama
 from workers.engine.compress import compress
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import shapes_allowed
 from workers.engine.prune_layers import sizes_from_model
 from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
 from workers.engine.speed_target import shape_model

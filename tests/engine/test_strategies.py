@@ -12,10 +12,10 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+from jobspec.plan import Shape, ffn_floor
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback, _max_diff, _weights
 from workers.engine.compress import compress
-from workers.engine.plan import Shape, ffn_floor
 from workers.engine.report import spec_summary
 from workers.engine.spec import EngineInputError, EngineStopped, PruningSpec, TargetSpec
 from workers.engine.strategies import FixedShape, plan_rounds

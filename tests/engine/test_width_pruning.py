@@ -11,13 +11,13 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
+from jobspec.plan import WIDTH_MULTIPLE, plan_structured
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
 from workers.engine import validate
 from workers.engine.compress import compress
 from workers.engine.importance import get_importance
 from workers.engine.layers import attention, encoder_layers, ffn, parameter_counts
-from workers.engine.plan import WIDTH_MULTIPLE, plan_structured
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import Selection, build_pruned, top_channels
 from workers.engine.runtime import Runtime

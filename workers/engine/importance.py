@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from workers.engine import capabilities
+from jobspec import vocabulary
 from workers.engine.data import Batch, model_inputs, to_device
 from workers.engine.layers import (
     FFN,
@@ -61,7 +61,7 @@ from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
 from workers.engine.spec import EngineInputError
 
-DEFAULT_IMPORTANCE = capabilities.IMPORTANCE[0]
+DEFAULT_IMPORTANCE = vocabulary.IMPORTANCE[0]
 # What ``structure_scores`` can be asked for.
 STRUCTURES = ("neurons", "heads", "channels", "classifier")
 
@@ -491,7 +491,7 @@ def layer_scores(
     return (totals / max(tokens, 1.0)).cpu()
 
 
-assert tuple(sorted(IMPORTANCES)) == tuple(sorted(capabilities.IMPORTANCE)), (
-    "capabilities.IMPORTANCE must list the registered importance strategies"
+assert tuple(sorted(IMPORTANCES)) == tuple(sorted(vocabulary.IMPORTANCE)), (
+    "vocabulary.IMPORTANCE must list the registered importance strategies"
 )
 assert DEFAULT_IMPORTANCE in IMPORTANCES

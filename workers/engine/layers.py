@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from workers.engine import families
-from workers.engine.families import Family, Layout
+from jobspec import families
+from jobspec.families import Family, Layout
 from workers.engine.spec import EngineInputError
 
 

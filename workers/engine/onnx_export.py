@@ -15,7 +15,7 @@ Which exporter (issue #20), compared on this release's stack (torch 2.13, transf
 The example batch has two rows of two tokens or more: torch.export specialises a
 dimension of size 0 or 1, which would pin batch 1 into the graph. Weights are stored
 inside the ``.onnx`` file (one file to ship), so a model must fit ONNX's 2 GB protobuf
-limit (capabilities.ONNX_MAX_PARAMETERS; the API refuses larger ones).
+limit (vocabulary.ONNX_MAX_PARAMETERS; the API refuses larger ones).
 
 int8 is ONNX Runtime's dynamic quantization (weights int8 per output channel, activations
 quantized on the fly), after ``quant_pre_process`` (symbolic shape inference and graph
@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine import capabilities
+from jobspec import vocabulary
 from workers.engine.data import Batch, model_inputs
 from workers.engine.spec import EngineInputError
 
@@ -94,12 +94,12 @@ def export_onnx(model: PreTrainedModel, example: Batch, path: Path) -> None:
     # sequence) fails the export; the graph still runs at batch 1 and at 1 token.
     dynamic = tuple({0: "batch", 1: "seq"} for _ in names)
     count = sum(p.numel() for p in model.parameters())
-    if count > capabilities.ONNX_MAX_PARAMETERS:
+    if count > vocabulary.ONNX_MAX_PARAMETERS:
         raise EngineInputError(
             "onnx_too_large",
             f"ONNX export keeps the weights in one file, which holds "
-            f"{capabilities.ONNX_MAX_PARAMETERS:,} fp32 parameters at most; this model has "
-            f"{count:,}. Ask for export.formats [\"safetensors\"].",
+            f"{vocabulary.ONNX_MAX_PARAMETERS:,} fp32 parameters at most; this model has "
+            f'{count:,}. Ask for export.formats ["safetensors"].',
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet():

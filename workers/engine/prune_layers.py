@@ -17,15 +17,15 @@ from dataclasses import replace
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine.importance import StructureScores, top_neurons, top_units
-from workers.engine.layers import classifier_dense, count_parameters, encoder_layers
-from workers.engine.plan import (
+from jobspec.plan import (
     PrunePlan,
     TeacherSizes,
     evenly_spaced_layers,
     plan_student,
     sizes_from_config,
 )
+from workers.engine.importance import StructureScores, top_neurons, top_units
+from workers.engine.layers import classifier_dense, count_parameters, encoder_layers
 from workers.engine.prune_heads import select_heads
 from workers.engine.prune_width import Selection, build_pruned, top_channels
 from workers.engine.spec import EngineInputError

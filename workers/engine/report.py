@@ -10,13 +10,13 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from workers.engine import plan, speed_steps
+from jobspec import plan, speed_steps
+from jobspec.speed_plan import SpeedPlan
 from workers.engine.evaluate import flops_ratio
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
 from workers.engine.sparsity import SparsityPruner, compressed_size_bytes, sparsity_report
 from workers.engine.spec import CompressionSpec
-from workers.engine.speed_plan import SpeedPlan
 from workers.engine.strategies import weight_criterion, zeroing_target
 from workers.engine.tasks import SEQUENCE_CLASSIFICATION, get_task
 

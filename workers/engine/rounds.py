@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from jobspec.plan import layers_for, plan_for_shape, plan_structured, with_ffn_width
 from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.importance import StructureScores, get_importance
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import layers_for, plan_for_shape, plan_structured, with_ffn_width
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import build_pruned

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workers.engine import families
+from jobspec import families
 from workers.engine.layers import find
 from workers.engine.masks import (
     check_two_four_shape,

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from workers.engine import capabilities
+from jobspec import vocabulary
+
+# Re-exported: the engine's modules and its callers import it from here.
+from jobspec.errors import EngineInputError as EngineInputError
 
 PHASES = ("preparing", "teacher_finetune", "pruning", "distilling", "evaluating", "exporting")
 
@@ -26,7 +29,7 @@ class TargetSpec:
     sparsity: float | None = None
     pattern: str = "unstructured"
     speedup: float | None = None
-    # Where a speedup is measured (capabilities.SPEEDUP_RUNTIMES): the student and the
+    # Where a speedup is measured (vocabulary.SPEEDUP_RUNTIMES): the student and the
     # teacher both in PyTorch, both in ONNX Runtime fp32, or both in ORT int8.
     runtime: str = "pytorch"
 
@@ -52,7 +55,7 @@ class PruningSpec:
     params_ratio target.
     """
 
-    structured: tuple[str, ...] = capabilities.STRUCTURED_DEFAULT
+    structured: tuple[str, ...] = vocabulary.STRUCTURED_DEFAULT
     unstructured_sparsity: float = 0.0
     importance: str = "taylor"
     importance_batches: int = 8
@@ -84,7 +87,7 @@ class TrainingSpec:
     # Training steps between checkpoints (each training phase also checkpoints where it
     # ends); 0 turns them off.
     checkpoint_every_steps: int = 200
-    # Teacher logits computed once and reused every epoch (capabilities.CACHE_TEACHER_LOGITS
+    # Teacher logits computed once and reused every epoch (vocabulary.CACHE_TEACHER_LOGITS
     # says whether this release can).
     cache_teacher_logits: bool = False
 
@@ -99,7 +102,7 @@ def student_learning_rate(training: TrainingSpec, kept: float) -> float:
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """The student's output formats (capabilities.EXPORT_FORMATS), each its own
+    """The student's output formats (vocabulary.EXPORT_FORMATS), each its own
     artifact, scored and timed in the runtime it runs in (formats.py): "safetensors"
     (a ``save_pretrained`` folder, PyTorch), "onnx" (fp32, ONNX Runtime) and
     "onnx-int8" (dynamically quantized, ONNX Runtime)."""
@@ -191,18 +194,6 @@ class NullCallback:
 
 class EngineStopped(Exception):
     """Raised inside the engine when the callback asked it to stop."""
-
-
-class EngineInputError(Exception):
-    """Something about the inputs that the user can fix (bad labels, unsupported model...).
-
-    ``code`` is stable and machine-readable; the message says what to change.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class ExportCheckFailed(EngineInputError):

@@ -19,15 +19,15 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers
+from jobspec.speed_plan import Measure, SpeedPlan, plan_for_speedup
 from workers.engine import onnx_export as ox
 from workers.engine.evaluate import cpu_latency_ms, interleaved_latency_ms
 from workers.engine.layers import parameter_counts
-from workers.engine.plan import Shape, TeacherSizes, evenly_spaced_layers
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import sizes_from_model
 from workers.engine.prune_width import resized_config
 from workers.engine.spec import CompressionSpec
-from workers.engine.speed_plan import Measure, SpeedPlan, plan_for_speedup
 from workers.engine.strategies import FixedShape
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from workers.engine.plan import Shape
+from jobspec.plan import Shape
 from workers.engine.sparsity import SparsityConfig
 from workers.engine.sparsity_schedule import default_schedule
 from workers.engine.spec import CompressionSpec, EngineInputError

@@ -21,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from workers.engine import capabilities
+from jobspec import vocabulary
 from workers.engine.data import (
     IGNORE_INDEX,
     Batch,
@@ -105,7 +105,7 @@ class SequenceClassification(Task):
     layer_rule = "top"
     scores_type = ClassificationScores
     auto_class = AutoModelForSequenceClassification
-    architecture_suffix = capabilities.HEAD_ARCHITECTURE_SUFFIX[SEQUENCE_CLASSIFICATION]
+    architecture_suffix = vocabulary.HEAD_ARCHITECTURE_SUFFIX[SEQUENCE_CLASSIFICATION]
     # BERT's ``classifier``, RoBERTa/ELECTRA's ``classifier.out_proj``, and ``score``
     # for decoder-style heads.
     head_weight_keys = ("classifier.weight", "classifier.out_proj.weight", "score.weight")
@@ -147,7 +147,7 @@ class TokenClassification(Task):
     layer_rule = "first_last"
     scores_type = EntityScores
     auto_class = AutoModelForTokenClassification
-    architecture_suffix = capabilities.HEAD_ARCHITECTURE_SUFFIX[TOKEN_CLASSIFICATION]
+    architecture_suffix = vocabulary.HEAD_ARCHITECTURE_SUFFIX[TOKEN_CLASSIFICATION]
     # Token heads are a single linear layer in every supported family.
     head_weight_keys = ("classifier.weight", "score.weight")
     pipeline_tag = "token-classification"
@@ -231,6 +231,6 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-assert tuple(sorted(TASKS)) == tuple(sorted(capabilities.TASKS)), (
-    "capabilities.TASKS must list the registered tasks"
+assert tuple(sorted(TASKS)) == tuple(sorted(vocabulary.TASKS)), (
+    "vocabulary.TASKS must list the registered tasks"
 )

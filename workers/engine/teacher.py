@@ -14,7 +14,7 @@ from safetensors import safe_open
 from tokenizers import pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from workers.engine import families
+from jobspec import families
 from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress

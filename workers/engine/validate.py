@@ -8,8 +8,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from workers.engine import capabilities, plan, speed_plan, speed_steps
-from workers.engine.capabilities import (
+from jobspec import plan, speed_plan, speed_steps, vocabulary
+from jobspec.vocabulary import (
     IMPORTANCE,
     MIN_EPOCHS,
     MODEL_TYPES,
@@ -99,10 +99,10 @@ def _validate_target(spec: CompressionSpec) -> None:
                 "target.speedup is how many times faster than the teacher the student must "
                 f"be at batch 1 on CPU, above 1; got {target.speedup}",
             )
-        if spec.strategy not in capabilities.SPEEDUP_STRATEGIES:
+        if spec.strategy not in vocabulary.SPEEDUP_STRATEGIES:
             raise EngineInputError(
                 "unsupported_strategy",
-                f"a speedup target is planned for {list(capabilities.SPEEDUP_STRATEGIES)}, "
+                f"a speedup target is planned for {list(vocabulary.SPEEDUP_STRATEGIES)}, "
                 f"not {spec.strategy!r}; use one of those or a params_ratio target",
             )
         _validate_speedup_runtime(spec)
@@ -123,13 +123,13 @@ def _validate_target(spec: CompressionSpec) -> None:
 
 def _validate_speedup_runtime(spec: CompressionSpec) -> None:
     runtime = spec.target.runtime
-    if runtime not in capabilities.SPEEDUP_RUNTIMES:
+    if runtime not in vocabulary.SPEEDUP_RUNTIMES:
         raise EngineInputError(
             "unsupported_runtime",
             f"target.runtime {runtime!r} is not one this engine times in; supported: "
-            f"{list(capabilities.SPEEDUP_RUNTIMES)}",
+            f"{list(vocabulary.SPEEDUP_RUNTIMES)}",
         )
-    needed = capabilities.SPEEDUP_RUNTIMES[runtime]
+    needed = vocabulary.SPEEDUP_RUNTIMES[runtime]
     if needed is not None and needed not in spec.export.formats:
         raise EngineInputError(
             "speedup_runtime_not_exported",
@@ -140,11 +140,11 @@ def _validate_speedup_runtime(spec: CompressionSpec) -> None:
 
 def _validate_export(spec: CompressionSpec) -> None:
     formats = spec.export.formats
-    unknown = [f for f in formats if f not in capabilities.EXPORT_FORMATS]
+    unknown = [f for f in formats if f not in vocabulary.EXPORT_FORMATS]
     if unknown or not formats or len(set(formats)) != len(formats):
         raise EngineInputError(
             "unsupported_export_format",
-            f"export.formats must list each of {list(capabilities.EXPORT_FORMATS)} at most "
+            f"export.formats must list each of {list(vocabulary.EXPORT_FORMATS)} at most "
             f"once, and one at least; got {list(formats)}",
         )
 
@@ -186,7 +186,7 @@ def _validate_pruning(spec: CompressionSpec) -> None:
 def _validate_distillation(spec: CompressionSpec) -> None:
     dist = spec.distillation
     # Read at call time, so that a test (or a release) switching the flag is obeyed.
-    if dist.attention and not capabilities.ATTENTION_LOSS:
+    if dist.attention and not vocabulary.ATTENTION_LOSS:
         raise EngineInputError(
             "unsupported_loss", "the attention-map loss is not supported yet; set attention=false"
         )
@@ -215,7 +215,7 @@ def _validate_training(spec: CompressionSpec) -> None:
         (tr.max_seq_length >= 8, "training.max_seq_length must be at least 8"),
         (tr.checkpoint_every_steps >= 0, "training.checkpoint_every_steps must be 0 or more"),
         (
-            capabilities.CACHE_TEACHER_LOGITS or not tr.cache_teacher_logits,
+            vocabulary.CACHE_TEACHER_LOGITS or not tr.cache_teacher_logits,
             "training.cache_teacher_logits is not supported yet; set it to false",
         ),
         (

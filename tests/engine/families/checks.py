@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+from jobspec.plan import PrunePlan, TeacherSizes, layers_for, plan_structured
 from tests.engine.tiny_models import logits, random_batches, reload
 from workers.engine.importance import get_importance
 from workers.engine.layers import encoder_layers, ffn, parameter_counts
-from workers.engine.plan import PrunePlan, TeacherSizes, layers_for, plan_structured
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score
 from workers.engine.prune_width import Selection, build_pruned
 from workers.engine.runtime import Runtime

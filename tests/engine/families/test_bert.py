@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from jobspec import families
+from jobspec.plan import sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,
@@ -14,8 +16,6 @@ from tests.engine.families.checks import (
     sizes_of,
 )
 from tests.engine.tiny_models import tiny_encoder
-from workers.engine import families
-from workers.engine.plan import sizes_from_config
 
 KINDS = ["bert", "roberta", "electra"]
 

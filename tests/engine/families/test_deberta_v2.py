@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from jobspec.plan import check_structured, sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,
@@ -16,7 +17,6 @@ from tests.engine.families.checks import (
     sizes_of,
 )
 from tests.engine.families.tiny_families import deberta_v3_config, tiny
-from workers.engine.plan import check_structured, sizes_from_config
 from workers.engine.spec import EngineInputError
 
 # DeBERTa-v2's own settings: unshared keys (a pos_key_proj and a pos_query_proj per

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jobspec.plan import sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,
@@ -14,7 +15,6 @@ from tests.engine.families.checks import (
     sizes_of,
 )
 from tests.engine.families.tiny_families import distilbert_config, tiny
-from workers.engine.plan import sizes_from_config
 
 
 @pytest.mark.parametrize("tokens", [False, True])

@@ -14,6 +14,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from jobspec.plan import sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,
@@ -21,7 +22,6 @@ from tests.engine.families.checks import (
     sizes_of,
 )
 from tests.engine.tiny_models import tiny_llama
-from workers.engine.plan import sizes_from_config
 
 
 def _decoder(config_class: type[PretrainedConfig]) -> PreTrainedModel:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from jobspec.plan import check_structured, layers_for, sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,
@@ -19,7 +20,6 @@ from tests.engine.families.tiny_families import modernbert_config, tiny
 from tests.engine.tiny_models import logits, random_batches
 from workers.engine.layers import encoder_layers, ffn
 from workers.engine.neurons import NeuronPruner, NeuronSchedule
-from workers.engine.plan import check_structured, layers_for, sizes_from_config
 from workers.engine.prune_width import Selection, build_pruned
 from workers.engine.spec import EngineInputError
 

@@ -9,14 +9,14 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from workers.engine import capabilities
+from jobspec import vocabulary
+from jobspec.speed_plan import SpeedPlan
 from workers.engine.evaluate import cpu_latency_ms, gpu_latency_ms, model_metrics, saved_size_bytes
 from workers.engine.formats import OnnxModels, format_metrics, measure_onnx, wants_onnx
 from workers.engine.phases.prune_distill import Student
 from workers.engine.phases.run import Run
 from workers.engine.phases.teacher_finetune import FinetunedTeacher
 from workers.engine.report import gpu_metrics, report_warnings, run_metrics, sparsity_metrics
-from workers.engine.speed_plan import SpeedPlan
 
 # Latency per model and batch size, as evaluate.cpu_latency_ms gives it.
 Latency = dict[str, Any]
@@ -136,7 +136,7 @@ def _cpu_latency(
 def _speedup_verdict(run: Run, speed: SpeedPlan, metrics: dict[str, Any]) -> dict[str, Any]:
     """The target against the report's own timing, whatever the plan measured: in the
     target's runtime, teacher and student both timed there (formats.py)."""
-    fmt = capabilities.SPEEDUP_RUNTIMES[run.spec.target.runtime]
+    fmt = vocabulary.SPEEDUP_RUNTIMES[run.spec.target.runtime]
     measured = metrics["formats"][fmt]["speedup_cpu_bs1"] if fmt else metrics["speedup_cpu_bs1"]
     return {
         "target": speed.target,

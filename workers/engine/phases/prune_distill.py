@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
+from jobspec.speed_plan import SpeedPlan
 from workers.engine.checkpoint import cpu_state
 from workers.engine.distill import distill
 from workers.engine.layers import parameter_counts
@@ -21,7 +22,6 @@ from workers.engine.prune_width import Selection, build_pruned
 from workers.engine.rounds import prune_round, student_from_checkpoint
 from workers.engine.run_state import Curve, DistillingState, LoopState, RunState
 from workers.engine.sparsity import SparsityPruner, sparsity_report
-from workers.engine.speed_plan import SpeedPlan
 from workers.engine.speed_target import speed_target
 from workers.engine.strategies import FixedShape, Round, plan_rounds
 

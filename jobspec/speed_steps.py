@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from workers.engine.plan import Shape, TeacherSizes, shapes_allowed
-from workers.engine.speed_plan import MARGIN, LatencyFit
+from jobspec.plan import Shape, TeacherSizes, shapes_allowed
+from jobspec.speed_plan import MARGIN, LatencyFit
 
 # The latency law the speed planner fitted for MiniLM-L6 on 2 CPU threads at 128
 # tokens (bench/results/sst2-full-cpu2.json, the speedup=2.15 row: 0.78 ms fixed,

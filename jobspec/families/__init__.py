@@ -16,7 +16,8 @@ import pkgutil
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from workers.engine.families.base import Axes, ConfigKeys, Family, Head, Layout, Registry
+from jobspec.errors import EngineInputError
+from jobspec.families.base import Axes, ConfigKeys, Family, Head, Layout, Registry
 
 __all__ = [
     "Axes",
@@ -59,9 +60,6 @@ def get(name: str) -> Family:
 def family_of(model_type: str | None) -> Family:
     family = _REGISTRY.by_model_type.get(model_type or "")
     if family is None:
-        # Imported here: spec reads capabilities, which reads this registry.
-        from workers.engine.spec import EngineInputError
-
         raise EngineInputError(
             "unsupported_model_type",
             f"model_type {model_type!r} is not supported; supported: {list(model_types())}",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from workers.engine.families.base import Axes, Family, Head, Layout
+from jobspec.families.base import Axes, Family, Head, Layout
 
 
 class ModernBert(Family):

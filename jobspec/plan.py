@@ -66,9 +66,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from workers.engine import families
-from workers.engine.families import Layout
-from workers.engine.spec import EngineInputError
+from jobspec import families
+from jobspec.errors import EngineInputError
+from jobspec.families import Layout
 
 # Kernel-friendly widths; a width that is not a multiple of 8 appears only when it is
 # the teacher's own.

@@ -1,0 +1,78 @@
+"""What this engine release supports, in plain Python so the API can validate requests
+against it without importing torch.
+
+The API refuses at job creation (422 ``not_supported_yet``) whatever is not listed here,
+so enabling a feature in the engine means adding it here, and nothing in the API.
+"""
+
+from jobspec import families
+
+TASKS = ("sequence-classification", "token-classification")
+STRATEGIES = ("prune_then_distill", "distill_then_prune", "joint")
+# Strategies that distil in rounds need an epoch per round at least (strategies.py).
+MIN_EPOCHS = {"distill_then_prune": 2}
+TARGETS = ("params_ratio", "sparsity", "speedup")
+# Strategies a ``speedup`` target is planned for: joint's intermediate rounds plan
+# by parameters and could leave an FFN narrower than the final shape needs.
+SPEEDUP_STRATEGIES = ("prune_then_distill", "distill_then_prune")
+# Patterns a ``sparsity`` target may use, once "sparsity" is among TARGETS.
+SPARSITY_PATTERNS: tuple[str, ...] = ("unstructured", "2:4")
+# What structured pruning can remove; "layers" must be among those asked for. The plan
+# (workers/engine/plan.py) narrows the allowed widths first (FFN neurons, hidden
+# channels, attention heads: Llama-family only, key-value groups kept whole), then
+# drops layers. BERT-family "hidden" removes whole heads with their channels.
+STRUCTURED = ("layers", "ffn", "hidden", "heads")
+# What a job may remove when it does not say (pruning.structured). Layers and FFN
+# neurons: at params_ratio 0.5 on SST-2 they kept 84.2% to layers alone's 83.6% (full
+# CPU run, bench/results/sst2-full-cpu2.json; 83.4% to 79.9% in the quick run), and a
+# speedup target gets steps between whole layers: 2.15x landed at 2.39x keeping 99.5%
+# (bench/results/sst2-full-cpu2-lr1e-4.json), where layers alone jump from 3 of 6
+# layers (about 1.9x) to 2 (about 2.8x). See docs/engine.md, Defaults.
+STRUCTURED_DEFAULT = ("layers", "ffn")
+# How FFN neurons are ranked (workers/engine/importance.py); the first is the default.
+IMPORTANCE = ("taylor", "activation", "magnitude")
+UNSTRUCTURED = True
+LOSSES = ("ce", "kd_kl", "hidden_mse", "attention_kl")
+# distillation.attention: KL between teacher and student attention maps over the layer
+# map (losses.attention_kl; eager attention while distilling).
+ATTENTION_LOSS = True
+# Teacher logits computed once and reused every epoch instead of a teacher forward pass
+# per step. Only without the hidden-state and attention losses, which need that forward
+# pass (distillation.hidden_states=false and attention=false).
+CACHE_TEACHER_LOGITS = True
+# The student's output formats (export.formats), each its own artifact scored and timed
+# in its runtime: a save_pretrained folder (PyTorch), ONNX fp32 and ONNX int8 (ONNX
+# Runtime).
+EXPORT_FORMATS = ("safetensors", "onnx", "onnx-int8")
+# The default is the safetensors folder alone. Any ONNX format costs the job the
+# teacher's and the student's export and quantization, four scorings in ONNX Runtime and
+# a six-model timing pass: on MiniLM-L6, 2 CPU cores, the evaluating phase took 52 s of
+# an 81 s job (1,000 training rows, one epoch) on a quiet machine, 170 s of 587 s on a
+# busy one (bench/results/onnx-int8-job-2026-12-04.md, onnx-int8-2026-12-04.md): little
+# beside hours of distillation, much beside a short job. And ONNX is checked only for
+# the families in ONNX_MODEL_TYPES, so a default with it would be refused for the
+# others. Ask for "onnx-int8" to serve on CPU.
+EXPORT_DEFAULT = ("safetensors",)
+# Runtimes a speedup target is measured in (teacher and student both in it), and the
+# format the student must be exported in for the report to time it there.
+SPEEDUP_RUNTIMES = {"pytorch": None, "onnxruntime": "onnx", "onnxruntime-int8": "onnx-int8"}
+# Families whose ONNX export (torch.onnx dynamo) is checked by the tests (BERT, RoBERTa,
+# ELECTRA and Llama classifiers, tests/engine/test_export_formats.py; XLM-R is RoBERTa's
+# code); others are refused an ONNX format when the job is created. Each family's
+# adapter says (workers/engine/families/).
+ONNX_MODEL_TYPES = families.onnx_model_types()
+# An .onnx file is one protobuf, at most 2 GiB: the teacher (exported to be timed too)
+# must fit in it in fp32. Larger models need external weight files, which the int8
+# path does not handle yet.
+ONNX_MAX_PARAMETERS = 450_000_000
+# Families whose shallower, narrower copies a standard transformers config describes:
+# one adapter per family in workers/engine/families/ (BERT, RoBERTa, XLM-R, ELECTRA,
+# DistilBERT, DeBERTa-v2/v3, ModernBERT encoders; Llama, Mistral, Qwen2 decoders), each
+# saying which structures it can lose (families.unsupported_structures).
+MODEL_TYPES = families.model_types()
+# The Auto class suffix of a teacher's head for each task: a head of another kind (or
+# for another label count) is replaced and trained before distillation.
+HEAD_ARCHITECTURE_SUFFIX = {
+    "sequence-classification": "ForSequenceClassification",
+    "token-classification": "ForTokenClassification",
+}
