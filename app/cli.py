@@ -148,6 +148,9 @@ def run_worker(
     *,
     quiet: bool = False,
 ) -> None:
+    # The one command that starts the worker: the CLI is the entry point of the API and
+    # the worker both, so it alone imports workers/ (lazily, for these commands only;
+    # tests/app/test_layering.py lists it).
     from workers.celery_app import celery_app
 
     queues = queues or default_queues(settings)
@@ -590,7 +593,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in remote_cli.COMMANDS:
         sys.exit(remote_cli.run(args))
     if args.command == "compress":
-        # Imported here: the engine pulls in torch, which the API must never load.
+        # Imported here: the engine pulls in torch, which the API must never load. The
+        # CLI runs the engine locally for this command, so it may import workers/ (one of
+        # the entry points tests/app/test_layering.py lists).
         from workers.compress_cli import run_compress
 
         sys.exit(

@@ -1,5 +1,7 @@
-"""The names of the broker's queues, for the API, the CLI and the Celery app alike
-(importable without Celery)."""
+"""The names of the broker's queues and tasks, for the API, the CLI and the worker alike
+(importable without Celery): the API sends a task by its name (``app/broker.py``), and
+the worker registers its task code under the same name (``workers/tasks.py``,
+``workers/webhook_delivery.py``)."""
 
 # Compression jobs: the "gpu" queue only where a GPU worker exists (MODELPRESS_GPU_WORKERS).
 JOB_QUEUES = ("gpu", "cpu")
@@ -7,3 +9,8 @@ JOB_QUEUES = ("gpu", "cpu")
 # receiver never waits behind a compression job, nor holds one up.
 WEBHOOK_QUEUE = "webhooks"
 QUEUES = (*JOB_QUEUES, WEBHOOK_QUEUE)
+
+# Run a compression job (one argument: the job id).
+RUN_JOB_TASK = "modelpress.jobs.run"
+# Deliver a webhook (one argument: the delivery id).
+DELIVER_WEBHOOK_TASK = "modelpress.webhooks.deliver"

@@ -1,89 +1,12 @@
-"""The Celery app, configured from the same settings as the API.
+"""The worker's Celery app: the API's broker configuration (``app/broker.py``) with the
+task modules, which register their code under the task names of ``app/queues.py``.
 
-The API imports this module to enqueue by task name; it must never import the engine
-or torch. Task modules are listed in ``include`` and imported by workers only.
+Imported by worker processes only (``modelpress worker``, ``serve``): the API sends by
+name and never imports this module, nor the engine or torch through it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+from app.broker import make_celery
 
-from celery import Celery
-from kombu import Queue
-
-from app.jobs.schemas import MAX_RUNTIME_S
-from app.queues import QUEUES, WEBHOOK_QUEUE
-from app.settings import Settings, get_settings
-
-__all__ = ["QUEUES", "WEBHOOK_QUEUE", "celery_app"]
-
-RUN_JOB_TASK = "modelpress.jobs.run"
-DELIVER_WEBHOOK_TASK = "modelpress.webhooks.deliver"
-# Time a job's message stays unacknowledged beyond its running time: the worker fetches
-# the teacher and data before the clock starts, and uploads artifacts after it stops.
-VISIBILITY_MARGIN_S = 3600
-
-
-def visibility_timeout(settings: Settings) -> int:
-    """Seconds before Redis delivers an unacknowledged message again: above the longest
-    a job may run (the largest max_runtime_s a request may ask for, or the default if an
-    operator set it higher), so a running job's message is never delivered twice."""
-    return max(MAX_RUNTIME_S, settings.job_max_runtime_seconds) + VISIBILITY_MARGIN_S
-
-
-def broker_options(settings: Settings) -> tuple[str, dict]:
-    """The broker URL Celery gets, and its transport options.
-
-    Embedded mode uses kombu's filesystem transport (no server): messages are files
-    in HOME/broker, shared by the API and worker processes on one machine.
-    """
-    url = settings.broker_url
-    if url.startswith("filesystem://"):
-        folder = Path(unquote(urlparse(url).path) or settings.home / "broker")
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        return "filesystem://", {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "store_processed": False,
-            "control_folder": str(folder / "control"),
-        }
-    # Redis: a message not acked within the visibility timeout is delivered again, so it
-    # is set above the longest job allowed. Were one delivered twice all the same, the
-    # second would do nothing: claim() is a conditional UPDATE … WHERE status = 'queued'.
-    # A job whose worker died comes back through its lease and the reaper, not the broker.
-    return url, {"visibility_timeout": visibility_timeout(settings)}
-
-
-def make_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
-    url, options = broker_options(settings)
-    app = Celery(
-        "modelpress",
-        broker=url,
-        include=["workers.tasks", "workers.webhook_delivery", "workers.reaper"],
-    )
-    app.conf.update(
-        broker_transport_options=options,
-        broker_connection_retry_on_startup=True,
-        task_default_queue="cpu",
-        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        # PostgreSQL is the truth about a job; Celery results would be a second copy.
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        worker_hijack_root_logger=False,
-        # A fresh process per job returns all the memory a model run took.
-        worker_max_tasks_per_child=1,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-    )
-    return app
-
-
-celery_app = make_celery()
+celery_app = make_celery(include=["workers.tasks", "workers.webhook_delivery", "workers.reaper"])

@@ -14,7 +14,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from workers.celery_app import RUN_JOB_TASK, celery_app
+from app.queues import RUN_JOB_TASK
+from workers.celery_app import celery_app
 from workers.runner import run_job as _run_job
 
 

@@ -19,6 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from app.db import session_scope, utcnow
 from app.errors import ProblemError
+from app.queues import DELIVER_WEBHOOK_TASK
 from app.settings import Settings, get_settings
 from app.urls import check_user_url
 from app.webhooks import service as webhooks
@@ -28,7 +29,7 @@ from app.webhooks.signing import (
     SIGNATURE_HEADER,
     signature_header,
 )
-from workers.celery_app import DELIVER_WEBHOOK_TASK, celery_app
+from workers.celery_app import celery_app
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO; attempts are recorded (and failures logged) here.

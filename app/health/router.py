@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from app.broker import broker
 from app.db import get_engine
 from app.storage import get_storage
 
@@ -40,9 +41,7 @@ def _check_database() -> None:
 
 
 def _check_broker() -> None:
-    from workers.celery_app import celery_app
-
-    with celery_app.connection_for_write() as conn:
+    with broker().connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=3)
         if conn.transport_cls == "filesystem" or conn.transport.driver_type == "filesystem":
             return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from app.broker import send
+from app.queues import RUN_JOB_TASK
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,10 +21,8 @@ def choose_queue(*, accelerator: str, settings: Settings) -> str | None:
 
 
 def enqueue(*, job_id: str, queue: str) -> bool:
-    from workers.celery_app import RUN_JOB_TASK, celery_app
-
     try:
-        celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, routing_key=queue)
+        send(RUN_JOB_TASK, job_id, queue=queue)
     except Exception:
         # The job stays queued in the database; it is re-sent when the broker is back
         # (the reaper of issue #5). The client still gets its 202.

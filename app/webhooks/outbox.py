@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from app.broker import send
 from app.db import utcnow
 from app.ids import new_id
 from app.jobs.schemas import JobRead
 from app.jobs.tables import Job, JobEvent
+from app.queues import DELIVER_WEBHOOK_TASK, WEBHOOK_QUEUE
 from app.webhooks.tables import Webhook, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -89,12 +91,8 @@ def send_after_commit(session: Session, delivery_id: str) -> None:
 
 
 def enqueue(delivery_id: str) -> bool:
-    from workers.celery_app import DELIVER_WEBHOOK_TASK, WEBHOOK_QUEUE, celery_app
-
     try:
-        celery_app.send_task(
-            DELIVER_WEBHOOK_TASK, args=[delivery_id], queue=WEBHOOK_QUEUE, routing_key=WEBHOOK_QUEUE
-        )
+        send(DELIVER_WEBHOOK_TASK, delivery_id, queue=WEBHOOK_QUEUE)
     except Exception:
         # The row stays pending; the reaper re-sends it once the broker is back.
         log.warning("could not enqueue webhook delivery %s", delivery_id, exc_info=True)
