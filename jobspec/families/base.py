@@ -97,7 +97,8 @@ class Family:
     # (refused as impossible, not as not-yet).
     impossible: ClassVar[Mapping[str, str]] = {}
     # The model types whose ONNX export the tests check (tests/engine/
-    # test_export_formats.py); a job asking ONNX of any other is refused.
+    # test_export_formats.py, tests/engine/families/test_onnx.py); a job asking ONNX of
+    # any other is refused.
     onnx: ClassVar[tuple[str, ...]] = ()
     keys: ClassVar[ConfigKeys] = ConfigKeys()
     layers: ClassVar[str] = "encoder.layer"

@@ -26,7 +26,7 @@ class DebertaV2(Bert):
     name = "deberta-v2"
     model_types = ("deberta-v2",)
     structures = ("layers", "ffn")
-    onnx = ()
+    onnx = ("deberta-v2",)
     query, key, value = (f"attention.self.{n}_proj" for n in ("query", "key", "value"))
     model_norms = ("embeddings.LayerNorm", "encoder.LayerNorm")
     heads = (Head("pooler.dense", "classifier"),)

@@ -19,7 +19,7 @@ from jobspec.families.bert import Bert
 class DistilBert(Bert):
     name = "distilbert"
     model_types = ("distilbert",)
-    onnx = ()
+    onnx = ("distilbert",)
     task_head = ("pre_classifier", "classifier")
     keys = ConfigKeys(layers="n_layers", hidden="dim", ffn="hidden_dim", heads="n_heads")
     layers = "transformer.layer"

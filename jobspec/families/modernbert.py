@@ -26,6 +26,7 @@ class ModernBert(Family):
     name = "modernbert"
     model_types = ("modernbert",)
     structures = ("layers", "ffn")
+    onnx = ("modernbert",)
     layers = "layers"
     query = key = value = "attn.Wqkv"
     output = "attn.Wo"
