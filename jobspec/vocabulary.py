@@ -56,10 +56,13 @@ EXPORT_DEFAULT = ("safetensors",)
 # Runtimes a speedup target is measured in (teacher and student both in it), and the
 # format the student must be exported in for the report to time it there.
 SPEEDUP_RUNTIMES = {"pytorch": None, "onnxruntime": "onnx", "onnxruntime-int8": "onnx-int8"}
-# Families whose ONNX export (torch.onnx dynamo) is checked by the tests (BERT, RoBERTa,
-# ELECTRA and Llama classifiers, tests/engine/test_export_formats.py; XLM-R is RoBERTa's
-# code); others are refused an ONNX format when the job is created. Each family's
-# adapter says (workers/engine/families/).
+# Families whose ONNX export (torch.onnx dynamo, fp32 and int8) is checked by the tests,
+# each at batch sizes and lengths other than the exported example's: BERT, RoBERTa,
+# ELECTRA and Llama classifiers in tests/engine/test_export_formats.py (XLM-R is
+# RoBERTa's code); DistilBERT, DeBERTa-v2/v3 and ModernBERT teachers and pruned
+# students, sequence and token heads, in tests/engine/families/test_onnx.py. Others
+# (Mistral, Qwen2) are refused an ONNX format when the job is created. Each family's
+# adapter says (families/).
 ONNX_MODEL_TYPES = families.onnx_model_types()
 # An .onnx file is one protobuf, at most 2 GiB: the teacher (exported to be timed too)
 # must fit in it in fp32. Larger models need external weight files, which the int8
