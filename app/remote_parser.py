@@ -7,6 +7,7 @@ from typing import Any
 
 from app.cli import HelpFormatter, wrap
 from app.remote_cli import EXIT_CODES
+from jobspec import vocabulary
 
 JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 
@@ -65,7 +66,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--name", help="a name to find it by")
     p.add_argument(
         "--task",
-        choices=("sequence-classification", "token-classification"),
+        choices=vocabulary.TASKS,
         help="what the data is for (default: detected)",
     )
     p.add_argument("--text-column", help="classification: the text column")

@@ -66,7 +66,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from jobspec import families
+from jobspec import families, rules, vocabulary
 from jobspec.errors import EngineInputError
 from jobspec.families import Layout
 
@@ -78,9 +78,8 @@ MIN_FFN_FRACTION = 0.25
 MIN_HIDDEN_FRACTION = 0.5
 MIN_HEADS_FRACTION = 0.5
 
-STRUCTURES = ("layers", "ffn", "hidden", "heads")
 # Which axis absorbs the last bit of the target: the finest grid first.
-_FINEST_FIRST = ("ffn", "hidden", "heads")
+_FINEST_FIRST = vocabulary.WIDTHS
 
 
 @dataclass(frozen=True)
@@ -331,6 +330,15 @@ def sizes_from_config(
     )
 
 
+def teacher_sizes(config: Mapping[str, Any], *, task: str, num_labels: int) -> TeacherSizes:
+    """``sizes_from_config`` for a ``task`` head: a sequence classifier's head has a
+    hidden dense (a pooler, RoBERTa's classification dense) where the family has one; a
+    token classifier's is a projection alone."""
+    return sizes_from_config(
+        config, num_labels=num_labels, head_dense=task == vocabulary.SEQUENCE_CLASSIFICATION
+    )
+
+
 def layers_for(sizes: TeacherSizes, rule: str, keep: int) -> list[int]:
     """The teacher layers a ``keep``-layer student is copied from, by a task's rule
     (``LAYER_RULES``), within what the family allows: one that must keep its first
@@ -349,32 +357,16 @@ def ffn_floor(intermediate_size: int) -> int:
 
 
 def check_structured(sizes: TeacherSizes, structured: Collection[str]) -> None:
-    """Refuse, with what to ask for instead, what this teacher's config cannot describe
-    and what its family cannot lose yet."""
-    unknown = sorted(set(structured) - set(STRUCTURES))
-    if unknown:
-        raise EngineInputError(
-            "unsupported_pruning",
-            f"structured pruning of {unknown} is not available; choose from {list(STRUCTURES)}",
-        )
-    if "layers" not in structured:
-        raise EngineInputError("unsupported_pruning", "pruning.structured must include 'layers'")
-    family = families.get(sizes.family)
-    for structure in structured:
-        if structure in family.impossible:
-            raise EngineInputError("unsupported_pruning", family.impossible[structure])
-    not_yet = families.unsupported_structures(family, structured)
-    if not_yet:
-        raise EngineInputError(
-            "unsupported_pruning",
-            f"{family.name} models cannot have {not_yet} pruned yet; this family takes "
-            f"{list(family.structures)}",
-        )
+    """Refuse, with what to ask for instead, what this release does not remove, what
+    this teacher's family cannot lose and what its config cannot describe."""
+    rules.check_structures(structured)
+    rules.check_family(families.get(sizes.family), structured)
     if "hidden" in structured and sizes.head_dim <= 0:
         raise EngineInputError(
-            "unsupported_pruning",
+            "pruning_not_possible",
             "hidden-width pruning needs num_attention_heads (dividing hidden_size) in the "
             "teacher's config; use 'ffn' or 'layers'",
+            param="pruning.structured",
         )
 
 
@@ -514,6 +506,27 @@ def smallest_ratio(sizes: TeacherSizes, structured: Collection[str]) -> float:
     one = replace(sizes.teacher_shape, num_layers=1)
     floors = _fit(sizes, _at_level(one, axes, None), axes)
     return sizes.shape_params(floors) / sizes.teacher_non_embedding
+
+
+def check_ratio_reachable(sizes: TeacherSizes, structured: Collection[str], ratio: float) -> None:
+    """Refuse a params_ratio below the smallest student these structures make of this
+    teacher, saying what that is."""
+    smallest = smallest_ratio(sizes, structured)
+    if ratio >= smallest - 1e-9:
+        return
+    widths = [s for s in vocabulary.WIDTHS if s in structured]
+    how = (
+        f"one layer with its {', '.join(widths)} width at the floor"
+        if widths
+        else 'one whole layer; add "ffn" (or "hidden") to pruning.structured to go smaller'
+    )
+    raise EngineInputError(
+        "target_unreachable",
+        f"The smallest student this engine makes from this teacher keeps {how}: about "
+        f"{smallest:.3f} of its non-embedding parameters; ask for "
+        f"target.params_ratio >= {smallest:.3f}.",
+        param="target.params_ratio",
+    )
 
 
 # -- width axes ------------------------------------------------------------------------
@@ -662,7 +675,7 @@ def _valid(sizes: TeacherSizes, shape: Shape) -> bool:
 def _fit(sizes: TeacherSizes, shape: Shape, axes: Mapping[str, _Axis]) -> Shape:
     """``shape``, or the nearest valid one above it: a wider hidden width, else more
     heads, else the teacher's sizes on those axes."""
-    for name in ("hidden", "heads"):
+    for name in vocabulary.HEAD_WIDTHS:
         if _valid(sizes, shape) or name not in axes:
             continue
         axis = axes[name]

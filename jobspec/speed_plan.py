@@ -78,6 +78,27 @@ def flops_bound(sizes: TeacherSizes, structured: Collection[str], seq_len: int) 
     return total / least
 
 
+def check_speedup_bound(
+    sizes: TeacherSizes,
+    structured: Collection[str],
+    speedup: float,
+    *,
+    seq_len: int,
+) -> None:
+    """Refuse a speed-up above what removing the allowed structures could give even if
+    latency followed FLOPs alone (the engine then measures what this machine gives)."""
+    bound = flops_bound(sizes, structured, seq_len)
+    if speedup > bound:
+        widths = "" if "ffn" in structured else "; adding 'ffn' to pruning.structured allows more"
+        raise EngineInputError(
+            "target_unreachable",
+            f"target.speedup {speedup:g} is more than this teacher allows: removing "
+            f"{sorted(structured)} cuts its layer FLOPs by {bound:.2f}x at most, and latency "
+            f"falls less than FLOPs; ask for at most {bound:.2f}{widths}",
+            param="target.speedup",
+        )
+
+
 @dataclass(frozen=True)
 class LatencyFit:
     """``ms = fixed_ms + k · (layer_ms + ms_per_gflop · layer GFLOPs)``."""

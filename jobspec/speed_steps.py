@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from jobspec.plan import Shape, TeacherSizes, shapes_allowed
 from jobspec.speed_plan import MARGIN, LatencyFit
@@ -98,3 +99,68 @@ def describe(sizes: TeacherSizes, shape: Shape) -> str:
 def finer(structured: Collection[str]) -> str:
     """The advice to add FFN neurons to what may be removed, or "" if they are."""
     return "" if "ffn" in structured else "add 'ffn' to pruning.structured"
+
+
+def speedup_warnings(
+    sizes: TeacherSizes,
+    structured: Collection[str],
+    speedup: float,
+    *,
+    seq_len: int,
+) -> list[dict[str, Any]]:
+    """What a user should hear before a speedup job runs, from an estimate of the steps
+    the allowed shapes make (ESTIMATE_FIT): that the target falls between
+    two steps far apart and the job will take the faster one, or that no allowed shape
+    is estimated to reach it. Each: ``code``, ``message``, ``param`` and ``data``."""
+    where = landing(sizes, structured, speedup, seq_len=seq_len)
+    asked = f"target.speedup {speedup:g} with pruning.structured {sorted(structured)}"
+    finer_by = finer(structured)
+    estimate = (
+        "Estimated from FLOPs and a CPU latency law measured on MiniLM-L6 "
+        "(docs/engine.md); the worker times the shapes on its own hardware."
+    )
+    taken, short = where.taken, where.short
+    if taken is None:
+        assert short is not None  # every teacher has a smaller shape
+        fastest = describe(sizes, short.shape)
+        return [
+            {
+                "code": "speedup_may_be_unreachable",
+                "param": "target.speedup",
+                "message": f"{asked}: the fastest student these structures allow ({fastest}) "
+                f"is estimated at {short.speedup:.2f}x, so the job may fail with "
+                "target_unreachable once the worker has timed it. Ask for less"
+                + (f", or {finer_by} for narrower, faster students" if finer_by else "")
+                + f". {estimate}",
+                "data": {"estimated_fastest": round(short.speedup, 3), "shape": fastest},
+            }
+        ]
+    if where.overshoot <= OVERSHOOT:
+        return []
+    landed = describe(sizes, taken.shape)
+    below = describe(sizes, short.shape) if short is not None else None
+    between = (
+        f"none is estimated between {short.speedup:.2f}x ({below}) and "
+        f"{taken.speedup:.2f}x ({landed})"
+        if short is not None
+        else f"the largest that reaches it is {landed}, estimated at {taken.speedup:.2f}x"
+    )
+    fixes = [f"{finer_by} for the steps in between"] if finer_by else []
+    if short is not None:
+        fixes.append(f"ask for at most {short.speedup:.2f}x to keep the larger student")
+    return [
+        {
+            "code": "speedup_overshoot",
+            "param": "target.speedup",
+            "message": f"{asked}: the students these structures allow come in steps, and "
+            f"{between}. The job will take the faster step, about {taken.speedup:.2f}x "
+            f"({where.overshoot:.0%} more than asked), and keep less of the teacher's "
+            "quality for it" + (f"; {' or '.join(fixes)}" if fixes else "") + f". {estimate}",
+            "data": {
+                "estimated_speedup": round(taken.speedup, 3),
+                "shape": landed,
+                "step_below": round(short.speedup, 3) if short is not None else None,
+                "step_below_shape": below,
+            },
+        }
+    ]

@@ -1,27 +1,50 @@
-"""What this engine release supports, in plain Python so the API can validate requests
-against it without importing torch.
+"""The vocabulary of a compression job: every name a request may use (tasks, target
+kinds, strategies, pruning structures, importance criteria, losses, export formats,
+runtimes, model families), defined here once, in plain Python.
 
-The API refuses at job creation (422 ``not_supported_yet``) whatever is not listed here,
-so enabling a feature in the engine means adding it here, and nothing in the API.
+The API derives its request schema's enums from these lists (``app/jobs/schemas.py``)
+and refuses at job creation (422 ``not_supported_yet``) what the release does not do;
+the engine registers its parts under these names and checks at import that the two
+agree (``jobspec/registry.py``). Enabling a feature means adding its name here and its
+code in the engine, and nothing in the API. ``tests/jobspec/test_one_vocabulary.py``
+fails if a list of these names is written out anywhere else.
 """
 
 from jobspec import families
 
-TASKS = ("sequence-classification", "token-classification")
+SEQUENCE_CLASSIFICATION = "sequence-classification"
+TOKEN_CLASSIFICATION = "token-classification"
+TASKS = (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION)
+# How pruning and distillation alternate (workers/engine/strategies.py); the first is
+# the default.
 STRATEGIES = ("prune_then_distill", "distill_then_prune", "joint")
+DEFAULT_STRATEGY = STRATEGIES[0]
 # Strategies that distil in rounds need an epoch per round at least (strategies.py).
 MIN_EPOCHS = {"distill_then_prune": 2}
-TARGETS = ("params_ratio", "sparsity", "speedup")
+# What a target may say it is: a fraction of the teacher's parameters kept, of single
+# weights zeroed, or a speed-up (rules.py reads a target's kind from these fields).
+TARGET_KINDS = ("params_ratio", "sparsity", "speedup")
+# The kinds this release plans for (a subset, to hold one back: not_supported_yet).
+TARGETS = TARGET_KINDS
 # Strategies a ``speedup`` target is planned for: joint's intermediate rounds plan
 # by parameters and could leave an FFN narrower than the final shape needs.
 SPEEDUP_STRATEGIES = ("prune_then_distill", "distill_then_prune")
-# Patterns a ``sparsity`` target may use, once "sparsity" is among TARGETS.
+# Patterns a ``sparsity`` target may use, once "sparsity" is among TARGETS; the first
+# is the default.
 SPARSITY_PATTERNS: tuple[str, ...] = ("unstructured", "2:4")
+DEFAULT_PATTERN = SPARSITY_PATTERNS[0]
 # What structured pruning can remove; "layers" must be among those asked for. The plan
-# (workers/engine/plan.py) narrows the allowed widths first (FFN neurons, hidden
+# (jobspec/plan.py) narrows the allowed widths first (FFN neurons, hidden
 # channels, attention heads: Llama-family only, key-value groups kept whole), then
 # drops layers. BERT-family "hidden" removes whole heads with their channels.
-STRUCTURED = ("layers", "ffn", "hidden", "heads")
+# The structures that narrow every layer, the finest grid first (plan.py narrows them
+# before it drops layers): FFN neurons, then the widths that move in whole heads.
+HEAD_WIDTHS = ("hidden", "heads")
+WIDTHS = ("ffn", *HEAD_WIDTHS)
+STRUCTURES = ("layers", *WIDTHS)
+# The structures this release removes (a subset, to hold one back: not_supported_yet);
+# each family says which of them it can lose (families/).
+STRUCTURED = STRUCTURES
 # What a job may remove when it does not say (pruning.structured). Layers and FFN
 # neurons: at params_ratio 0.5 on SST-2 they kept 84.2% to layers alone's 83.6% (full
 # CPU run, bench/results/sst2-full-cpu2.json; 83.4% to 79.9% in the quick run), and a
@@ -29,9 +52,12 @@ STRUCTURED = ("layers", "ffn", "hidden", "heads")
 # (bench/results/sst2-full-cpu2-lr1e-4.json), where layers alone jump from 3 of 6
 # layers (about 1.9x) to 2 (about 2.8x). See docs/engine.md, Defaults.
 STRUCTURED_DEFAULT = ("layers", "ffn")
-# How FFN neurons are ranked (workers/engine/importance.py); the first is the default.
+# How FFN neurons, heads, channels (workers/engine/importance.py) and single weights
+# (workers/engine/weight_criteria.py) are ranked; the first is the default.
 IMPORTANCE = ("taylor", "activation", "magnitude")
+DEFAULT_IMPORTANCE = IMPORTANCE[0]
 UNSTRUCTURED = True
+# The distillation losses (workers/engine/losses.py).
 LOSSES = ("ce", "kd_kl", "hidden_mse", "attention_kl")
 # distillation.attention: KL between teacher and student attention maps over the layer
 # map (losses.attention_kl; eager attention while distilling).
@@ -41,9 +67,13 @@ ATTENTION_LOSS = True
 # pass (distillation.hidden_states=false and attention=false).
 CACHE_TEACHER_LOGITS = True
 # The student's output formats (export.formats), each its own artifact scored and timed
-# in its runtime: a save_pretrained folder (PyTorch), ONNX fp32 and ONNX int8 (ONNX
-# Runtime).
-EXPORT_FORMATS = ("safetensors", "onnx", "onnx-int8")
+# in the runtime it runs in: a save_pretrained folder (PyTorch), ONNX fp32 and ONNX int8
+# (ONNX Runtime).
+FORMAT_RUNTIMES = {"safetensors": "pytorch", "onnx": "onnxruntime", "onnx-int8": "onnxruntime-int8"}
+EXPORT_FORMATS = tuple(FORMAT_RUNTIMES)
+# The format a PyTorch run holds in memory anyway; the others are ONNX files.
+PYTORCH_FORMAT = EXPORT_FORMATS[0]
+ONNX_FORMATS = EXPORT_FORMATS[1:]
 # The default is the safetensors folder alone. Any ONNX format costs the job the
 # teacher's and the student's export and quantization, four scorings in ONNX Runtime and
 # a six-model timing pass: on MiniLM-L6, 2 CPU cores, the evaluating phase took 52 s of
@@ -52,10 +82,14 @@ EXPORT_FORMATS = ("safetensors", "onnx", "onnx-int8")
 # beside hours of distillation, much beside a short job. And ONNX is checked only for
 # the families in ONNX_MODEL_TYPES, so a default with it would be refused for the
 # others. Ask for "onnx-int8" to serve on CPU.
-EXPORT_DEFAULT = ("safetensors",)
+EXPORT_DEFAULT = (PYTORCH_FORMAT,)
 # Runtimes a speedup target is measured in (teacher and student both in it), and the
-# format the student must be exported in for the report to time it there.
-SPEEDUP_RUNTIMES = {"pytorch": None, "onnxruntime": "onnx", "onnxruntime-int8": "onnx-int8"}
+# format the student must be exported in for the report to time it there (None: the
+# PyTorch student is timed whatever the formats); the first is the default.
+SPEEDUP_RUNTIMES = {
+    runtime: None if fmt == PYTORCH_FORMAT else fmt for fmt, runtime in FORMAT_RUNTIMES.items()
+}
+DEFAULT_RUNTIME = next(iter(SPEEDUP_RUNTIMES))
 # Families whose ONNX export (torch.onnx dynamo, fp32 and int8) is checked by the tests,
 # each at batch sizes and lengths other than the exported example's: BERT, RoBERTa,
 # ELECTRA and Llama classifiers in tests/engine/test_export_formats.py (XLM-R is
@@ -69,13 +103,15 @@ ONNX_MODEL_TYPES = families.onnx_model_types()
 # path does not handle yet.
 ONNX_MAX_PARAMETERS = 450_000_000
 # Families whose shallower, narrower copies a standard transformers config describes:
-# one adapter per family in workers/engine/families/ (BERT, RoBERTa, XLM-R, ELECTRA,
+# one adapter per family in families/ (BERT, RoBERTa, XLM-R, ELECTRA,
 # DistilBERT, DeBERTa-v2/v3, ModernBERT encoders; Llama, Mistral, Qwen2 decoders), each
 # saying which structures it can lose (families.unsupported_structures).
 MODEL_TYPES = families.model_types()
+# The families by name (FAMILIES[i] is the adapter's ``name``).
+FAMILIES = families.names()
 # The Auto class suffix of a teacher's head for each task: a head of another kind (or
 # for another label count) is replaced and trained before distillation.
 HEAD_ARCHITECTURE_SUFFIX = {
-    "sequence-classification": "ForSequenceClassification",
-    "token-classification": "ForTokenClassification",
+    SEQUENCE_CLASSIFICATION: "ForSequenceClassification",
+    TOKEN_CLASSIFICATION: "ForTokenClassification",
 }

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from app.datasets.formats import TASKS
 from app.datasets.problems import bad_file
+from jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
-SEQUENCE = "sequence-classification"
-TOKEN = "token-classification"
+SEQUENCE = SEQUENCE_CLASSIFICATION
+TOKEN = TOKEN_CLASSIFICATION
 
 # Usual names, in order of preference, matched case-insensitively.
 TEXT_NAMES = ("text", "sentence", "content")

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.datasets import service
 from app.datasets.columns import ColumnRequest
 from app.datasets.parse import ParseOptions
-from app.datasets.schemas import DatasetIngest, DatasetRead
+from app.datasets.schemas import DatasetIngest, DatasetRead, TaskHint
 from app.deps import CurrentTenant, SessionDep, SettingsDep, StorageDep
 from app.errors import problem_responses
 from app.pagination import AfterQuery, LimitQuery, Page
@@ -86,7 +86,7 @@ def upload_dataset(
     ] = "jsonl",
     name: Annotated[str | None, Form(max_length=200)] = None,
     task: Annotated[
-        Literal["sequence-classification", "token-classification"] | None,
+        TaskHint | None,  # type: ignore[valid-type]
         Form(description="What the data is for; detected when not given."),
     ] = None,
     text_column: Annotated[

@@ -5,6 +5,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from jobspec import vocabulary
+
+# What an upload's data is for: a task of the vocabulary.
+TaskHint = Literal[vocabulary.TASKS]  # type: ignore[valid-type]
+
 
 class DatasetIngest(BaseModel):
     """What the upload found and changed; in the upload's response only (not stored)."""
@@ -38,7 +43,7 @@ class DatasetRead(BaseModel):
     filename: str
     format: str
     status: Literal["ready"]
-    task_hint: Literal["sequence-classification", "token-classification"] | None = Field(
+    task_hint: TaskHint | None = Field(  # type: ignore[valid-type]
         description="What the data is for: text and label rows (sequence-classification) "
         "or sentences of tokens with one IOB2 tag each (token-classification)."
     )

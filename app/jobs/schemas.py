@@ -8,13 +8,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.jobs.report import JobMetrics
-from jobspec import vocabulary
-from workers.engine import spec
+from jobspec import values, vocabulary
+from jobspec.errors import EngineInputError
 
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
-# The tasks this engine release does, and no other: the schema's enum says what a job
-# may ask for, so a task is listed only once the engine does it (capabilities.py).
+# Every enum of a job request is a list of jobspec/vocabulary.py, so the schema (and the
+# OpenAPI document) name what the engine does and nothing else: a task, a strategy, a
+# criterion is added there, and appears here.
 Task = Literal[vocabulary.TASKS]  # type: ignore[valid-type]
+Strategy = Literal[vocabulary.STRATEGIES]  # type: ignore[valid-type]
+Structure = Literal[vocabulary.STRUCTURES]  # type: ignore[valid-type]
+Importance = Literal[vocabulary.IMPORTANCE]  # type: ignore[valid-type]
+SparsityPattern = Literal[vocabulary.SPARSITY_PATTERNS]  # type: ignore[valid-type]
+Runtime = Literal[tuple(vocabulary.SPEEDUP_RUNTIMES)]  # type: ignore[valid-type]
+ExportFormat = Literal[vocabulary.EXPORT_FORMATS]  # type: ignore[valid-type]
 # The longest max_runtime_s a job may ask for (the broker's visibility timeout is set
 # above it: workers/celery_app.py).
 MAX_RUNTIME_S = 7 * 24 * 3600
@@ -44,22 +51,22 @@ class DatasetRef(Strict):
 class Target(Strict):
     params_ratio: float | None = Field(
         None,
-        gt=0.0,
-        lt=1.0,
+        **values.PARAMS_RATIO.field(),
         description="Fraction of the teacher's non-embedding parameters to keep.",
     )
-    sparsity: float | None = Field(None, gt=0.0, lt=1.0, description="Fraction of weights zeroed.")
-    pattern: Literal["unstructured", "2:4"] | None = None
+    sparsity: float | None = Field(
+        None, **values.SPARSITY.field(), description="Fraction of weights zeroed."
+    )
+    pattern: SparsityPattern | None = None  # type: ignore[valid-type]
     speedup: float | None = Field(
         None,
-        gt=1.0,
-        le=100.0,
+        **values.SPEEDUP.field(),
         description="How many times faster than the teacher the student must be: CPU "
         "latency at batch 1 (training.max_seq_length tokens, latency_threads threads) on "
         "the worker that runs the job. The student is the largest shape measured to reach "
         "it; the report gives the final timing and whether it met the target.",
     )
-    runtime: Literal[tuple(vocabulary.SPEEDUP_RUNTIMES)] | None = Field(  # type: ignore[valid-type]
+    runtime: Runtime | None = Field(  # type: ignore[valid-type]
         None,
         description="Where a speedup target is measured, the teacher and the student both "
         "run there: `pytorch` (eager, fp32; the default), `onnxruntime` (ONNX fp32) or "
@@ -69,21 +76,16 @@ class Target(Strict):
     )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> Target:
-        kinds = ("params_ratio", "sparsity", "speedup")
-        given = [k for k in kinds if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of params_ratio, sparsity or speedup")
-        if self.sparsity is not None and self.pattern is None:
-            self.pattern = "unstructured"
-        if self.sparsity is None and self.pattern is not None:
-            raise ValueError("pattern applies only to a sparsity target")
-        if self.pattern == "2:4" and self.sparsity != 0.5:
-            raise ValueError("the 2:4 pattern zeroes 2 weights in every 4: its sparsity is 0.5")
-        if self.speedup is not None and self.runtime is None:
-            self.runtime = "pytorch"
-        if self.speedup is None and self.runtime is not None:
-            raise ValueError("runtime applies only to a speedup target")
+    def _one_kind(self) -> Target:
+        # The engine's own rules (jobspec/values.py), answered as validation_error.
+        try:
+            kind = values.check_target(self)
+        except EngineInputError as e:
+            raise ValueError(e.message) from None
+        if kind == "sparsity" and self.pattern is None:
+            self.pattern = vocabulary.DEFAULT_PATTERN
+        if kind == "speedup" and self.runtime is None:
+            self.runtime = vocabulary.DEFAULT_RUNTIME
         return self
 
 
@@ -118,7 +120,7 @@ class Distillation(Strict):
 
 
 class Pruning(Strict):
-    structured: list[Literal["layers", "ffn", "hidden", "heads"]] = Field(
+    structured: list[Structure] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(vocabulary.STRUCTURED_DEFAULT),
         description="What structured pruning may remove to meet the target: `layers` "
         "(whole layers; always), `ffn` (FFN neurons), `hidden` (hidden channels with whole "
@@ -128,18 +130,15 @@ class Pruning(Strict):
         "layers alone a speedup target can only land on a whole number of layers; when "
         "that is far above the target the job is still created, with a warning.",
     )
-    unstructured_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
-    importance: Literal["taylor", "activation", "magnitude"] = Field(
-        "taylor",
+    unstructured_sparsity: float = Field(0.0, **values.UNSTRUCTURED_SPARSITY.field())
+    importance: Importance = Field(  # type: ignore[valid-type]
+        vocabulary.DEFAULT_IMPORTANCE,
         description="How neurons are ranked before pruning: first-order Taylor scores or "
         "activations measured on training data through the teacher, or weight magnitude. "
         "For sparsity (single weights zeroed) while the student distils: taylor ranks "
         "|w * gradient| with momentum over all matrices; activation |w| times the size "
         "of the input it multiplies (Wanda), and magnitude |w|, within each matrix.",
     )
-
-
-ExportFormat = Literal[vocabulary.EXPORT_FORMATS]  # type: ignore[valid-type]
 
 
 class Export(Strict):
@@ -161,9 +160,10 @@ class Export(Strict):
 
     @model_validator(mode="after")
     def _once_each(self) -> Export:
-        twice = sorted({f for f in self.formats if self.formats.count(f) > 1})
-        if twice:
-            raise ValueError(f"list each format once ({', '.join(twice)} is repeated)")
+        try:
+            values.check_formats(self.formats)
+        except EngineInputError as e:
+            raise ValueError(e.message) from None
         return self
 
 
@@ -175,9 +175,9 @@ class Training(Strict):
         gt=0.0,
         le=1.0,
         description="The student's learning rate while it distils. Default (null): "
-        f"{spec.DEEP_CUT_LEARNING_RATE:g} for a student that keeps less than "
-        f"{spec.DEEP_CUT_BELOW:g} of the teacher's non-embedding parameters, "
-        f"{spec.STUDENT_LEARNING_RATE:g} otherwise (docs/engine.md, Defaults); the "
+        f"{values.DEEP_CUT_LEARNING_RATE:g} for a student that keeps less than "
+        f"{values.DEEP_CUT_BELOW:g} of the teacher's non-embedding parameters, "
+        f"{values.STUDENT_LEARNING_RATE:g} otherwise (docs/engine.md, Defaults); the "
         "`distilling` log event says which was used.",
     )
     max_seq_length: int = Field(128, ge=8, le=8192)
@@ -204,7 +204,7 @@ class Training(Strict):
 
 
 EXAMPLE_JOB = {
-    "task": "sequence-classification",
+    "task": vocabulary.SEQUENCE_CLASSIFICATION,
     "teacher": {"model_id": "mdl_01jd8x6m5v2n3k4p5q6r7s8t9v"},
     "dataset": {"dataset_id": "ds_01jd8x6m5v2n3k4p5q6r7s8t9v"},
     "target": {"params_ratio": 0.5},
@@ -217,7 +217,7 @@ EXAMPLE_JOB = {
 # A student to serve on CPU: int8 ONNX beside the PyTorch folder.
 EXAMPLE_ONNX_JOB = {
     **EXAMPLE_JOB,
-    "export": {"formats": ["safetensors", "onnx-int8"]},
+    "export": {"formats": [*vocabulary.EXPORT_DEFAULT, "onnx-int8"]},
     "name": "sst2-half-int8",
 }
 
@@ -263,7 +263,7 @@ class JobCreate(Strict):
     teacher: TeacherRef
     dataset: DatasetRef
     target: Target
-    strategy: Literal["prune_then_distill", "distill_then_prune", "joint"] = "prune_then_distill"
+    strategy: Strategy = vocabulary.DEFAULT_STRATEGY  # type: ignore[valid-type]
     distillation: Distillation = Distillation()
     pruning: Pruning = Pruning()
     training: Training = Training()
@@ -309,7 +309,7 @@ EXAMPLE_JOB_READ = {
     "created_at": "2026-11-27T21:40:53Z",
     "started_at": "2026-11-27T21:40:54Z",
     "finished_at": None,
-    "request": {**EXAMPLE_JOB, "strategy": "prune_then_distill"},
+    "request": {**EXAMPLE_JOB, "strategy": vocabulary.DEFAULT_STRATEGY},
     "metrics": None,
     "error": None,
     "artifacts_expired_at": None,

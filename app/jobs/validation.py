@@ -2,12 +2,18 @@
 run before anything is written or queued. Each failure is a 422 that names the field at
 fault and says what to change.
 
-What the engine supports comes from ``workers/engine/capabilities.py`` (plain Python,
-no torch), so a feature enabled there is accepted here with no change to this file.
+What the engine does and what a teacher allows are the engine's own rules, in plain
+Python (``jobspec/rules.py``, ``plan.py``, ``speed_plan.py``): this module calls them and
+answers their ``EngineInputError`` as a 422 with its code and ``param``, so a rule is
+written once and a feature the engine enables there is accepted here with no change.
+What only the service knows (datasets, splits, labels, the stored teacher's head) is
+checked here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from app.datasets.labels import LABELS_MISSING_FROM_TRAIN, describe, unseen_labels
@@ -16,9 +22,8 @@ from app.errors import ProblemError
 from app.jobs.schemas import JobCreate
 from app.models.archive import head_task
 from app.models.tables import Model
-from jobspec import families, plan, vocabulary
-from workers.engine.spec import EngineInputError
-from workers.engine.validate import check_speedup_bound, speedup_warnings
+from jobspec import plan, rules, speed_plan, speed_steps, values, vocabulary
+from jobspec.errors import EngineInputError
 
 
 def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> list[dict[str, Any]]:
@@ -29,18 +34,18 @@ def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> list
     _check_splits(body, dataset)
     _check_labels(body, dataset)
     _check_teacher(body, teacher, dataset)
-    _check_engine_support(body)
-    _check_family(body, teacher)
-    _check_export(body, teacher)
-    return _check_reachable(body, teacher, dataset)
+    with _as_problem():
+        _check_engine_support(body, teacher)
+        return _check_reachable(body, teacher, dataset)
 
 
-def _not_supported_yet(param: str, detail: str) -> ProblemError:
-    return ProblemError(422, "not_supported_yet", detail, param=param)
-
-
-def _listing(values: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(repr(v) for v in values) if values else "none yet"
+@contextmanager
+def _as_problem() -> Iterator[None]:
+    """The engine's refusal as the API's: a 422 with its code, message and field."""
+    try:
+        yield
+    except EngineInputError as e:
+        raise ProblemError(422, e.code, e.message, param=e.param) from None
 
 
 def _check_task(body: JobCreate, dataset: Dataset) -> None:
@@ -50,8 +55,8 @@ def _check_task(body: JobCreate, dataset: Dataset) -> None:
     # dataset without one is trusted to fit.
     if dataset.task_hint is not None and dataset.task_hint != body.task:
         holds = {
-            "sequence-classification": "texts with one label each",
-            "token-classification": "tokens with one tag each",
+            vocabulary.SEQUENCE_CLASSIFICATION: "texts with one label each",
+            vocabulary.TOKEN_CLASSIFICATION: "tokens with one tag each",
         }.get(dataset.task_hint, f"{dataset.task_hint} data")
         raise ProblemError(
             422,
@@ -99,14 +104,8 @@ def _check_labels(body: JobCreate, dataset: Dataset) -> None:
 def _check_teacher(body: JobCreate, teacher: Model, dataset: Dataset) -> None:
     # The tokenizer needs no check here: an archive without one is refused at upload
     # (model_tokenizer_missing), so every stored teacher has one.
-    if teacher.model_type not in vocabulary.MODEL_TYPES:
-        raise ProblemError(
-            422,
-            "model_unsupported",
-            f"Teacher model_type {teacher.model_type!r} is not supported; "
-            f"supported: {_listing(vocabulary.MODEL_TYPES)}.",
-            param="teacher.model_id",
-        )
+    with _as_problem():
+        rules.check_teacher(teacher.model_type)  # model_unsupported
     why = _head_unfit(body.task, teacher, len(dataset.label_names))
     if why is not None and body.training.teacher_epochs < 1:
         raise ProblemError(
@@ -132,193 +131,46 @@ def _head_unfit(task: str, teacher: Model, num_labels: int) -> str | None:
     return None
 
 
-def _check_engine_support(body: JobCreate) -> None:
-    if body.strategy not in vocabulary.STRATEGIES:
-        raise _not_supported_yet(
-            "strategy",
-            f"Strategy {body.strategy!r} is not supported yet; supported: "
-            f"{_listing(vocabulary.STRATEGIES)}.",
-        )
-    if body.training.cache_teacher_logits and (
-        body.distillation.hidden_states or body.distillation.attention
-    ):
-        raise ProblemError(
-            422,
-            "cache_needs_logits_only",
-            "Cached teacher logits replace the teacher's forward pass, which the hidden-state "
-            "and attention losses need; set distillation.hidden_states and "
-            "distillation.attention to false, or cache_teacher_logits to false.",
-            param="training.cache_teacher_logits",
-        )
-    least = vocabulary.MIN_EPOCHS.get(body.strategy, 1)
-    if body.training.epochs < least:
-        raise ProblemError(
-            422,
-            "too_few_epochs",
-            f"Strategy {body.strategy!r} distils in rounds of one epoch at least; set "
-            f"training.epochs to {least} or more.",
-            param="training.epochs",
-        )
-    _check_target(body)
-    _check_pruning(body)
-    if body.distillation.attention and not vocabulary.ATTENTION_LOSS:
-        raise _not_supported_yet(
-            "distillation.attention",
-            "The attention-map loss is not supported yet; set distillation.attention to "
-            "false (the logit and hidden-state losses are).",
-        )
-    if body.training.cache_teacher_logits and not vocabulary.CACHE_TEACHER_LOGITS:
-        raise _not_supported_yet(
-            "training.cache_teacher_logits",
-            "Caching the teacher's logits is not supported yet; set "
-            "training.cache_teacher_logits to false (the teacher then runs at every step).",
-        )
-
-
-def _check_target(body: JobCreate) -> None:
-    target = body.target
-    kind = next(
-        k for k in ("params_ratio", "sparsity", "speedup") if getattr(target, k) is not None
+def _check_engine_support(body: JobCreate, teacher: Model) -> None:
+    """What this release does and what the teacher's family allows (jobspec/rules.py)."""
+    training, target = body.training, body.target
+    rules.check_strategy(body.strategy, epochs=training.epochs)
+    rules.check_distillation(
+        hidden_states=body.distillation.hidden_states,
+        attention=body.distillation.attention,
+        cache_teacher_logits=training.cache_teacher_logits,
     )
-    if kind not in vocabulary.TARGETS:
-        raise _not_supported_yet(
-            f"target.{kind}",
-            f"A {kind} target is not supported yet; supported targets: "
-            f"{_listing(vocabulary.TARGETS)}.",
-        )
-    if kind == "sparsity" and target.pattern not in vocabulary.SPARSITY_PATTERNS:
-        raise _not_supported_yet(
-            "target.pattern",
-            f"Sparsity pattern {target.pattern!r} is not supported yet; supported: "
-            f"{_listing(vocabulary.SPARSITY_PATTERNS)}.",
-        )
-    if kind == "speedup" and body.strategy not in vocabulary.SPEEDUP_STRATEGIES:
-        raise _not_supported_yet(
-            "strategy",
-            f"A speedup target is planned for the strategies "
-            f"{_listing(vocabulary.SPEEDUP_STRATEGIES)}, not {body.strategy!r} yet; use one "
-            "of those, or a params_ratio target with joint.",
-        )
-
-
-def _check_family(body: JobCreate, teacher: Model) -> None:
-    """What the teacher's family cannot lose yet (its adapter in workers/engine/families/
-    says; what its config can never describe is pruning_not_possible, further on)."""
-    family = families.family_of(teacher.model_type)
-    not_yet = families.unsupported_structures(family, body.pruning.structured)
-    if not_yet:
-        raise _not_supported_yet(
-            "pruning.structured",
-            f"Pruning {_listing(not_yet)} of a {family.name} teacher is not supported yet; "
-            f"for {family.name} models pruning.structured may hold "
-            f"{_listing(list(family.structures))}.",
-        )
-
-
-def _check_export(body: JobCreate, teacher: Model) -> None:
-    onnx = [f for f in body.export.formats if f != "safetensors"]
-    if onnx and teacher.model_type not in vocabulary.ONNX_MODEL_TYPES:
-        raise _not_supported_yet(
-            "export.formats",
-            f"ONNX export of {teacher.model_type!r} models is not supported yet (asked for "
-            f"{_listing(onnx)}); it is for {_listing(vocabulary.ONNX_MODEL_TYPES)}. Ask "
-            'for ["safetensors"].',
-        )
-    if onnx and teacher.num_parameters > vocabulary.ONNX_MAX_PARAMETERS:
-        raise _not_supported_yet(
-            "export.formats",
-            f"Teacher {teacher.id} has {teacher.num_parameters:,} parameters; an ONNX file "
-            f"holds {vocabulary.ONNX_MAX_PARAMETERS:,} at most (one 2 GB protobuf, and "
-            'the teacher is exported to be timed too). Ask for ["safetensors"].',
-        )
-    runtime = body.target.runtime
-    if body.target.speedup is None or runtime is None:
-        return
-    needed = vocabulary.SPEEDUP_RUNTIMES[runtime]
-    if needed is not None and needed not in body.export.formats:
-        raise ProblemError(
-            422,
-            "speedup_runtime_not_exported",
-            f"A speedup target in {runtime} is measured on the {needed!r} student, which "
-            f"the worker times in {runtime} only when it exports it; add {needed!r} to "
-            "export.formats, or measure in another runtime.",
-            param="target.runtime",
-        )
-
-
-def _check_pruning(body: JobCreate) -> None:
+    rules.check_target_support(
+        values.target_kind(target),
+        pattern=target.pattern,
+        runtime=target.runtime,
+        strategy=body.strategy,
+        formats=body.export.formats,
+    )
     pruning = body.pruning
-    not_yet = [s for s in pruning.structured if s not in vocabulary.STRUCTURED]
-    if not_yet or "layers" not in pruning.structured:
-        raise _not_supported_yet(
-            "pruning.structured",
-            "This engine reaches target.params_ratio by removing whole layers and, with "
-            f'"ffn", FFN neurons: pruning.structured must include "layers" and may hold '
-            f"{_listing(vocabulary.STRUCTURED)}"
-            + (f" ({_listing(not_yet)} not supported yet)." if not_yet else "."),
-        )
-    if pruning.importance not in vocabulary.IMPORTANCE:
-        raise _not_supported_yet(
-            "pruning.importance",
-            f"Importance {pruning.importance!r} is not supported yet; supported: "
-            f"{_listing(vocabulary.IMPORTANCE)}.",
-        )
-    if pruning.unstructured_sparsity and not vocabulary.UNSTRUCTURED:
-        raise _not_supported_yet(
-            "pruning.unstructured_sparsity",
-            "Unstructured pruning is not supported yet; set pruning.unstructured_sparsity to 0.",
-        )
-
-
-def _sizes(config: dict[str, Any], *, task: str, num_labels: int) -> plan.TeacherSizes | None:
-    """The teacher's sizes as the engine's planner sees them (plan.py is plain Python,
-    shared with the engine), or None if config.json lacks them."""
-    try:
-        return plan.sizes_from_config(
-            config, num_labels=num_labels, head_dense=task == "sequence-classification"
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
+    rules.check_pruning(
+        pruning.structured,
+        importance=pruning.importance,
+        unstructured_sparsity=pruning.unstructured_sparsity,
+    )
+    rules.check_family(rules.check_teacher(teacher.model_type), pruning.structured)
+    rules.check_onnx(teacher.model_type, body.export.formats, num_parameters=teacher.num_parameters)
 
 
 def _check_reachable(body: JobCreate, teacher: Model, dataset: Dataset) -> list[dict[str, Any]]:
-    sizes = _sizes(teacher.config, task=body.task, num_labels=len(dataset.label_names))
-    if sizes is None:
-        return []
-    structured = body.pruning.structured
+    """What the teacher's sizes (config.json) allow: the structures, and the target."""
     try:
-        plan.check_structured(sizes, structured)
-    except EngineInputError as e:
-        raise ProblemError(
-            422, "pruning_not_possible", e.message, param="pruning.structured"
-        ) from None
-    if body.target.speedup is not None:
-        try:
-            check_speedup_bound(
-                sizes, structured, body.target.speedup, seq_len=body.training.max_seq_length
-            )
-        except EngineInputError as e:
-            raise ProblemError(422, e.code, e.message, param="target.speedup") from None
-        return speedup_warnings(
-            sizes, structured, body.target.speedup, seq_len=body.training.max_seq_length
+        sizes = plan.teacher_sizes(
+            teacher.config, task=body.task, num_labels=len(dataset.label_names)
         )
-    ratio = body.target.params_ratio
-    if ratio is None:
-        return []
-    smallest = plan.smallest_ratio(sizes, structured)
-    if ratio < smallest - 1e-9:
-        widths = [s for s in ("ffn", "hidden", "heads") if s in structured]
-        how = (
-            f"one layer with its {', '.join(widths)} width at the floor"
-            if widths
-            else 'one whole layer; add "ffn" (or "hidden") to pruning.structured to go smaller'
-        )
-        raise ProblemError(
-            422,
-            "target_unreachable",
-            f"The smallest student this engine makes from this teacher keeps {how}: about "
-            f"{smallest:.3f} of its non-embedding parameters; ask for "
-            f"target.params_ratio >= {smallest:.3f}.",
-            param="target.params_ratio",
-        )
+    except (KeyError, TypeError, ValueError):
+        return []  # config.json lacks the sizes: the worker says what it finds
+    structured = body.pruning.structured
+    plan.check_structured(sizes, structured)
+    target, seq_len = body.target, body.training.max_seq_length
+    if target.speedup is not None:
+        speed_plan.check_speedup_bound(sizes, structured, target.speedup, seq_len=seq_len)
+        return speed_steps.speedup_warnings(sizes, structured, target.speedup, seq_len=seq_len)
+    if target.params_ratio is not None:
+        plan.check_ratio_reachable(sizes, structured, target.params_ratio)
     return []

@@ -4,7 +4,7 @@ lose. ``plan.py``, ``layers.py`` and ``prune_width.py`` ask the family of a conf
 ``model_type`` and never test a model type themselves.
 
 Torch-free: the API imports this registry to say which teachers and structures a job
-may ask for (``capabilities.MODEL_TYPES`` is derived from it). Every module here but
+may ask for (``vocabulary.MODEL_TYPES`` is derived from it). Every module here but
 ``base`` is registered, so adding a family is one new file plus its tests
 (workers/engine/README.md).
 """
@@ -29,6 +29,7 @@ __all__ = [
     "for_config",
     "get",
     "model_types",
+    "names",
     "onnx_model_types",
     "unsupported_structures",
 ]
@@ -40,6 +41,11 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name != "base":
         for _family in importlib.import_module(f"{__name__}.{_info.name}").FAMILIES:
             _REGISTRY.add(_family)
+
+
+def names() -> tuple[str, ...]:
+    """Every family's name, in registration order."""
+    return tuple(_REGISTRY.by_name)
 
 
 def model_types() -> tuple[str, ...]:
@@ -60,9 +66,11 @@ def get(name: str) -> Family:
 def family_of(model_type: str | None) -> Family:
     family = _REGISTRY.by_model_type.get(model_type or "")
     if family is None:
+        supported = ", ".join(repr(t) for t in model_types())
         raise EngineInputError(
-            "unsupported_model_type",
-            f"model_type {model_type!r} is not supported; supported: {list(model_types())}",
+            "model_unsupported",
+            f"Teacher model_type {model_type!r} is not supported; supported: {supported}.",
+            param="teacher.model_id",
         )
     return family
 

@@ -357,3 +357,12 @@ def test_width_pruning_is_accepted_and_reaches_smaller_targets(client, model_id,
         pruning={"structured": ["layers", "ffn", "hidden"]},
     )
     _accepted(client, wide)  # narrower widths go below what whole layers can reach
+
+
+def test_params_ratio_is_below_1_in_the_api_as_in_the_engine(client, model_id, dataset_id):
+    # One range (jobspec/values.py): 1 would be a student as large as its teacher.
+    whole = job_body(model_id, dataset_id, target={"params_ratio": 1.0})
+    assert_problem(
+        client.post("/v1/jobs", json=whole), 422, "validation_error", "target.params_ratio"
+    )
+    _accepted(client, job_body(model_id, dataset_id, target={"params_ratio": 0.99}))

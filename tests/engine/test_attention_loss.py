@@ -266,7 +266,7 @@ def test_validate_refuses_attention_only_when_the_capability_is_off(
     monkeypatch.setattr(vocabulary, "ATTENTION_LOSS", False)
     with pytest.raises(EngineInputError) as info:
         validate.validate_spec(spec)
-    assert info.value.code == "unsupported_loss"
+    assert (info.value.code, info.value.param) == ("not_supported_yet", "distillation.attention")
 
 
 def test_compress_with_the_attention_loss(

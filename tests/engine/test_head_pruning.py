@@ -13,7 +13,6 @@ from jobspec.plan import plan_structured
 from tests.engine.conftest import make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
 from tests.tiny import VOCAB
-from workers.engine import validate
 from workers.engine.compress import compress
 from workers.engine.importance import get_importance
 from workers.engine.layers import attention, encoder_layers, parameter_counts
@@ -156,7 +155,7 @@ def test_bert_heads_at_a_fixed_width_are_an_input_error() -> None:
     sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
     with pytest.raises(EngineInputError) as info:
         plan_structured(sizes, 0.5, ("layers", "heads"))
-    assert info.value.code == "unsupported_pruning"
+    assert info.value.code == "pruning_not_possible"
     assert "'hidden'" in info.value.message and "'ffn'" in info.value.message
     # The builder refuses it too: 3 heads of 8 cannot fill a hidden width of 32.
     with pytest.raises(ValueError, match="head size"):
@@ -203,11 +202,7 @@ def test_compress_prunes_llama_heads_end_to_end(
     llama_teacher_dir: Path,
     tiny_splits: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Until capabilities lists Llama and "heads", the spec checks refuse them.
-    monkeypatch.setattr(validate, "MODEL_TYPES", (*validate.MODEL_TYPES, "llama"))
-    monkeypatch.setattr(validate, "STRUCTURED", ("layers", "ffn", "hidden", "heads"))
     spec = make_spec(
         llama_teacher_dir,
         tiny_splits,

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedModel
 
+from jobspec.rules import CACHE_CONFLICT as CONFLICT
 from tests.engine.conftest import LABELS, RecordingCallback, make_spec
 from tests.engine.tiny_models import tiny_encoder
 from workers.engine import validate
@@ -30,7 +31,6 @@ from workers.engine.spec import (
 from workers.engine.teacher import load_teacher
 
 CPU = Runtime(torch.device("cpu"))
-CONFLICT = "cache_teacher_logits needs distillation.hidden_states=false and attention=false"
 # Cached logits come from batches padded differently from the training batches, so
 # they differ from recomputed ones by float32 rounding: after the run below the weights
 # differ by 2.4e-7 at most (measured). Serving each batch its neighbours' logits instead
@@ -233,7 +233,7 @@ def test_representation_losses_refuse_the_cache(
     )
     with pytest.raises(EngineInputError) as info:
         validate.validate_spec(spec)
-    assert (info.value.code, info.value.message) == ("bad_training", CONFLICT)
+    assert (info.value.code, info.value.message) == ("cache_needs_logits_only", CONFLICT)
 
 
 def test_compress_with_cached_teacher_logits(

@@ -326,14 +326,14 @@ def test_a_student_pruned_again_keeps_the_original_teachers_floors(
 
 
 def test_structures_a_config_cannot_describe_are_refused(minilm: TeacherSizes) -> None:
-    for structured, words in (
-        (("layers", "heads"), "'hidden'"),
-        (("layers", "rows"), "not available"),
-        (("ffn",), "must include 'layers'"),
+    for structured, code, words in (
+        (("layers", "heads"), "pruning_not_possible", "'hidden'"),
+        (("layers", "rows"), "not_supported_yet", "'rows' not supported yet"),
+        (("ffn",), "not_supported_yet", 'must include "layers"'),
     ):
         with pytest.raises(EngineInputError) as info:
             plan_structured(minilm, 0.5, structured)
-        assert info.value.code == "unsupported_pruning"
+        assert (info.value.code, info.value.param) == (code, "pruning.structured")
         assert words in info.value.message
     headless = sizes_from_config({**MINILM, "num_attention_heads": None}, num_labels=2)
     with pytest.raises(EngineInputError, match="num_attention_heads"):

@@ -14,7 +14,6 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from jobspec.plan import WIDTH_MULTIPLE, plan_structured
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
-from workers.engine import validate
 from workers.engine.compress import compress
 from workers.engine.importance import get_importance
 from workers.engine.layers import attention, encoder_layers, ffn, parameter_counts
@@ -241,10 +240,7 @@ def test_compress_prunes_hidden_width_end_to_end(
     headed_teacher: Path,
     tiny_splits: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Until capabilities.STRUCTURED lists "hidden", the spec check refuses it.
-    monkeypatch.setattr(validate, "STRUCTURED", ("layers", "ffn", "hidden", "heads"))
     callback = RecordingCallback()
     spec = make_spec(
         headed_teacher,
@@ -274,9 +270,7 @@ def test_compress_refuses_bert_heads_with_what_to_use_instead(
     headed_teacher: Path,
     tiny_splits: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(validate, "STRUCTURED", ("layers", "ffn", "hidden", "heads"))
     spec = make_spec(
         headed_teacher,
         tiny_splits,
@@ -286,7 +280,7 @@ def test_compress_refuses_bert_heads_with_what_to_use_instead(
     )
     with pytest.raises(EngineInputError) as info:
         compress(spec)
-    assert info.value.code == "unsupported_pruning"
+    assert info.value.code == "pruning_not_possible"
     assert "'hidden'" in info.value.message
 
 

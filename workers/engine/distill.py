@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from jobspec import rules
 from workers.engine.checkpoint import cpu_state
 from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.layers import parameter_counts
@@ -32,12 +33,10 @@ from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
 from workers.engine.spec import (
     DistillationSpec,
-    EngineInputError,
     TrainingSpec,
     student_learning_rate,
 )
 from workers.engine.train import LoopHooks, TrainConfig, train_loop
-from workers.engine.validate import CACHE_CONFLICT
 
 # TinyBERT weights its hidden-state term 1:1 with the prediction terms; with
 # LayerNorm-ed states the MSE sits in the same range as the CE/KL terms.
@@ -62,8 +61,11 @@ def check_cache_compatible(distillation: DistillationSpec, training: TrainingSpe
     """Cached logits replace the teacher's forward pass, which the hidden-state and
     attention losses still need at every step (caching their inputs instead would take
     layers x tokens x width per example: gigabytes on SST-2)."""
-    if training.cache_teacher_logits and (distillation.hidden_states or distillation.attention):
-        raise EngineInputError("bad_training", CACHE_CONFLICT)
+    rules.check_distillation(
+        hidden_states=distillation.hidden_states,
+        attention=distillation.attention,
+        cache_teacher_logits=training.cache_teacher_logits,
+    )
 
 
 @contextlib.contextmanager

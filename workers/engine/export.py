@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from jobspec import vocabulary
 from workers.engine.data import EncodedSplit, iter_batches, model_inputs
 from workers.engine.plots import PLOT_TITLES
 from workers.engine.progress import Progress
@@ -241,7 +242,7 @@ def _usage(metrics: dict[str, Any], auto_class: str) -> list[str]:
             "```",
             "",
         ]
-    for fmt in ("onnx", "onnx-int8"):
+    for fmt in vocabulary.ONNX_FORMATS:
         if fmt in shipped:
             folder = f"path/to/{shipped[fmt]['artifact']}"
             lines += [

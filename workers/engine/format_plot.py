@@ -11,11 +11,13 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from jobspec import vocabulary
 from workers.engine.plots import DPI, METRIC_LABELS, STUDENT_COLOR, TEACHER_COLOR, _save
 
 FORMATS_PNG = "formats.png"
 TITLE = "Formats: quality against latency"
-MARKERS = {"pytorch": "o", "onnxruntime": "s", "onnxruntime-int8": "D"}
+# One marker per runtime, in the vocabulary's order (PyTorch, ONNX Runtime, int8).
+MARKERS = dict(zip(vocabulary.SPEEDUP_RUNTIMES, "osD", strict=True))
 
 
 def plot_formats(metrics: Mapping[str, Any], path: Path, main_metric: str) -> Path | None:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from jobspec import vocabulary
 from workers.engine import onnx_export as ox
 from workers.engine.data import Batch, EncodedSplit, iter_batches, iter_indexed_batches
 from workers.engine.evaluate import interleaved_latency_ms
@@ -26,10 +27,14 @@ from workers.engine.progress import Progress
 from workers.engine.spec import CompressionSpec, ExportCheckFailed
 from workers.engine.tasks import Task
 
-# Format -> (runtime it runs in, artifact name).
-RUNTIME = {"safetensors": "pytorch", "onnx": "onnxruntime", "onnx-int8": "onnxruntime-int8"}
-ARTIFACT = {"safetensors": "model", "onnx": "model-onnx", "onnx-int8": "model-onnx-int8"}
-ONNX_FORMATS = ("onnx", "onnx-int8")
+# Format -> the runtime it runs in, and its artifact's name ("model", "model-onnx",
+# "model-onnx-int8").
+RUNTIME = vocabulary.FORMAT_RUNTIMES
+ARTIFACT = {
+    fmt: "model" if fmt == vocabulary.PYTORCH_FORMAT else f"model-{fmt}"
+    for fmt in vocabulary.EXPORT_FORMATS
+}
+ONNX_FORMATS = vocabulary.ONNX_FORMATS
 # Eval rows the parity check runs (in split order, so rows of mixed lengths are padded
 # together as a served batch would be).
 PARITY_ROWS = 256
@@ -108,7 +113,8 @@ def build_onnx(
         }
         out.files[role], out.sessions[role] = files, sessions
         if role == "student":
-            out.export_s = {"onnx": exported, "onnx-int8": exported + quantized}
+            fp32, int8 = ONNX_FORMATS
+            out.export_s = {fp32: exported, int8: exported + quantized}
             for fmt in ONNX_FORMATS:
                 if fmt in formats:
                     found = ox.parity(model, sessions[RUNTIME[fmt]], batches)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from jobspec import vocabulary
 from jobspec.plan import layers_for, plan_for_shape, plan_structured, with_ffn_width
 from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.importance import StructureScores, get_importance
@@ -95,7 +96,7 @@ def prune_round(
             "to": gradual_to,
             "importance": "taylor (accumulated while distilling)",
         }
-    if {"hidden", "heads"} & set(current.structured):
+    if set(vocabulary.HEAD_WIDTHS) & set(current.structured):
         # The widths only where they could change, so layers/FFN reports stay as they were.
         pruning_plan |= {
             "hidden_size": plan.hidden_size,

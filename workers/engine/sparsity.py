@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from jobspec import families
+from jobspec import families, vocabulary
+from jobspec.values import TWO_FOUR, TWO_FOUR_SPARSITY
 from workers.engine.layers import find
 from workers.engine.masks import (
     check_two_four_shape,
@@ -33,8 +34,7 @@ from workers.engine.sparsity_schedule import cubic_sparsity, default_schedule, i
 from workers.engine.spec import EngineInputError
 from workers.engine.weight_criteria import CRITERIA, Criterion, MagnitudeCriterion
 
-PATTERNS = ("unstructured", "2:4")
-TWO_FOUR_SPARSITY = 0.5
+PATTERNS = vocabulary.SPARSITY_PATTERNS
 SCOPES = ("per_matrix", "global")
 
 # gzip (deflate, level 6) everywhere rather than zstd where installed: a reported size
@@ -110,7 +110,7 @@ class SparsityConfig:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if not 0.0 < self.target < 1.0:
             raise ValueError(f"target sparsity must be in (0, 1), got {self.target}")
-        if self.pattern == "2:4" and self.target != TWO_FOUR_SPARSITY:
+        if self.pattern == TWO_FOUR and self.target != TWO_FOUR_SPARSITY:
             raise ValueError(f"a 2:4 pattern is always 0.5 sparsity, got {self.target}")
         if not 0 <= self.begin_step <= self.end_step:
             raise ValueError(f"need 0 <= begin_step <= end_step, got {self}")

@@ -15,6 +15,7 @@ from jobspec import vocabulary
 
 # Re-exported: the engine's modules and its callers import it from here.
 from jobspec.errors import EngineInputError as EngineInputError
+from jobspec.values import DEEP_CUT_BELOW, DEEP_CUT_LEARNING_RATE, STUDENT_LEARNING_RATE
 
 PHASES = ("preparing", "teacher_finetune", "pruning", "distilling", "evaluating", "exporting")
 
@@ -27,11 +28,11 @@ class TargetSpec:
 
     params_ratio: float | None = None
     sparsity: float | None = None
-    pattern: str = "unstructured"
+    pattern: str = vocabulary.DEFAULT_PATTERN
     speedup: float | None = None
     # Where a speedup is measured (vocabulary.SPEEDUP_RUNTIMES): the student and the
     # teacher both in PyTorch, both in ONNX Runtime fp32, or both in ORT int8.
-    runtime: str = "pytorch"
+    runtime: str = vocabulary.DEFAULT_RUNTIME
 
 
 @dataclass(frozen=True)
@@ -57,21 +58,8 @@ class PruningSpec:
 
     structured: tuple[str, ...] = vocabulary.STRUCTURED_DEFAULT
     unstructured_sparsity: float = 0.0
-    importance: str = "taylor"
+    importance: str = vocabulary.DEFAULT_IMPORTANCE
     importance_batches: int = 8
-
-
-# The student's learning rate when ``training.learning_rate`` is None: the deeper cut
-# gets the higher rate. On SST-2 (MiniLM-L6, 5,000 rows, 3 epochs: 470 steps) 1e-4 kept
-# more than 5e-5 for the layers-and-FFN students that keep a quarter to two fifths of
-# the teacher's non-embedding parameters (2 x 888 +0.7 points on average over three
-# seeds, the 2x student 3 x ~1000 +0.5 over three, the 3x student 2 x 904-960 +0.8;
-# 2 x 1536 -0.1) and not for those that keep half (3 x 1536 -0.9; 5 x 600 +0.5 on that
-# run, -0.7 on the quick one). docs/engine.md, Defaults, names the result files.
-STUDENT_LEARNING_RATE = 5e-5
-DEEP_CUT_LEARNING_RATE = 1e-4
-# Below this fraction of the teacher's non-embedding parameters a cut is deep.
-DEEP_CUT_BELOW = 0.45
 
 
 @dataclass(frozen=True)
@@ -107,7 +95,7 @@ class ExportSpec:
     (a ``save_pretrained`` folder, PyTorch), "onnx" (fp32, ONNX Runtime) and
     "onnx-int8" (dynamically quantized, ONNX Runtime)."""
 
-    formats: tuple[str, ...] = ("safetensors",)
+    formats: tuple[str, ...] = vocabulary.EXPORT_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -127,7 +115,7 @@ class CompressionSpec:
     output_dir: Path
     work_dir: Path
     target: TargetSpec = field(default_factory=TargetSpec)
-    strategy: str = "prune_then_distill"
+    strategy: str = vocabulary.DEFAULT_STRATEGY
     distillation: DistillationSpec = field(default_factory=DistillationSpec)
     pruning: PruningSpec = field(default_factory=PruningSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)

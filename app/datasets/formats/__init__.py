@@ -10,6 +10,7 @@ from app.datasets.formats.conll import ConllReader
 from app.datasets.formats.delimited import DelimitedReader
 from app.datasets.formats.jsonl import JsonlReader
 from app.datasets.formats.parquet import ParquetReader
+from jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 # format -> (path, tag_index) -> reader
 READERS: dict[str, Callable[[Path, int | None], Reader]] = {
@@ -22,11 +23,11 @@ READERS: dict[str, Callable[[Path, int | None], Reader]] = {
 
 # What each format can hold; CSV/TSV cells cannot hold a list of tokens.
 TASKS: dict[str, tuple[str, ...]] = {
-    "jsonl": ("sequence-classification", "token-classification"),
-    "csv": ("sequence-classification",),
-    "tsv": ("sequence-classification",),
-    "parquet": ("sequence-classification", "token-classification"),
-    "conll": ("token-classification",),
+    "jsonl": (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION),
+    "csv": (SEQUENCE_CLASSIFICATION,),
+    "tsv": (SEQUENCE_CLASSIFICATION,),
+    "parquet": (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION),
+    "conll": (TOKEN_CLASSIFICATION,),
 }
 
 __all__ = ["READERS", "TASKS", "Reader", "Row"]

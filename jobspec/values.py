@@ -1,0 +1,161 @@
+"""The values a request's target and export may hold, each rule written once.
+
+The API's schema (``app/jobs/schemas.py``) takes its bounds from here and runs these
+checks in its validators, so a bad value is a 422 ``validation_error`` naming the field;
+the engine runs the same checks on a spec (``workers/engine/validate.py``) and fails
+with their codes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+from jobspec import vocabulary
+from jobspec.errors import EngineInputError
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """An interval of allowed values, open at each end unless said closed."""
+
+    low: float
+    high: float
+    low_closed: bool = False
+    high_closed: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+    def field(self) -> dict[str, float]:
+        """As pydantic ``Field`` keyword arguments (the OpenAPI schema shows them)."""
+        low = "ge" if self.low_closed else "gt"
+        high = "le" if self.high_closed else "lt"
+        return {low: self.low, high: self.high}
+
+    def __str__(self) -> str:
+        left, right = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
+        return f"{left}{self.low:g}, {self.high:g}{right}"
+
+
+# target.params_ratio: the fraction of the teacher's non-embedding parameters kept. 1 is
+# refused: a student as large as its teacher is no compression (a sparsity target, which
+# keeps every parameter, is the way to zero weights alone).
+PARAMS_RATIO = Bounds(0.0, 1.0)
+# target.sparsity: the fraction of the encoder's weights set to zero.
+SPARSITY = Bounds(0.0, 1.0)
+# target.speedup: teacher latency over student latency; 100x is beyond any shape a
+# teacher's layers allow.
+SPEEDUP = Bounds(1.0, 100.0, high_closed=True)
+# pruning.unstructured_sparsity: weights zeroed on top of a structured target.
+UNSTRUCTURED_SPARSITY = Bounds(0.0, 1.0, low_closed=True)
+# The 2:4 pattern zeroes 2 weights in every 4.
+TWO_FOUR = "2:4"
+TWO_FOUR_SPARSITY = 0.5
+
+
+# The student's learning rate when ``training.learning_rate`` is None: the deeper cut
+# gets the higher rate. On SST-2 (MiniLM-L6, 5,000 rows, 3 epochs: 470 steps) 1e-4 kept
+# more than 5e-5 for the layers-and-FFN students that keep a quarter to two fifths of
+# the teacher's non-embedding parameters (2 x 888 +0.7 points on average over three
+# seeds, the 2x student 3 x ~1000 +0.5 over three, the 3x student 2 x 904-960 +0.8;
+# 2 x 1536 -0.1) and not for those that keep half (3 x 1536 -0.9; 5 x 600 +0.5 on that
+# run, -0.7 on the quick one). docs/engine.md, Defaults, names the result files.
+STUDENT_LEARNING_RATE = 5e-5
+DEEP_CUT_LEARNING_RATE = 1e-4
+# Below this fraction of the teacher's non-embedding parameters a cut is deep.
+DEEP_CUT_BELOW = 0.45
+
+
+class Target(Protocol):
+    """A target as the API's schema and the engine's ``TargetSpec`` both hold it;
+    ``pattern`` and ``runtime`` are None (or their defaults) when not given."""
+
+    params_ratio: float | None
+    sparsity: float | None
+    pattern: str | None
+    speedup: float | None
+    runtime: str | None
+
+
+def target_kind(target: Target) -> str:
+    """The one kind of target given (``vocabulary.TARGET_KINDS``)."""
+    kinds = vocabulary.TARGET_KINDS
+    given = [k for k in kinds if getattr(target, k) is not None]
+    if len(given) != 1:
+        raise EngineInputError(
+            "missing_target",
+            f"give exactly one of {', '.join(kinds[:-1])} or {kinds[-1]}",
+            param="target",
+        )
+    return given[0]
+
+
+def check_target(target: Target) -> str:
+    """The target's kind, once its value is in range and its pattern and runtime go
+    with it."""
+    kind = target_kind(target)
+    if target.params_ratio is not None and target.params_ratio not in PARAMS_RATIO:
+        raise EngineInputError(
+            "bad_params_ratio",
+            "target.params_ratio is the fraction of the teacher's non-embedding parameters "
+            f"to keep, in {PARAMS_RATIO}; got {target.params_ratio}",
+            param="target.params_ratio",
+        )
+    if target.sparsity is not None and target.sparsity not in SPARSITY:
+        raise EngineInputError(
+            "bad_sparsity",
+            "target.sparsity is the fraction of encoder weights set to zero, in "
+            f"{SPARSITY}; got {target.sparsity}",
+            param="target.sparsity",
+        )
+    if target.speedup is not None and target.speedup not in SPEEDUP:
+        raise EngineInputError(
+            "bad_speedup",
+            "target.speedup is how many times faster than the teacher the student must be "
+            f"at batch 1 on CPU, in {SPEEDUP}; got {target.speedup}",
+            param="target.speedup",
+        )
+    if target.sparsity is None and target.pattern not in (None, vocabulary.DEFAULT_PATTERN):
+        raise EngineInputError(
+            "bad_target", "pattern applies only to a sparsity target", param="target.pattern"
+        )
+    if target.pattern == TWO_FOUR and target.sparsity != TWO_FOUR_SPARSITY:
+        raise EngineInputError(
+            "bad_sparsity",
+            f"the {TWO_FOUR} pattern zeroes 2 weights in every 4: its sparsity is "
+            f"{TWO_FOUR_SPARSITY}; got {target.sparsity}",
+            param="target.sparsity",
+        )
+    if target.speedup is None and target.runtime not in (None, vocabulary.DEFAULT_RUNTIME):
+        raise EngineInputError(
+            "bad_target", "runtime applies only to a speedup target", param="target.runtime"
+        )
+    return kind
+
+
+def check_formats(formats: tuple[str, ...] | list[str]) -> None:
+    """export.formats: one at least, each known and listed once."""
+    if not formats:
+        raise EngineInputError(
+            "bad_export", "export.formats needs one format at least", param="export.formats"
+        )
+    unknown = [f for f in formats if f not in vocabulary.EXPORT_FORMATS]
+    if unknown:
+        raise EngineInputError(
+            "unsupported_export_format",
+            f"export.formats may hold {list(vocabulary.EXPORT_FORMATS)}; got {unknown}",
+            param="export.formats",
+        )
+    twice = sorted({f for f in formats if formats.count(f) > 1})
+    if twice:
+        raise EngineInputError(
+            "bad_export",
+            f"list each format once ({', '.join(twice)} is repeated)",
+            param="export.formats",
+        )

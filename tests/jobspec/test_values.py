@@ -1,0 +1,78 @@
+"""The rules on a target's and an export's values, as the API's schema and the engine
+both run them (jobspec/values.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobspec import values, vocabulary
+from jobspec.errors import EngineInputError
+from workers.engine.spec import TargetSpec
+
+
+def _refused(target: TargetSpec) -> EngineInputError:
+    with pytest.raises(EngineInputError) as info:
+        values.check_target(target)
+    return info.value
+
+
+def test_params_ratio_is_in_the_open_interval_from_0_to_1():
+    # 1 would be a student as large as its teacher; the API and the engine both refuse it.
+    assert values.check_target(TargetSpec(params_ratio=0.999)) == "params_ratio"
+    assert values.check_target(TargetSpec(params_ratio=1e-6)) == "params_ratio"
+    for ratio in (1.0, 0.0, -0.5, 1.5, float("nan")):
+        error = _refused(TargetSpec(params_ratio=ratio))
+        assert (error.code, error.param) == ("bad_params_ratio", "target.params_ratio")
+        assert "in (0, 1)" in error.message
+
+
+def test_the_schema_takes_its_bounds_from_here():
+    assert values.PARAMS_RATIO.field() == {"gt": 0.0, "lt": 1.0}
+    assert values.SPEEDUP.field() == {"gt": 1.0, "le": 100.0}
+    assert values.UNSTRUCTURED_SPARSITY.field() == {"ge": 0.0, "lt": 1.0}
+    assert 100.0 in values.SPEEDUP and 1.0 not in values.SPEEDUP
+    assert float("inf") not in values.SPEEDUP
+    assert str(values.SPEEDUP) == "(1, 100]" and str(values.UNSTRUCTURED_SPARSITY) == "[0, 1)"
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "says"),
+    [
+        (TargetSpec(), "missing_target", "give exactly one of params_ratio, sparsity or speedup"),
+        (TargetSpec(params_ratio=0.5, speedup=2.0), "missing_target", "exactly one"),
+        (TargetSpec(sparsity=1.0), "bad_sparsity", "in (0, 1)"),
+        (TargetSpec(sparsity=0.6, pattern="2:4"), "bad_sparsity", "its sparsity is 0.5"),
+        (TargetSpec(speedup=101.0), "bad_speedup", "(1, 100]"),
+        (TargetSpec(params_ratio=0.5, pattern="2:4"), "bad_target", "pattern applies only"),
+        (TargetSpec(params_ratio=0.5, runtime="onnxruntime"), "bad_target", "runtime applies"),
+    ],
+)
+def test_a_target_that_does_not_hold_together_is_refused(target, code, says):
+    error = _refused(target)
+    assert error.code == code and says in error.message
+
+
+def test_defaults_where_they_do_not_apply_are_not_a_pattern_or_runtime_asked_for():
+    # The engine's TargetSpec fills them in whatever the kind.
+    plain = TargetSpec(params_ratio=0.5)
+    assert (plain.pattern, plain.runtime) == (
+        vocabulary.DEFAULT_PATTERN,
+        vocabulary.DEFAULT_RUNTIME,
+    )
+    assert values.check_target(plain) == "params_ratio"
+    assert values.check_target(TargetSpec(sparsity=0.5, pattern="2:4")) == "sparsity"
+
+
+@pytest.mark.parametrize(
+    ("formats", "code"),
+    [
+        ((), "bad_export"),
+        (("onnx", "onnx"), "bad_export"),
+        (("tflite",), "unsupported_export_format"),
+    ],
+)
+def test_export_formats_are_known_and_listed_once(formats, code):
+    with pytest.raises(EngineInputError) as info:
+        values.check_formats(formats)
+    assert (info.value.code, info.value.param) == (code, "export.formats")
+    values.check_formats(vocabulary.EXPORT_FORMATS)
