@@ -3,7 +3,7 @@ pings the broker, and knows no task code.
 
 The worker's Celery app (``workers/celery_app.py``) is this same configuration with its
 task modules included, and registers each task under its name in ``app/queues.py``; so
-the API enqueues a job without importing the worker (docs/architecture.md, rule 1).
+the API enqueues a job without importing the worker (docs/architecture.md, rule 2).
 """
 
 from __future__ import annotations
@@ -93,5 +93,5 @@ def broker() -> Celery:
 
 def send(task: str, arg: str, *, queue: str) -> None:
     """Send ``task`` by name with one id argument (tasks receive an id, never a payload:
-    docs/architecture.md, rule 4) to ``queue``."""
+    docs/architecture.md, rule 6) to ``queue``."""
     broker().send_task(task, args=[arg], queue=queue, routing_key=queue)

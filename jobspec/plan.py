@@ -331,11 +331,9 @@ def sizes_from_config(
 
 
 def teacher_sizes(config: Mapping[str, Any], *, task: str, num_labels: int) -> TeacherSizes:
-    """``sizes_from_config`` for a ``task`` head: a sequence classifier's head has a
-    hidden dense (a pooler, RoBERTa's classification dense) where the family has one; a
-    token classifier's is a projection alone."""
+    """``sizes_from_config`` for a ``task``'s head (``vocabulary.DENSE_HEAD_TASKS``)."""
     return sizes_from_config(
-        config, num_labels=num_labels, head_dense=task == vocabulary.SEQUENCE_CLASSIFICATION
+        config, num_labels=num_labels, head_dense=task in vocabulary.DENSE_HEAD_TASKS
     )
 
 

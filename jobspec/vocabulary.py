@@ -52,8 +52,8 @@ STRUCTURED = STRUCTURES
 # (bench/results/sst2-full-cpu2-lr1e-4.json), where layers alone jump from 3 of 6
 # layers (about 1.9x) to 2 (about 2.8x). See docs/engine.md, Defaults.
 STRUCTURED_DEFAULT = ("layers", "ffn")
-# How FFN neurons, heads, channels (workers/engine/importance.py) and single weights
-# (workers/engine/weight_criteria.py) are ranked; the first is the default.
+# How FFN neurons, heads, channels and single weights are ranked (one file each in
+# workers/engine/criteria/); the first is the default.
 IMPORTANCE = ("taylor", "activation", "magnitude")
 DEFAULT_IMPORTANCE = IMPORTANCE[0]
 UNSTRUCTURED = True
@@ -115,3 +115,7 @@ HEAD_ARCHITECTURE_SUFFIX = {
     SEQUENCE_CLASSIFICATION: "ForSequenceClassification",
     TOKEN_CLASSIFICATION: "ForTokenClassification",
 }
+# The tasks whose head has a hidden dense before its output projection where the family
+# has one (BERT's pooler, RoBERTa's classification dense); a token head is a projection
+# alone (plan.teacher_sizes counts the parameters by it).
+DENSE_HEAD_TASKS = (SEQUENCE_CLASSIFICATION,)

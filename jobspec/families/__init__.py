@@ -17,9 +17,11 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from jobspec.errors import EngineInputError
-from jobspec.families.base import Axes, ConfigKeys, Family, Head, Layout, Registry
+from jobspec.families.base import Axes, ConfigKeys, Family, Head, Layout
+from jobspec.registry import Registry
 
 __all__ = [
+    "FAMILIES",
     "Axes",
     "ConfigKeys",
     "Family",
@@ -34,37 +36,40 @@ __all__ = [
     "unsupported_structures",
 ]
 
-_REGISTRY = Registry()
+# By name (``vocabulary.FAMILIES``), and by the config's model_type.
+FAMILIES: Registry[Family] = Registry("model family")
+_BY_MODEL_TYPE: dict[str, Family] = {}
 # Every module here but base.py is a family file whose FAMILIES it registers: adding a
 # family touches nothing else.
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name != "base":
         for _family in importlib.import_module(f"{__name__}.{_info.name}").FAMILIES:
-            _REGISTRY.add(_family)
+            FAMILIES.add(_family.name, _family)
+            _BY_MODEL_TYPE |= dict.fromkeys(_family.model_types, _family)
 
 
 def names() -> tuple[str, ...]:
     """Every family's name, in registration order."""
-    return tuple(_REGISTRY.by_name)
+    return FAMILIES.names()
 
 
 def model_types() -> tuple[str, ...]:
     """Every ``model_type`` a teacher may have, in registration order."""
-    return tuple(_REGISTRY.by_model_type)
+    return tuple(_BY_MODEL_TYPE)
 
 
 def onnx_model_types() -> tuple[str, ...]:
     """The model types whose ONNX export the tests check."""
-    return tuple(t for t, f in _REGISTRY.by_model_type.items() if t in f.onnx)
+    return tuple(t for t, f in _BY_MODEL_TYPE.items() if t in f.onnx)
 
 
 def get(name: str) -> Family:
     """A family by its name (``TeacherSizes.family``)."""
-    return _REGISTRY.by_name[name]
+    return FAMILIES.get(name)
 
 
 def family_of(model_type: str | None) -> Family:
-    family = _REGISTRY.by_model_type.get(model_type or "")
+    family = _BY_MODEL_TYPE.get(model_type or "")
     if family is None:
         supported = ", ".join(repr(t) for t in model_types())
         raise EngineInputError(

@@ -10,7 +10,7 @@ slices by the state-dict rules; ``plan.py`` counts parameters from the ``Layout`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 # Axes a state-dict rule may tag a tensor's dimensions with (prune_width.py):
@@ -158,14 +158,3 @@ class Family:
         """Edit a transformers config in place, before its sizes are set, for a student
         ``hidden_size`` wide (None: unchanged): whatever else follows the hidden width
         or the heads."""
-
-
-@dataclass
-class Registry:
-    by_name: dict[str, Family] = field(default_factory=dict)
-    by_model_type: dict[str, Family] = field(default_factory=dict)
-
-    def add(self, family: Family) -> None:
-        self.by_name[family.name] = family
-        for model_type in family.model_types:
-            self.by_model_type[model_type] = family

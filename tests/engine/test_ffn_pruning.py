@@ -13,14 +13,9 @@ from jobspec import vocabulary
 from jobspec.plan import plan_student
 from tests.engine.conftest import LABELS
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_llama
+from workers.engine.criteria import Criterion
 from workers.engine.data import Batch, encode, iter_batches, read_jsonl
-from workers.engine.importance import (
-    DEFAULT_IMPORTANCE,
-    IMPORTANCES,
-    Importance,
-    get_importance,
-    top_neurons,
-)
+from workers.engine.importance import get_importance, top_neurons
 from workers.engine.layers import encoder_layers, ffn, parameter_counts
 from workers.engine.prune_layers import build_student, sizes_from_model
 from workers.engine.runtime import Runtime
@@ -55,21 +50,23 @@ def _silence(model: PreTrainedModel, neuron: int) -> None:
             part.down.weight[:, neuron] = 0
 
 
-def test_registry_holds_the_advertised_strategies() -> None:
-    assert sorted(IMPORTANCES) == sorted(vocabulary.IMPORTANCE)
-    assert DEFAULT_IMPORTANCE == "taylor"
+def test_each_criterion_says_what_it_needs_and_where_its_weights_rank() -> None:
+    assert vocabulary.DEFAULT_IMPORTANCE == "taylor"
     for name in vocabulary.IMPORTANCE:
         importance = get_importance(name)
-        assert isinstance(importance, Importance)
+        assert isinstance(importance, Criterion)
         assert importance.name == name
     assert get_importance("magnitude").needs_data is False
     assert get_importance("taylor").needs_data is True
+    # Taylor scores estimate the loss a weight costs in any matrix: ranked globally.
+    scopes = {name: get_importance(name).scope for name in vocabulary.IMPORTANCE}
+    assert scopes == {"taylor": "global", "activation": "per_matrix", "magnitude": "per_matrix"}
 
 
 def test_unknown_importance_is_an_input_error() -> None:
     with pytest.raises(EngineInputError) as info:
         get_importance("entropy")
-    assert info.value.code == "unsupported_importance"
+    assert (info.value.code, info.value.param) == ("not_supported_yet", "pruning.importance")
     assert "taylor" in info.value.message
 
 

@@ -7,7 +7,8 @@ import torch
 from transformers import PreTrainedModel
 
 from tests.engine.tiny_models import random_batches, tiny_encoder, tiny_llama
-from workers.engine.importance import STRUCTURES, get_importance, layer_scores, top_units
+from workers.engine.criteria import STRUCTURES
+from workers.engine.importance import get_importance, layer_scores, top_units
 from workers.engine.layers import attention, encoder_layers, ffn, residual_norms
 from workers.engine.runtime import Runtime
 

@@ -43,7 +43,7 @@ def verify_reload(
     """Reload with the task's stock Auto class (``AutoModelForSequenceClassification``
     when no task is given) and compare logits with the in-memory model.
 
-    This is the promise the service makes (ARCHITECTURE.md rule 7): what it returns
+    This is the promise the service makes (docs/architecture.md, rule 9): what it returns
     loads with plain transformers and behaves as measured.
     """
     task = task or get_task(SEQUENCE_CLASSIFICATION)

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jobspec.registry import Registry
 from workers.engine.data import IGNORE_INDEX
-from workers.engine.spec import EngineInputError
 
 
 @dataclass
@@ -45,24 +45,10 @@ class LossInputs:
 
 
 LossFn = Callable[[LossInputs], torch.Tensor]
-LOSSES: dict[str, LossFn] = {}
-
-
-def register(name: str) -> Callable[[LossFn], LossFn]:
-    def add(fn: LossFn) -> LossFn:
-        LOSSES[name] = fn
-        return fn
-
-    return add
-
-
-def get_loss(name: str) -> LossFn:
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise EngineInputError(
-            "unsupported_loss", f"loss {name!r} is not available; available: {sorted(LOSSES)}"
-        ) from None
+# vocabulary.LOSSES names them (tests/engine/test_registries.py checks the two agree).
+LOSSES: Registry[LossFn] = Registry("loss")
+register = LOSSES.register
+get_loss = LOSSES.get
 
 
 def labelled_rows(

@@ -1,7 +1,7 @@
 """Masks on plain score tensors: which weights to zero for a sparsity level.
 
 A score tensor is shaped like its weight and says how much each weight matters
-(``weight_criteria.py``); scores are never negative. A mask is a bool tensor shaped like
+(``criteria/``); scores are never negative. A mask is a bool tensor shaped like
 its weight, True where the weight is kept. Every function takes the previous masks and
 ranks already-pruned weights below every live one, so a rising sparsity only adds zeros:
 a pruned weight is never revived (Zhu & Gupta 2017), and a mask update never undoes work

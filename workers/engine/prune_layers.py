@@ -24,7 +24,8 @@ from jobspec.plan import (
     plan_student,
     sizes_from_config,
 )
-from workers.engine.importance import StructureScores, top_neurons, top_units
+from workers.engine.criteria.units import StructureScores
+from workers.engine.importance import top_neurons, top_units
 from workers.engine.layers import classifier_dense, count_parameters, encoder_layers
 from workers.engine.prune_heads import select_heads
 from workers.engine.prune_width import Selection, build_pruned, top_channels

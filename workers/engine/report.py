@@ -18,7 +18,7 @@ from workers.engine.runtime import Runtime
 from workers.engine.sparsity import SparsityPruner, compressed_size_bytes, sparsity_report
 from workers.engine.spec import CompressionSpec
 from workers.engine.strategies import weight_criterion, zeroing_target
-from workers.engine.tasks import SEQUENCE_CLASSIFICATION, get_task
+from workers.engine.tasks import get_task
 
 
 def sparsity_metrics(
@@ -165,11 +165,7 @@ def _overshoot(
     plan_data = (metrics.get("pruning_plan") or {}).get("speed_plan")
     if plan_data:
         chosen = SpeedPlan.from_dict(plan_data)
-        sizes = plan.sizes_from_config(
-            teacher_config,
-            num_labels=len(spec.label_names),
-            head_dense=spec.task == SEQUENCE_CLASSIFICATION,
-        )
+        sizes = plan.teacher_sizes(teacher_config, task=spec.task, num_labels=len(spec.label_names))
         where = speed_steps.landing(
             sizes, structured, target, seq_len=chosen.seq_len, fit=chosen.fit, taken=chosen.shape
         )

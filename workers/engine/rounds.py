@@ -13,8 +13,9 @@ from transformers import PreTrainedModel
 
 from jobspec import vocabulary
 from jobspec.plan import layers_for, plan_for_shape, plan_structured, with_ffn_width
+from workers.engine.criteria.units import StructureScores
 from workers.engine.data import EncodedSplit, iter_batches
-from workers.engine.importance import StructureScores, get_importance
+from workers.engine.importance import get_importance
 from workers.engine.layers import parameter_counts
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import selection_for, sizes_from_model, structures_to_score

@@ -23,6 +23,9 @@ from torch import nn
 
 from jobspec import families, vocabulary
 from jobspec.values import TWO_FOUR, TWO_FOUR_SPARSITY
+from workers.engine import criteria
+from workers.engine.criteria.base import SCOPES, WeightScorer
+from workers.engine.criteria.magnitude import MagnitudeWeights
 from workers.engine.layers import find
 from workers.engine.masks import (
     check_two_four_shape,
@@ -32,10 +35,8 @@ from workers.engine.masks import (
 )
 from workers.engine.sparsity_schedule import cubic_sparsity, default_schedule, is_update_step
 from workers.engine.spec import EngineInputError
-from workers.engine.weight_criteria import CRITERIA, Criterion, MagnitudeCriterion
 
 PATTERNS = vocabulary.SPARSITY_PATTERNS
-SCOPES = ("per_matrix", "global")
 
 # gzip (deflate, level 6) everywhere rather than zstd where installed: a reported size
 # must not depend on which optional package a machine happens to have.
@@ -89,7 +90,7 @@ class SparsityConfig:
     """``target``: fraction of prunable weights zeroed at ``end_step`` (0.5 for "2:4").
     Steps count optimizer steps taken; masks change only on ``begin_step``,
     every ``update_every`` steps after it, and at ``end_step``; then they are frozen.
-    ``criterion`` names how weights are scored (``CRITERIA``); ``scope`` whether an
+    ``criterion`` names how weights are scored (``criteria/``); ``scope`` whether an
     unstructured target is met in every matrix ("per_matrix") or over all of them
     ("global"); 2:4 is always per group of four."""
 
@@ -104,8 +105,9 @@ class SparsityConfig:
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {PATTERNS}, got {self.pattern!r}")
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {tuple(CRITERIA)}, got {self.criterion!r}")
+        if self.criterion not in criteria.CRITERIA:
+            known = criteria.CRITERIA.names()
+            raise ValueError(f"criterion must be one of {known}, got {self.criterion!r}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if not 0.0 < self.target < 1.0:
@@ -143,8 +145,9 @@ class SparsityPruner:
         self.config = config
         linears = prunable_linears(model)
         self._named = [(f"{name}.weight", linear.weight) for name, linear in linears]
-        self._criterion: Criterion = CRITERIA[config.criterion]([lin for _, lin in linears])
-        if config.pattern == "2:4":
+        criterion = criteria.get(config.criterion)
+        self._criterion: WeightScorer = criterion.weight_scorer([lin for _, lin in linears])
+        if config.pattern == TWO_FOUR:
             for name, weight in self._named:
                 try:
                     check_two_four_shape(weight)
@@ -265,7 +268,7 @@ class SparsityPruner:
         self._masks = []
         self._named = []
         self._criterion.close()
-        self._criterion = MagnitudeCriterion([])  # lets go of the scores too
+        self._criterion = MagnitudeWeights([])  # lets go of the scores too
         self._folded = True
 
 

@@ -26,9 +26,12 @@ the rounds share it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobspec.plan import Shape
+from jobspec.registry import Registry
+from workers.engine import criteria
 from workers.engine.sparsity import SparsityConfig
 from workers.engine.sparsity_schedule import default_schedule
 from workers.engine.spec import CompressionSpec, EngineInputError
@@ -93,57 +96,106 @@ class FixedShape:
     depth_ratio: float
 
 
+@dataclass(frozen=True)
+class RoundsAsked:
+    """What a strategy plans its rounds from: the spec, the teacher's parameters the
+    student keeps in the end (``ratio``) and, for a speedup target, its shape."""
+
+    spec: CompressionSpec
+    ratio: float
+    fixed: FixedShape | None = None
+
+    @property
+    def epochs(self) -> int:
+        return self.spec.training.epochs
+
+    @property
+    def structured(self) -> tuple[str, ...]:
+        return tuple(self.spec.pruning.structured)
+
+    @property
+    def shape(self) -> Shape | None:
+        return self.fixed.shape if self.fixed is not None else None
+
+    def zeroing(self, schedule: str) -> Zeroing | None:
+        """The round's weight zeroing on ``schedule``, where the spec asks for any."""
+        target, pattern = zeroing_target(self.spec)
+        if not target:
+            return None
+        name, scope = weight_criterion(self.spec)
+        return Zeroing(target, pattern, schedule, name, scope)
+
+
+Strategy = Callable[[RoundsAsked], list[Round]]
+# vocabulary.STRATEGIES names them (tests/engine/test_registries.py checks the two agree).
+STRATEGIES: Registry[Strategy] = Registry("strategy", param="strategy")
+
+
 def plan_rounds(spec: CompressionSpec, fixed: FixedShape | None = None) -> list[Round]:
     """The rounds of ``spec.strategy``; with ``fixed`` (a ``speedup`` target) the last
     round prunes to that shape."""
-    epochs = spec.training.epochs
     if fixed is not None:
         ratio = fixed.ratio
     else:
         ratio = spec.target.params_ratio if spec.target.sparsity is None else 1.0
     assert ratio is not None
-    shape = fixed.shape if fixed is not None else None
-    structured = tuple(spec.pruning.structured)
-    zero_target, pattern = zeroing_target(spec)
-    criterion, scope = weight_criterion(spec)
+    return STRATEGIES.get(spec.strategy)(RoundsAsked(spec, ratio, fixed))
 
-    def zeroing(schedule: str) -> Zeroing | None:
-        if not zero_target:
-            return None
-        return Zeroing(zero_target, pattern, schedule, criterion, scope)
 
-    if spec.strategy == "prune_then_distill":
-        return [Round(ratio, structured, epochs, zeroing("gradual"), shape=shape)]
-    if spec.strategy == "distill_then_prune":
-        _need_epochs(spec, 2)
-        first = math.ceil(epochs / 2)
-        # The first round keeps at least the layers a fixed shape needs: a shape of
-        # many narrow layers cannot be cut from fewer wide ones.
-        first_ratio = max(math.sqrt(ratio), fixed.depth_ratio if fixed else 0.0)
-        # With nothing to remove (a sparsity target) the first round only distils.
-        return [
-            Round(min(first_ratio, 1.0), ("layers",), first),
-            Round(ratio, structured, epochs - first, zeroing("oneshot"), shape=shape),
-        ]
-    if spec.strategy == "joint":
-        if fixed is not None:  # validate_spec refuses it; a direct caller is told here
-            raise EngineInputError(
-                "unsupported_strategy", "joint plans by parameters, not for a speedup target"
-            )
-        count = 1 if ratio >= 1.0 else max(1, math.ceil(math.log(ratio) / math.log(JOINT_STEP)))
-        count = min(count, epochs)
-        shares = _split(epochs, count)
-        return [
-            Round(
-                ratio ** ((k + 1) / count),
-                structured,
-                shares[k],
-                zeroing("gradual_full") if k == count - 1 else None,
-                gradual_ffn="ffn" in structured,
-            )
-            for k in range(count)
-        ]
-    raise EngineInputError("unsupported_strategy", f"unknown strategy {spec.strategy!r}")
+@STRATEGIES.register("prune_then_distill")
+def _prune_then_distill(asked: RoundsAsked) -> list[Round]:
+    return [
+        Round(
+            asked.ratio,
+            asked.structured,
+            asked.epochs,
+            asked.zeroing("gradual"),
+            shape=asked.shape,
+        )
+    ]
+
+
+@STRATEGIES.register("distill_then_prune")
+def _distill_then_prune(asked: RoundsAsked) -> list[Round]:
+    _need_epochs(asked.spec, 2)
+    epochs, fixed = asked.epochs, asked.fixed
+    first = math.ceil(epochs / 2)
+    # The first round keeps at least the layers a fixed shape needs: a shape of many
+    # narrow layers cannot be cut from fewer wide ones.
+    first_ratio = max(math.sqrt(asked.ratio), fixed.depth_ratio if fixed else 0.0)
+    # With nothing to remove (a sparsity target) the first round only distils.
+    return [
+        Round(min(first_ratio, 1.0), ("layers",), first),
+        Round(
+            asked.ratio,
+            asked.structured,
+            epochs - first,
+            asked.zeroing("oneshot"),
+            shape=asked.shape,
+        ),
+    ]
+
+
+@STRATEGIES.register("joint")
+def _joint(asked: RoundsAsked) -> list[Round]:
+    if asked.fixed is not None:  # validate_spec refuses it; a direct caller is told here
+        raise EngineInputError(
+            "not_supported_yet", "joint plans by parameters, not for a speedup target"
+        )
+    ratio, epochs, structured = asked.ratio, asked.epochs, asked.structured
+    count = 1 if ratio >= 1.0 else max(1, math.ceil(math.log(ratio) / math.log(JOINT_STEP)))
+    count = min(count, epochs)
+    shares = _split(epochs, count)
+    return [
+        Round(
+            ratio ** ((k + 1) / count),
+            structured,
+            shares[k],
+            asked.zeroing("gradual_full") if k == count - 1 else None,
+            gradual_ffn="ffn" in structured,
+        )
+        for k in range(count)
+    ]
 
 
 def zeroing_target(spec: CompressionSpec) -> tuple[float, str]:
@@ -154,19 +206,10 @@ def zeroing_target(spec: CompressionSpec) -> tuple[float, str]:
 
 
 def weight_criterion(spec: CompressionSpec) -> tuple[str, str]:
-    """(criterion, scope) that zeroes single weights, from ``pruning.importance``
-    (``weight_criteria.py``).
-
-    "taylor" (the default) ranks over all matrices at once: Taylor scores estimate the
-    loss each weight costs, so they compare across matrices (SNIP; INC's
-    ``snip_momentum``); on the SST-2 benchmark it kept more than magnitude (quick, 50%:
-    0.851 vs 0.831; 80%: 0.829 vs 0.767). "magnitude" and "activation" rank within each
-    matrix: their scales differ from one matrix to the next, and one global threshold
-    can empty a small-scale matrix.
-    """
-    if spec.pruning.importance == "taylor":
-        return "taylor", "global"
-    return spec.pruning.importance, "per_matrix"
+    """(criterion, scope) that zeroes single weights, from ``pruning.importance``: the
+    criterion says whether its scores compare across matrices (``criteria/``)."""
+    criterion = criteria.get(spec.pruning.importance)
+    return criterion.name, criterion.scope
 
 
 def _need_epochs(spec: CompressionSpec, rounds: int) -> None:

@@ -22,6 +22,8 @@ from transformers import (
 )
 
 from jobspec import vocabulary
+from jobspec.registry import Registry
+from jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 from workers.engine.data import (
     IGNORE_INDEX,
     Batch,
@@ -40,8 +42,8 @@ from workers.engine.metrics import (
 )
 from workers.engine.spec import EngineInputError
 
-SEQUENCE_CLASSIFICATION = "sequence-classification"
-TOKEN_CLASSIFICATION = "token-classification"
+# vocabulary.TASKS names them (tests/engine/test_registries.py checks the two agree).
+TASKS: Registry[type[Task]] = Registry("task", param="task")
 
 
 class Task(ABC):
@@ -65,6 +67,8 @@ class Task(ABC):
     pipeline_tag: ClassVar[str]
     model_noun: ClassVar[str]
     quality_rows: ClassVar[tuple[tuple[str, str], ...]]
+    # Inputs come as words already split (a tokenizer must mark word starts).
+    word_inputs: ClassVar[bool] = False
 
     @abstractmethod
     def check_label_names(self, label_names: Sequence[str]) -> None:
@@ -98,6 +102,7 @@ class Task(ABC):
         return next(label for label, key in self.quality_rows if key == self.main_metric)
 
 
+@TASKS.register()
 class SequenceClassification(Task):
     name = SEQUENCE_CLASSIFICATION
     main_metric = ClassificationScores.main_metric
@@ -138,10 +143,12 @@ class SequenceClassification(Task):
         return classification_scores(predictions, list(split.labels), label_names)
 
 
+@TASKS.register()
 class TokenClassification(Task):
     """Named-entity recognition and other IOB2 tagging, scored by entity with seqeval."""
 
     name = TOKEN_CLASSIFICATION
+    word_inputs = True
     main_metric = EntityScores.main_metric
     # Tagging needs the lowest layer's lexical features (plan.first_and_last_layers).
     layer_rule = "first_last"
@@ -217,20 +224,5 @@ class TokenClassification(Task):
         return entity_scores(gold, predicted)
 
 
-TASKS: dict[str, Task] = {
-    task.name: task for task in (SequenceClassification(), TokenClassification())
-}
-
-
 def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise EngineInputError(
-            "unsupported_task", f"task {name!r} is not supported; supported: {sorted(TASKS)}"
-        ) from None
-
-
-assert tuple(sorted(TASKS)) == tuple(sorted(vocabulary.TASKS)), (
-    "vocabulary.TASKS must list the registered tasks"
-)
+    return TASKS.get(name)()

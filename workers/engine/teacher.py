@@ -88,7 +88,7 @@ def load_tokenizer(teacher_dir: Path, task: Task | None = None) -> PreTrainedTok
     # Byte-level BPE (RoBERTa) marks a word start by its leading space; words handed
     # over one by one (token classification) have none unless the tokenizer adds it,
     # and transformers 5 no longer refuses such input: it silently tokenises worse.
-    words = task is not None and task.name != SEQUENCE_CLASSIFICATION
+    words = task is not None and task.word_inputs
     try:
         tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)
         if words and _bytelevel_without_prefix_space(tokenizer):

@@ -1,4 +1,5 @@
-"""The scores that decide which single weights are zeroed: hand-computed cases."""
+"""The scores that decide which single weights are zeroed (each criterion's
+``weight_scorer``, workers/engine/criteria/): hand-computed cases."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from workers.engine.weight_criteria import (
-    ActivationCriterion,
-    MagnitudeCriterion,
-    TaylorMomentumCriterion,
-)
+from workers.engine.criteria.activation import ActivationWeights
+from workers.engine.criteria.magnitude import MagnitudeWeights
+from workers.engine.criteria.taylor import TaylorMomentumWeights
 
 
 def linear(weight: list[list[float]]) -> nn.Linear:
@@ -22,13 +21,13 @@ def linear(weight: list[list[float]]) -> nn.Linear:
 
 def test_magnitude_is_the_absolute_weight():
     layer = linear([[1.0, -2.0], [0.0, 0.5]])
-    (scores,) = MagnitudeCriterion([layer]).scores()
+    (scores,) = MagnitudeWeights([layer]).scores()
     assert scores.tolist() == [[1.0, 2.0], [0.0, 0.5]]
 
 
 def test_taylor_is_w_times_grad_with_momentum():
     layer = linear([[1.0, -2.0, 0.5, 0.0]])
-    criterion = TaylorMomentumCriterion([layer])
+    criterion = TaylorMomentumWeights([layer])
     layer.weight.grad = torch.tensor([[0.5, 0.25, -4.0, 9.0]])
     criterion.observe()
     assert criterion.scores()[0].tolist() == [[0.5, 0.5, 2.0, 0.0]]
@@ -44,7 +43,7 @@ def test_taylor_is_w_times_grad_with_momentum():
 def test_activation_is_w_times_the_inputs_rms_over_training_batches():
     layer = linear([[1.0, 1.0, -3.0], [2.0, 0.0, 1.0]])
     w = layer.weight.detach().abs()
-    criterion = ActivationCriterion([layer])
+    criterion = ActivationWeights([layer])
     layer.train()
     # Feature 0 has mean square 2.5, feature 1 is always zero, feature 2 has 4.
     layer(torch.tensor([[[1.0, 0.0, 2.0], [2.0, 0.0, -2.0]]]))
@@ -65,8 +64,8 @@ def test_activation_is_w_times_the_inputs_rms_over_training_batches():
     layer(torch.tensor([[9.0, 9.0, 9.0]]))  # closed: no hook left to count it
     criterion.observe()
     assert criterion.scores()[0] == pytest.approx(w * (0.9 * second).sqrt())
-    restored = ActivationCriterion([linear([[1.0, 1.0, -3.0], [2.0, 0.0, 1.0]])])
+    restored = ActivationWeights([linear([[1.0, 1.0, -3.0], [2.0, 0.0, 1.0]])])
     restored.load_state_dict(state)
     assert restored.scores()[0] == pytest.approx(w * second.sqrt())
     with pytest.raises(ValueError, match="do not fit"):
-        ActivationCriterion([linear([[1.0, 2.0]])]).load_state_dict(state)
+        ActivationWeights([linear([[1.0, 2.0]])]).load_state_dict(state)
