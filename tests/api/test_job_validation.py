@@ -1,5 +1,5 @@
 """What POST /v1/jobs checks against the teacher, the dataset and the engine's
-capabilities before it queues anything, and how the request reaches the engine spec."""
+vocabulary before it queues anything, and how the request reaches the engine spec."""
 
 from __future__ import annotations
 

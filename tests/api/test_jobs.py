@@ -164,7 +164,7 @@ def test_malformed_json(client, tenant):
         ({"target": {"speedup": 1.0}}, 422, "validation_error", "target.speedup"),
         ({"target": {"speedup": 2.0, "pattern": "2:4"}}, 422, "validation_error", "target"),
         ({"task": "summarization"}, 422, "validation_error", "task"),
-        # not in the schema until the engine does it (capabilities.TASKS)
+        # not in the schema until the engine does it (vocabulary.TASKS)
         ({"task": "causal-lm"}, 422, "validation_error", "task"),
         ({"strategy": "greedy"}, 422, "validation_error", "strategy"),
         (

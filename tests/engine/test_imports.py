@@ -1,5 +1,7 @@
-"""Import boundaries: the API may import the engine's vocabulary without torch, and the
-engine never imports web, database or queue libraries."""
+"""Import boundaries: the API may import the engine's spec types, the vocabulary and the
+planner without torch, and the engine never imports web, database or queue libraries
+(nor app/: tests/jobspec/test_imports.py and tests/app/test_layering.py check the rest
+of the layering)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def _loaded_after(statement: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def test_spec_capabilities_and_plan_do_not_import_torch() -> None:
+def test_spec_vocabulary_and_plan_do_not_import_torch() -> None:
     # plan.py too: the API can say what a target produces from a config.json alone.
     loaded = _loaded_after("import jobspec.vocabulary, workers.engine.spec, jobspec.plan")
     assert "torch" not in loaded
