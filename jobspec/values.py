@@ -100,27 +100,19 @@ def check_target(target: Target) -> str:
     """The target's kind, once its value is in range and its pattern and runtime go
     with it."""
     kind = target_kind(target)
-    if target.params_ratio is not None and target.params_ratio not in PARAMS_RATIO:
-        raise EngineInputError(
-            "bad_params_ratio",
-            "target.params_ratio is the fraction of the teacher's non-embedding parameters "
-            f"to keep, in {PARAMS_RATIO}; got {target.params_ratio}",
-            param="target.params_ratio",
-        )
-    if target.sparsity is not None and target.sparsity not in SPARSITY:
-        raise EngineInputError(
-            "bad_sparsity",
-            "target.sparsity is the fraction of encoder weights set to zero, in "
-            f"{SPARSITY}; got {target.sparsity}",
-            param="target.sparsity",
-        )
-    if target.speedup is not None and target.speedup not in SPEEDUP:
-        raise EngineInputError(
-            "bad_speedup",
-            "target.speedup is how many times faster than the teacher the student must be "
-            f"at batch 1 on CPU, in {SPEEDUP}; got {target.speedup}",
-            param="target.speedup",
-        )
+    _within(
+        "params_ratio",
+        target.params_ratio,
+        PARAMS_RATIO,
+        "the fraction of the teacher's non-embedding parameters to keep",
+    )
+    _within("sparsity", target.sparsity, SPARSITY, "the fraction of encoder weights set to zero")
+    _within(
+        "speedup",
+        target.speedup,
+        SPEEDUP,
+        "how many times faster than the teacher the student must be at batch 1 on CPU",
+    )
     if target.sparsity is None and target.pattern not in (None, vocabulary.DEFAULT_PATTERN):
         raise EngineInputError(
             "bad_target", "pattern applies only to a sparsity target", param="target.pattern"
@@ -137,6 +129,15 @@ def check_target(target: Target) -> str:
             "bad_target", "runtime applies only to a speedup target", param="target.runtime"
         )
     return kind
+
+
+def _within(kind: str, value: float | None, bounds: Bounds, meaning: str) -> None:
+    if value is not None and value not in bounds:
+        raise EngineInputError(
+            f"bad_{kind}",
+            f"target.{kind} is {meaning}, in {bounds}; got {value}",
+            param=f"target.{kind}",
+        )
 
 
 def check_formats(formats: tuple[str, ...] | list[str]) -> None:

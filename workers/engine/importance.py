@@ -19,8 +19,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from workers.engine import criteria
-from workers.engine.criteria.units import report
-from workers.engine.data import Batch, model_inputs, to_device
+from workers.engine.criteria.units import hooked_passes
+from workers.engine.data import Batch
 from workers.engine.layers import encoder_layers
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
@@ -67,20 +67,8 @@ def layer_scores(
     handles = [
         layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)
     ]
-    was_training = model.training
-    model.eval()
     tokens = 0.0
-    try:
-        with torch.inference_mode():
-            for done, batch in enumerate(batches, start=1):
-                batch = to_device(batch, runtime.device)
-                mask[:] = [batch["attention_mask"].float()]
-                tokens += float(batch["attention_mask"].sum())
-                with runtime.autocast():
-                    model(**model_inputs(batch))
-                report(progress, done, len(batches))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    for batch in hooked_passes(model, batches, runtime=runtime, progress=progress, handles=handles):
+        mask[:] = [batch["attention_mask"].float()]
+        tokens += float(batch["attention_mask"].sum())
     return (totals / max(tokens, 1.0)).cpu()

@@ -11,16 +11,14 @@ near zero contributes little. Ranked within each matrix, as magnitude is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
-from workers.engine.criteria.base import CRITERIA, MOMENTUM, Accumulated, Criterion
-from workers.engine.criteria.units import StructureScores, groups_of, report, result
-from workers.engine.data import Batch, model_inputs, to_device
+from workers.engine.criteria.base import CRITERIA, MOMENTUM, Accumulated, Criterion, Scoring
+from workers.engine.criteria.units import StructureScores, hooked_passes, result
 from workers.engine.layers import (
     Attention,
     attention,
@@ -29,30 +27,15 @@ from workers.engine.layers import (
     ffn,
     residual_norms,
 )
-from workers.engine.progress import Progress
-from workers.engine.runtime import Runtime
 
 
 @CRITERIA.register()
 class Activation(Criterion):
     name = "activation"
 
-    def structure_scores(
-        self,
-        model: PreTrainedModel,
-        batches: Sequence[Batch],
-        *,
-        runtime: Runtime,
-        want: Collection[str] = ("neurons",),
-        progress: Progress | None = None,
-    ) -> StructureScores:
-        if not batches:
-            raise ValueError("activation importance needs at least one batch")
-        groups = groups_of(model, want)
-        if not groups:
-            return StructureScores()
+    def score_units(self, scoring: Scoring) -> StructureScores:
+        model, groups, dev = scoring.model, scoring.groups, scoring.runtime.device
         layers = encoder_layers(model)
-        dev = runtime.device
         totals: dict[str, list[torch.Tensor]] = {}
         mask: list[torch.Tensor] = []  # the current batch's [batch, tokens, 1] token mask
         handles = []
@@ -97,23 +80,17 @@ class Activation(Criterion):
                 handles.append(
                     norm.register_forward_hook(adder(totals["channels"][0], masked_abs)[1])
                 )
-        was_training = model.training
-        model.eval()
         tokens = sequences = 0.0
-        try:
-            with torch.inference_mode():
-                for done, batch in enumerate(batches, start=1):
-                    batch = to_device(batch, dev)
-                    mask[:] = [batch["attention_mask"].unsqueeze(-1).float()]
-                    tokens += float(batch["attention_mask"].sum())
-                    sequences += float(batch["attention_mask"].shape[0])
-                    with runtime.autocast():
-                        model(**model_inputs(batch))
-                    report(progress, done, len(batches))
-        finally:
-            for handle in handles:
-                handle.remove()
-            model.train(was_training)
+        for batch in hooked_passes(
+            model,
+            scoring.batches,
+            runtime=scoring.runtime,
+            progress=scoring.progress,
+            handles=handles,
+        ):
+            mask[:] = [batch["attention_mask"].unsqueeze(-1).float()]
+            tokens += float(batch["attention_mask"].sum())
+            sequences += float(batch["attention_mask"].shape[0])
         scale = {"classifier": max(sequences, 1.0)}
         return result(
             {

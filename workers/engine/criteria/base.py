@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from jobspec.registry import Registry
-from workers.engine.criteria.units import StructureScores
+from workers.engine.criteria.units import Slice, StructureScores, groups_of
 from workers.engine.data import Batch
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
@@ -32,6 +33,19 @@ MOMENTUM = 0.9
 # matrix) or within each matrix ("per_matrix": scales differ from one matrix to the
 # next, and one global threshold could empty a small-scale matrix).
 SCOPES = ("per_matrix", "global")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What a criterion scores: the model, the batches, the units of the structures
+    asked for (``units.groups_of``: per structure, per layer, the weight slices), where
+    it runs and whom to tell how far it got."""
+
+    model: PreTrainedModel
+    batches: Sequence[Batch]
+    groups: dict[str, list[list[Slice]]]
+    runtime: Runtime
+    progress: Progress | None
 
 
 class WeightScorer(Protocol):
@@ -62,7 +76,6 @@ class Criterion(ABC):
         """Scores for the single weights of ``linears``, kept while the student distils
         (sparsity.py zeroes the lowest)."""
 
-    @abstractmethod
     def structure_scores(
         self,
         model: PreTrainedModel,
@@ -73,6 +86,16 @@ class Criterion(ABC):
         progress: Progress | None = None,
     ) -> StructureScores:
         """Scores of the structures in ``want`` (see ``STRUCTURES``)."""
+        groups = groups_of(model, want)
+        if not groups:
+            return StructureScores()
+        if self.needs_data and not batches:
+            raise ValueError(f"{self.name} importance needs at least one batch")
+        return self.score_units(Scoring(model, batches, groups, runtime, progress))
+
+    @abstractmethod
+    def score_units(self, scoring: Scoring) -> StructureScores:
+        """Scores of the units in ``scoring.groups`` (at least one structure)."""
 
     def scores(
         self,

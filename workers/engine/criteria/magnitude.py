@@ -7,26 +7,22 @@ weight's score is |w| (Zhu & Gupta 2017; Han et al. 2015), ranked within its mat
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from workers.engine.criteria.base import CRITERIA, Criterion
+from workers.engine.criteria.base import CRITERIA, Criterion, Scoring
 from workers.engine.criteria.units import (
     Slice,
     StructureScores,
-    groups_of,
     l2,
     norm_slices,
     result,
 )
-from workers.engine.data import Batch
 from workers.engine.layers import attention, encoder_layers, residual_norms
-from workers.engine.progress import Progress
-from workers.engine.runtime import Runtime
 
 
 @CRITERIA.register()
@@ -34,16 +30,8 @@ class Magnitude(Criterion):
     name = "magnitude"
     needs_data = False
 
-    def structure_scores(
-        self,
-        model: PreTrainedModel,
-        batches: Sequence[Batch],
-        *,
-        runtime: Runtime,
-        want: Collection[str] = ("neurons",),
-        progress: Progress | None = None,
-    ) -> StructureScores:
-        groups = groups_of(model, want)
+    def score_units(self, scoring: Scoring) -> StructureScores:
+        model, groups = scoring.model, scoring.groups
         totals: dict[str, list[torch.Tensor]] = {}
         with torch.no_grad():
             for name in ("neurons", "classifier"):

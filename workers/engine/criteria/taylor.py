@@ -17,18 +17,15 @@ magnitude (quick, 50%: 0.851 vs 0.831; 80%: 0.829 vs 0.767).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
-from workers.engine.criteria.base import CRITERIA, MOMENTUM, Accumulated, Criterion
-from workers.engine.criteria.units import StructureScores, groups_of, report, result, unit_count
-from workers.engine.data import Batch, model_inputs, to_device
+from workers.engine.criteria.base import CRITERIA, MOMENTUM, Accumulated, Criterion, Scoring
+from workers.engine.criteria.units import StructureScores, report, result, unit_count
+from workers.engine.data import model_inputs, to_device
 from workers.engine.losses import LossInputs, get_loss
-from workers.engine.progress import Progress
-from workers.engine.runtime import Runtime
 
 
 @CRITERIA.register()
@@ -36,20 +33,9 @@ class Taylor(Criterion):
     name = "taylor"
     scope = "global"
 
-    def structure_scores(
-        self,
-        model: PreTrainedModel,
-        batches: Sequence[Batch],
-        *,
-        runtime: Runtime,
-        want: Collection[str] = ("neurons",),
-        progress: Progress | None = None,
-    ) -> StructureScores:
-        if not batches:
-            raise ValueError("taylor importance needs at least one batch")
-        groups = groups_of(model, want)
-        if not groups:
-            return StructureScores()
+    def score_units(self, scoring: Scoring) -> StructureScores:
+        model, batches, groups = scoring.model, scoring.batches, scoring.groups
+        runtime, progress = scoring.runtime, scoring.progress
         # One gradient per tensor even where structures share it (a query weight is
         # both a head's rows and, later, channel columns).
         flat = list({id(s.param): s.param for g in groups.values() for e in g for s in e}.values())

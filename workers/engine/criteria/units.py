@@ -15,13 +15,14 @@ the scores it gives back.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from workers.engine.data import Batch, model_inputs, to_device
 from workers.engine.layers import (
     FFN,
     Attention,
@@ -32,6 +33,7 @@ from workers.engine.layers import (
     residual_norms,
 )
 from workers.engine.progress import Progress
+from workers.engine.runtime import Runtime
 
 # What ``Criterion.structure_scores`` can be asked for.
 STRUCTURES = ("neurons", "heads", "channels", "classifier")
@@ -141,3 +143,31 @@ def l2(slices: Sequence[Slice]) -> torch.Tensor:
 def unit_count(entry: Sequence[Slice]) -> int:
     first = entry[0]
     return first.param.shape[first.dim] // first.unit // first.fold
+
+
+def hooked_passes(
+    model: PreTrainedModel,
+    batches: Sequence[Batch],
+    *,
+    runtime: Runtime,
+    progress: Progress | None,
+    handles: Sequence[torch.utils.hooks.RemovableHandle],
+) -> Iterator[Batch]:
+    """Run each batch through ``model`` in eval mode without gradients, for the forward
+    hooks behind ``handles`` to measure it: each batch is yielded (on the device) just
+    before its pass, so the caller can set what the hooks read. Afterwards the hooks
+    are removed and the model's training mode is restored, whatever happened."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for done, batch in enumerate(batches, start=1):
+                batch = to_device(batch, runtime.device)
+                yield batch
+                with runtime.autocast():
+                    model(**model_inputs(batch))
+                report(progress, done, len(batches))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
