@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     idempotency_key_ttl_hours: float = Field(24.0, gt=0)
     # Latency is measured with a fixed thread count so numbers are comparable.
     latency_threads: int = Field(2, ge=1)
+    # Seconds spent timing each model at each batch size (at least 5 runs each): the
+    # medians a report gives steady to a few percent on a quiet machine at 2 s.
+    latency_budget_seconds: float = Field(2.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("home")

@@ -28,6 +28,11 @@ os.environ.update(
     MODELPRESS_S3_ACCESS_KEY_ID="test",
     MODELPRESS_S3_SECRET_ACCESS_KEY="test",
     MODELPRESS_GPU_WORKERS="false",
+    # Workers time tiny models: one thread (a second one only adds contention on a
+    # shared CI box) and 0.2 s a model and batch size instead of 2 s. The measurement
+    # is the same code; its medians are noisier, which no test reads as a figure.
+    MODELPRESS_LATENCY_THREADS="1",
+    MODELPRESS_LATENCY_BUDGET_SECONDS="0.2",
     HF_HUB_OFFLINE="1",
     TRANSFORMERS_OFFLINE="1",
     TOKENIZERS_PARALLELISM="false",

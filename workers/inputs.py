@@ -83,6 +83,7 @@ def build_spec(
         **engine_sections(req),
         device="cuda" if job.queue == "gpu" else "cpu",
         latency_threads=settings.latency_threads,
+        latency_budget_s=settings.latency_budget_seconds,
     )
 
 

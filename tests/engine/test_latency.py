@@ -4,13 +4,23 @@ checked here on the CPU; no GPU is in CI)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.engine.conftest import RecordingCallback
-from workers.engine.evaluate import LATENCY_BATCH_SIZES, cpu_latency_ms, gpu_latency_ms
+from workers.engine import evaluate
+from workers.engine.evaluate import (
+    LATENCY_BATCH_SIZES,
+    LATENCY_MIN_REPS,
+    LATENCY_WARMUP,
+    cpu_latency_ms,
+    gpu_latency_ms,
+    interleaved_latency_ms,
+)
 from workers.engine.progress import Progress
 from workers.engine.report import gpu_metrics
 from workers.engine.runtime import Runtime
@@ -44,3 +54,36 @@ def test_gpu_metrics_give_both_latencies_and_the_speed_ups() -> None:
     out = gpu_metrics({"teacher": {1: 4.0, 32: 40.0}, "student": {1: 2.0, 32: 10.0}})
     assert out["latency_ms_gpu_bs1"] == {"teacher": 4.0, "student": 2.0}
     assert out["speedup_gpu_bs1"] == 2.0 and out["speedup_gpu_bs32"] == 4.0
+
+
+def _timed_runs(tokenizer_dir: Path, *, budget_s: float, run_s: float) -> int:
+    """How many timed runs (warm-up excluded) the loop makes of a runner taking ``run_s``."""
+    calls = 0
+
+    def run(_inputs: dict[str, torch.Tensor]) -> None:
+        nonlocal calls
+        calls += 1
+        time.sleep(run_s)
+
+    interleaved_latency_ms(
+        {"only": run},
+        AutoTokenizer.from_pretrained(tokenizer_dir),
+        ["a good film"],
+        seq_len=8,
+        progress=Progress(RecordingCallback()),
+        batch_sizes=(1,),
+        budget_s=budget_s,
+    )
+    return calls - LATENCY_WARMUP
+
+
+def test_the_budget_bounds_the_runs_but_never_below_the_minimum(
+    headed_teacher: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evaluate, "LATENCY_MAX_REPS", 100)  # conftest's 8 would end it first
+    # 20 ms a run: a 0.5 s budget stops near 25 runs (sleep overshoots, so fewer, never
+    # more); a budget shorter than one run still makes the minimum.
+    generous = _timed_runs(headed_teacher, budget_s=0.5, run_s=0.02)
+    tight = _timed_runs(headed_teacher, budget_s=0.001, run_s=0.02)
+    assert tight == LATENCY_MIN_REPS
+    assert 15 <= generous <= 25

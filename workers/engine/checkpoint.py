@@ -26,7 +26,7 @@ from workers.engine.run_state import LoopState, RunState, UnusableCheckpoint
 
 FILENAME = "checkpoint.pt"
 # Spec fields that do not change what a run computes, so a resume may differ in them.
-_NOT_FINGERPRINTED = ("device", "latency_threads")
+_NOT_FINGERPRINTED = ("device", "latency_threads", "latency_budget_s")
 _NOT_FINGERPRINTED_TRAINING = ("checkpoint_every_steps",)
 
 # What a training loop hands its caller when it is time to checkpoint.

@@ -41,7 +41,8 @@ LATENCY_WARMUP = 3
 LATENCY_MIN_REPS = 5
 LATENCY_MAX_REPS = 100
 # Per model and batch size: enough repetitions for a stable median on big models
-# without making tiny ones wait.
+# without making tiny ones wait. A worker may spend less (settings.latency_budget_seconds,
+# spec.latency_budget_s): the repetitions still stop no earlier than LATENCY_MIN_REPS.
 LATENCY_BUDGET_S = 2.0
 
 
@@ -124,6 +125,7 @@ def cpu_latency_ms(
     threads: int,
     progress: Progress,
     batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
+    budget_s: float = LATENCY_BUDGET_S,
 ) -> dict[str, dict[int, float]]:
     """Median forward latency per model and batch size, on CPU with ``threads`` threads.
 
@@ -141,6 +143,7 @@ def cpu_latency_ms(
             runtime=None,
             progress=progress,
             batch_sizes=batch_sizes,
+            budget_s=budget_s,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -171,6 +174,7 @@ def _interleaved_latency_ms(
     runtime: Runtime | None,
     progress: Progress,
     batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
+    budget_s: float = LATENCY_BUDGET_S,
 ) -> dict[str, dict[int, float]]:
     device = runtime.device if runtime is not None else torch.device("cpu")
     autocast = runtime.autocast if runtime is not None else contextlib.nullcontext
@@ -194,6 +198,7 @@ def _interleaved_latency_ms(
             progress=progress,
             batch_sizes=batch_sizes,
             device=device,
+            budget_s=budget_s,
         )
 
 
@@ -206,10 +211,14 @@ def interleaved_latency_ms(
     progress: Progress,
     batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
     device: torch.device | None = None,
+    budget_s: float = LATENCY_BUDGET_S,
 ) -> dict[str, dict[int, float]]:
     """Median latency of each runner (one forward pass on the inputs it is given, done
     when it returns) per batch size, interleaved a, b, a, b... so drift in the machine's
-    speed hits all of them alike. Runners may be models in any runtime (formats.py)."""
+    speed hits all of them alike. Runners may be models in any runtime (formats.py).
+
+    Per batch size, repetitions stop at LATENCY_MAX_REPS, or once every runner has run
+    LATENCY_MIN_REPS times and the slowest has spent ``budget_s`` seconds."""
     results: dict[str, dict[int, float]] = {name: {} for name in runners}
     for batch_size in batch_sizes:
         inputs = latency_inputs(tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
@@ -227,7 +236,7 @@ def interleaved_latency_ms(
                 timings[name].append(time.perf_counter() - start)
             reps = len(next(iter(timings.values())))
             spent = max(sum(t) for t in timings.values())
-            if reps >= LATENCY_MAX_REPS or (reps >= LATENCY_MIN_REPS and spent >= LATENCY_BUDGET_S):
+            if reps >= LATENCY_MAX_REPS or (reps >= LATENCY_MIN_REPS and spent >= budget_s):
                 break
         for name, values in timings.items():
             results[name][batch_size] = statistics.median(values) * 1000.0

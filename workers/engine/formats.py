@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from jobspec import vocabulary
 from workers.engine import onnx_export as ox
 from workers.engine.data import Batch, EncodedSplit, iter_batches, iter_indexed_batches
-from workers.engine.evaluate import interleaved_latency_ms
+from workers.engine.evaluate import LATENCY_BUDGET_S, interleaved_latency_ms
 from workers.engine.metrics import Quality
 from workers.engine.progress import Progress
 from workers.engine.spec import CompressionSpec, ExportCheckFailed
@@ -211,6 +211,7 @@ def measure_onnx(
         evaluation.texts,
         seq_len=seq_len,
         threads=spec.latency_threads,
+        budget_s=spec.latency_budget_s,
         progress=progress,
     )
     for role, by_runtime in parts.items():
@@ -229,6 +230,7 @@ def latency_ms(
     *,
     seq_len: int,
     threads: int,
+    budget_s: float = LATENCY_BUDGET_S,
     progress: Progress,
 ) -> dict[str, dict[str, dict[int, float]]]:
     """role -> runtime -> batch size -> median ms, every model in every runtime timed in
@@ -244,7 +246,7 @@ def latency_ms(
     try:
         with torch.inference_mode():
             flat = interleaved_latency_ms(
-                runners, tokenizer, texts, seq_len=seq_len, progress=progress
+                runners, tokenizer, texts, seq_len=seq_len, progress=progress, budget_s=budget_s
             )
     finally:
         torch.set_num_threads(previous)

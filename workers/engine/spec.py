@@ -122,6 +122,9 @@ class CompressionSpec:
     export: ExportSpec = field(default_factory=ExportSpec)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     latency_threads: int = 2
+    # Seconds spent timing each model at each batch size (evaluate.LATENCY_BUDGET_S):
+    # less makes the medians noisier, never fewer than evaluate.LATENCY_MIN_REPS runs.
+    latency_budget_s: float = 2.0
     # A checkpoint file an earlier, interrupted run of this same spec wrote; the run
     # continues from it (one that does not match the spec is ignored with a warning).
     resume_from: Path | None = None

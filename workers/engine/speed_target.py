@@ -22,7 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers
 from jobspec.speed_plan import Measure, SpeedPlan, plan_for_speedup
 from workers.engine import onnx_export as ox
-from workers.engine.evaluate import cpu_latency_ms, interleaved_latency_ms
+from workers.engine.evaluate import LATENCY_BUDGET_S, cpu_latency_ms, interleaved_latency_ms
 from workers.engine.layers import parameter_counts
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import sizes_from_model
@@ -60,6 +60,7 @@ def shape_timer(
     progress: Progress,
     runtime: str = "pytorch",
     work_dir: Path | None = None,
+    budget_s: float = LATENCY_BUDGET_S,
 ) -> Measure:
     """``measure(shapes) -> ms``: batch-1 CPU latency of each shape, timed together, in
     ``runtime``: eager PyTorch, or each shape exported to ONNX (and quantized to int8 for
@@ -99,6 +100,7 @@ def shape_timer(
                 threads=threads,
                 progress=progress,
                 batch_sizes=(1,),
+                budget_s=budget_s,
             )
             return [timed[name][1] for name in models]
         sessions = {}
@@ -112,6 +114,7 @@ def shape_timer(
             seq_len=seq_len,
             progress=progress,
             batch_sizes=(1,),
+            budget_s=budget_s,
         )
         return [timed[name][1] for name in sessions]
 
@@ -149,6 +152,7 @@ def speed_target(
             progress=progress,
             runtime=spec.target.runtime,
             work_dir=spec.work_dir / "speed-plan",
+            budget_s=spec.latency_budget_s,
         )
         try:
             speed = plan_for_speedup(

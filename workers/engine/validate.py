@@ -47,6 +47,8 @@ def validate_spec(spec: CompressionSpec) -> None:
         raise EngineInputError("duplicate_labels", f"label_names has duplicates: {list(labels)}")
     if spec.latency_threads < 1:
         raise EngineInputError("bad_latency_threads", "latency_threads must be at least 1")
+    if not spec.latency_budget_s > 0:
+        raise EngineInputError("bad_latency_budget", "latency_budget_s must be positive")
 
 
 def _validate_pruning(spec: CompressionSpec) -> None:

@@ -129,6 +129,7 @@ def _cpu_latency(
         seq_len=run.max_len,
         threads=run.spec.latency_threads,
         progress=run.progress,
+        budget_s=run.spec.latency_budget_s,
     )
     return None, latency, {}
 
