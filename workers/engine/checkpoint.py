@@ -27,7 +27,9 @@ from workers.engine.run_state import LoopState, RunState, UnusableCheckpoint
 FILENAME = "checkpoint.pt"
 # Spec fields that do not change what a run computes, so a resume may differ in them.
 _NOT_FINGERPRINTED = ("device", "latency_threads", "latency_budget_s")
-_NOT_FINGERPRINTED_TRAINING = ("checkpoint_every_steps",)
+# How many processes train and in how many passes each takes its share of a batch change
+# the speed, not the update (train.py): a run checkpointed on 4 GPUs resumes on 1.
+_NOT_FINGERPRINTED_TRAINING = ("checkpoint_every_steps", "devices", "gradient_accumulation_steps")
 
 # What a training loop hands its caller when it is time to checkpoint.
 SaveLoop = Callable[[LoopState], None]

@@ -260,15 +260,14 @@ def collate(split: EncodedSplit, indices: list[int], pad_token_id: int) -> Batch
     return batch
 
 
-def iter_indexed_batches(
+def index_batches(
     split: EncodedSplit,
     batch_size: int,
     *,
-    pad_token_id: int,
     generator: torch.Generator | None = None,
     by_length: bool = False,
-) -> Iterator[tuple[list[int], Batch]]:
-    """Batches with the split indices of their rows. Shuffled when given a generator;
+) -> Iterator[list[int]]:
+    """The split indices of each batch's rows. Shuffled when given a generator;
     ``by_length`` groups similar lengths (evaluation only: order does not matter there
     and it cuts padding)."""
     if generator is not None:
@@ -279,7 +278,19 @@ def iter_indexed_batches(
     else:
         order = list(range(len(split)))
     for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
+        yield order[start : start + batch_size]
+
+
+def iter_indexed_batches(
+    split: EncodedSplit,
+    batch_size: int,
+    *,
+    pad_token_id: int,
+    generator: torch.Generator | None = None,
+    by_length: bool = False,
+) -> Iterator[tuple[list[int], Batch]]:
+    """Batches (``index_batches``' rows, collated) with the split indices of their rows."""
+    for indices in index_batches(split, batch_size, generator=generator, by_length=by_length):
         yield indices, collate(split, indices, pad_token_id)
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from workers.engine.logits_cache import TeacherLogitsCache, cache_teacher_logits
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
+from workers.engine.shares import WHOLE, AveragedOver, Share
 from workers.engine.spec import (
     DistillationSpec,
     TrainingSpec,
@@ -89,6 +91,69 @@ def eager_attention(models: list[PreTrainedModel]) -> Iterator[None]:
                 model.set_attn_implementation(implementation)
 
 
+@dataclass
+class DistillStep:
+    """The loss of one distillation step (a pass over ``share`` of its batch). An object,
+    not a closure: a data-parallel loop hands it, with the modules it refers to, to its
+    other processes (train.py)."""
+
+    student: PreTrainedModel
+    teacher: PreTrainedModel
+    projections: nn.ModuleList
+    # Each loss with its weight and what it averages over.
+    weighted: list[tuple[Callable[[LossInputs], torch.Tensor], float, AveragedOver]]
+    temperature: float
+    # (student, teacher) layers the representation losses compare; None: not used.
+    hidden_pairs: list[tuple[int, int]] | None
+    attention_pairs: list[tuple[int, int]] | None
+    cache: TeacherLogitsCache | None
+    runtime: Runtime
+
+    def __call__(self, batch: Batch, share: Share = WHOLE) -> torch.Tensor:
+        inputs = model_inputs(batch)
+        use_hidden, use_attention = self.hidden_pairs is not None, self.attention_pairs is not None
+        pairs, attn_pairs = self.hidden_pairs or [], self.attention_pairs or []
+        teacher_hidden = teacher_attentions = None
+        if self.cache is not None:
+            teacher_out = self.cache.lookup(batch["index"], batch["input_ids"].shape[1])
+            teacher_logits = teacher_out.to(self.runtime.device, non_blocking=True)
+        else:
+            with torch.inference_mode(), self.runtime.autocast():
+                t_out = self.teacher(
+                    **inputs, output_hidden_states=use_hidden, output_attentions=use_attention
+                )
+            # Inference tensors cannot be saved for backward; a clone made outside
+            # inference mode is an ordinary tensor (and only the mapped layers are kept).
+            teacher_logits = t_out.logits.clone()
+            if use_hidden:
+                teacher_hidden = [t_out.hidden_states[t].clone() for _, t in pairs]
+            if use_attention:
+                teacher_attentions = [t_out.attentions[t].clone() for _, t in attn_pairs]
+        with self.runtime.autocast():
+            s_out = self.student(
+                **inputs, output_hidden_states=use_hidden, output_attentions=use_attention
+            )
+        loss_inputs = LossInputs(
+            student_logits=s_out.logits,
+            labels=batch["labels"],
+            attention_mask=batch["attention_mask"],
+            teacher_logits=teacher_logits,
+            temperature=self.temperature,
+            student_hidden=[s_out.hidden_states[s] for s, _ in pairs] if use_hidden else None,
+            teacher_hidden=teacher_hidden,
+            projections=self.projections,
+            student_attentions=(
+                [s_out.attentions[s] for s, _ in attn_pairs] if use_attention else None
+            ),
+            teacher_attentions=teacher_attentions,
+        )
+        if share == WHOLE:
+            return sum(fn(loss_inputs) * weight for fn, weight, _ in self.weighted)
+        return sum(
+            fn(loss_inputs) * (weight * share.of(over)) for fn, weight, over in self.weighted
+        )
+
+
 def make_projections(
     student: PreTrainedModel, teacher: PreTrainedModel, count: int
 ) -> nn.ModuleList:
@@ -119,21 +184,29 @@ def distill(
     rounds against the same teacher passes one cache to all of them).
     """
     check_cache_compatible(distillation, training)
-    terms = [("ce", distillation.alpha), ("kd_kl", 1.0 - distillation.alpha)]
+    # Each term with what it averages over (shares.py).
+    terms: list[tuple[str, float, AveragedOver]] = [
+        ("ce", distillation.alpha, "labelled"),
+        ("kd_kl", 1.0 - distillation.alpha, "labelled"),
+    ]
     if distillation.hidden_states:
-        terms.append(("hidden_mse", HIDDEN_WEIGHT))
+        terms.append(("hidden_mse", HIDDEN_WEIGHT, "tokens"))
     if distillation.attention:
-        terms.append(("attention_kl", ATTENTION_WEIGHT))
-    terms = [(name, weight) for name, weight in terms if weight > 0]
-    weighted = [(get_loss(name), weight) for name, weight in terms]
+        terms.append(("attention_kl", ATTENTION_WEIGHT, "tokens"))
+    terms = [term for term in terms if term[1] > 0]
+    weighted = [(get_loss(name), weight, over) for name, weight, over in terms]
     # Unless the job set it, the rate follows how much of the teacher this student keeps.
     kept = parameter_counts(student).non_embedding / parameter_counts(teacher).non_embedding
     learning_rate = student_learning_rate(training, kept)
     progress.log(
         "distillation loss: "
-        + " + ".join(f"{weight:g} * {name}" for name, weight in terms)
+        + " + ".join(f"{weight:g} * {name}" for name, weight, _ in terms)
         + f"; learning rate {learning_rate:g}",
-        data={"stage": "distilling", "losses": dict(terms), "learning_rate": learning_rate},
+        data={
+            "stage": "distilling",
+            "losses": {name: weight for name, weight, _ in terms},
+            "learning_rate": learning_rate,
+        },
     )
     use_hidden, use_attention = distillation.hidden_states, distillation.attention
     pairs = hidden_pairs(layer_map)
@@ -154,43 +227,17 @@ def distill(
     if cache is not None and len(cache) != len(train):
         raise ValueError(f"the cache holds {len(cache)} examples, the split {len(train)}")
 
-    def step_loss(batch: Batch) -> torch.Tensor:
-        inputs = model_inputs(batch)
-        teacher_hidden = teacher_attentions = None
-        if cache is not None:
-            teacher_out = cache.lookup(batch["index"], batch["input_ids"].shape[1])
-            teacher_logits = teacher_out.to(runtime.device, non_blocking=True)
-        else:
-            with torch.inference_mode(), runtime.autocast():
-                t_out = teacher(
-                    **inputs, output_hidden_states=use_hidden, output_attentions=use_attention
-                )
-            # Inference tensors cannot be saved for backward; a clone made outside
-            # inference mode is an ordinary tensor (and only the mapped layers are kept).
-            teacher_logits = t_out.logits.clone()
-            if use_hidden:
-                teacher_hidden = [t_out.hidden_states[t].clone() for _, t in pairs]
-            if use_attention:
-                teacher_attentions = [t_out.attentions[t].clone() for _, t in attn_pairs]
-        with runtime.autocast():
-            s_out = student(
-                **inputs, output_hidden_states=use_hidden, output_attentions=use_attention
-            )
-        loss_inputs = LossInputs(
-            student_logits=s_out.logits,
-            labels=batch["labels"],
-            attention_mask=batch["attention_mask"],
-            teacher_logits=teacher_logits,
-            temperature=distillation.temperature,
-            student_hidden=[s_out.hidden_states[s] for s, _ in pairs] if use_hidden else None,
-            teacher_hidden=teacher_hidden,
-            projections=projections,
-            student_attentions=(
-                [s_out.attentions[s] for s, _ in attn_pairs] if use_attention else None
-            ),
-            teacher_attentions=teacher_attentions,
-        )
-        return sum(fn(loss_inputs) * weight for fn, weight in weighted)
+    step_loss = DistillStep(
+        student=student,
+        teacher=teacher,
+        projections=projections,
+        weighted=weighted,
+        temperature=distillation.temperature,
+        hidden_pairs=pairs if use_hidden else None,
+        attention_pairs=attn_pairs if use_attention else None,
+        cache=cache,
+        runtime=runtime,
+    )
 
     config = TrainConfig(
         name="distilling",

@@ -1,8 +1,10 @@
-"""Where and how tensors run: device choice, mixed precision and seeding."""
+"""Where and how tensors run: device choice, how many processes train, mixed precision
+and seeding."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +18,11 @@ from workers.engine.spec import EngineInputError
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
+    # Processes a training loop runs in, data-parallel (data_parallel.py): 1 on a CPU
+    # unless asked for, else the GPUs the job may use.
+    devices: int = 1
+    # Passes in which each process takes its share of a batch (train.py).
+    accumulation: int = 1
 
     @property
     def is_cuda(self) -> bool:
@@ -46,6 +53,41 @@ def resolve_device(requested: str) -> torch.device:
     raise EngineInputError(
         "unsupported_device", f"device must be 'auto', 'cpu' or 'cuda', not {requested!r}"
     )
+
+
+@dataclass(frozen=True)
+class Devices:
+    """How many processes train, and why that is fewer than asked where it is."""
+
+    used: int
+    warning: str | None = None
+
+
+def resolve_devices(
+    requested: int | None, device: torch.device, *, batch_size: int, accumulation: int
+) -> Devices:
+    """``training.devices`` on this worker: the GPUs asked for (None: every visible
+    one), or CPU processes (None: one, which already uses every core), never more than
+    there are, nor more than a batch has shares (each process takes at least one
+    example per pass). The API refuses a request that no worker could satisfy; what
+    only the worker knows (its GPUs) is clamped here and said in the report."""
+    if device.type == "cuda":
+        available, unit = torch.cuda.device_count(), "GPU"
+        wanted = available if requested is None else requested
+    else:
+        available, unit = len(os.sched_getaffinity(0)), "CPU core"
+        wanted = 1 if requested is None else requested
+    shares = max(1, batch_size // accumulation)
+    used = max(1, min(wanted, available, shares))
+    if used == wanted:
+        return Devices(used)
+    asked = f"all {wanted}" if requested is None else str(requested)
+    why = (
+        f"this worker has {available} {unit}{'' if available == 1 else 's'}"
+        if available < wanted
+        else f"a batch of {batch_size} in {accumulation} pass(es) has {shares} shares"
+    )
+    return Devices(used, f"training.devices asked for {asked} but {why}: trained on {used}")
 
 
 def seed_everything(seed: int) -> None:

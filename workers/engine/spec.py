@@ -78,6 +78,13 @@ class TrainingSpec:
     # Teacher logits computed once and reused every epoch (vocabulary.CACHE_TEACHER_LOGITS
     # says whether this release can).
     cache_teacher_logits: bool = False
+    # Processes that train data-parallel, one per GPU (train.py, data_parallel.py); None:
+    # every GPU the worker sees (one process on a CPU). ``batch_size`` stays the global
+    # batch of an optimizer step, so the number changes the speed, not what is computed.
+    devices: int | None = None
+    # Each process's share of a batch taken in this many passes (their gradients add
+    # up before the step): less activation memory, the same update.
+    gradient_accumulation_steps: int = 1
 
 
 def student_learning_rate(training: TrainingSpec, kept: float) -> float:

@@ -6,7 +6,9 @@ logits are noise, and distilling noise teaches nothing.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
+from workers.engine.shares import WHOLE, Share
 from workers.engine.spec import EngineInputError, TrainingSpec
 from workers.engine.tasks import SEQUENCE_CLASSIFICATION, Task, get_task
 from workers.engine.train import LoopHooks, TrainConfig, train_loop
@@ -162,6 +165,19 @@ def check_loading_info(info: dict, head: tuple[str, ...] = ("classifier", "score
         )
 
 
+def _finetune_loss(
+    teacher: PreTrainedModel,
+    runtime: Runtime,
+    ce: Callable[[LossInputs], torch.Tensor],
+    batch: Batch,
+    share: Share = WHOLE,
+) -> torch.Tensor:
+    with runtime.autocast():
+        logits = teacher(**model_inputs(batch)).logits
+    loss = ce(LossInputs(logits, batch["labels"], batch["attention_mask"]))
+    return loss if share == WHOLE else loss * share.labelled
+
+
 def finetune_teacher(
     teacher: PreTrainedModel,
     train: EncodedSplit,
@@ -172,13 +188,8 @@ def finetune_teacher(
     progress: Progress,
     hooks: LoopHooks | None = None,
 ) -> list[dict[str, float]]:
-    ce = get_loss("ce")
-
-    def step_loss(batch: Batch) -> torch.Tensor:
-        with runtime.autocast():
-            logits = teacher(**model_inputs(batch)).logits
-        return ce(LossInputs(logits, batch["labels"], batch["attention_mask"]))
-
+    # A partial, not a closure: a data-parallel loop pickles it (train.py).
+    step_loss = functools.partial(_finetune_loss, teacher, runtime, get_loss("ce"))
     config = TrainConfig(
         name="teacher_finetune",
         epochs=training.teacher_epochs,

@@ -1,11 +1,21 @@
 """One training loop for teacher fine-tuning and distillation alike.
 
 AdamW with a linear schedule (10% warm-up), gradient clipping, a stop check every step
-and a short loss curve. What a step computes is the caller's ``step_loss``.
+and a short loss curve. What a step computes is the caller's ``step_loss(batch,
+share)``: the loss of a pass over (part of) a batch, each term weighted by the pass's
+``share`` of what it averages over (``shares.py``).
+
+A step trains on ``batch_size`` examples however it is run: in one pass on one device,
+in ``runtime.accumulation`` passes whose gradients add up, or shared between
+``runtime.devices`` processes that average their gradients (``data_parallel.py``).
+With one device and one pass the loop is what it was before either existed. With
+several processes, ``step_loss`` and ``hooks.after_step`` are handed to the other
+processes as objects (pickled): plain functions and objects, no closures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable, Iterable
@@ -14,10 +24,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workers.engine import data_parallel
 from workers.engine.checkpoint import LoopState, SaveLoop, rng_state, set_rng_state
-from workers.engine.data import Batch, EncodedSplit, iter_batches, to_device
+from workers.engine.data import EncodedSplit, collate, index_batches, to_device
+from workers.engine.data_parallel import Group, LoopPayload, StepLoss, rank_passes
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime
+from workers.engine.shares import NOTHING, WHOLE, Counts, Share
 
 WARMUP_FRACTION = 0.1
 WEIGHT_DECAY = 0.01
@@ -43,7 +56,8 @@ class LoopHooks:
     Every ``checkpoint_every`` steps ``save`` gets the loop's state (optimizer, schedule,
     step, data order, RNG); given back as ``resume`` (with the modules' weights restored
     by the caller) the loop continues exactly where it was. ``after_step(step)`` runs
-    after each optimizer step (sparsity masks use it).
+    after each optimizer step (sparsity masks use it), in every process of a
+    data-parallel loop; ``save`` runs in the first only.
     """
 
     checkpoint_every: int = 0
@@ -82,15 +96,70 @@ def train_loop(
     config: TrainConfig,
     modules: list[nn.Module],
     data: EncodedSplit,
-    step_loss: Callable[[Batch], torch.Tensor],
+    step_loss: StepLoss,
     runtime: Runtime,
     progress: Progress,
     hooks: LoopHooks | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``modules`` (all their parameters) and return the loss curve."""
+    """Train ``modules`` (all their parameters) and return the loss curve; on
+    ``runtime.devices`` processes when there are several (this one is the first)."""
     hooks = hooks or LoopHooks()
+    if runtime.devices <= 1:
+        return run_loop(
+            config=config,
+            modules=modules,
+            data=data,
+            step_loss=step_loss,
+            runtime=runtime,
+            progress=progress,
+            hooks=hooks,
+        )
+    threads = torch.get_num_threads()
+    # CPU processes share the cores; GPU processes each drive their own device.
+    share = threads if runtime.is_cuda else max(1, threads // runtime.devices)
+    payload = LoopPayload(
+        config=config,
+        modules=modules,
+        data=data,
+        step_loss=step_loss,
+        after_step=hooks.after_step,
+        resume=hooks.resume,
+        phase=progress.phase,
+        accumulation=runtime.accumulation,
+        threads=share,
+    )
+    torch.set_num_threads(share)
+    try:
+        with data_parallel.launch(payload, runtime) as group:
+            return run_loop(
+                config=config,
+                modules=modules,
+                data=data,
+                step_loss=step_loss,
+                runtime=runtime,
+                progress=progress,
+                hooks=hooks,
+                group=group,
+            )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_loop(
+    *,
+    config: TrainConfig,
+    modules: list[nn.Module],
+    data: EncodedSplit,
+    step_loss: StepLoss,
+    runtime: Runtime,
+    progress: Progress,
+    hooks: LoopHooks,
+    group: Group | None = None,
+) -> list[dict[str, float]]:
+    """The loop in this process: alone (``group`` None) or as one rank of ``group``."""
     checkpoint_every, save = hooks.checkpoint_every, hooks.save
     resume, after_step = hooks.resume, hooks.after_step
+    rank, world = (group.rank, group.world) if group is not None else (0, 1)
     named = [item for module in modules for item in module.named_parameters()]
     optimizer = torch.optim.AdamW(parameter_groups(named), lr=config.learning_rate)
     steps_per_epoch = data.num_batches(config.batch_size)
@@ -100,10 +169,15 @@ def train_loop(
         optimizer, linear_schedule(total_steps, warmup_steps)
     )
     window = max(1, math.ceil(total_steps / CURVE_POINTS))
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = [p for group_ in optimizer.param_groups for p in group_["params"]]
     # A separate generator: shuffling must not depend on how many random numbers the
-    # model code drew before (dropout, initialisation).
+    # model code drew before (dropout, initialisation). Every rank draws the same order.
     generator = torch.Generator().manual_seed(config.seed)
+    # Several ranks: DDP averages the gradients of the modules as they come (its
+    # buckets overlap the reduction with the backward pass).
+    trained = group.wrap(modules, step_loss) if group is not None else None
+    # Several passes per step: what each pass's share of its batch is counted from.
+    counts = Counts.of(data) if world > 1 or runtime.accumulation > 1 else None
 
     curve: list[dict[str, float]] = []
     running = torch.zeros((), device=runtime.device)
@@ -120,7 +194,8 @@ def train_loop(
         running += resume["running"]
         in_window = resume["in_window"]
         epoch_sum, epoch_steps = resume["epoch_sum"], resume["epoch_steps"]
-        set_rng_state(resume["rng"])
+        if rank == 0:  # the other ranks draw from their own streams
+            set_rng_state(resume["rng"])
     for module in modules:
         module.train()
     for epoch in range(first_epoch, config.epochs):
@@ -128,24 +203,31 @@ def train_loop(
             epoch_sum, epoch_steps = 0.0, 0
         # The shuffle of this epoch is drawn from this state: a resumed run redraws it.
         epoch_generator = generator.get_state()
-        batches = iter_batches(
-            data, config.batch_size, pad_token_id=config.pad_token_id, generator=generator
-        )
+        batches = index_batches(data, config.batch_size, generator=generator)
         start = skip + 1 if epoch == first_epoch else 1
         if epoch == first_epoch and skip:
             batches = itertools.islice(batches, skip, None)
-        for index, batch in enumerate(batches, start=start):
+        for index, rows in enumerate(batches, start=start):
             progress.check_stop()
-            loss = step_loss(to_device(batch, runtime.device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = _backward(
+                trained if trained is not None else step_loss,
+                trained,
+                _passes(rows, counts, rank=rank, world=world, accumulation=runtime.accumulation),
+                data=data,
+                pad_token_id=config.pad_token_id,
+                runtime=runtime,
+                world=world,
+            )
+            if group is not None:
+                group.all_reduce(loss)  # the batch's mean loss, on every rank
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             scheduler.step()
             step += 1
             if after_step is not None:
                 after_step(step)
-            running += loss.detach().float()
+            running += loss
             in_window += 1
             # Reading the loss syncs a GPU, so it happens once per window (and at the end
             # of each epoch, so epoch means are exact), not per step.
@@ -192,3 +274,44 @@ def train_loop(
     for module in modules:
         module.eval()
     return curve
+
+
+def _passes(
+    rows: list[int], counts: Counts | None, *, rank: int, world: int, accumulation: int
+) -> list[tuple[list[int], Share]]:
+    """This process's passes over a batch's ``rows``, each with its share of the batch.
+    A process whose share is empty makes one pass of share nothing on the batch's first
+    row: every process must take part in each gradient reduction."""
+    if counts is None:  # one process, one pass: the batch as it is
+        return [(rows, WHOLE)]
+    passes = rank_passes(rows, rank=rank, world=world, accumulation=accumulation)
+    if not passes:
+        return [(rows[:1], NOTHING)]
+    return [(part, counts.share(part, rows)) for part in passes]
+
+
+def _backward(
+    forward: StepLoss,
+    trained: nn.Module | None,
+    passes: list[tuple[list[int], Share]],
+    *,
+    data: EncodedSplit,
+    pad_token_id: int,
+    runtime: Runtime,
+    world: int,
+) -> torch.Tensor:
+    """Forward and backward over this process's passes of a batch (gradients add up);
+    its part of the batch's loss. ``trained``: the DDP module, whose reduction waits for
+    the last pass and averages over the processes (hence the loss times ``world``)."""
+    total: torch.Tensor | None = None
+    for i, (rows, share) in enumerate(passes):
+        batch = to_device(collate(data, rows, pad_token_id), runtime.device)
+        last = i == len(passes) - 1
+        deferred = trained.no_sync() if trained is not None and not last else None
+        with deferred if deferred is not None else contextlib.nullcontext():
+            loss = forward(batch, share)
+            (loss if world == 1 else loss * world).backward()
+        part = loss.detach().float()
+        total = part if total is None else total + part
+    assert total is not None  # _passes gives one pass at least
+    return total

@@ -276,14 +276,18 @@ def _cut_masked_neurons(
     )
 
 
+@dataclass
+class _AfterStep:
+    """The pruners' step hook; an object, not a closure, for data-parallel loops."""
+
+    hooks: list[SparsityPruner | NeuronPruner]
+
+    def __call__(self, step: int) -> None:
+        for hook in self.hooks:
+            hook.on_step(step)
+
+
 def _after_step(*hooks: SparsityPruner | NeuronPruner | None) -> Callable[[int], None] | None:
     """One after-step callback for the training loop from whichever pruners run."""
     active = [hook for hook in hooks if hook is not None]
-    if not active:
-        return None
-
-    def after_step(step: int) -> None:
-        for hook in active:
-            hook.on_step(step)
-
-    return after_step
+    return _AfterStep(active) if active else None
