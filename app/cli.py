@@ -403,7 +403,9 @@ paths where the API takes ids; paths are relative to the spec file.
                 student keeps under 0.45 of the teacher, else 5e-05),
                 max_seq_length (128), seed (0), teacher_epochs (3),
                 teacher_learning_rate (5e-05), checkpoint_every_steps (200),
-                cache_teacher_logits (false)
+                cache_teacher_logits (false), devices (null: every GPU, or one CPU
+                process; data-parallel, batch_size stays the batch of a step),
+                gradient_accumulation_steps (1)
   export        formats (["safetensors"]; any of safetensors, onnx, onnx-int8): each
                 format is its own folder in OUT, scored and timed in its runtime
   label_names   names of the label ids 0..n-1, as at a dataset upload (optional)

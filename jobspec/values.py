@@ -160,3 +160,29 @@ def check_formats(formats: tuple[str, ...] | list[str]) -> None:
             f"list each format once ({', '.join(twice)} is repeated)",
             param="export.formats",
         )
+
+
+def check_parallelism(*, batch_size: int, devices: int | None, accumulation: int) -> None:
+    """training.devices and training.gradient_accumulation_steps: a batch is shared
+    between the devices and each share taken in that many passes, each of one example at
+    least. How many GPUs a worker has is not known here: the worker uses fewer when it
+    has fewer, and its report says so."""
+    if devices is not None and devices < 1:
+        raise EngineInputError(
+            "bad_training", "training.devices must be 1 or more, or null", param="training.devices"
+        )
+    if accumulation < 1:
+        raise EngineInputError(
+            "bad_training",
+            "training.gradient_accumulation_steps must be 1 or more",
+            param="training.gradient_accumulation_steps",
+        )
+    processes = devices or 1
+    if processes * accumulation > batch_size:
+        raise EngineInputError(
+            "bad_training",
+            f"a batch of {batch_size} cannot be shared by {processes} device(s) in "
+            f"{accumulation} pass(es) of one example at least: lower training.devices or "
+            "training.gradient_accumulation_steps, or raise training.batch_size",
+            param="training.devices" if devices else "training.gradient_accumulation_steps",
+        )

@@ -57,8 +57,9 @@ class ReportWarning(_Open):
 
     code: str | None = Field(
         None,
-        description="`class_never_predicted` (see `classes`, `model`) or "
-        "`speedup_overshoot` (the student is more than 25% faster than target.speedup).",
+        description="`class_never_predicted` (see `classes`, `model`), "
+        "`speedup_overshoot` (the student is more than 25% faster than target.speedup) or "
+        "`fewer_devices` (the worker had fewer GPUs than training.devices asked for).",
     )
     message: str | None = Field(None, description="What happened, why, and what to change.")
     model: str | None = Field(None, description="class_never_predicted: whose predictions.")
@@ -180,6 +181,11 @@ class JobMetrics(_Open):
     latency_threads: int | None = None
     latency_seq_len: int | None = Field(None, description="Tokens per sequence when timed.")
     device: str | None = Field(None, description="cpu or cuda: where the job trained.")
+    devices_used: int | None = Field(
+        None,
+        description="GPUs (processes) the training ran on, data-parallel: training.devices "
+        "or every GPU of the worker, no more than it has.",
+    )
     latency_ms_gpu_bs1: TeacherStudent | None = Field(None, description="GPU workers only.")
     latency_ms_gpu_bs32: TeacherStudent | None = Field(None, description="GPU workers only.")
     speedup_gpu_bs1: float | None = Field(None, description="GPU workers only.")

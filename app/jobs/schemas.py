@@ -201,6 +201,36 @@ class Training(Strict):
         description="Compute the teacher's logits once and reuse them every epoch instead "
         "of running the teacher at every step.",
     )
+    devices: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="GPUs the job trains on, data-parallel (one process each). Default "
+        "(null): every GPU the worker has; one process on a CPU worker. `batch_size` stays "
+        "the batch of one optimizer step whatever the number, so it changes the speed, not "
+        "the result. A worker with fewer GPUs than asked trains on those it has and says "
+        "so in the report's `warnings` (`devices_used` is the number it used).",
+    )
+    gradient_accumulation_steps: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Passes in which each device takes its share of a batch, their "
+        "gradients added before the step: less memory for the same update. "
+        "`devices` x `gradient_accumulation_steps` may not exceed `batch_size`.",
+    )
+
+    @model_validator(mode="after")
+    def _shares_of_a_batch(self) -> Training:
+        try:
+            values.check_parallelism(
+                batch_size=self.batch_size,
+                devices=self.devices,
+                accumulation=self.gradient_accumulation_steps,
+            )
+        except EngineInputError as e:
+            raise ValueError(e.message) from None
+        return self
 
 
 EXAMPLE_JOB = {

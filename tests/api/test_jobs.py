@@ -41,6 +41,8 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "teacher_learning_rate": 5e-5,
         "checkpoint_every_steps": 200,
         "cache_teacher_logits": False,
+        "devices": None,  # every GPU of the worker that runs it
+        "gradient_accumulation_steps": 1,
     }
     assert req["distillation"] == {
         "temperature": 2.0,

@@ -98,6 +98,9 @@ def _validate_training(spec: CompressionSpec) -> None:
     for ok, message in checks:
         if not ok:
             raise EngineInputError("bad_training", message)
+    values.check_parallelism(
+        batch_size=tr.batch_size, devices=tr.devices, accumulation=tr.gradient_accumulation_steps
+    )
 
 
 def _validate_structure(spec: CompressionSpec) -> None:

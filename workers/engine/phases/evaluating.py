@@ -98,9 +98,13 @@ def evaluate(run: Run, teacher: FinetunedTeacher, student: Student) -> Evaluatio
             metrics["speedup_target"] = _speedup_verdict(run, student.speed, metrics)
         if student.pruner is not None:
             metrics["sparsity"] = sparsity_metrics(student.pruner, models, spec.work_dir)
+        # Processes the training loops ran on (runtime.resolve_devices).
+        metrics["devices_used"] = run.runtime.devices
         metrics["warnings"] = report_warnings(
             metrics, spec=spec, teacher_config=run.teacher_config, progress=progress
         )
+        if run.devices_warning is not None:  # logged as a warning when the run started
+            metrics["warnings"].append({"code": "fewer_devices", "message": run.devices_warning})
     return Evaluation(metrics=metrics, onnx=onnx)
 
 

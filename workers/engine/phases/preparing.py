@@ -9,7 +9,7 @@ from workers.engine.checkpoint import Checkpointer
 from workers.engine.phases.run import Run, timed
 from workers.engine.progress import Progress
 from workers.engine.run_state import RunState
-from workers.engine.runtime import Runtime, resolve_device, seed_everything
+from workers.engine.runtime import Runtime, resolve_device, resolve_devices, seed_everything
 from workers.engine.spec import CompressionSpec, EngineInputError
 from workers.engine.tasks import get_task
 from workers.engine.teacher import has_trained_head, load_teacher, load_tokenizer
@@ -31,7 +31,21 @@ def prepare(
         # What differs between sequence and token classification (rows, head, scores).
         task = get_task(spec.task)
         teacher_config = read_teacher_config(spec.teacher_dir)
-        runtime = Runtime(resolve_device(spec.device))
+        device = resolve_device(spec.device)
+        accumulation = spec.training.gradient_accumulation_steps
+        devices = resolve_devices(
+            spec.training.devices,
+            device,
+            batch_size=spec.training.batch_size,
+            accumulation=accumulation,
+        )
+        if devices.warning is not None:
+            progress.log(
+                devices.warning,
+                level="warning",
+                data={"stage": "preparing", "devices_used": devices.used},
+            )
+        runtime = Runtime(device, devices=devices.used, accumulation=accumulation)
         seed_everything(spec.training.seed)
         num_labels = len(spec.label_names)
         task.check_label_names(spec.label_names)
@@ -55,12 +69,14 @@ def prepare(
             teacher.load_state_dict(resumed.teacher)
         progress.log(
             f"loaded {teacher_config['model_type']} teacher; {len(train)} train and "
-            f"{len(evaluation)} eval examples on {runtime.device.type}",
+            f"{len(evaluation)} eval examples on {runtime.device.type}; training on "
+            f"{runtime.devices} device(s)",
             data={
                 "model_type": teacher_config["model_type"],
                 "train_examples": len(train),
                 "eval_examples": len(evaluation),
                 "device": runtime.device.type,
+                "devices_used": runtime.devices,
                 "max_seq_length": max_len,
             },
         )
@@ -79,6 +95,7 @@ def prepare(
         teacher=teacher,
         needs_finetune=needs_finetune,
         timings=timings,
+        devices_warning=devices.warning,
     )
 
 

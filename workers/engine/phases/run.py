@@ -40,6 +40,8 @@ class Run:
     needs_finetune: bool
     # Seconds per phase, for the report.
     timings: dict[str, float] = field(default_factory=dict)
+    # Why the run trains on fewer devices than training.devices asked for, if it does.
+    devices_warning: str | None = None
 
     def timed(self, phase: str) -> contextlib.AbstractContextManager[None]:
         return timed(self.timings, phase)
