@@ -45,7 +45,6 @@ RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'
 # into site-packages would leave behind.
 COPY alembic.ini README.m[d] ./
 COPY migrations ./migrations
-COPY jobspec ./jobspec
 COPY workers ./workers
 COPY app ./app
 # The Python client, for `modelpress models|datasets|jobs|artifacts` against a service.

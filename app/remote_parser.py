@@ -7,7 +7,7 @@ from typing import Any
 
 from app.cli import HelpFormatter, wrap
 from app.remote_cli import EXIT_CODES
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 
 JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 

@@ -38,7 +38,7 @@ from bench.common import (  # noqa: E402
     study_spec,
     write_dated,
 )
-from jobspec import plan as P  # noqa: E402
+from app.jobspec import plan as P  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
     DistillationSpec,

@@ -40,8 +40,8 @@ from bench.common import (  # noqa: E402
     study_spec,
     write_dated,
 )
-from jobspec.plan import Shape  # noqa: E402
-from jobspec.speed_plan import LatencyFit, SpeedPlan  # noqa: E402
+from app.jobspec.plan import Shape  # noqa: E402
+from app.jobspec.speed_plan import LatencyFit, SpeedPlan  # noqa: E402
 from workers.engine import speed_target  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import (  # noqa: E402

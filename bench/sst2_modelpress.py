@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LABELS, PrintCallback
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from workers.engine.compress import compress
 from workers.engine.spec import (
     CompressionSpec,

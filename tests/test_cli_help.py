@@ -148,7 +148,7 @@ def test_compress_help_lists_the_spec_fields_with_their_defaults():
     assert set(JOB_KEYS) <= set(SpecFile.model_fields)
     for key in LocalDataset.model_fields:
         assert key in flat, f"dataset.{key} not listed"
-    from jobspec import vocabulary
+    from app.jobspec import vocabulary
 
     for key in ("params_ratio", "sparsity", "speedup", "pattern", "unstructured", "2:4"):
         assert key in flat

@@ -42,7 +42,7 @@ from app.datasets.parse import FORMATS, ParseOptions, parse_dataset
 from app.datasets.splits import ParsedDataset
 from app.errors import ProblemError
 from app.jobs.schemas import JobCreate, Strict
-from jobspec.vocabulary import TASKS
+from app.jobspec.vocabulary import TASKS
 from workers.engine.plots import MAIN_METRIC_BY_TASK
 from workers.engine.spec import CompressionSpec, EngineInputError, EngineStopped
 from workers.request_spec import engine_sections

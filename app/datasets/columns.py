@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from app.datasets.formats import TASKS
 from app.datasets.problems import bad_file
-from jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from app.jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 SEQUENCE = SEQUENCE_CLASSIFICATION
 TOKEN = TOKEN_CLASSIFICATION

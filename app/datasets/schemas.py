@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 
 # What an upload's data is for: a task of the vocabulary.
 TaskHint = Literal[vocabulary.TASKS]  # type: ignore[valid-type]

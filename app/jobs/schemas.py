@@ -8,11 +8,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.jobs.report import JobMetrics
-from jobspec import values, vocabulary
-from jobspec.errors import EngineInputError
+from app.jobspec import values, vocabulary
+from app.jobspec.errors import EngineInputError
 
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
-# Every enum of a job request is a list of jobspec/vocabulary.py, so the schema (and the
+# Every enum of a job request is a list of app/jobspec/vocabulary.py, so the schema (and the
 # OpenAPI document) name what the engine does and nothing else: a task, a strategy, a
 # criterion is added there, and appears here.
 Task = Literal[vocabulary.TASKS]  # type: ignore[valid-type]
@@ -77,7 +77,7 @@ class Target(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Target:
-        # The engine's own rules (jobspec/values.py), answered as validation_error.
+        # The engine's own rules (app/jobspec/values.py), answered as validation_error.
         try:
             kind = values.check_target(self)
         except EngineInputError as e:

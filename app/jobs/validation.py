@@ -3,7 +3,7 @@ run before anything is written or queued. Each failure is a 422 that names the f
 fault and says what to change.
 
 What the engine does and what a teacher allows are the engine's own rules, in plain
-Python (``jobspec/rules.py``, ``plan.py``, ``speed_plan.py``): this module calls them and
+Python (``app/jobspec/rules.py``, ``plan.py``, ``speed_plan.py``): this module calls them and
 answers their ``EngineInputError`` as a 422 with its code and ``param``, so a rule is
 written once and a feature the engine enables there is accepted here with no change.
 What only the service knows (datasets, splits, labels, the stored teacher's head) is
@@ -22,8 +22,8 @@ from app.errors import ProblemError
 from app.jobs.schemas import JobCreate
 from app.models.archive import head_task
 from app.models.tables import Model
-from jobspec import plan, rules, speed_plan, speed_steps, values, vocabulary
-from jobspec.errors import EngineInputError
+from app.jobspec import plan, rules, speed_plan, speed_steps, values, vocabulary
+from app.jobspec.errors import EngineInputError
 
 
 def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> list[dict[str, Any]]:
@@ -132,7 +132,7 @@ def _head_unfit(task: str, teacher: Model, num_labels: int) -> str | None:
 
 
 def _check_engine_support(body: JobCreate, teacher: Model) -> None:
-    """What this release does and what the teacher's family allows (jobspec/rules.py)."""
+    """What this release does and what the teacher's family allows (app/jobspec/rules.py)."""
     training, target = body.training, body.target
     rules.check_strategy(body.strategy, epochs=training.epochs)
     rules.check_distillation(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.errors import ProblemError
-from jobspec.vocabulary import HEAD_ARCHITECTURE_SUFFIX
+from app.jobspec.vocabulary import HEAD_ARCHITECTURE_SUFFIX
 
 HEAD_PREFIXES = ("classifier.", "score.", "qa_outputs.")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")

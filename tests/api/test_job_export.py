@@ -221,7 +221,7 @@ def test_what_the_worker_cannot_measure_is_refused(
 def test_onnx_is_refused_for_families_it_is_not_checked_for(
     client, tenant, model_id, dataset_id, monkeypatch
 ):
-    from jobspec import vocabulary
+    from app.jobspec import vocabulary
 
     monkeypatch.setattr(vocabulary, "ONNX_MODEL_TYPES", ("roberta",))
     body = job_body(model_id, dataset_id, export={"formats": ["safetensors", "onnx"]})
@@ -236,7 +236,7 @@ def test_onnx_is_refused_for_families_it_is_not_checked_for(
 def test_onnx_is_refused_for_a_teacher_too_large_for_one_file(
     client, tenant, model_id, dataset_id, monkeypatch
 ):
-    from jobspec import vocabulary
+    from app.jobspec import vocabulary
 
     monkeypatch.setattr(vocabulary, "ONNX_MAX_PARAMETERS", 1000)  # the tiny BERT has more
     body = job_body(model_id, dataset_id, export={"formats": ["onnx-int8"]})

@@ -193,7 +193,7 @@ def test_a_speedup_target_is_refused_where_it_cannot_be_planned(
 
 
 def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, monkeypatch):
-    from jobspec import vocabulary
+    from app.jobspec import vocabulary
 
     # What the engine enables is accepted with no change to the API.
     monkeypatch.setattr(vocabulary, "STRATEGIES", ("prune_then_distill", "joint"))
@@ -360,7 +360,7 @@ def test_width_pruning_is_accepted_and_reaches_smaller_targets(client, model_id,
 
 
 def test_params_ratio_is_below_1_in_the_api_as_in_the_engine(client, model_id, dataset_id):
-    # One range (jobspec/values.py): 1 would be a student as large as its teacher.
+    # One range (app/jobspec/values.py): 1 would be a student as large as its teacher.
     whole = job_body(model_id, dataset_id, target={"params_ratio": 1.0})
     assert_problem(
         client.post("/v1/jobs", json=whole), 422, "validation_error", "target.params_ratio"

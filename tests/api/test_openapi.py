@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from tests.apiclient import assert_problem, job_body
 
 OPERATION_ID = re.compile(r"^[a-z][A-Za-z]+$")

@@ -1,5 +1,5 @@
 """app/ is the ground floor that workers/ builds on: no module of the API imports
-workers/ (the vocabulary, the family adapters and the planner are jobspec/, below both;
+workers/ (the vocabulary, the family adapters and the planner are app/jobspec/, below both;
 jobs are sent to the broker by task name, app/broker.py). The one exception is the CLI,
 the entry point of the API and of the worker both: the commands that start a worker or
 run the engine locally import it, lazily, inside those commands."""
@@ -57,7 +57,7 @@ def test_the_check_sees_every_form_of_import():
         "from workers.engine import spec\n"
         "def go():\n"
         "    from workers import tasks\n"
-        "import jobspec.vocabulary\n"
+        "import app.jobspec.vocabulary\n"
     )
     assert set(imports_of_workers(sample)) == {
         ("<module>", "workers.celery_app"),

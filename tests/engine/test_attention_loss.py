@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from tests.engine.conftest import LABELS, RecordingCallback, make_spec
 from tests.engine.tiny_models import random_batches, tiny_encoder
 from workers.engine import losses, validate

@@ -330,7 +330,7 @@ def test_each_listed_family_exports_with_dynamic_axes(family: str, tmp_path: Pat
     """vocabulary.ONNX_MODEL_TYPES lists these on the strength of this (BERT is the
     runs above): fp32 and int8 right at other batch sizes and lengths than the example's,
     batch 1 included (Llama pools the last real token, found from the pad id)."""
-    from jobspec import vocabulary
+    from app.jobspec import vocabulary
     from tests.engine.tiny_models import random_batches, tiny_encoder, tiny_llama
 
     assert family in vocabulary.ONNX_MODEL_TYPES
@@ -345,7 +345,7 @@ def test_each_listed_family_exports_with_dynamic_axes(family: str, tmp_path: Pat
 
 
 def test_a_model_too_large_for_one_onnx_file_is_refused(monkeypatch, tmp_path: Path) -> None:
-    from jobspec import vocabulary
+    from app.jobspec import vocabulary
     from tests.engine.tiny_models import random_batches, tiny_encoder
     from workers.engine.spec import EngineInputError
 

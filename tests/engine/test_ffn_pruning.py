@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from jobspec import vocabulary
-from jobspec.plan import plan_student
+from app.jobspec import vocabulary
+from app.jobspec.plan import plan_student
 from tests.engine.conftest import LABELS
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_llama
 from workers.engine.criteria import Criterion

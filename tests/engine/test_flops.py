@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PreTrainedModel
 
-from jobspec.plan import plan_structured
+from app.jobspec.plan import plan_structured
 from tests.engine.tiny_models import VOCAB, random_batches, tiny_encoder, tiny_llama
 from workers.engine.evaluate import flops_ratio, model_metrics
 from workers.engine.flops import flops_per_token

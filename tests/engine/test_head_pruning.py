@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertTokenizer, PreTrainedModel
 
-from jobspec.plan import plan_structured
+from app.jobspec.plan import plan_structured
 from tests.engine.conftest import make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
 from tests.tiny import VOCAB

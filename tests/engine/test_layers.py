@@ -141,13 +141,13 @@ def test_llama_layers_are_found_chosen_and_copied(tmp_path: Path) -> None:
     ],
 )
 def test_first_and_last_layers(num_layers: int, keep: int, expected: list[int]) -> None:
-    from jobspec.plan import first_and_last_layers
+    from app.jobspec.plan import first_and_last_layers
 
     assert first_and_last_layers(num_layers, keep) == expected
 
 
 def test_each_task_has_a_layer_rule() -> None:
-    from jobspec.plan import LAYER_RULES
+    from app.jobspec.plan import LAYER_RULES
     from workers.engine.tasks import get_task
 
     assert get_task("sequence-classification").layer_rule == "top"

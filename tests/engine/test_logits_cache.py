@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedModel
 
-from jobspec.rules import CACHE_CONFLICT as CONFLICT
+from app.jobspec.rules import CACHE_CONFLICT as CONFLICT
 from tests.engine.conftest import LABELS, RecordingCallback, make_spec
 from tests.engine.tiny_models import tiny_encoder
 from workers.engine import validate

@@ -16,7 +16,7 @@ from transformers import (
     RobertaConfig,
 )
 
-from jobspec.plan import (
+from app.jobspec.plan import (
     WIDTH_MULTIPLE,
     PrunePlan,
     TeacherSizes,

@@ -1,6 +1,6 @@
 """Every part the engine registers by name is one the vocabulary names, and the reverse:
-the API accepts exactly what the engine can look up (jobspec/vocabulary.py,
-jobspec/registry.py). A criterion, loss, task, strategy or family registered without its
+the API accepts exactly what the engine can look up (app/jobspec/vocabulary.py,
+app/jobspec/registry.py). A criterion, loss, task, strategy or family registered without its
 name in the vocabulary fails here, as does a name with nothing registered."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Collection
 
 import pytest
 
-from jobspec import families, vocabulary
-from jobspec.registry import Registry
+from app.jobspec import families, vocabulary
+from app.jobspec.registry import Registry
 from workers.engine import criteria, losses, strategies, tasks
 
 REGISTRIES = {

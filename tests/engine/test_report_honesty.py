@@ -14,8 +14,8 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from jobspec import plan, speed_steps, vocabulary
-from jobspec.speed_plan import SpeedPlan
+from app.jobspec import plan, speed_steps, vocabulary
+from app.jobspec.speed_plan import SpeedPlan
 from tests.engine.conftest import LABELS, RecordingCallback, make_spec
 from workers.engine import distill
 from workers.engine.data import encode, read_jsonl

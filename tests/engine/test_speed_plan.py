@@ -12,9 +12,9 @@ from dataclasses import astuple, replace
 
 import pytest
 
-from jobspec import speed_plan
-from jobspec.plan import Shape, TeacherSizes, shapes_allowed
-from jobspec.speed_plan import (
+from app.jobspec import speed_plan
+from app.jobspec.plan import Shape, TeacherSizes, shapes_allowed
+from app.jobspec.speed_plan import (
     LatencyFit,
     SpeedPlan,
     fit_latency,
@@ -96,7 +96,7 @@ def test_the_plan_is_the_largest_shape_that_is_fast_enough(target):
 def test_depth_is_what_a_latency_target_removes_first():
     """Per-layer overhead makes depth the cheaper way to speed: at 2x the plan keeps
     fewer, wider layers than the width-first params_ratio plan of the same size."""
-    from jobspec.plan import plan_student
+    from app.jobspec.plan import plan_student
 
     plan = plan_for_speedup(MINILM, ("layers", "ffn"), 2.0, measure=Law(), seq_len=SEQ, threads=2)
     ratio = MINILM.shape_params(plan.shape) / MINILM.teacher_non_embedding

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from jobspec.plan import shapes_allowed
+from app.jobspec.plan import shapes_allowed
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback
 from tests.engine.tiny_models import tiny_encoder, tiny_llama

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from jobspec.plan import Shape, ffn_floor
+from app.jobspec.plan import Shape, ffn_floor
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.test_checkpoint_resume import CheckpointingCallback, _max_diff, _weights
 from workers.engine.compress import compress

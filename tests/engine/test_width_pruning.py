@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
-from jobspec.plan import WIDTH_MULTIPLE, plan_structured
+from app.jobspec.plan import WIDTH_MULTIPLE, plan_structured
 from tests.engine.conftest import RecordingCallback, make_spec
 from tests.engine.tiny_models import logits, random_batches, reload, tiny_encoder, tiny_llama
 from workers.engine.compress import compress

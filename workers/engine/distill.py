@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from jobspec import rules
+from app.jobspec import rules
 from workers.engine.checkpoint import cpu_state
 from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.layers import parameter_counts

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from workers.engine.data import EncodedSplit, iter_batches, model_inputs
 from workers.engine.plots import PLOT_TITLES
 from workers.engine.progress import Progress

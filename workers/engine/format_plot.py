@@ -11,7 +11,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from workers.engine.plots import DPI, METRIC_LABELS, STUDENT_COLOR, TEACHER_COLOR, _save
 
 FORMATS_PNG = "formats.png"

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from workers.engine import onnx_export as ox
 from workers.engine.data import Batch, EncodedSplit, iter_batches, iter_indexed_batches
 from workers.engine.evaluate import LATENCY_BUDGET_S, interleaved_latency_ms

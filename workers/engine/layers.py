@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from jobspec import families
-from jobspec.families import Family, Layout
+from app.jobspec import families
+from app.jobspec.families import Family, Layout
 from workers.engine.spec import EngineInputError
 
 

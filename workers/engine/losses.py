@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jobspec.registry import Registry
+from app.jobspec.registry import Registry
 from workers.engine.data import IGNORE_INDEX
 
 

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from workers.engine.data import Batch, model_inputs
 from workers.engine.spec import EngineInputError
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 import torch
 from transformers import PreTrainedModel
 
-from jobspec.plan import (
+from app.jobspec.plan import (
     PrunePlan,
     TeacherSizes,
     evenly_spaced_layers,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
-from jobspec.families import Axes
+from app.jobspec.families import Axes
 from workers.engine.layers import (
     attention,
     classifier_dense,

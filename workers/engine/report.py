@@ -10,8 +10,8 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from jobspec import plan, speed_steps
-from jobspec.speed_plan import SpeedPlan
+from app.jobspec import plan, speed_steps
+from app.jobspec.speed_plan import SpeedPlan
 from workers.engine.evaluate import flops_ratio
 from workers.engine.progress import Progress
 from workers.engine.runtime import Runtime

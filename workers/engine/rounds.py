@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from jobspec import vocabulary
-from jobspec.plan import layers_for, plan_for_shape, plan_structured, with_ffn_width
+from app.jobspec import vocabulary
+from app.jobspec.plan import layers_for, plan_for_shape, plan_structured, with_ffn_width
 from workers.engine.criteria.units import StructureScores
 from workers.engine.data import EncodedSplit, iter_batches
 from workers.engine.importance import get_importance

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from jobspec import families, vocabulary
-from jobspec.values import TWO_FOUR, TWO_FOUR_SPARSITY
+from app.jobspec import families, vocabulary
+from app.jobspec.values import TWO_FOUR, TWO_FOUR_SPARSITY
 from workers.engine import criteria
 from workers.engine.criteria.base import SCOPES, WeightScorer
 from workers.engine.criteria.magnitude import MagnitudeWeights

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 
 # Re-exported: the engine's modules and its callers import it from here.
-from jobspec.errors import EngineInputError as EngineInputError
-from jobspec.values import DEEP_CUT_BELOW, DEEP_CUT_LEARNING_RATE, STUDENT_LEARNING_RATE
+from app.jobspec.errors import EngineInputError as EngineInputError
+from app.jobspec.values import DEEP_CUT_BELOW, DEEP_CUT_LEARNING_RATE, STUDENT_LEARNING_RATE
 
 PHASES = ("preparing", "teacher_finetune", "pruning", "distilling", "evaluating", "exporting")
 

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers
-from jobspec.speed_plan import Measure, SpeedPlan, plan_for_speedup
+from app.jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers
+from app.jobspec.speed_plan import Measure, SpeedPlan, plan_for_speedup
 from workers.engine import onnx_export as ox
 from workers.engine.evaluate import LATENCY_BUDGET_S, cpu_latency_ms, interleaved_latency_ms
 from workers.engine.layers import parameter_counts

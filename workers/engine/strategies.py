@@ -29,8 +29,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobspec.plan import Shape
-from jobspec.registry import Registry
+from app.jobspec.plan import Shape
+from app.jobspec.registry import Registry
 from workers.engine import criteria
 from workers.engine.sparsity import SparsityConfig
 from workers.engine.sparsity_schedule import default_schedule

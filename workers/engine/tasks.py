@@ -21,9 +21,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from jobspec import vocabulary
-from jobspec.registry import Registry
-from jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from app.jobspec import vocabulary
+from app.jobspec.registry import Registry
+from app.jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 from workers.engine.data import (
     IGNORE_INDEX,
     Batch,

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from tokenizers import pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from jobspec import families
+from app.jobspec import families
 from workers.engine.data import Batch, EncodedSplit, model_inputs
 from workers.engine.losses import LossInputs, get_loss
 from workers.engine.progress import Progress

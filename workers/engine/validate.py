@@ -1,6 +1,6 @@
 """Checks on a spec that need no torch: each failure names what the user should change.
 
-The rules a request must keep are the API's own (``jobspec/rules.py``, ``values.py``,
+The rules a request must keep are the API's own (``app/jobspec/rules.py``, ``values.py``,
 ``plan.check_structured``, ``speed_plan.check_speedup_bound``): a spec file given to
 ``modelpress compress`` is refused as a job request would be, with the same codes. What
 only a spec can get wrong (label names, batches to score, latency threads) is checked
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jobspec import families, plan, rules, speed_plan, values
+from app.jobspec import families, plan, rules, speed_plan, values
 from workers.engine.spec import CompressionSpec, EngineInputError
 
 

@@ -10,7 +10,7 @@ from app.datasets.formats.conll import ConllReader
 from app.datasets.formats.delimited import DelimitedReader
 from app.datasets.formats.jsonl import JsonlReader
 from app.datasets.formats.parquet import ParquetReader
-from jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from app.jobspec.vocabulary import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 # format -> (path, tag_index) -> reader
 READERS: dict[str, Callable[[Path, int | None], Reader]] = {

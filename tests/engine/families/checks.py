@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from jobspec.plan import PrunePlan, TeacherSizes, layers_for, plan_structured
+from app.jobspec.plan import PrunePlan, TeacherSizes, layers_for, plan_structured
 from tests.engine.tiny_models import logits, random_batches, reload
 from workers.engine.importance import get_importance
 from workers.engine.layers import encoder_layers, ffn, parameter_counts

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jobspec import families
-from jobspec.plan import sizes_from_config
+from app.jobspec import families
+from app.jobspec.plan import sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jobspec.plan import check_structured, sizes_from_config
+from app.jobspec.plan import check_structured, sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,

@@ -14,7 +14,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from jobspec.plan import sizes_from_config
+from app.jobspec.plan import sizes_from_config
 from tests.engine.families.checks import (
     assert_reloads_and_matches,
     assert_silent_neurons_go_exactly,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from transformers import PretrainedConfig, PreTrainedModel
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 from tests.engine.families.checks import pruned
 from tests.engine.families.tiny_families import (
     deberta_v3_config,

@@ -1,6 +1,6 @@
 """The criteria ``pruning.importance`` names: one file each in this package, every module
 but ``base`` and ``units`` imported here so that its class registers itself. Adding a
-criterion is one new file and its name in ``jobspec/vocabulary.py``
+criterion is one new file and its name in ``app/jobspec/vocabulary.py``
 (workers/engine/README.md).
 """
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from jobspec.registry import Registry
+from app.jobspec.registry import Registry
 from workers.engine.criteria.units import Slice, StructureScores, groups_of
 from workers.engine.data import Batch
 from workers.engine.progress import Progress

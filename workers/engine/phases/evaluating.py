@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from jobspec import vocabulary
-from jobspec.speed_plan import SpeedPlan
+from app.jobspec import vocabulary
+from app.jobspec.speed_plan import SpeedPlan
 from workers.engine.evaluate import cpu_latency_ms, gpu_latency_ms, model_metrics, saved_size_bytes
 from workers.engine.formats import OnnxModels, format_metrics, measure_onnx, wants_onnx
 from workers.engine.phases.prune_distill import Student

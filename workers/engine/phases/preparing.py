@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobspec import families
+from app.jobspec import families
 from workers.engine.checkpoint import Checkpointer
 from workers.engine.phases.run import Run, timed
 from workers.engine.progress import Progress

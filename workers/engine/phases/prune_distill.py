@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from jobspec.speed_plan import SpeedPlan
+from app.jobspec.speed_plan import SpeedPlan
 from workers.engine.checkpoint import cpu_state
 from workers.engine.distill import distill
 from workers.engine.layers import parameter_counts

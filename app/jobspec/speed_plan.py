@@ -42,8 +42,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, astuple, dataclass, replace
 from typing import Any
 
-from jobspec.errors import EngineInputError
-from jobspec.plan import Shape, TeacherSizes, shapes_allowed
+from app.jobspec.errors import EngineInputError
+from app.jobspec.plan import Shape, TeacherSizes, shapes_allowed
 
 # Predicted speed-up must exceed the target by this fraction: the fit's error on the
 # shapes it was fitted to is a few percent, and the report's timing is another sample.

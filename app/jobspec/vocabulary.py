@@ -5,12 +5,12 @@ runtimes, model families), defined here once, in plain Python.
 The API derives its request schema's enums from these lists (``app/jobs/schemas.py``)
 and refuses at job creation (422 ``not_supported_yet``) what the release does not do;
 the engine registers its parts under these names and checks at import that the two
-agree (``jobspec/registry.py``). Enabling a feature means adding its name here and its
-code in the engine, and nothing in the API. ``tests/jobspec/test_one_vocabulary.py``
+agree (``app/jobspec/registry.py``). Enabling a feature means adding its name here and its
+code in the engine, and nothing in the API. ``tests/app/jobspec/test_one_vocabulary.py``
 fails if a list of these names is written out anywhere else.
 """
 
-from jobspec import families
+from app.jobspec import families
 
 SEQUENCE_CLASSIFICATION = "sequence-classification"
 TOKEN_CLASSIFICATION = "token-classification"
@@ -34,7 +34,7 @@ SPEEDUP_STRATEGIES = ("prune_then_distill", "distill_then_prune")
 SPARSITY_PATTERNS: tuple[str, ...] = ("unstructured", "2:4")
 DEFAULT_PATTERN = SPARSITY_PATTERNS[0]
 # What structured pruning can remove; "layers" must be among those asked for. The plan
-# (jobspec/plan.py) narrows the allowed widths first (FFN neurons, hidden
+# (app/jobspec/plan.py) narrows the allowed widths first (FFN neurons, hidden
 # channels, attention heads: Llama-family only, key-value groups kept whole), then
 # drops layers. BERT-family "hidden" removes whole heads with their channels.
 # The structures that narrow every layer, the finest grid first (plan.py narrows them

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from jobspec.families.base import Axes, Family, Head, Layout
+from app.jobspec.families.base import Axes, Family, Head, Layout
 
 HEADS_GO_WITH_HIDDEN = (
     "a BERT-family config derives the head size from hidden_size / num_attention_heads, "

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from jobspec import vocabulary
-from jobspec.errors import EngineInputError
+from app.jobspec import vocabulary
+from app.jobspec.errors import EngineInputError
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""The registry helper every part of the engine registers with (jobspec/registry.py)."""
+"""The registry helper every part of the engine registers with (app/jobspec/registry.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from jobspec.errors import EngineInputError
-from jobspec.registry import Registry
+from app.jobspec.errors import EngineInputError
+from app.jobspec.registry import Registry
 
 
 def test_parts_are_registered_once_and_found_by_name():

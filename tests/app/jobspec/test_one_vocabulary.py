@@ -1,8 +1,8 @@
 """The vocabulary of a job is written once: no module of the API, the engine or jobspec
 writes out a second list of its names (tuples, lists, sets, dict keys and ``Literal``
 subscripts of two names or more of one vocabulary list). They derive what they need from
-``jobspec/vocabulary.py``, or from the family adapters that declare what each family
-is, can lose and exports (``jobspec/families/``)."""
+``app/jobspec/vocabulary.py``, or from the family adapters that declare what each family
+is, can lose and exports (``app/jobspec/families/``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from jobspec import vocabulary
+from app.jobspec import vocabulary
 
-ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("app", "workers", "jobspec")
+ROOT = Path(__file__).resolve().parents[3]
+SCANNED = ("app", "workers")
 # Where the names are declared.
-DECLARED = (ROOT / "jobspec" / "vocabulary.py", ROOT / "jobspec" / "families")
+DECLARED = (ROOT / "app" / "jobspec" / "vocabulary.py", ROOT / "app" / "jobspec" / "families")
 
 
 def _vocabulary_lists() -> dict[str, frozenset[str]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from jobspec.families.base import Axes, Family, Head, Layout
+from app.jobspec.families.base import Axes, Family, Head, Layout
 
 
 class ModernBert(Family):

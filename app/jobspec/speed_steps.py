@@ -17,8 +17,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from jobspec.plan import Shape, TeacherSizes, shapes_allowed
-from jobspec.speed_plan import MARGIN, LatencyFit
+from app.jobspec.plan import Shape, TeacherSizes, shapes_allowed
+from app.jobspec.speed_plan import MARGIN, LatencyFit
 
 # The latency law the speed planner fitted for MiniLM-L6 on 2 CPU threads at 128
 # tokens (bench/results/sst2-full-cpu2.json, the speedup=2.15 row: 0.78 ms fixed,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from jobspec import families, vocabulary
-from jobspec.errors import EngineInputError
-from jobspec.families import Family
+from app.jobspec import families, vocabulary
+from app.jobspec.errors import EngineInputError
+from app.jobspec.families import Family
 
 
 def listing(values: Sequence[str]) -> str:

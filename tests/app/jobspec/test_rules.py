@@ -1,12 +1,12 @@
-"""What the release does and what a family allows (jobspec/rules.py): each rule's code
+"""What the release does and what a family allows (app/jobspec/rules.py): each rule's code
 and the request field it names, which the API answers with as they are."""
 
 from __future__ import annotations
 
 import pytest
 
-from jobspec import families, rules, vocabulary
-from jobspec.errors import EngineInputError
+from app.jobspec import families, rules, vocabulary
+from app.jobspec.errors import EngineInputError
 
 
 def _refusal(call) -> tuple[str, str | None]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from jobspec.families.base import Axes, ConfigKeys, Head
-from jobspec.families.bert import Bert
+from app.jobspec.families.base import Axes, ConfigKeys, Head
+from app.jobspec.families.bert import Bert
 
 
 class DistilBert(Bert):

@@ -16,9 +16,9 @@ import pkgutil
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from jobspec.errors import EngineInputError
-from jobspec.families.base import Axes, ConfigKeys, Family, Head, Layout
-from jobspec.registry import Registry
+from app.jobspec.errors import EngineInputError
+from app.jobspec.families.base import Axes, ConfigKeys, Family, Head, Layout
+from app.jobspec.registry import Registry
 
 __all__ = [
     "FAMILIES",

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from jobspec.families.base import Axes, Head, Layout
-from jobspec.families.bert import Bert, encoder_layer_axes
+from app.jobspec.families.base import Axes, Head, Layout
+from app.jobspec.families.bert import Bert, encoder_layer_axes
 
 
 class DebertaV2(Bert):

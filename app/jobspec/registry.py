@@ -1,6 +1,6 @@
 """One way to register the engine's parts by name: criteria, losses, tasks, strategies
 and model families each keep a ``Registry``, filled where each part is defined, and
-looked up by the name a request gives (``jobspec/vocabulary.py`` lists the names; a test
+looked up by the name a request gives (``app/jobspec/vocabulary.py`` lists the names; a test
 checks that each registry holds exactly those, tests/engine/test_registries.py).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from jobspec.errors import EngineInputError
+from app.jobspec.errors import EngineInputError
 
 T = TypeVar("T")
 _MISSING: Any = object()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from jobspec.families.base import Axes, Family, Layout
+from app.jobspec.families.base import Axes, Family, Layout
 
 
 class Llama(Family):

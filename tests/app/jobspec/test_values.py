@@ -1,12 +1,12 @@
 """The rules on a target's and an export's values, as the API's schema and the engine
-both run them (jobspec/values.py)."""
+both run them (app/jobspec/values.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from jobspec import values, vocabulary
-from jobspec.errors import EngineInputError
+from app.jobspec import values, vocabulary
+from app.jobspec.errors import EngineInputError
 from workers.engine.spec import TargetSpec
 
 

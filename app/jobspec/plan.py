@@ -66,9 +66,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from jobspec import families, rules, vocabulary
-from jobspec.errors import EngineInputError
-from jobspec.families import Layout
+from app.jobspec import families, rules, vocabulary
+from app.jobspec.errors import EngineInputError
+from app.jobspec.families import Layout
 
 # Kernel-friendly widths; a width that is not a multiple of 8 appears only when it is
 # the teacher's own.
