@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from app.cli import HelpFormatter, wrap
-from app.remote_cli import EXIT_CODES
 from app.jobspec import vocabulary
+from app.remote_cli import EXIT_CODES
 
 JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 

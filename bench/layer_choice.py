@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench.common import cached_teacher, read_tsv, write_jsonl  # noqa: E402
 from app.jobspec import plan as P  # noqa: E402
+from bench.common import cached_teacher, read_tsv, write_jsonl  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import CompressionSpec, TargetSpec, TrainingSpec  # noqa: E402
 

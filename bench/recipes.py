@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from app.jobspec import plan as P  # noqa: E402
 from bench.common import (  # noqa: E402
     CACHE,
     cached_mode_teacher,
@@ -38,7 +39,6 @@ from bench.common import (  # noqa: E402
     study_spec,
     write_dated,
 )
-from app.jobspec import plan as P  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import (  # noqa: E402
     DistillationSpec,

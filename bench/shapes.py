@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from app.jobspec.plan import Shape  # noqa: E402
+from app.jobspec.speed_plan import LatencyFit, SpeedPlan  # noqa: E402
 from bench.common import (  # noqa: E402
     CACHE,
     cached_mode_teacher,
@@ -40,8 +42,6 @@ from bench.common import (  # noqa: E402
     study_spec,
     write_dated,
 )
-from app.jobspec.plan import Shape  # noqa: E402
-from app.jobspec.speed_plan import LatencyFit, SpeedPlan  # noqa: E402
 from workers.engine import speed_target  # noqa: E402
 from workers.engine.compress import compress  # noqa: E402
 from workers.engine.spec import (  # noqa: E402

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import LABELS, PrintCallback
 from app.jobspec import vocabulary
+from bench.common import LABELS, PrintCallback
 from workers.engine.compress import compress
 from workers.engine.spec import (
     CompressionSpec,

@@ -20,10 +20,10 @@ from app.datasets.labels import LABELS_MISSING_FROM_TRAIN, describe, unseen_labe
 from app.datasets.tables import Dataset
 from app.errors import ProblemError
 from app.jobs.schemas import JobCreate
-from app.models.archive import head_task
-from app.models.tables import Model
 from app.jobspec import plan, rules, speed_plan, speed_steps, values, vocabulary
 from app.jobspec.errors import EngineInputError
+from app.models.archive import head_task
+from app.models.tables import Model
 
 
 def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> list[dict[str, Any]]:

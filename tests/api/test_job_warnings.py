@@ -87,9 +87,7 @@ def test_a_speed_target_near_a_step_gets_no_warning(client, model_id, intents_id
     assert job["warnings"] == [] and _warning_events(client, job["id"]) == []
 
 
-def test_a_speed_target_past_the_estimate_is_accepted_with_a_warning(
-    client, model_id, intents_id
-):
+def test_a_speed_target_past_the_estimate_is_accepted_with_a_warning(client, model_id, intents_id):
     # Within the FLOPs bound (4x for 4 layers), so not refused; past the estimate.
     job = _created(client, job_body(model_id, intents_id, target={"speedup": 2.5}))
     (warning,) = job["warnings"]

@@ -1,7 +1,7 @@
 """Import boundaries: the API may import the engine's spec types, the vocabulary and the
 planner without torch, and the engine never imports web, database or queue libraries
-(nor app/ beyond app.jobspec: tests/app/jobspec/test_imports.py and tests/app/test_layering.py check the rest
-of the layering)."""
+(nor app/ beyond app.jobspec: tests/app/jobspec/test_imports.py and
+tests/app/test_layering.py check the rest of the layering)."""
 
 from __future__ import annotations
 
