@@ -10,7 +10,7 @@ need no task: they read per-sequence or per-token logits from their shape
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -69,15 +69,18 @@ class Task(ABC):
     quality_rows: ClassVar[tuple[tuple[str, str], ...]]
     # Inputs come as words already split (a tokenizer must mark word starts).
     word_inputs: ClassVar[bool] = False
+    # The row format: how a split file is read and checked (data.read_jsonl's
+    # signature), and how its examples become model inputs (data.encode's).
+    reader: ClassVar[Callable[..., list[Any]]]
+    encoder: ClassVar[Callable[..., EncodedSplit]]
 
     @abstractmethod
     def check_label_names(self, label_names: Sequence[str]) -> None:
         """Refuse label names this task cannot score (EngineInputError)."""
 
-    @abstractmethod
-    def read(self, path: Path, *, num_labels: int, split: str) -> list[Any]: ...
+    def read(self, path: Path, *, num_labels: int, split: str) -> list[Any]:
+        return type(self).reader(path, num_labels=num_labels, split=split)
 
-    @abstractmethod
     def encode(
         self,
         tokenizer: PreTrainedTokenizerBase,
@@ -85,7 +88,8 @@ class Task(ABC):
         *,
         max_length: int,
         split: str,
-    ) -> EncodedSplit: ...
+    ) -> EncodedSplit:
+        return type(self).encoder(tokenizer, examples, max_length=max_length, split=split)
 
     @abstractmethod
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
@@ -117,22 +121,11 @@ class SequenceClassification(Task):
     pipeline_tag = "text-classification"
     model_noun = "sequence classifier"
     quality_rows = (("Accuracy", "accuracy"), ("Macro-F1", "macro_f1"))
+    reader = staticmethod(read_jsonl)
+    encoder = staticmethod(encode)
 
     def check_label_names(self, label_names: Sequence[str]) -> None:
         pass  # any distinct names will do (validate_spec checks that)
-
-    def read(self, path: Path, *, num_labels: int, split: str) -> list[Any]:
-        return read_jsonl(path, num_labels=num_labels, split=split)
-
-    def encode(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        examples: list[Any],
-        *,
-        max_length: int,
-        split: str,
-    ) -> EncodedSplit:
-        return encode(tokenizer, examples, max_length=max_length, split=split)
 
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
         return logits.argmax(dim=-1).tolist()
@@ -165,6 +158,8 @@ class TokenClassification(Task):
         ("Entity recall", "recall"),
         ("Token accuracy", "token_accuracy"),
     )
+    reader = staticmethod(read_token_jsonl)
+    encoder = staticmethod(encode_words)
 
     def check_label_names(self, label_names: Sequence[str]) -> None:
         bad = [
@@ -182,19 +177,6 @@ class TokenClassification(Task):
             raise EngineInputError(
                 "bad_tag_names", "token classification needs the outside tag 'O' in label_names"
             )
-
-    def read(self, path: Path, *, num_labels: int, split: str) -> list[Any]:
-        return read_token_jsonl(path, num_labels=num_labels, split=split)
-
-    def encode(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        examples: list[Any],
-        *,
-        max_length: int,
-        split: str,
-    ) -> EncodedSplit:
-        return encode_words(tokenizer, examples, max_length=max_length, split=split)
 
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[Any]:
         """Per row, the predicted tag of each labelled (first) piece, in word order."""
