@@ -7,17 +7,23 @@ by design between processes. 89 training rows in batches of 8: the last batch ho
 row, so the second process has none and makes a pass of share nothing.
 
 Tolerance: the processes compute the same sums in another order and on batches padded
-to their own longest row, so the losses agree to float32 rounding, amplified a little by
-Adam over 22 steps: 2.4e-7 at most on losses of about 1.7 when this was written (a loss
-term weighted by rows instead of tokens was off by 8e-2, a wrong weight by 3.5e-1).
-``TOLERANCE`` is 1e-5: 40x the noise, 8,000x below the smallest error seen.
+to their own longest row, so losses and weights agree to float32 rounding, amplified a
+little by Adam over 24 steps. Measured when this was written, on losses of 1.35-1.72:
+two processes 1.2e-7 (weights 7.2e-8), three passes 2.4e-7 (weights 6.6e-8). Errors
+this test must catch: the hidden-state loss weighted by rows instead of tokens was off
+by 1.2e-3 to 1.8e-3, a loss not scaled by the world size by 7.5e-3. ``TOLERANCE`` is
+1e-5: 40x the noise, 100x below the smallest of those errors.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +212,44 @@ def test_a_daemonic_process_trains_on_two(tiny, one_process) -> None:
     child.join(timeout=30)
     assert child.exitcode == 0
     assert _differ(curve, one_process) < TOLERANCE
+
+
+# Starts a rank whose payload is a pipe nobody writes (it would wait there forever),
+# prints its pid and exits at once: the rank's parent is gone.
+_ORPHAN = """
+import os, subprocess, sys
+payload = sys.argv[1]
+rank = subprocess.Popen([sys.executable, "-m", "workers.engine.data_parallel_helper", payload,
+    "--rank=1", "--world=2", "--port=1", "--backend=gloo", f"--parent={os.getpid()}"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(rank.pid, flush=True)
+os._exit(0)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status  # exited, not yet reaped by its new parent
+
+
+def test_a_rank_whose_parent_is_killed_exits(tmp_path) -> None:
+    payload = tmp_path / "payload"
+    os.mkfifo(payload)
+    parent = subprocess.run(
+        [sys.executable, "-c", _ORPHAN, str(payload)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rank = int(parent.stdout.split()[0])
+    deadline = time.monotonic() + 90  # it starts torch before it looks
+    while not _gone(rank) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not _gone(rank):
+        os.kill(rank, signal.SIGKILL)
+        pytest.fail("the rank outlived its parent")

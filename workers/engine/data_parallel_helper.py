@@ -11,7 +11,11 @@ can open, never anything a user sent.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
+import signal
+import sys
 import threading
 import time
 
@@ -24,6 +28,7 @@ from workers.engine.spec import NullCallback
 from workers.engine.train import LoopHooks, run_loop
 
 PARENT_POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # Ranks other than 0 draw dropout from their own stream, seeded from the run's seed.
 RANK_SEED_STRIDE = 1_000_003
 
@@ -39,8 +44,16 @@ class _Quiet(Progress):
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Rank 0 terminates this process when it stops; if rank 0 is killed outright
-    (the worker's child process SIGKILLed), this notices and goes too."""
+    """Rank 0 terminates this process when it stops; if rank 0 is killed outright (the
+    worker's child SIGKILLed), this one must not wait in a reduction for 30 minutes. On
+    Linux the kernel kills it when its parent dies (``PR_SET_PDEATHSIG``), whatever it is
+    doing; elsewhere a thread watches the parent (which needs the interpreter's lock, so
+    it acts between calls into torch, not inside them)."""
+    libc = ctypes.util.find_library("c") if sys.platform == "linux" else None
+    if libc is not None and ctypes.CDLL(libc).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
+        if os.getppid() != parent:  # it died before this process asked to follow it
+            os._exit(3)
+        return
 
     def watch() -> None:
         while os.getppid() == parent:
