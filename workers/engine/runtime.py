@@ -23,6 +23,11 @@ class Runtime:
     devices: int = 1
     # Passes in which each process takes its share of a batch (train.py).
     accumulation: int = 1
+    # bf16 autocast on CUDA; off: fp32 (bench/gpu_throughput.py compares the two).
+    mixed_precision: bool = True
+    # AdamW's fused kernel (one launch for all parameters) instead of its foreach one;
+    # off unless asked (bench/gpu_throughput.py measures it), so CPU runs stay as they were.
+    fused_adamw: bool = False
 
     @property
     def is_cuda(self) -> bool:
@@ -32,7 +37,7 @@ class Runtime:
     def autocast(self) -> Iterator[None]:
         # bf16 halves activation memory and runs on tensor cores without the loss
         # scaling fp16 needs; on CPU autocast gains little and costs accuracy.
-        if self.is_cuda:
+        if self.is_cuda and self.mixed_precision:
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                 yield
         else:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from workers.engine import data_parallel
+from workers.engine.buckets import bucketed_batches
 from workers.engine.checkpoint import LoopState, SaveLoop, rng_state, set_rng_state
 from workers.engine.data import EncodedSplit, collate, index_batches, to_device
 from workers.engine.data_parallel import Group, LoopPayload, StepLoss, rank_passes
@@ -47,6 +48,10 @@ class TrainConfig:
     learning_rate: float
     seed: int
     pad_token_id: int
+    # Length-bucketed batches (buckets.py) over spans of this many batches; 0: batches
+    # of random rows padded to their longest, as jobs train (bench/gpu_throughput.py
+    # measures the difference before a job may ask for it).
+    length_buckets: int = 0
 
 
 @dataclass
@@ -161,7 +166,12 @@ def run_loop(
     resume, after_step = hooks.resume, hooks.after_step
     rank, world = (group.rank, group.world) if group is not None else (0, 1)
     named = [item for module in modules for item in module.named_parameters()]
-    optimizer = torch.optim.AdamW(parameter_groups(named), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(named),
+        lr=config.learning_rate,
+        # None: PyTorch's default (foreach); the fused kernel only where asked.
+        fused=True if runtime.fused_adamw else None,
+    )
     steps_per_epoch = data.num_batches(config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = max(1, math.ceil(WARMUP_FRACTION * total_steps))
@@ -203,7 +213,13 @@ def run_loop(
             epoch_sum, epoch_steps = 0.0, 0
         # The shuffle of this epoch is drawn from this state: a resumed run redraws it.
         epoch_generator = generator.get_state()
-        batches = index_batches(data, config.batch_size, generator=generator)
+        batches = (
+            bucketed_batches(
+                data, config.batch_size, generator=generator, span=config.length_buckets
+            )
+            if config.length_buckets
+            else index_batches(data, config.batch_size, generator=generator)
+        )
         start = skip + 1 if epoch == first_epoch else 1
         if epoch == first_epoch and skip:
             batches = itertools.islice(batches, skip, None)
