@@ -176,12 +176,14 @@ def distill(
     progress: Progress,
     hooks: LoopHooks | None = None,
     teacher_logits: TeacherLogitsCache | None = None,
+    length_buckets: int = 0,
 ) -> list[dict[str, float]]:
     """Train ``student`` against ``teacher`` on ``train`` and return the loss curve.
 
     With ``training.cache_teacher_logits`` the teacher's logits come from
     ``teacher_logits`` (computed here, once, when not given: a caller running several
     rounds against the same teacher passes one cache to all of them).
+    ``length_buckets``: TrainConfig's (jobs do not bucket; bench/gpu_throughput.py does).
     """
     check_cache_compatible(distillation, training)
     # Each term with what it averages over (shares.py).
@@ -246,6 +248,7 @@ def distill(
         learning_rate=learning_rate,
         seed=training.seed,
         pad_token_id=pad_token_id,
+        length_buckets=length_buckets,
     )
     attention = eager_attention([student, teacher]) if use_attention else contextlib.nullcontext()
     with attention:
