@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,18 +115,34 @@ def _check_label(value: object, *, where: str, field: str, num_labels: int) -> i
     return value
 
 
-def read_jsonl(path: Path, *, num_labels: int, split: str) -> list[Example]:
-    """Read ``{"text": str, "label": int}`` lines; errors name the file line to fix."""
+def _checked_columns(
+    path: Path,
+    *,
+    split: str,
+    check: Callable[[str, dict[str, Any]], None],
+    columns: dict[str, Any],
+) -> dict[str, list[Any]]:
+    """``check(where, row)`` on every line (it raises what the user must fix, naming the
+    line), then the split's ``columns`` read in one pass (splits.load_json_split)."""
     rows = 0
     for where, row in _jsonl_objects(path, split):
-        if not isinstance(row.get("text"), str):
-            raise EngineInputError("bad_text", f"{where}: 'text' must be a string")
-        _check_label(row.get("label"), where=where, field="label", num_labels=num_labels)
+        check(where, row)
         rows += 1
     if not rows:
         raise EngineInputError("empty_split", f"the {split} split has no examples")
-    columns = splits.load_json_split(
-        path, split=split, columns={"text": splits.TEXT, "label": splits.INTEGER}, rows=rows
+    return splits.load_json_split(path, split=split, columns=columns, rows=rows)
+
+
+def read_jsonl(path: Path, *, num_labels: int, split: str) -> list[Example]:
+    """Read ``{"text": str, "label": int}`` lines; errors name the file line to fix."""
+
+    def check(where: str, row: dict[str, Any]) -> None:
+        if not isinstance(row.get("text"), str):
+            raise EngineInputError("bad_text", f"{where}: 'text' must be a string")
+        _check_label(row.get("label"), where=where, field="label", num_labels=num_labels)
+
+    columns = _checked_columns(
+        path, split=split, check=check, columns={"text": splits.TEXT, "label": splits.INTEGER}
     )
     return [
         Example(text=text, label=label)
@@ -136,8 +152,8 @@ def read_jsonl(path: Path, *, num_labels: int, split: str) -> list[Example]:
 
 def read_token_jsonl(path: Path, *, num_labels: int, split: str) -> list[TokenExample]:
     """Read ``{"tokens": [str, ...], "tags": [int, ...]}`` lines, one tag per token."""
-    rows = 0
-    for where, row in _jsonl_objects(path, split):
+
+    def check(where: str, row: dict[str, Any]) -> None:
         tokens, tags = row.get("tokens"), row.get("tags")
         words_ok = isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
         if not words_ok or not tokens:
@@ -153,11 +169,9 @@ def read_token_jsonl(path: Path, *, num_labels: int, split: str) -> list[TokenEx
             )
         for tag in tags:
             _check_label(tag, where=where, field="tag", num_labels=num_labels)
-        rows += 1
-    if not rows:
-        raise EngineInputError("empty_split", f"the {split} split has no examples")
-    columns = splits.load_json_split(
-        path, split=split, columns={"tokens": splits.WORDS, "tags": splits.TAGS}, rows=rows
+
+    columns = _checked_columns(
+        path, split=split, check=check, columns={"tokens": splits.WORDS, "tags": splits.TAGS}
     )
     return [
         TokenExample(tokens=tuple(tokens), tags=tuple(tags))
