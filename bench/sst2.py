@@ -24,7 +24,9 @@ seed) for every method that trains:
 Every row's model is saved; a final pass loads them all, scores each on SST-2 dev in each
 runtime (``--runtimes``: PyTorch, ONNX Runtime fp32, ONNX Runtime with the engine's int8)
 and times them all together (bench/sst2_measure.py, bench/runtimes.py). Results go to
-``<out>/sst2-<mode>-<machine>.json`` and a markdown table beside it.
+``<out>/sst2-<mode>-<machine>.json`` and a markdown table beside it; ``--rows-log FILE``
+also appends each row to a JSON lines file as soon as it is trained (a run cut off before
+its final pass still has them).
 
     python bench/sst2.py --smoke            # plumbing only, a few minutes
     python bench/sst2.py --quick            # a few thousand rows, minutes on 2 cores
@@ -41,7 +43,6 @@ import json
 import random
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,16 +60,19 @@ from bench import (  # noqa: E402
 from bench.common import (  # noqa: E402
     CACHE,
     DATA,
+    RowLog,
     cached_teacher,
     encoded,
     floats,
     load_1m,
     machine,
+    outcome,
     read_tsv,
     training_spec,
     write_jsonl,
     write_results,
 )
+from bench.common import guarded as common_guarded  # noqa: E402
 from bench.pareto import TRAINED_KEYS, runtime_of  # noqa: E402
 from bench.peers import distilbert, inc, magnitude, two_step  # noqa: E402
 from bench.peers.train import Budget, load_setup  # noqa: E402
@@ -115,7 +119,7 @@ def say(text: str) -> None:
     print(f"[sst2 {dt.datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="tiny run to check the plumbing")
@@ -132,6 +136,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads when timing")
     parser.add_argument("--latency-seq-len", type=int, default=128)
     parser.add_argument("--latency-rounds", type=int, default=None)
+    parser.add_argument(
+        "--latency-budget-s",
+        type=float,
+        default=2.0,
+        help="seconds each job spends timing a model at a batch size (its speed plan and "
+        "its own evaluation; the final pass times with --latency-rounds)",
+    )
     parser.add_argument("--device", default="auto", help="where to train: auto, cpu, cuda")
     parser.add_argument("--ratios", default="0.5,0.25", help="modelpress params_ratio targets")
     parser.add_argument("--sparsities", default="0.5,0.8", help="unstructured targets")
@@ -187,7 +198,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--machine-name", default=None, help="file-name label")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--work", type=Path, default=None, help="models of every row")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--rows-log",
+        type=Path,
+        default=None,
+        help="JSON lines file: each row appended as soon as it is trained (with the machine)",
+    )
+    args = parser.parse_args(argv)
     args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     defaults = MODES[args.mode]
     for key in ("epochs", "teacher_epochs", "max_seq_length", "latency_rounds"):
@@ -232,6 +249,8 @@ SAME_SETTINGS = (
 )
 # method -> the earlier run's row (with its model_dir), filled by main() from --reuse-from.
 REUSED: dict[str, dict[str, Any]] = {}
+# Each finished row as a JSON line (--rows-log); main() sets the file.
+ROW_LOG = RowLog(None)
 
 
 def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -257,24 +276,14 @@ def reusable_rows(path: Path, args: argparse.Namespace) -> dict[str, dict[str, A
     return rows
 
 
-def outcome(row: dict[str, Any]) -> str:
-    return row["skipped"] if "skipped" in row else f"done in {row.get('wall_s')} s"
-
-
 def guarded(method: str, target: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A row whose run raises is reported as such, with the error, and the rest go on."""
+    """common.guarded (a failing row says why, each finished row goes to --rows-log at
+    once); a row reused from an earlier run is not run again."""
     if method in REUSED:
         say(f"row {method}: reused from {REUSED[method]['reused_from']}")
+        ROW_LOG.append(REUSED[method])
         return REUSED[method]
-    say(f"row {method} ...")
-    try:
-        row = job()
-    except Exception as exc:  # the row says why; the others go on
-        traceback.print_exc()
-        row = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
-    row = {"method": method, "target": target, **row}
-    say(f"row {method}: {outcome(row)}")
-    return row
+    return common_guarded(method, target, job, say=say, log=ROW_LOG)
 
 
 def modelpress_rows(
@@ -310,6 +319,7 @@ def modelpress_rows(
                 work=folder,
                 device=args.device,
                 threads=args.threads,
+                latency_budget_s=args.latency_budget_s,
             ),
         )
         return {**row, "method": method, "training_seed": seed}
@@ -387,18 +397,26 @@ def peer_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dic
         )
         for row in rows[-len(floats(args.sparsities)) - 1 :]:
             say(f"row {row['method']}: {outcome(row)}")
+            ROW_LOG.append(row)
     return rows
 
 
-def main() -> None:
-    args = parse_args()
-    start = time.perf_counter()
-    load_start = load_1m()
-    work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    if args.reuse_from is not None:
-        REUSED.update(reusable_rows(args.reuse_from, args))
-        say(f"reusing {len(REUSED)} rows' models from {args.reuse_from}")
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """The SST-2 rows of a run (all, or sampled with the seed) and their JSONL files."""
+
+    train_all: list[dict[str, Any]]
+    dev_all: list[dict[str, Any]]
+    train: list[dict[str, Any]]
+    dev: list[dict[str, Any]]
+    train_file: Path
+    dev_file: Path
+    sampled: bool  # the train rows are a sample of train_all
+
+
+def prepare_data(args: argparse.Namespace, work: Path) -> Data:
+    """``args.rows`` train and ``args.dev_rows`` dev rows (None: all), sampled with
+    ``args.seed``, written as the engine's JSONL into ``work``."""
     train_all = read_tsv(DATA / "train.tsv")
     dev_all = read_tsv(DATA / "dev.tsv")
     rng = random.Random(args.seed)
@@ -406,8 +424,27 @@ def main() -> None:
     train_rows = rng.sample(train_all, args.rows) if sample else train_all
     sample_dev = args.dev_rows is not None and args.dev_rows < len(dev_all)
     dev_rows = rng.sample(dev_all, args.dev_rows) if sample_dev else dev_all
+    work.mkdir(parents=True, exist_ok=True)
     train_file = write_jsonl(work / "train.jsonl", train_rows)
     dev_file = write_jsonl(work / "dev.jsonl", dev_rows)
+    return Data(train_all, dev_all, train_rows, dev_rows, train_file, dev_file, sample)
+
+
+def main() -> None:
+    args = parse_args()
+    start = time.perf_counter()
+    load_start = load_1m()
+    global ROW_LOG
+    ROW_LOG = RowLog(args.rows_log, benchmark="sst2", machine=machine(args.threads))
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    if args.reuse_from is not None:
+        REUSED.update(reusable_rows(args.reuse_from, args))
+        say(f"reusing {len(REUSED)} rows' models from {args.reuse_from}")
+    data = prepare_data(args, work)
+    train_all, dev_all, sample = data.train_all, data.dev_all, data.sampled
+    train_rows, dev_rows = data.train, data.dev
+    train_file, dev_file = data.train_file, data.dev_file
     say(f"{args.mode}: {len(train_rows)} train rows, {len(dev_rows)} dev rows, work {work}")
 
     teacher_dir, finetune = cached_teacher(train_rows, dev_file, args, args.device)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.jobspec import vocabulary
-from bench.common import LABELS, PrintCallback
+from bench.common import LABELS, PrintCallback, gpu_part
 from workers.engine.compress import compress
 from workers.engine.spec import (
     CompressionSpec,
@@ -117,6 +117,7 @@ def run(
     work: Path,
     device: str,
     threads: int,
+    latency_budget_s: float = 2.0,
 ) -> dict[str, Any]:
     """One ``compress()`` run; returns the row's record (``model_dir`` when it ran,
     ``skipped`` with the reason when the engine refused the spec)."""
@@ -136,6 +137,7 @@ def run(
         export=ExportSpec(row.formats),
         device=device,
         latency_threads=threads,
+        latency_budget_s=latency_budget_s,
     )
     record: dict[str, Any] = {"method": row.method, "target": row.target}
     try:
@@ -160,6 +162,12 @@ def run(
         "engine_student_accuracy": metrics["student"]["accuracy"],
         "engine_teacher_accuracy": metrics["teacher"]["accuracy"],
         "engine_speedup_cpu_bs1": metrics.get("speedup_cpu_bs1"),
+        "engine_latency_ms_cpu_bs1": {
+            "teacher": metrics["teacher"].get("latency_ms_cpu_bs1"),
+            "student": metrics["student"].get("latency_ms_cpu_bs1"),
+        },
+        # A GPU run's own GPU timing of both models (report.gpu_metrics); None on a CPU.
+        "engine_gpu": gpu_part(metrics),
         # Each exported format scored and timed by the job itself (formats.py).
         "engine_formats": metrics.get("formats"),
         "timings_s": report.get("timings_s"),

@@ -157,11 +157,18 @@ def gpu_latency_ms(
     seq_len: int,
     runtime: Runtime,
     progress: Progress,
+    budget_s: float = LATENCY_BUDGET_S,
 ) -> dict[str, dict[int, float]]:
     """The same measurement on the run's accelerator, under its autocast (bf16 on CUDA),
     each forward timed to the end of its kernels (the clock waits on a synchronize)."""
     return _interleaved_latency_ms(
-        models, tokenizer, texts, seq_len=seq_len, runtime=runtime, progress=progress
+        models,
+        tokenizer,
+        texts,
+        seq_len=seq_len,
+        runtime=runtime,
+        progress=progress,
+        budget_s=budget_s,
     )
 
 
