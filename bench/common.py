@@ -61,13 +61,13 @@ class PrintCallback(NullCallback):
 class RowLog:
     """One JSON line per finished row, appended to ``path`` as soon as the row is done
     (flushed and synced to disk), so that a run cut off half-way still reports the rows
-    it finished. Every line also carries ``fixed`` (the machine, the benchmark...); no
-    ``path``: nothing is written."""
+    it finished. Every line also carries ``fixed`` (the machine, the benchmark...) and
+    the seconds since ``started``; no ``path``: nothing is written."""
 
-    def __init__(self, path: Path | None, **fixed: Any) -> None:
+    def __init__(self, path: Path | None, *, started: float | None = None, **fixed: Any) -> None:
         self.path = path
         self.fixed = fixed
-        self.start = time.perf_counter()
+        self.started = time.time() if started is None else started  # epoch seconds
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -77,7 +77,7 @@ class RowLog:
         line = {
             **row,
             "status": "skipped" if "skipped" in row else "done",
-            "elapsed_s": round(time.perf_counter() - self.start, 1),
+            "elapsed_s": round(time.time() - self.started, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **self.fixed,
         }

@@ -137,6 +137,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-train-rows", type=int, default=None, help="cap the train sentences (CPU full)"
     )
     parser.add_argument("--max-test-rows", type=int, default=None, help="cap eng.testb")
+    parser.add_argument(
+        "--max-validation-rows", type=int, default=None, help="cap eng.testa (the jobs' own)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="budget of every method")
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--max-seq-length", type=int, default=128, help="training pieces")
@@ -189,7 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         cap = args.max_train_rows
         args.rows = cap if args.rows is None else min(args.rows, cap)
     args.test_rows = args.max_test_rows if args.max_test_rows else defaults["test_rows"]
-    args.validation_rows = defaults["validation_rows"]
+    args.validation_rows = args.max_validation_rows or defaults["validation_rows"]
     args.runtimes = list(args.runtimes)
     args.only = tuple(g for g in args.only.split(",") if g)
     unknown = set(args.only) - set(GROUPS)
