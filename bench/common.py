@@ -71,9 +71,8 @@ class RowLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def append(self, row: dict[str, Any]) -> None:
-        if self.path is None:
-            return
+    def append(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The line as written (also when nothing is)."""
         line = {
             **row,
             "status": "skipped" if "skipped" in row else "done",
@@ -81,10 +80,12 @@ class RowLog:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **self.fixed,
         }
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(line, default=str) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        return line
 
 
 def outcome(row: dict[str, Any]) -> str:

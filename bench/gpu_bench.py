@@ -565,14 +565,13 @@ def run_all(
         else:
             result = guarded(row.method, row.target, row.run, say=say)
         row_s = round(time.perf_counter() - start, 1)
-        trained = "skipped" not in result and not result["details"]["cached"]
-        if scaled and row.key == SCALE_BY and trained:
+        measured = row.key == SCALE_BY and "skipped" not in result
+        if scaled and measured and not result["details"]["cached"]:
             scale = scale_of(row_s, row.estimate_s)
             say(f"this machine runs at {scale:.2f}x the estimates' time")
         line = {"row": row.key, "dataset": row.dataset, **result, "row_s": row_s}
         line["estimate_s"] = round(row.estimate_s * scale, 1)
-        log.append(line)
-        lines.append(line)
+        lines.append(log.append(line))
     return lines
 
 
@@ -595,6 +594,20 @@ def summary(lines: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def package_versions() -> dict[str, str]:
+    """The versions of what the rows import beside torch and transformers (the carried
+    wheels and the host's own pyarrow and fsspec that datasets reads with), or why one
+    does not import: every row would fail the same way, and its line says so."""
+    found = {}
+    for name in ("datasets", "pyarrow", "fsspec", "seqeval", "safetensors", "numpy"):
+        try:
+            module = __import__(name)
+            found[name] = str(getattr(module, "__version__", "?"))
+        except Exception as exc:  # reported, and the rows that need it fail with it
+            found[name] = f"does not import: {type(exc).__name__}: {exc}"
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = DRY_RUN if args.dry_run else FULL
@@ -604,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / f"gpu-bench-{label}-{dt.date.today().isoformat()}.jsonl"
     base = base_model_path()
     carried = base / "carried.json"
-    facts = machine(settings.threads)
+    facts = {**machine(settings.threads), "packages": package_versions()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(0)
         facts |= {

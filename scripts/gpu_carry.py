@@ -18,9 +18,8 @@ scikit-learn, but not this project's other dependencies.
 - ``data/sst2/``, ``data/conll2003/``: the files of ``../shared/data`` the benchmarks read;
 - ``wheels-bench/`` (``wheels-smoke/`` with ``--for smoke``): the packages the host
   lacks, built or downloaded for Python 3.12, and the ``requirements.txt`` that
-  scripts/gpu_host.sh installs from them (the benchmark needs seqeval, which PyPI has
-  only as a source archive: built here into a pure-Python wheel; the smoke needs the
-  API's packages);
+  scripts/gpu_host.sh installs from them (the benchmark needs seqeval and datasets with
+  two of its needs; the smoke needs the API's packages);
 - ``manifest.json``: what was packed, with the original weights' sha256.
 
 ``unpack`` casts the weights back to float32 into ``<dest>/minilm`` (each weight within
@@ -36,6 +35,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +51,32 @@ DATA_FILES = {
 # For the host's Python: what pip may fetch for it (binary wheels of that version).
 HOST_PYTHON = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+
+
+@dataclass(frozen=True)
+class Wheels:
+    """What one script needs installed on the host, and how."""
+
+    build: tuple[str, ...] = ()  # built here (source archives only), never their needs
+    download: tuple[str, ...] = ()  # binary wheels for the host's Python
+    # Install exactly these, none of their needs: the host has the rest, in versions pip
+    # (with no index to fetch others from) might refuse for a bound a newer or older
+    # host version does not meet; bench/gpu_bench.py's preflight tries them instead.
+    exact: bool = False
+
+
 WHEELS = {
-    # seqeval has only a source archive on PyPI: built here (pure Python); its own needs
-    # (numpy, scikit-learn) are on the host.
-    "bench": {"build": ("seqeval==1.2.2",), "download": ()},
+    # seqeval (entity F1) has only a source archive on PyPI: a pure-Python wheel is
+    # built here. datasets reads the engine's JSONL splits (workers/engine/splits.py);
+    # of its needs the host lacks dill and multiprocess. The versions CI tests with.
+    "bench": Wheels(
+        build=("seqeval==1.2.2",),
+        download=("datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19"),
+        exact=True,
+    ),
     # The API and worker packages `modelpress serve` needs, with their dependencies.
-    "smoke": {
-        "build": (),
-        "download": (
+    "smoke": Wheels(
+        download=(
             "fastapi",
             "uvicorn",
             "pydantic-settings",
@@ -68,7 +86,7 @@ WHEELS = {
             "python-multipart",
             "boto3",
         ),
-    },
+    ),
 }
 
 
@@ -142,22 +160,26 @@ def copy_data(source: Path, dest: Path) -> list[str]:
 
 
 def wheels(kind: str, dest: Path) -> list[str]:
-    """The host's missing packages as wheels in ``dest`` (pip, through PyPI), and
-    ``requirements.txt``: what scripts/gpu_host.sh installs from them there."""
+    """The host's missing packages as wheels in ``dest`` (pip, through PyPI), with what
+    scripts/gpu_host.sh installs from them there: ``requirements.txt`` and the
+    ``pip-args`` it adds (``--no-deps`` for an exact set)."""
     dest.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip"]
     wanted = WHEELS[kind]
-    names = [*wanted["build"], *wanted["download"]]
+    names = [*wanted.build, *wanted.download]
     (dest / "requirements.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
-    if wanted["build"]:
+    (dest / "pip-args").write_text("--no-deps\n" if wanted.exact else "\n", encoding="utf-8")
+    if wanted.build:
         subprocess.run(
-            [*pip, "wheel", "-q", "--no-deps", "-w", str(dest), *wanted["build"]], check=True
+            [*pip, "wheel", "-q", "--no-deps", "-w", str(dest), *wanted.build], check=True
         )
-    if wanted["download"]:
+    if wanted.download:
         platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+        only = ["--no-deps"] if wanted.exact else []
         subprocess.run(
-            [*pip, "download", "-q", "--only-binary=:all:", "--python-version", HOST_PYTHON,
-             "--implementation", "cp", *platforms, "-d", str(dest), *wanted["download"]],
+            [*pip, "download", "-q", *only, "--only-binary=:all:", "--python-version",
+             HOST_PYTHON, "--implementation", "cp", *platforms, "-d", str(dest),
+             *wanted.download],
             check=True,
         )  # fmt: skip
     return sorted(p.name for p in dest.glob("*.whl"))

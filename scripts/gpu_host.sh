@@ -9,13 +9,15 @@ PYTHON=${PYTHON:-python3}
 CARRY=${GPU_CARRY:-$ROOT/.gpu-carry}
 
 gpu_host_wheels() { # kind log: install $CARRY/wheels-<kind>/requirements.txt from its wheels
-    local dir=$CARRY/wheels-$1 log=$2
+    local dir=$CARRY/wheels-$1 log=$2 extra=()
     if [[ ! -f $dir/requirements.txt ]]; then
         echo "[gpu] no $dir/requirements.txt: nothing installed" | tee "$log" >&2
         return 0
     fi
-    if ! "$PYTHON" -m pip install -q --no-index --find-links "$dir" -r "$dir/requirements.txt" \
-        >"$log" 2>&1; then
+    # --no-deps where the set is exact (scripts/gpu_carry.py says which).
+    read -r -a extra <"$dir/pip-args" || true
+    if ! "$PYTHON" -m pip install -q --no-index "${extra[@]}" --find-links "$dir" \
+        -r "$dir/requirements.txt" >"$log" 2>&1; then
         tail -n 20 "$log" >&2
         return 1
     fi
