@@ -264,7 +264,7 @@ def conll_arguments(s: Settings, work: Path) -> argparse.Namespace:
 
 
 class Bench:
-    """The rows, what they share (data, teachers, saved models), and the budget."""
+    """The rows and what they share: the data, the teachers, the saved models."""
 
     def __init__(self, settings: Settings, work: Path) -> None:
         self.s = settings
