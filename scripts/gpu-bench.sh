@@ -51,5 +51,6 @@ export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 # The driver skips a row it predicts would end past the budget; this stops it there
 # whatever it predicted (the rows it finished are already written).
 left=$((BUDGET_S - ($(date +%s) - started)))
+((left > 0)) || left=1 # `timeout 0` would mean no limit at all
 timeout --kill-after=10 "$left" "$PYTHON" bench/gpu_bench.py "${dry[@]}" --out "$OUT" \
     --work "$WORK/work" --started "$started" --budget-s "$BUDGET_S" 2>&1 | tee -a "$log"
