@@ -28,8 +28,14 @@ FILENAME = "checkpoint.pt"
 # Spec fields that do not change what a run computes, so a resume may differ in them.
 _NOT_FINGERPRINTED = ("device", "latency_threads", "latency_budget_s")
 # How many processes train and in how many passes each takes its share of a batch change
-# the speed, not the update (train.py): a run checkpointed on 4 GPUs resumes on 1.
-_NOT_FINGERPRINTED_TRAINING = ("checkpoint_every_steps", "devices", "gradient_accumulation_steps")
+# the speed, not the update (train.py): a run checkpointed on 4 GPUs resumes on 1. Whether
+# a cached teacher may be used changes where the teacher comes from, not what it is.
+_NOT_FINGERPRINTED_TRAINING = (
+    "checkpoint_every_steps",
+    "devices",
+    "gradient_accumulation_steps",
+    "teacher_cache",
+)
 
 # What a training loop hands its caller when it is time to checkpoint.
 SaveLoop = Callable[[LoopState], None]

@@ -54,6 +54,16 @@ class Progress:
         if hook is not None:
             hook(path, info)
 
+    @property
+    def keeps_teachers(self) -> bool:
+        """Whether the callback keeps fine-tuned teachers (on_teacher_finetuned)."""
+        return getattr(self._callback, "on_teacher_finetuned", None) is not None
+
+    def teacher_finetuned(self, path: Path, info: dict[str, Any]) -> None:
+        hook = getattr(self._callback, "on_teacher_finetuned", None)
+        if hook is not None:
+            hook(path, info)
+
     def start_phase(self, phase: str) -> None:
         self.check_stop()
         self._phase = phase

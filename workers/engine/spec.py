@@ -85,6 +85,10 @@ class TrainingSpec:
     # Each process's share of a batch taken in this many passes (their gradients add
     # up before the step): less activation memory, the same update.
     gradient_accumulation_steps: int = 1
+    # A teacher fine-tuned by an earlier run with the same key (teacher_key.py) may be
+    # used instead of fine-tuning it again, and this run's is offered to be kept
+    # (``CompressionSpec.teacher_cache_key``); False: fine-tune, and keep nothing.
+    teacher_cache: bool = True
 
 
 def student_learning_rate(training: TrainingSpec, kept: float) -> float:
@@ -135,6 +139,12 @@ class CompressionSpec:
     # A checkpoint file an earlier, interrupted run of this same spec wrote; the run
     # continues from it (one that does not match the spec is ignored with a warning).
     resume_from: Path | None = None
+    # The key this run's fine-tuned teacher is kept under (teacher_key.teacher_cache_key,
+    # derived by the caller, who knows the inputs' digests), and an entry an earlier run
+    # with that key kept (teacher_cache.write_entry), if the caller has one: the run then
+    # skips fine-tuning. None: nothing is looked up, nothing offered.
+    teacher_cache_key: str | None = None
+    cached_teacher: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,11 @@ class EngineCallback(Protocol):
     def on_checkpoint(self, path: Path, info: dict[str, Any]) -> None:
         """A complete checkpoint is at ``path`` (rewritten in place by the next one);
         keep a copy somewhere that outlives this process to resume from it."""
+
+    def on_teacher_finetuned(self, path: Path, info: dict[str, Any]) -> None:
+        """Optional. A run with a ``teacher_cache_key`` fine-tuned its teacher: the entry
+        at ``path`` (removed when this returns) may be kept for later runs with that key
+        (``info``: the key, the seconds fine-tuning took)."""
 
 
 class NullCallback:

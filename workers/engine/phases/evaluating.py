@@ -100,6 +100,11 @@ def evaluate(run: Run, teacher: FinetunedTeacher, student: Student) -> Evaluatio
             metrics["sparsity"] = sparsity_metrics(student.pruner, models, spec.work_dir)
         # Processes the training loops ran on (runtime.resolve_devices).
         metrics["devices_used"] = run.runtime.devices
+        # A fine-tuned teacher taken from the cache (teacher_finetuned stays true: it was
+        # fine-tuned, by an earlier run), and what fine-tuning it took, then or here.
+        metrics["teacher_cached"] = teacher.from_cache
+        if teacher.finetune_s is not None:
+            metrics["teacher_finetune_s"] = round(teacher.finetune_s, 3)
         metrics["warnings"] = report_warnings(
             metrics, spec=spec, teacher_config=run.teacher_config, progress=progress
         )
