@@ -405,7 +405,8 @@ paths where the API takes ids; paths are relative to the spec file.
                 teacher_learning_rate (5e-05), checkpoint_every_steps (200),
                 cache_teacher_logits (false), devices (null: every GPU, or one CPU
                 process; data-parallel, batch_size stays the batch of a step),
-                gradient_accumulation_steps (1)
+                gradient_accumulation_steps (1), teacher_cache (true: a service job
+                reuses a teacher an earlier job fine-tuned; this command keeps none)
   export        formats (["safetensors"]; any of safetensors, onnx, onnx-int8): each
                 format is its own folder in OUT, scored and timed in its runtime
   label_names   names of the label ids 0..n-1, as at a dataset upload (optional)

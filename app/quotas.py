@@ -10,15 +10,17 @@ from app.errors import ProblemError
 from app.jobs.tables import Artifact, Job
 from app.models.tables import Model
 from app.settings import Settings
+from app.teacher_cache.tables import TeacherCacheEntry
 
 ACTIVE = ("queued", "running", "cancelling")
 
 
 def stored_bytes(session: Session, tenant: str) -> int:
-    """What the tenant keeps in the object store: its models, datasets and the artifacts
-    of its jobs (expired or deleted ones no longer count)."""
+    """What the tenant keeps in the object store: its models, datasets, the artifacts
+    of its jobs (expired or deleted ones no longer count) and its cached fine-tuned
+    teachers (app/teacher_cache/)."""
     total = 0
-    for table in (Model, Dataset):
+    for table in (Model, Dataset, TeacherCacheEntry):
         total += session.scalar(
             select(func.coalesce(func.sum(table.size_bytes), 0)).where(table.tenant == tenant)
         )
@@ -40,9 +42,11 @@ def check_storage_quota(
             403,
             "quota_stored_bytes",
             f"This upload ({incoming} bytes) would take what the tenant stores (models, "
-            f"datasets and job artifacts) to {used + incoming} bytes, over its quota of "
-            f"{limit} (MODELPRESS_TENANT_MAX_STORED_BYTES); delete some first "
-            "(DELETE /v1/models/{id}, /v1/datasets/{id} or, for a finished job, /v1/jobs/{id}).",
+            "datasets, job artifacts and cached fine-tuned teachers) to "
+            f"{used + incoming} bytes, over its quota of {limit} "
+            "(MODELPRESS_TENANT_MAX_STORED_BYTES); delete some first "
+            "(DELETE /v1/models/{id} or /v1/datasets/{id}, which deletes the teachers cached "
+            "from it too, or, for a finished job, /v1/jobs/{id}).",
         )
 
 

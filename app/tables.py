@@ -4,6 +4,7 @@ from app.auth.tables import ApiKey
 from app.datasets.tables import Dataset
 from app.jobs.tables import Artifact, Job, JobEvent
 from app.models.tables import Model
+from app.teacher_cache.tables import TeacherCacheEntry
 from app.webhooks.tables import Webhook, WebhookAttempt, WebhookDelivery
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "Model",
+    "TeacherCacheEntry",
     "Webhook",
     "WebhookAttempt",
     "WebhookDelivery",

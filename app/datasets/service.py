@@ -21,6 +21,7 @@ from app.pagination import keyset
 from app.quotas import ACTIVE, check_storage_quota
 from app.settings import Settings
 from app.storage import Storage, file_digest
+from app.teacher_cache.service import remove_entries_of
 from app.tenancy import get_owned
 
 
@@ -140,7 +141,8 @@ def list_datasets(
 
 def delete_dataset(*, session: Session, storage: Storage, tenant: str, dataset_id: str) -> None:
     """Delete a dataset unless a queued or running job needs it. Finished jobs keep their
-    request, metrics and artifacts; their dataset reference becomes null."""
+    request, metrics and artifacts; their dataset reference becomes null. The teachers
+    fine-tuned on it and cached go with it."""
     row = get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
     # Locked first, as for models (app/models/service.py delete_model).
     session.execute(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update())
@@ -159,6 +161,9 @@ def delete_dataset(*, session: Session, storage: Storage, tenant: str, dataset_i
             f"wait for it to finish or cancel it (POST /v1/jobs/{in_use.id}/cancel), then "
             "delete the dataset.",
         )
+    cached = remove_entries_of(session=session, dataset_id=dataset_id)
     session.delete(row)
     session.commit()
     storage.delete_prefix(f"datasets/{dataset_id}/")
+    for key in cached:
+        storage.delete(key)

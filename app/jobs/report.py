@@ -172,6 +172,17 @@ class JobMetrics(_Open):
     teacher_finetuned: bool | None = Field(
         None, description="Whether a task head was trained on the teacher first."
     )
+    teacher_cached: bool | None = Field(
+        None,
+        description="Whether the fine-tuned teacher came from the tenant's cache (an "
+        "earlier job fine-tuned it; training.teacher_cache) instead of being fine-tuned "
+        "by this job.",
+    )
+    teacher_finetune_s: float | None = Field(
+        None,
+        description="Seconds the teacher's fine-tuning took: in this job, or, when "
+        "teacher_cached, in the job that cached it (what this one saved).",
+    )
     layer_map: list[int] | None = Field(
         None, description="layer_map[i]: the teacher layer student layer i was copied from."
     )

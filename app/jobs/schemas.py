@@ -201,6 +201,15 @@ class Training(Strict):
         description="Compute the teacher's logits once and reuse them every epoch instead "
         "of running the teacher at every step.",
     )
+    teacher_cache: bool = Field(
+        True,
+        description="Where the teacher needs fine-tuning first: take the teacher an "
+        "earlier job of this tenant fine-tuned from the same teacher, training split and "
+        "fine-tuning settings (task, labels, max_seq_length, teacher_epochs, "
+        "teacher_learning_rate, batch_size, seed, queue), and keep this job's for later "
+        "ones. Counted in the tenant's stored bytes; deleted with the model or dataset. "
+        "false: fine-tune again and keep nothing.",
+    )
     devices: int | None = Field(
         None,
         ge=1,

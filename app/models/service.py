@@ -17,6 +17,7 @@ from app.pagination import keyset
 from app.quotas import ACTIVE, check_storage_quota
 from app.settings import Settings
 from app.storage import Storage
+from app.teacher_cache.service import remove_entries_of
 from app.tenancy import get_owned
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def list_models(
 
 def delete_model(*, session: Session, storage: Storage, tenant: str, model_id: str) -> None:
     """Delete a model unless a queued or running job needs it. Finished jobs keep their
-    request, metrics and artifacts; their teacher reference becomes null."""
+    request, metrics and artifacts; their teacher reference becomes null. The teachers
+    fine-tuned from it and cached go with it."""
     row = get_model(session=session, tenant=tenant, model_id=model_id)
     # Locked first: a job being created for this model holds a key lock on the row until
     # it commits, so this waits and then sees that job; one created after waits for this
@@ -105,8 +107,11 @@ def delete_model(*, session: Session, storage: Storage, tenant: str, model_id: s
             f"wait for it to finish or cancel it (POST /v1/jobs/{in_use.id}/cancel), then "
             "delete the model.",
         )
+    cached = remove_entries_of(session=session, teacher_id=model_id)
     session.delete(row)
     session.commit()
     # After the commit: a crash before this leaves an object no row names, never a
     # model row without its archive.
     storage.delete(row.storage_key)
+    for key in cached:
+        storage.delete(key)

@@ -43,6 +43,7 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "cache_teacher_logits": False,
         "devices": None,  # every GPU of the worker that runs it
         "gradient_accumulation_steps": 1,
+        "teacher_cache": True,
     }
     assert req["distillation"] == {
         "temperature": 2.0,

@@ -59,7 +59,7 @@ def test_artifacts_count_in_the_stored_bytes_quota(
     # Room for one more dataset without the artifacts, not with them.
     _settings(app, tenant_max_stored_bytes=before + tiny_dataset.stat().st_size + arts - 1)
     body = assert_problem(upload_dataset(client, tiny_dataset), 403, "quota_stored_bytes")
-    assert "models, datasets and job artifacts" in body["detail"]
+    assert "models, datasets, job artifacts" in body["detail"]
     assert "/v1/jobs/{id}" in body["detail"]
     assert client.delete(f"/v1/jobs/{jid}").status_code == 204
     assert upload_dataset(client, tiny_dataset).status_code == 201
