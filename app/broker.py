@@ -78,6 +78,11 @@ def make_celery(settings: Settings | None = None, *, include: Sequence[str] = ()
         worker_hijack_root_logger=False,
         # A fresh process per job returns all the memory a model run took.
         worker_max_tasks_per_child=1,
+        # How long a new pool process may take to say it is up before Celery kills it
+        # (default 4 s). Each job forks a fresh one; on a loaded machine a fork that
+        # has torch to page in misses 4 s, is killed and forked again, and the worker
+        # takes nothing while it retries (seen at load 9 on 2 cores).
+        worker_proc_alive_timeout=60,
         worker_send_task_events=True,
         task_send_sent_event=True,
     )
