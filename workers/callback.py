@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.jobs import service as jobs
 from app.storage import Storage
+from workers.teacher_cache import TeacherKeeper
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class JobCallback:
         self._stop = False
         self._checkpoints = itertools.count(1)
         self.stop_reason: str | None = None
+        # Set once the job's teacher key is known (workers/teacher_cache.attach).
+        self.teacher_keeper: TeacherKeeper | None = None
 
     def lost(self) -> None:
         """Called by the lease keeper when a renewal finds the job is no longer ours."""
@@ -150,6 +153,14 @@ class JobCallback:
             return
         if replaced:
             self.storage.delete(replaced)
+
+    def on_teacher_finetuned(self, path: Path, info: dict[str, Any]) -> None:
+        """Keep the teacher the engine fine-tuned for later jobs, right away: a failure
+        in the student's phases afterwards leaves it kept."""
+        if self.teacher_keeper is None:
+            return
+        level, message, data = self.teacher_keeper.keep(path, info)
+        self.on_log(message, level=level, data=data)
 
     def check_now(self) -> bool:
         """should_stop() without the throttle, for the last check before finishing."""

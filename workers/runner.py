@@ -26,6 +26,7 @@ from app.jobs.tables import Job
 from app.models.tables import Model
 from app.settings import Settings, get_settings
 from app.storage import Storage, get_storage
+from workers import teacher_cache
 from workers.callback import DB_AWAY, JobCallback, checkpoint_prefix
 from workers.engine.spec import ArtifactFile, EngineInputError, EngineStopped
 from workers.inputs import build_spec, cleanup, pack_folder
@@ -247,6 +248,17 @@ def run_job(
                 workdir=workdir,
             )
             resume_from = _fetch_checkpoint(s, storage, job_id, attempt, workdir)
+            spec, callback.teacher_keeper = teacher_cache.attach(
+                spec,
+                session=s,
+                storage=storage,
+                settings=settings,
+                job=job,
+                teacher=teacher,
+                dataset=dataset,
+                attempt=attempt,
+                workdir=workdir,
+            )
         if resume_from is not None:
             spec = dataclasses.replace(spec, resume_from=resume_from)
         # Imported here: the engine pulls in torch, which only workers need.

@@ -14,12 +14,14 @@ import torch
 from safetensors.torch import load_file
 
 from tests.engine.conftest import RecordingCallback, make_spec
+from tests.engine.test_checkpoint_resume import CheckpointingCallback
 from workers.engine.checkpoint import rng_state
 from workers.engine.compress import compress
 from workers.engine.spec import (
     CompressionResult,
     CompressionSpec,
     DistillationSpec,
+    EngineStopped,
     PruningSpec,
     TargetSpec,
 )
@@ -233,3 +235,33 @@ def test_teacher_cache_false_neither_takes_nor_offers(
     )
     result = compress(spec, callback)
     assert result.metrics["teacher_cached"] is False and callback.offered == []
+
+
+def test_a_run_stopped_in_fine_tuning_resumes_from_the_kept_teacher(
+    kept, headless_teacher, tiny_splits, tmp_path
+):
+    """Killed while fine-tuning, before another job kept the same teacher: the next
+    attempt takes the kept teacher instead of finishing the fine-tuning."""
+    _, entry, first_out = kept
+    stopped = CheckpointingCallback(tmp_path / "kept", stop_at=("teacher_finetune", 5))
+    spec = _spec(headless_teacher, tiny_splits, tmp_path / "a")
+    spec = dataclasses.replace(
+        spec, training=dataclasses.replace(spec.training, checkpoint_every_steps=5)
+    )
+    with pytest.raises(EngineStopped):
+        compress(spec, stopped)
+    callback = KeepingCallback(tmp_path / "not-offered")
+    resumed = dataclasses.replace(
+        spec,
+        work_dir=tmp_path / "b" / "work",
+        output_dir=tmp_path / "b" / "out",
+        resume_from=stopped.saved[-1]["copy"],
+        cached_teacher=entry,
+    )
+    result = compress(resumed, callback)
+    assert result.metrics["teacher_cached"] is True and callback.offered == []
+    assert any(m.startswith("resuming from") for m, _, _ in callback.logs)
+    assert _finetune_epochs(callback) == []
+    a = load_file(str(first_out / "model" / "model.safetensors"))
+    b = load_file(str(resumed.output_dir / "model" / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
