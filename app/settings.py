@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # Per-tenant quotas.
     tenant_max_active_jobs: int = Field(20, ge=1, description="queued + running jobs")
     tenant_max_stored_bytes: int = Field(
-        200 * 1024**3, gt=0, description="models + datasets + job artifacts"
+        200 * 1024**3, gt=0, description="models + datasets + job artifacts + cached teachers"
     )
     # Lifecycle: artifacts of jobs finished longer ago than this are deleted by the
     # reaper (0: kept until the job is deleted); Idempotency-Key values match for this long.
