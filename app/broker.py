@@ -100,3 +100,11 @@ def send(task: str, arg: str, *, queue: str) -> None:
     """Send ``task`` by name with one id argument (tasks receive an id, never a payload:
     docs/architecture.md, rule 6) to ``queue``."""
     broker().send_task(task, args=[arg], queue=queue, routing_key=queue)
+
+
+def backlog(queue: str) -> int:
+    """Messages waiting in ``queue``: not those a worker has taken and not yet acked."""
+    with broker().connection_for_write() as conn:
+        # One try: a broker that is away is the caller's answer, not a wait.
+        conn.ensure_connection(max_retries=1, timeout=3)
+        return conn.default_channel.queue_declare(queue=queue).message_count

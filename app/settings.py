@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     # shutdown) before the job is stopped and left to resume from its last checkpoint.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     # A queued job that no worker claimed for this long is handed to the broker again
-    # (a message lost with a broker restart, or never sent while it was down).
+    # (a message lost with a broker restart, or never sent while it was down), once its
+    # queue there is empty (app/jobs/service.py reap).
     requeue_after_seconds: int = Field(120, ge=1)
     # Default of a job's max_runtime_s: past it the job fails with max_runtime_exceeded.
     job_max_runtime_seconds: int = Field(24 * 3600, ge=1)

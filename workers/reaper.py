@@ -52,7 +52,7 @@ def reap_once(settings: Settings | None = None) -> jobs.Reaped:
     for job_id in ending:
         storage.delete_prefix(jobs.job_prefix(job_id))
     with session_scope() as session:
-        reaped = jobs.reap(session=session, settings=settings)
+        reaped = jobs.reap(session=session, settings=settings, drained=job_queue.drained)
     for job_id, queue in reaped.to_send:  # after the commit, as everywhere
         job_queue.enqueue(job_id=job_id, queue=queue)
     for job_id in reaped.ended:

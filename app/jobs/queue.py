@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app.broker import send
+from app.broker import backlog, send
 from app.queues import RUN_JOB_TASK
 from app.settings import Settings
 
@@ -29,3 +29,13 @@ def enqueue(*, job_id: str, queue: str) -> bool:
         log.exception("could not enqueue job %s", job_id)
         return False
     return True
+
+
+def drained(queue: str) -> bool:
+    """True when ``queue`` holds no message (a worker may hold one it took); False when
+    it does, or when the broker cannot be asked (a re-send would not get through)."""
+    try:
+        return backlog(queue) == 0
+    except Exception:
+        log.warning("could not count the messages in queue %s", queue, exc_info=True)
+        return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -531,10 +532,13 @@ class Reaped:
     ended: list[str] = field(default_factory=list)
 
 
-def reap(*, session: Session, settings: Settings) -> Reaped:
+def reap(
+    *, session: Session, settings: Settings, drained: Callable[[str], bool] | None = None
+) -> Reaped:
     """Jobs whose worker is gone go back to the queue (or end); queued jobs nobody
-    claimed for a while are handed to the broker again. Safe to run in many processes
-    at once: every change is a conditional UPDATE on the state it saw."""
+    claimed for a while are handed to the broker again, if ``drained(queue)`` says their
+    queue holds no message (None: always). Safe to run in many processes at once: every
+    change is a conditional UPDATE on the state it saw."""
     now = utcnow()
     result = Reaped()
     to_send = result.to_send
@@ -581,9 +585,19 @@ def reap(*, session: Session, settings: Settings) -> Reaped:
             else:
                 result.ended.append(job_id)
     stale = now - timedelta(seconds=settings.requeue_after_seconds)
+    # A queued job's message can only have been lost if its queue is empty: while
+    # messages wait there, the workers are busy, not starved, and a copy of every waiting
+    # job each requeue_after would grow the queue faster than they drain it (each copy
+    # costs a worker a fresh process to find the job taken).
+    empty: dict[str, bool] = {}
     for job_id, queue in session.execute(
         select(Job.id, Job.queue).where(Job.status == "queued", Job.updated_at < stale)
     ).all():
+        if drained is not None:
+            if queue not in empty:
+                empty[queue] = drained(queue)
+            if not empty[queue]:
+                continue
         touched = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "queued", Job.updated_at < stale)

@@ -38,12 +38,12 @@ def _claim(job_id: str) -> int:
         return jobs.claim(session=s, job_id=job_id, worker="w", lease_seconds=60)
 
 
-def _reap(settings) -> list[tuple[str, str]]:
+def _reap(settings, drained=None) -> list[tuple[str, str]]:
     from app.db import session_scope
     from app.jobs import service as jobs
 
     with session_scope() as s:
-        return jobs.reap(session=s, settings=settings).to_send
+        return jobs.reap(session=s, settings=settings, drained=drained).to_send
 
 
 def _expire(job_id: str) -> None:
@@ -101,6 +101,27 @@ def test_unclaimed_queued_jobs_are_sent_again(client, model_id, dataset_id, sett
     sent = dict(_reap(settings))
     assert old in sent and fresh not in sent
     assert old not in dict(_reap(settings))  # touched: not sent again at once
+
+
+def test_unclaimed_jobs_wait_while_their_queue_holds_messages(
+    client, model_id, dataset_id, settings, broker
+):
+    """A backlog means busy workers, not a lost message: no copy is sent (each would
+    cost a worker a process to find the job taken) until the queue is empty."""
+    import redis
+
+    from app.db import utcnow
+    from app.jobs.queue import drained
+
+    r = redis.Redis.from_url(broker)
+    r.delete("cpu")
+    old = _queued_job(client, model_id, dataset_id)  # its message waits in "cpu"
+    _set(old, updated_at=utcnow() - timedelta(seconds=120))
+    assert not drained("cpu")
+    assert old not in dict(_reap(settings, drained))
+    r.delete("cpu")  # the message is lost, as in a broker restart
+    assert drained("cpu")
+    assert old in dict(_reap(settings, drained))
 
 
 def test_renewal_fails_for_a_stale_attempt(client, model_id, dataset_id, settings):
