@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,8 @@ from app.linger import LingeringSend
 from app.settings import get_settings
 
 PROTECTED_PREFIX = "/v1/"
+# Where the guard leaves its open session in scope["state"] for app.deps to take.
+SESSION = "db_session"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -48,9 +51,26 @@ class BodyTooLarge(HTTPException):
         )
 
 
-def _lookup(token: str) -> Principal | None:
-    with get_sessionmaker()() as session:
-        return authenticate(session=session, key=token)
+def _lookup(token: str) -> tuple[Principal, Session] | None:
+    """The key's principal and the session that read it, still open: the route borrows
+    it (app.deps), so that a request checks out one connection, not two."""
+    session = get_sessionmaker()()
+    try:
+        principal = authenticate(session=session, key=token)
+    except BaseException:
+        session.close()
+        raise
+    if principal is None:
+        session.close()
+        return None
+    return principal, session
+
+
+async def close_session(session: Session) -> None:
+    """Close (roll back, return the connection) in a worker thread, also when the request
+    was cancelled: the connection goes back to the pool either way."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(session.close)
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -89,6 +109,16 @@ class GuardMiddleware:
                 # like a 413, so the client reads the 401/403 (app/linger.py).
                 await refusal(scope, receive, _before_the_body(scope, receive, send))
                 return
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            # The authenticating session, unless a route took it (app.deps closes those).
+            unclaimed = scope.get("state", {}).pop(SESSION, None)
+            if unclaimed is not None:
+                await close_session(unclaimed)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request passed on with its body held to the size limit."""
         limit = get_settings().max_upload_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
@@ -155,22 +185,26 @@ class GuardMiddleware:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         try:
-            principal = await anyio.to_thread.run_sync(_lookup, token)
+            found = await anyio.to_thread.run_sync(_lookup, token)
         except (OperationalError, InterfaceError):
             return database_unavailable()
-        if principal is None:
+        if found is None:
             return problem_response(
                 401,
                 "invalid_api_key",
                 "The API key is unknown or revoked.",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
+        principal, session = found
         if scope["method"] in WRITE_METHODS and not principal.allows("write"):
+            await close_session(session)
             return problem_response(
                 403,
                 "insufficient_scope",
                 f"This API key has scope '{principal.scope}'; {scope['method']} needs a key "
                 "with scope 'write' or 'admin'.",
             )
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        state[SESSION] = session
         return None
