@@ -43,7 +43,8 @@ else
 fi
 
 # Two processes on two cores: half the suite waits on leases, kills and sub-processes
-# (tests/conftest.py keeps those that assert on timings in one process, one at a time).
+# (tests/conftest.py puts those that assert on timings in two lanes, one test at a time
+# in each, and starts the lanes first).
 processes=${MODELPRESS_TEST_PROCESSES:-2}
 parallel=()
 if ((processes > 0)); then
