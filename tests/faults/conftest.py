@@ -30,7 +30,8 @@ class Workers:
         self.kills = 0
         self.kill_times: list[float] = []  # wall-clock, to compare with event times
 
-    def start(self, name: str) -> Proc:
+    def launch(self, name: str) -> Proc:
+        """Starts a worker without waiting for it (as a supervisor restarts one)."""
         log = self.logdir / f"{name}-{len(list(self.logdir.iterdir()))}.log"
         proc = Proc(
             [sys.executable, "-m", "app.cli", "worker", "--queues", "cpu", "--name", name],
@@ -38,9 +39,21 @@ class Workers:
             log,
         )
         self.procs[name] = proc
-        wait_for(lambda: "ready." in proc.text() or proc.p.poll() is not None, 60, f"worker {name}")
+        return proc
+
+    def ready(self, name: str) -> Proc:
+        """Waits until the worker consumes (it imports the engine first: 5-15 s)."""
+        proc = self.procs[name]
+        wait_for(lambda: "ready." in proc.text() or proc.p.poll() is not None, 90, f"worker {name}")
         assert proc.p.poll() is None, proc.text()
         return proc
+
+    def start(self, *names: str) -> Proc:
+        """Starts these workers at once, so that their imports overlap, and returns once
+        each consumes (the last one's process)."""
+        for name in names:
+            self.launch(name)
+        return [self.ready(name) for name in names][-1]
 
     def kill(self, name: str) -> None:
         """kill -9 of the worker and its pool processes, as when a machine dies."""

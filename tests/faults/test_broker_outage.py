@@ -31,13 +31,14 @@ def test_worker_and_api_survive_a_redis_outage(stack, workers, tmp_path):
         "MODELPRESS_BROKER_URL": f"redis://127.0.0.1:{proxy.port}{r.path}",
     }
     workers.env = env
-    workers.start("w")
+    workers.launch("w")  # the worker and the API start side by side
     port = free_port()
     api = Proc(
         [sys.executable, "-m", "app.cli", "api", "--port", str(port)], env, tmp_path / "api.log"
     )
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
+        workers.ready("w")
         wait_for(lambda: _up(http), 60, "the API")
         # The fixtures' resources belong to another tenant: upload afresh for this key.
         http.headers["Authorization"] = f"Bearer {make_key('broker-outage')}"

@@ -53,8 +53,7 @@ def test_chaos(client, model_id, dataset_id, workers, monkeypatch):
     monkeypatch.setattr(get_settings(), "tenant_max_active_jobs", JOBS)
     workers.env["MODELPRESS_MAX_ATTEMPTS"] = "5"
     names = ["a", "b"]
-    for name in names:
-        workers.start(name)
+    workers.start(*names)
     started = time.monotonic()
     ids = [
         client.post("/v1/jobs", json=job_body(model_id, dataset_id, training=TRAINING)).json()["id"]

@@ -54,8 +54,7 @@ def test_kill_during_distillation_resumes_from_checkpoint_on_another_worker(
 ):
     from app.storage import get_storage
 
-    workers.start("a")
-    workers.start("b")
+    workers.start("a", "b")
     jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id, training=TRAINING)).json()[
         "id"
     ]
@@ -130,6 +129,10 @@ def test_kill_during_artifact_upload_leaves_one_set(client, model_id, dataset_id
         # Slow from attempt 1's first artifact request on: waiting for the "exporting"
         # phase and then throttling raced a fast machine's whole upload.
         proxy.throttle_on(f"/jobs/{jid}/1/".encode(), rate)
+        # The worker that takes the job over boots while "a" works: once "a" holds the
+        # job, "b" finds nothing to take until the lease runs out.
+        wait_for(lambda: _phase(client, jid)[0::2] == ("running", 1), 120, "a to claim the job")
+        workers.launch("b")
 
         def uploading() -> bool:
             return any(
@@ -142,7 +145,7 @@ def test_kill_during_artifact_upload_leaves_one_set(client, model_id, dataset_id
         time.sleep(1.0)
         assert _phase(client, jid)[0::2] == ("running", 1)  # still uploading
         workers.kill("a")
-        workers.start("b")
+        workers.ready("b")
         job = _terminal(client, jid)
     finally:
         proxy.cut()
@@ -164,14 +167,17 @@ def test_kill_during_artifact_upload_leaves_one_set(client, model_id, dataset_id
 
 
 def test_killed_past_max_attempts_fails_with_its_reason(client, model_id, dataset_id, workers):
-    workers.start("a")
+    # Two workers: the other one takes the job back while the killed one restarts (as a
+    # supervisor would restart it), so no attempt waits for a worker's start-up.
+    workers.start("a", "b")
     jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id, training=TRAINING)).json()[
         "id"
     ]
     for attempt in (1, 2, 3):
         _wait_distilling(client, jid, attempt)
-        workers.kill("a")
-        workers.start("a")  # a supervisor would restart it
+        victim = job_worker(client, jid)
+        workers.kill(victim)
+        workers.launch(victim)
     job = _terminal(client, jid, timeout=60)
     assert job["status"] == "failed" and job["attempt"] == 3
     assert job["error"]["code"] == "max_attempts_exceeded"
