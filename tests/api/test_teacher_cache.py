@@ -144,9 +144,7 @@ def test_cached_bytes_count_in_the_quota_and_an_entry_over_it_is_not_kept(
     assert "cached fine-tuned teachers" in body["detail"]
 
 
-def test_an_entry_is_fetched_checked_and_only_by_its_tenant(
-    tenant, model_id, dataset_id, tmp_path
-):
+def test_an_entry_is_fetched_checked_and_only_by_its_tenant(tenant, model_id, dataset_id, tmp_path):
     from app.db import session_scope
     from app.storage import get_storage
     from app.teacher_cache.service import fetch_entry
