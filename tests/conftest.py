@@ -39,20 +39,28 @@ os.environ.update(
 )
 
 
-# The tests whose assertions hang on timings (leases, kills, shutdown grace) run in two
-# lanes, each an xdist group of whole modules run one test at a time; the two lanes run
-# beside each other (each xdist process has its own database, bucket and Redis database:
-# tests/services.py). Balanced on their durations on a quiet machine (README, "Tests"):
-# lane 1 the chaos run (162 s), the PostgreSQL outages and the Ctrl-C tests (18-38 s
-# each); lane 2 the kills (36-75 s each) and the Redis outage (95 s). A timed module not
-# named here joins the lane with fewer tests.
+# The tests whose assertions hang on timings (leases, kills, shutdown grace: marked
+# faults or timing) run in two lanes, each a group of whole modules run one test at a
+# time; the two lanes run beside each other (each xdist process has its own database,
+# bucket and Redis database: tests/services.py). Balanced on their durations on a quiet
+# machine (README, "Tests"): lane 1 the chaos run (162 s), the PostgreSQL outages and the
+# Ctrl-C tests (18-38 s each); lane 2 the kills (36-75 s each) and the Redis outage
+# (95 s). A module here holds timed tests only, and a timed test is in a module here.
 TIMING_LANES = {
     "tests/faults/test_chaos.py": 1,
     "tests/faults/test_database_outage.py": 1,
-    "tests/test_cli_output.py": 1,
+    "tests/test_cli_serve_stop.py": 1,
     "tests/faults/test_worker_kills.py": 2,
     "tests/faults/test_broker_outage.py": 2,
 }
+
+
+def schedule_group(nodeid: str) -> str:
+    """The unit of scheduling: a timing lane, or else the test's module (kept whole,
+    so its module-scoped fixtures are made once)."""
+    module = nodeid.split("::", 1)[0]
+    lane = TIMING_LANES.get(module)
+    return f"timing-{lane}" if lane else module
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,36 +70,42 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.loadscopereorder = False
 
 
+@pytest.hookimpl(optionalhook=True)  # known only where xdist is loaded
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup`` (scripts/test.sh) with the groups of schedule_group(). xdist's own
+    loadgroup reads xdist_group marks through a node id it renames, which pytest 9 no
+    longer reads: every test was a group of its own, modules and the timing tests were
+    spread over both processes."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Groups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return schedule_group(nodeid)
+
+    return Groups(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's ``--dist loadgroup`` (scripts/test.sh runs two
-    processes): a module stays whole, so its module-scoped runs are made once; the
-    timed tests go to their lane (TIMING_LANES). Under xdist the lanes come first, as
-    the longest groups (about 4 minutes each): started last, one of them would end the
-    run minutes after everything else; then the other groups, the largest first."""
-    lanes: dict[str, int] = {}
+    """Under xdist the timing lanes come first, as the longest groups (about 4 minutes
+    each): started last, one of them would end the run minutes after everything else;
+    then the other groups, the largest first."""
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        module = item.nodeid.split("::", 1)[0]
-        if item.get_closest_marker("faults") or item.get_closest_marker("timing"):
-            lane = TIMING_LANES.get(module) or min((1, 2), key=list(lanes.values()).count)
-            lanes[item.nodeid] = lane
-            group = f"timing-{lane}"
-        else:
-            group = module
-        item.add_marker(pytest.mark.xdist_group(group))
+        timed = bool(item.get_closest_marker("faults") or item.get_closest_marker("timing"))
+        if timed != schedule_group(item.nodeid).startswith("timing-"):
+            raise pytest.UsageError(
+                f"{item.nodeid}: a test marked faults or timing belongs in a module of "
+                "TIMING_LANES (tests/conftest.py), which holds such tests only"
+            )
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return  # one process: the collection order as it is
-
-    def group(item: pytest.Item) -> str:
-        return item.get_closest_marker("xdist_group").args[0]
-
     sizes: dict[str, int] = {}
     for item in items:
-        sizes[group(item)] = sizes.get(group(item), 0) + 1
+        sizes[schedule_group(item.nodeid)] = sizes.get(schedule_group(item.nodeid), 0) + 1
 
     def rank(item: pytest.Item) -> tuple:
-        name = group(item)
+        name = schedule_group(item.nodeid)
         return (0, name) if name.startswith("timing-") else (1, -sizes[name], name)
 
     items.sort(key=rank)  # stable: within a group, the collection order
