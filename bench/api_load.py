@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.net import free_port, percentile  # noqa: E402
 
 POSTGRES = os.environ.get(
     "MODELPRESS_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -123,17 +124,6 @@ def drive_main(args: argparse.Namespace) -> None:
 
 
 # --- the servers and the rounds ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _tree(pid: int) -> list[int]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,21 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.net import free_port, percentile  # noqa: E402
+
 POSTGRES = os.environ.get(
     "MODELPRESS_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
 )
 REDIS = os.environ.get("MODELPRESS_BENCH_REDIS", "redis://127.0.0.1:6379/11")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
