@@ -48,6 +48,28 @@ class DatasetRef(Strict):
     )
 
 
+class SweepBudget(Strict):
+    """What a sweep (target.min_retention or target.max_latency_ms) may spend."""
+
+    candidates: int = Field(
+        values.DEFAULT_SWEEP_CANDIDATES,
+        ge=int(values.SWEEP_CANDIDATES.low),
+        le=int(values.SWEEP_CANDIDATES.high),
+        description="Students trained, each a speedup target: the first round spreads "
+        "them along the speed axis, later rounds narrow the bracket around the floor "
+        "(docs/sweeps.md).",
+    )
+    max_seconds: int | None = Field(
+        None,
+        ge=60,
+        le=MAX_RUNTIME_S,
+        description="Past this many seconds of the sweep's workers' time (GPU or CPU, "
+        "all candidates together) no new candidate is started; those running finish, "
+        "and the answer is made from what was found. Default (null): no limit but "
+        "max_runtime_s.",
+    )
+
+
 class Target(Strict):
     params_ratio: float | None = Field(
         None,
@@ -66,13 +88,45 @@ class Target(Strict):
         "the worker that runs the job. The student is the largest shape measured to reach "
         "it; the report gives the final timing and whether it met the target.",
     )
+    min_retention: float | None = Field(
+        None,
+        **values.MIN_RETENTION.field(),
+        description="A sweep (not supported yet: refused with `not_supported_yet` while "
+        "it is being built): the fastest student that keeps at least this share of the "
+        "teacher's main metric on the eval split (0.99: one percent lost at most). "
+        "Candidates are speedup targets in `runtime`; the report lists them all with the "
+        "Pareto front, and says plainly if none kept that much (docs/sweeps.md).",
+    )
+    max_latency_ms: float | None = Field(
+        None,
+        **values.MAX_LATENCY_MS.field(),
+        description="A sweep (not supported yet, as min_retention): the most accurate "
+        "student whose latency at `batch_size` x `seq_len` tokens in `runtime`, on the "
+        "worker that runs it, is at most this many milliseconds.",
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="With max_latency_ms: the batch the latency is measured at (default 1).",
+    )
+    seq_len: int | None = Field(
+        None,
+        ge=1,
+        le=8192,
+        description="With max_latency_ms: the tokens per row the latency is measured at "
+        "(default: training.max_seq_length).",
+    )
+    budget: SweepBudget | None = Field(
+        None, description="With min_retention or max_latency_ms: what the sweep may spend."
+    )
     runtime: Runtime | None = Field(  # type: ignore[valid-type]
         None,
-        description="Where a speedup target is measured, the teacher and the student both "
-        "run there: `pytorch` (eager, fp32; the default), `onnxruntime` (ONNX fp32) or "
-        "`onnxruntime-int8` (ONNX dynamically quantized). The planner times candidate "
-        "shapes in that runtime, and the student's format for it (`onnx`, `onnx-int8`) "
-        "must be in export.formats.",
+        description="Where a speedup target (or a sweep's candidates) is measured, the "
+        "teacher and the student both run there: `pytorch` (eager, fp32; the default), "
+        "`onnxruntime` (ONNX fp32) or `onnxruntime-int8` (ONNX dynamically quantized). The "
+        "planner times candidate shapes in that runtime, and the student's format for it "
+        "(`onnx`, `onnx-int8`) must be in export.formats.",
     )
 
     @model_validator(mode="after")
@@ -84,8 +138,13 @@ class Target(Strict):
             raise ValueError(e.message) from None
         if kind == "sparsity" and self.pattern is None:
             self.pattern = vocabulary.DEFAULT_PATTERN
-        if kind == "speedup" and self.runtime is None:
+        if kind in vocabulary.RUNTIME_TARGET_KINDS and self.runtime is None:
             self.runtime = vocabulary.DEFAULT_RUNTIME
+        if kind == "max_latency_ms" and self.batch_size is None:
+            self.batch_size = 1
+        # seq_len stays None: training.max_seq_length, which the target does not see.
+        if kind in vocabulary.SWEEP_TARGET_KINDS and self.budget is None:
+            self.budget = SweepBudget()
         return self
 
 
@@ -289,9 +348,11 @@ class JobCreate(Strict):
     - A value that this engine release cannot do yet (a strategy, target kind, sparsity
       pattern, pruning kind, the attention loss, cached teacher logits, an ONNX format for
       a model family it does not export or a teacher too large for one .onnx file) is
-      refused with `not_supported_yet`, saying what is supported.
-    - A `target.speedup` measured in an ONNX runtime (`target.runtime`) needs that
-      runtime's format in `export.formats` (`speedup_runtime_not_exported`).
+      refused with `not_supported_yet`, saying what is supported. The sweeps
+      (`target.min_retention`, `target.max_latency_ms`) are refused so while they are
+      being built, once their fields, runtime and strategy have been checked.
+    - A `target.speedup` (or a sweep) measured in an ONNX runtime (`target.runtime`)
+      needs that runtime's format in `export.formats` (`speedup_runtime_not_exported`).
 
     Teachers always have a tokenizer: an archive without one is refused at upload.
     """

@@ -82,7 +82,18 @@ def check_target_support(
     kind: str, *, pattern: str | None, runtime: str | None, strategy: str, formats: Collection[str]
 ) -> None:
     """What this release plans for a target of ``kind`` (``values.check_target`` gives
-    it), and that a speedup's runtime has its student exported."""
+    it), and that a speedup's (or a sweep's) runtime has its student exported. A kind
+    held back is refused after its strategy and runtime are checked, so a request that
+    would be refused anyway hears why first."""
+    if kind in vocabulary.RUNTIME_TARGET_KINDS:
+        _check_speed_target(kind, runtime=runtime, strategy=strategy, formats=formats)
+    if kind in vocabulary.SWEEP_TARGET_KINDS and kind not in vocabulary.TARGETS:
+        raise _not_yet(
+            f"target.{kind}",
+            f"A {kind} target is answered by a sweep of speedup students, which is being "
+            "built (docs/sweeps.md) and not supported yet; meanwhile submit speedup targets "
+            f"and compare their reports. Supported targets: {listing(vocabulary.TARGETS)}.",
+        )
     if kind not in vocabulary.TARGETS:
         raise _not_yet(
             f"target.{kind}",
@@ -95,12 +106,17 @@ def check_target_support(
             f"Sparsity pattern {pattern!r} is not supported yet; supported: "
             f"{listing(vocabulary.SPARSITY_PATTERNS)}.",
         )
-    if kind != "speedup":
-        return
+
+
+def _check_speed_target(
+    kind: str, *, runtime: str | None, strategy: str, formats: Collection[str]
+) -> None:
+    """A speedup target, or a sweep whose candidates are speedup targets: a strategy
+    that plans by speed, a runtime the engine times in, and the student exported for it."""
     if strategy not in vocabulary.SPEEDUP_STRATEGIES:
         raise _not_yet(
             "strategy",
-            "A speedup target is planned for the strategies "
+            f"A {kind} target is planned for the strategies "
             f"{listing(vocabulary.SPEEDUP_STRATEGIES)}, not {strategy!r} yet; use one of "
             "those, or a params_ratio target with joint.",
         )
@@ -115,7 +131,7 @@ def check_target_support(
     if needed is not None and needed not in formats:
         raise EngineInputError(
             "speedup_runtime_not_exported",
-            f"A speedup target in {runtime} is measured on the {needed!r} student, which "
+            f"A {kind} target in {runtime} is measured on the {needed!r} student, which "
             f"the worker times in {runtime} only when it exports it; add {needed!r} to "
             "export.formats, or measure in another runtime.",
             param="target.runtime",

@@ -52,6 +52,16 @@ SPARSITY = Bounds(0.0, 1.0)
 # target.speedup: teacher latency over student latency; 100x is beyond any shape a
 # teacher's layers allow.
 SPEEDUP = Bounds(1.0, 100.0, high_closed=True)
+# target.min_retention: the least share of the teacher's main metric on the eval split
+# the student must keep; 1 asks for a student that loses nothing.
+MIN_RETENTION = Bounds(0.0, 1.0, high_closed=True)
+# target.max_latency_ms: the most one batch may take; ten minutes is beyond serving.
+MAX_LATENCY_MS = Bounds(0.0, 600_000.0, high_closed=True)
+# target.budget.candidates: students a sweep trains, first round included. Two at least
+# to have a front; 16 at most: past that the bracket is far narrower than the noise of
+# one retention figure (a few tenths of a point between seeds on SST-2).
+SWEEP_CANDIDATES = Bounds(2, 16, low_closed=True, high_closed=True)
+DEFAULT_SWEEP_CANDIDATES = 6
 # pruning.unstructured_sparsity: weights zeroed on top of a structured target.
 UNSTRUCTURED_SPARSITY = Bounds(0.0, 1.0, low_closed=True)
 # The 2:4 pattern zeroes 2 weights in every 4.
@@ -74,7 +84,11 @@ DEEP_CUT_BELOW = 0.45
 
 class Target(Protocol):
     """A target as the API's schema and the engine's ``TargetSpec`` both hold it;
-    ``pattern`` and ``runtime`` are None (or their defaults) when not given."""
+    ``pattern`` and ``runtime`` are None (or their defaults) when not given. The sweep
+    kinds and their fields (``min_retention``, ``max_latency_ms``, ``batch_size``,
+    ``seq_len``, ``budget``) are the schema's alone: the engine runs one speedup
+    candidate of a sweep at a time, so its ``TargetSpec`` has none of them and they are
+    read here as absent."""
 
     params_ratio: float | None
     sparsity: float | None
@@ -83,9 +97,14 @@ class Target(Protocol):
     runtime: str | None
 
 
+def _given(target: Target, name: str) -> object:
+    return getattr(target, name, None)
+
+
 def target_kind(target: Target) -> str:
-    """The one kind of target given (``vocabulary.TARGET_KINDS``)."""
-    kinds = vocabulary.TARGET_KINDS
+    """The one kind of target given (``vocabulary.TARGET_KINDS``, those ``target`` has
+    fields for)."""
+    kinds = [k for k in vocabulary.TARGET_KINDS if hasattr(target, k)]
     given = [k for k in kinds if getattr(target, k) is not None]
     if len(given) != 1:
         raise EngineInputError(
@@ -113,6 +132,18 @@ def check_target(target: Target) -> str:
         SPEEDUP,
         "how many times faster than the teacher the student must be at batch 1 on CPU",
     )
+    _within(
+        "min_retention",
+        _given(target, "min_retention"),
+        MIN_RETENTION,
+        "the least share of the teacher's score on the eval split the student keeps",
+    )
+    _within(
+        "max_latency_ms",
+        _given(target, "max_latency_ms"),
+        MAX_LATENCY_MS,
+        "the most milliseconds one batch may take in target.runtime",
+    )
     if target.sparsity is None and target.pattern not in (None, vocabulary.DEFAULT_PATTERN):
         raise EngineInputError(
             "bad_target", "pattern applies only to a sparsity target", param="target.pattern"
@@ -124,11 +155,30 @@ def check_target(target: Target) -> str:
             f"{TWO_FOUR_SPARSITY}; got {target.sparsity}",
             param="target.sparsity",
         )
-    if target.speedup is None and target.runtime not in (None, vocabulary.DEFAULT_RUNTIME):
+    runtime_kinds = vocabulary.RUNTIME_TARGET_KINDS
+    if kind not in runtime_kinds and target.runtime not in (None, vocabulary.DEFAULT_RUNTIME):
         raise EngineInputError(
-            "bad_target", "runtime applies only to a speedup target", param="target.runtime"
+            "bad_target",
+            f"runtime applies only to a {_either(runtime_kinds)} target",
+            param="target.runtime",
         )
+    # What a latency is measured on, and a sweep's budget, belong to those kinds alone.
+    for name, kinds in (
+        ("batch_size", ("max_latency_ms",)),
+        ("seq_len", ("max_latency_ms",)),
+        ("budget", vocabulary.SWEEP_TARGET_KINDS),
+    ):
+        if kind not in kinds and _given(target, name) is not None:
+            raise EngineInputError(
+                "bad_target",
+                f"{name} applies only to a {_either(kinds)} target",
+                param=f"target.{name}",
+            )
     return kind
+
+
+def _either(kinds: tuple[str, ...]) -> str:
+    return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
 
 
 def _within(kind: str, value: float | None, bounds: Bounds, meaning: str) -> None:

@@ -22,10 +22,20 @@ DEFAULT_STRATEGY = STRATEGIES[0]
 # Strategies that distil in rounds need an epoch per round at least (strategies.py).
 MIN_EPOCHS = {"distill_then_prune": 2}
 # What a target may say it is: a fraction of the teacher's parameters kept, of single
-# weights zeroed, or a speed-up (rules.py reads a target's kind from these fields).
-TARGET_KINDS = ("params_ratio", "sparsity", "speedup")
+# weights zeroed, or a speed-up; or, answered by a sweep of speed-up students (issue
+# #17, docs/sweeps.md), the least share of the teacher's score kept (the fastest student
+# that keeps it) or the most latency allowed (the most accurate student that fits).
+# values.py reads a target's kind from these fields.
+SINGLE_TARGET_KINDS = ("params_ratio", "sparsity", "speedup")
+SWEEP_TARGET_KINDS = ("min_retention", "max_latency_ms")
+TARGET_KINDS = (*SINGLE_TARGET_KINDS, *SWEEP_TARGET_KINDS)
 # The kinds this release plans for (a subset, to hold one back: not_supported_yet).
-TARGETS = TARGET_KINDS
+# Sweeps are held back until the sweep job runs them (app/sweeps/policy.py decides
+# which speed-ups to try; the parent job that runs them is being built).
+TARGETS = SINGLE_TARGET_KINDS
+# The kinds measured in a runtime (target.runtime): a speedup, and the sweeps, whose
+# candidates are speedup targets in that runtime.
+RUNTIME_TARGET_KINDS = ("speedup", *SWEEP_TARGET_KINDS)
 # Strategies a ``speedup`` target is planned for: joint's intermediate rounds plan
 # by parameters and could leave an FFN narrower than the final shape needs.
 SPEEDUP_STRATEGIES = ("prune_then_distill", "distill_then_prune")
@@ -83,9 +93,9 @@ ONNX_FORMATS = EXPORT_FORMATS[1:]
 # the families in ONNX_MODEL_TYPES, so a default with it would be refused for the
 # others. Ask for "onnx-int8" to serve on CPU.
 EXPORT_DEFAULT = (PYTORCH_FORMAT,)
-# Runtimes a speedup target is measured in (teacher and student both in it), and the
-# format the student must be exported in for the report to time it there (None: the
-# PyTorch student is timed whatever the formats); the first is the default.
+# Runtimes a speedup (or sweep) target is measured in (teacher and student both in it),
+# and the format the student must be exported in for the report to time it there (None:
+# the PyTorch student is timed whatever the formats); the first is the default.
 SPEEDUP_RUNTIMES = {
     runtime: None if fmt == PYTORCH_FORMAT else fmt for fmt, runtime in FORMAT_RUNTIMES.items()
 }

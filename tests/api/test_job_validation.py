@@ -192,6 +192,29 @@ def test_a_speedup_target_is_refused_where_it_cannot_be_planned(
     assert "at most 4.00" in detail and "'ffn'" in detail
 
 
+def test_a_sweep_is_refused_until_it_is_built_and_for_a_bad_field_first(
+    client, tenant, model_id, dataset_id
+):
+    for target in ({"min_retention": 0.99}, {"max_latency_ms": 5, "batch_size": 4}):
+        body = job_body(model_id, dataset_id, target=target)
+        kind = next(iter(target))
+        detail = _refused(client, tenant, body, "not_supported_yet", f"target.{kind}")
+        assert "being built" in detail
+    # What the request must change anyway is said first.
+    for target, code, param in [
+        ({"min_retention": 1.5}, "validation_error", "target.min_retention"),
+        ({"max_latency_ms": 0}, "validation_error", "target.max_latency_ms"),
+        ({"min_retention": 0.99, "budget": {"candidates": 1}}, "validation_error", None),
+        ({"min_retention": 0.99, "batch_size": 4}, "validation_error", None),
+        (
+            {"min_retention": 0.99, "runtime": "onnxruntime-int8"},
+            "speedup_runtime_not_exported",
+            "target.runtime",
+        ),
+    ]:
+        _refused(client, tenant, job_body(model_id, dataset_id, target=target), code, param)
+
+
 def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, monkeypatch):
     from app.jobspec import vocabulary
 
@@ -217,6 +240,11 @@ def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, mon
         "sparsity": 0.8,
         "pattern": "unstructured",
         "speedup": None,
+        "min_retention": None,
+        "max_latency_ms": None,
+        "batch_size": None,
+        "seq_len": None,
+        "budget": None,
         "runtime": None,
     }
     speedup = job_body(model_id, dataset_id, target={"speedup": 2.0})

@@ -3,6 +3,8 @@ both run them (app/jobspec/values.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from app.jobspec import values, vocabulary
@@ -38,6 +40,7 @@ def test_the_schema_takes_its_bounds_from_here():
 @pytest.mark.parametrize(
     ("target", "code", "says"),
     [
+        # The engine's TargetSpec holds no sweep kind: it is told of the kinds it has.
         (TargetSpec(), "missing_target", "give exactly one of params_ratio, sparsity or speedup"),
         (TargetSpec(params_ratio=0.5, speedup=2.0), "missing_target", "exactly one"),
         (TargetSpec(sparsity=1.0), "bad_sparsity", "in (0, 1)"),
@@ -76,3 +79,54 @@ def test_export_formats_are_known_and_listed_once(formats, code):
         values.check_formats(formats)
     assert (info.value.code, info.value.param) == (code, "export.formats")
     values.check_formats(vocabulary.EXPORT_FORMATS)
+
+
+@dataclass
+class _SchemaTarget:
+    """A target as the API's schema holds it, sweep kinds included."""
+
+    params_ratio: float | None = None
+    sparsity: float | None = None
+    pattern: str | None = None
+    speedup: float | None = None
+    runtime: str | None = None
+    min_retention: float | None = None
+    max_latency_ms: float | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    budget: object | None = None
+
+
+def test_the_sweep_kinds_and_their_ranges():
+    assert values.check_target(_SchemaTarget(min_retention=1.0)) == "min_retention"
+    assert values.check_target(_SchemaTarget(min_retention=0.99, runtime="onnxruntime")) == (
+        "min_retention"
+    )
+    assert values.check_target(_SchemaTarget(max_latency_ms=5.0, batch_size=8, seq_len=64)) == (
+        "max_latency_ms"
+    )
+    for target, param in [
+        (_SchemaTarget(min_retention=0.0), "target.min_retention"),
+        (_SchemaTarget(min_retention=1.01), "target.min_retention"),
+        (_SchemaTarget(max_latency_ms=0.0), "target.max_latency_ms"),
+        (_SchemaTarget(max_latency_ms=float("inf")), "target.max_latency_ms"),
+    ]:
+        error = _refused(target)
+        assert error.param == param and error.code == f"bad_{param.split('.')[1]}"
+    error = _refused(_SchemaTarget(min_retention=0.99, max_latency_ms=5.0))
+    assert error.code == "missing_target"
+    assert "params_ratio, sparsity, speedup, min_retention or max_latency_ms" in error.message
+
+
+@pytest.mark.parametrize(
+    ("target", "param", "says"),
+    [
+        (_SchemaTarget(params_ratio=0.5, runtime="onnxruntime"), "target.runtime", "speedup, "),
+        (_SchemaTarget(min_retention=0.99, batch_size=8), "target.batch_size", "max_latency_ms"),
+        (_SchemaTarget(speedup=2.0, seq_len=64), "target.seq_len", "max_latency_ms"),
+        (_SchemaTarget(speedup=2.0, budget={}), "target.budget", "min_retention or max_"),
+    ],
+)
+def test_a_sweep_field_belongs_to_its_kinds(target, param, says):
+    error = _refused(target)
+    assert (error.code, error.param) == ("bad_target", param) and says in error.message
