@@ -1,0 +1,325 @@
+"""Which students a sweep trains, and which one answers it (docs/sweeps.md).
+
+A sweep answers a target in the user's terms by training candidates along one axis, the
+speed-up over the teacher: each candidate is a child job with target ``{speedup: s,
+runtime: r}``, which the planner turns into the widest shape measured to reach ``s``.
+
+- ``min_retention``: the fastest student that keeps at least that share of the teacher's
+  score. Retention falls, roughly, as the speed-up rises, so the answer lies at the
+  threshold where it crosses the floor: the search brackets that threshold between the
+  fastest candidate that met the floor and the slowest faster one that missed it.
+- ``max_latency_ms``: the most accurate student that fits. Latency falls as the speed-up
+  rises, and the least compressed student that fits is, roughly, the most accurate one:
+  the search brackets the threshold between the slowest candidate that fits and the
+  fastest slower one that does not.
+
+Chosen: adaptive rounds of ``parallel`` candidates (one per worker), each round a
+k-section of the current bracket at geometric points, rather than every candidate at
+once on a fixed grid or one at a time. Why:
+
+- The curve is monotone enough to bisect. Retention against speed-up falls as layers and
+  neurons go (bench/results/: 99.5% at 2.4x, less at 3x on SST-2), with seed noise of a
+  few tenths of a point: bracketing finds the threshold to within ``ratio`` in
+  log(hi/lo)/log(k+1) rounds, where a grid needs hi/lo spread over every candidate.
+- Workers run in parallel, so a round of ``parallel`` children costs the wall time of
+  one child: k-section with k = parallel uses them all, where bisection would leave all
+  but one idle. With one worker it is plain bisection.
+- A round is planned once all its children have ended, from their results only: the
+  plan is a function of the results, so a parent that resumes after a crash plans the
+  same round again.
+- Geometric points, because speed-ups compose multiplicatively (1.3x to 1.43x is the
+  same step in latency as 3x to 3.3x), and the stopping width is a ratio for the same
+  reason.
+- The first round includes both ends when it has two candidates or more: a student at
+  ``lo`` that misses the floor (nothing will meet it) or one at ``hi`` that meets it
+  (nothing faster can be planned) ends the sweep after one round.
+
+A candidate that failed (``ok`` False) says nothing about the curve: it is never tried
+again and never brackets. The budget is a number of candidates; the time budget
+(``budget.max_seconds``) is the platform's to enforce, by not starting a round.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from app.jobspec import vocabulary
+
+MIN_RETENTION, MAX_LATENCY_MS = vocabulary.SWEEP_TARGET_KINDS
+# The slowest candidate worth training: below 1.3x a student saves too little to be
+# worth serving instead of its teacher, and the planner's steps (whole layers, FFN
+# blocks) are coarse there.
+DEFAULT_LO = 1.3
+# The search stops when the bracket is this narrow (its ends' speed-ups' ratio): 10% is
+# about one FFN step of the planner, and finer than the spread of the timings.
+BRACKET_RATIO = 1.1
+# Speed-up targets are rounded to this many decimals, to be read and compared.
+DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What the sweep is for: ``kind`` one of vocabulary.SWEEP_TARGET_KINDS, and its
+    ``value`` (a share of the teacher's score, or milliseconds)."""
+
+    kind: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in vocabulary.SWEEP_TARGET_KINDS:
+            raise ValueError(f"a sweep's goal is one of {vocabulary.SWEEP_TARGET_KINDS}")
+
+    def met_by(self, result: CandidateResult) -> bool:
+        if not result.ok:
+            return False
+        if self.kind == MIN_RETENTION:
+            return result.retention is not None and result.retention >= self.value
+        return result.latency_ms is not None and result.latency_ms <= self.value
+
+
+def goal_of(target: object) -> Goal:
+    """The goal of a request's target (any object with the sweep kinds' fields)."""
+    for kind in vocabulary.SWEEP_TARGET_KINDS:
+        value = getattr(target, kind, None)
+        if value is not None:
+            return Goal(kind, float(value))
+    raise ValueError("the target is not a sweep")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A child to run: target ``{speedup: speedup, runtime: the sweep's}``."""
+
+    index: int
+    speedup: float
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """A child that ended. ``speedup_target`` is what it was asked for, ``speedup`` what
+    it measured; ``ok`` False for a child that failed (its numbers then None)."""
+
+    index: int
+    speedup_target: float
+    speedup: float | None
+    retention: float | None
+    score: float | None
+    latency_ms: float | None
+    size_bytes: int | None
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The sweep's answer: the picked candidate's index (None when no candidate
+    succeeded), whether it meets the goal, a sentence for the report, and the indices
+    of the Pareto front (retention against latency), fastest first."""
+
+    pick_index: int | None
+    met: bool
+    message: str
+    front: list[int] = field(default_factory=list)
+
+
+def first_round(*, lo: float, hi: float, budget: int, parallel: int) -> list[Candidate]:
+    """``min(parallel, budget)`` candidates spread geometrically from ``lo`` to ``hi``
+    (both included from two on; one alone at the geometric middle)."""
+    _check_axis(lo, hi)
+    n = min(parallel, budget)
+    if n < 1:
+        raise ValueError("a sweep needs a budget and a worker of one at least")
+    if hi / lo <= 1 + 1e-9:
+        return [Candidate(0, _round(hi, lo, hi))]
+    # One alone goes to the middle, the first step of a bisection.
+    spread = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)] if n > 1 else []
+    points = spread or [math.sqrt(lo * hi)]
+    return _numbered(points, start=0, lo=lo, hi=hi, tried=())
+
+
+def next_round(
+    *,
+    goal: Goal,
+    results: Sequence[CandidateResult],
+    budget: int,
+    parallel: int,
+    lo: float,
+    hi: float,
+    ratio: float = BRACKET_RATIO,
+) -> list[Candidate]:
+    """The next round's candidates, once every child so far has ended (``results``);
+    empty when the sweep is done: budget spent, bracket narrower than ``ratio``, or an
+    end of the axis settles it."""
+    _check_axis(lo, hi)
+    left = budget - len(results)
+    if left < 1 or not results:
+        return []
+    bracket = _bracket(goal, results, lo=lo, hi=hi)
+    if bracket is None:
+        return []
+    a, b, untried_end = bracket
+    if b / a > ratio:
+        # No more points than it takes to get every part of the bracket under the ratio.
+        needed = max(1, math.ceil(math.log(b / a) / math.log(ratio)) - 1)
+        k = min(parallel, left, needed)
+        points = [a * (b / a) ** (i / (k + 1)) for i in range(1, k + 1)]
+    elif untried_end is not None:
+        # Narrow, but nothing has met the goal yet: the end of the axis next to the
+        # bracket may, and is the one point left to try before saying none did.
+        points = [untried_end]
+    else:
+        return []
+    start = max(r.index for r in results) + 1
+    return _numbered(points, start=start, lo=lo, hi=hi, tried=[r.speedup_target for r in results])
+
+
+def _bracket(
+    goal: Goal, results: Sequence[CandidateResult], *, lo: float, hi: float
+) -> tuple[float, float, float | None] | None:
+    """The interval of speed-up targets left to search (each end tried, or an end of
+    the axis), with the end of the axis still to try when no candidate met the goal
+    (else None); or None when the results settle the answer."""
+    known = [r for r in results if r.ok]
+    good = [r.speedup_target for r in known if goal.met_by(r)]
+    bad = [r.speedup_target for r in known if not goal.met_by(r)]
+    tried = {r.speedup_target for r in results}
+    lo, hi = _round(lo, lo, hi), _round(hi, lo, hi)
+    if goal.kind == MIN_RETENTION:
+        # Good on the slow side: the fastest good, and the slowest bad above it. A good
+        # one at hi leaves nothing to search (nothing faster is planned).
+        if not good and lo in bad:
+            return None  # the slowest student worth training misses the floor
+        a = max(good) if good else lo
+        above = [s for s in bad if s > a]
+        b = min(above) if above else hi
+        end = lo if not good and lo not in tried else None
+    else:
+        # Good on the fast side: the slowest good, and the fastest bad below it. A good
+        # one at lo leaves nothing to search (it is the least compressed worth training).
+        if not good and hi in bad:
+            return None  # even the fastest student planned is too slow
+        b = min(good) if good else hi
+        below = [s for s in bad if s < b]
+        a = max(below) if below else lo
+        end = hi if not good and hi not in tried else None
+    return (a, b, end) if b > a else None
+
+
+def _numbered(
+    points: Sequence[float], *, start: int, lo: float, hi: float, tried: Sequence[float]
+) -> list[Candidate]:
+    """Candidates for ``points``, rounded, each speed-up once and none tried before."""
+    seen = {_round(s, lo, hi) for s in tried}
+    out: list[Candidate] = []
+    for point in points:
+        s = _round(point, lo, hi)
+        if s in seen:
+            continue
+        seen.add(s)
+        out.append(Candidate(start + len(out), s))
+    return out
+
+
+def _round(s: float, lo: float, hi: float) -> float:
+    return min(max(round(s, DECIMALS), lo), hi)
+
+
+def _check_axis(lo: float, hi: float) -> None:
+    if not (lo > 1 and math.isfinite(hi)):
+        raise ValueError(f"a sweep's speed axis starts above 1x and ends finite; got {lo}..{hi}")
+
+
+def pareto_front(results: Sequence[CandidateResult]) -> list[int]:
+    """Indices of the succeeded candidates no other beats on both retention (higher)
+    and latency (lower), fastest first. Equal candidates are both on the front."""
+    points = [r for r in results if r.ok and r.retention is not None and r.latency_ms is not None]
+
+    def dominated(r: CandidateResult) -> bool:
+        return any(
+            o.retention >= r.retention  # type: ignore[operator]
+            and o.latency_ms <= r.latency_ms  # type: ignore[operator]
+            and (o.retention > r.retention or o.latency_ms < r.latency_ms)  # type: ignore[operator]
+            for o in points
+        )
+
+    front = [r for r in points if not dominated(r)]
+    return [r.index for r in sorted(front, key=lambda r: (r.latency_ms, r.index))]
+
+
+def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
+    """The student that answers ``goal``: for min_retention the fastest (lowest
+    latency) that keeps the floor; for max_latency_ms the most accurate (highest
+    retention) that fits. When none does, the best found (the highest retention, or the
+    fastest), with ``met`` False and a message that says so."""
+    front = pareto_front(results)
+    done = [r for r in results if r.ok]
+    if not done:
+        return Answer(
+            None,
+            False,
+            f"All {len(results)} candidates failed; there is no student to return.",
+            front,
+        )
+    met = [r for r in done if goal.met_by(r)]
+    by_speed = _key(lambda r: (r.latency_ms, None if r.retention is None else -r.retention))
+    by_accuracy = _key(lambda r: (None if r.retention is None else -r.retention, r.latency_ms))
+    tried = f"{len(results)} candidate{'s' if len(results) != 1 else ''}"
+    if goal.kind == MIN_RETENTION:
+        floor = f"{goal.value:.2%} of the teacher's score"
+        if met:
+            best = min(met, key=by_speed)
+            return Answer(
+                best.index,
+                True,
+                f"The fastest of {tried} that keeps at least {floor}: {_describe(best)}.",
+                front,
+            )
+        best = min(done, key=by_accuracy)
+        return Answer(
+            best.index,
+            False,
+            f"None of {tried} kept {floor}; returned the one that kept the most: "
+            f"{_describe(best)}. Lower target.min_retention, train longer "
+            "(training.epochs), or allow slower students.",
+            front,
+        )
+    limit = f"{goal.value:g} ms"
+    if met:
+        best = min(met, key=by_accuracy)
+        return Answer(
+            best.index,
+            True,
+            f"The most accurate of {tried} that answers within {limit}: {_describe(best)}.",
+            front,
+        )
+    best = min(done, key=by_speed)
+    return Answer(
+        best.index,
+        False,
+        f"None of {tried} answered within {limit}; returned the fastest: "
+        f"{_describe(best)}. Raise target.max_latency_ms, lower the batch size or "
+        "sequence length, or try another runtime (onnxruntime-int8 on CPU).",
+        front,
+    )
+
+
+def _key(
+    numbers: Callable[[CandidateResult], tuple[float | None, ...]],
+) -> Callable[[CandidateResult], tuple[float, ...]]:
+    # Missing numbers sort last: a candidate without a timing is neither fastest nor best.
+    def key(r: CandidateResult) -> tuple[float, ...]:
+        return (*(math.inf if v is None else v for v in numbers(r)), r.index)
+
+    return key
+
+
+def _describe(r: CandidateResult) -> str:
+    parts = [f"candidate {r.index} (speedup target {r.speedup_target:g}x"]
+    if r.speedup is not None:
+        parts.append(f", measured {r.speedup:.2f}x")
+    if r.retention is not None:
+        parts.append(f", {r.retention:.2%} retention")
+    if r.latency_ms is not None:
+        parts.append(f", {r.latency_ms:.2f} ms")
+    return "".join(parts) + ")"

@@ -1,0 +1,227 @@
+"""The sweep's search and answer (app/sweeps/policy.py), run against synthetic curves
+of retention and latency over the speed-up axis: no engine, no service."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+
+from app.sweeps import policy
+from app.sweeps.policy import Candidate, CandidateResult, Goal
+
+LO, HI = 1.3, 6.0
+TEACHER_MS = 20.0
+Curve = Callable[[float], float]
+
+
+def linear(threshold: float, floor: float = 0.99, slope: float = 0.02) -> Curve:
+    """Retention that falls linearly with the speed-up, crossing ``floor`` at
+    ``threshold``."""
+    return lambda s: floor - slope * (s - threshold)
+
+
+def _result(c: Candidate, retention: Curve, *, ok: bool = True) -> CandidateResult:
+    if not ok:
+        return CandidateResult(c.index, c.speedup, None, None, None, None, None, ok=False)
+    return CandidateResult(
+        index=c.index,
+        speedup_target=c.speedup,
+        speedup=c.speedup,
+        retention=retention(c.speedup),
+        score=0.9 * retention(c.speedup),
+        latency_ms=TEACHER_MS / c.speedup,
+        size_bytes=int(100e6 / c.speedup),
+    )
+
+
+def sweep(
+    goal: Goal,
+    retention: Curve,
+    *,
+    budget: int,
+    parallel: int,
+    fails: Callable[[float], bool] = lambda s: False,
+) -> tuple[list[CandidateResult], list[int]]:
+    """Every result, and the size of each round."""
+    results: list[CandidateResult] = []
+    rounds = []
+    batch = policy.first_round(lo=LO, hi=HI, budget=budget, parallel=parallel)
+    while batch:
+        assert len(batch) <= parallel
+        rounds.append(len(batch))
+        results += [_result(c, retention, ok=not fails(c.speedup)) for c in batch]
+        batch = policy.next_round(
+            goal=goal, results=results, budget=budget, parallel=parallel, lo=LO, hi=HI
+        )
+    return results, rounds
+
+
+def _no_repeats(results: list[CandidateResult]) -> None:
+    speedups = [r.speedup_target for r in results]
+    assert len(set(speedups)) == len(speedups), speedups
+    assert [r.index for r in results] == list(range(len(results)))
+    assert all(LO <= s <= HI for s in speedups)
+
+
+def test_the_first_round_spreads_geometrically_from_end_to_end():
+    batch = policy.first_round(lo=1.3, hi=5.2, budget=6, parallel=3)
+    assert [c.speedup for c in batch] == [1.3, 2.6, 5.2]
+    assert [c.index for c in batch] == [0, 1, 2]
+    # One worker: the middle, as bisection starts.
+    assert [c.speedup for c in policy.first_round(lo=1.3, hi=5.2, budget=6, parallel=1)] == [2.6]
+    # The budget caps the round.
+    assert len(policy.first_round(lo=1.3, hi=5.2, budget=2, parallel=8)) == 2
+    # An axis too short to spread: the bound alone.
+    assert [c.speedup for c in policy.first_round(lo=1.3, hi=1.3, budget=6, parallel=4)] == [1.3]
+    with pytest.raises(ValueError):
+        policy.first_round(lo=1.0, hi=2.0, budget=6, parallel=2)
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3, 4])
+@pytest.mark.parametrize("threshold", [1.32, 1.45, 2.0, 2.7, 4.9, 5.95])
+def test_min_retention_converges_to_the_threshold_within_the_bracket_ratio(parallel, threshold):
+    goal = Goal("min_retention", 0.99)
+    results, _ = sweep(goal, linear(threshold), budget=16, parallel=parallel)
+    _no_repeats(results)
+    answer = policy.pick(goal, results)
+    assert answer.met
+    picked = results[answer.pick_index]
+    # The fastest student found that keeps the floor, within the ratio of the true one.
+    assert picked.speedup_target <= threshold < picked.speedup_target * policy.BRACKET_RATIO
+    missed = min(r.speedup_target for r in results if r.retention < 0.99)
+    assert missed / picked.speedup_target <= policy.BRACKET_RATIO
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 4])
+@pytest.mark.parametrize("limit_ms", [15.0, 12.0, 8.0, 5.0, 3.4])
+def test_max_latency_converges_to_the_least_compressed_student_that_fits(parallel, limit_ms):
+    goal = Goal("max_latency_ms", limit_ms)
+    threshold = TEACHER_MS / limit_ms  # the least speed-up that fits
+    results, _ = sweep(goal, linear(2.0), budget=16, parallel=parallel)
+    _no_repeats(results)
+    answer = policy.pick(goal, results)
+    assert answer.met
+    picked = results[answer.pick_index]
+    assert picked.latency_ms <= limit_ms
+    assert threshold <= picked.speedup_target < threshold * policy.BRACKET_RATIO
+    # Retention falls with speed: the most accurate that fits is the least compressed.
+    assert picked.retention == max(r.retention for r in results if r.latency_ms <= limit_ms)
+
+
+@pytest.mark.parametrize("budget", [2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("parallel", [1, 2, 3, 8])
+def test_the_budget_is_respected_and_rounds_are_one_per_worker(budget, parallel):
+    goal = Goal("min_retention", 0.99)
+    results, rounds = sweep(goal, linear(2.3), budget=budget, parallel=parallel)
+    _no_repeats(results)
+    assert len(results) <= budget
+    assert all(n <= parallel for n in rounds)
+    # A narrow bracket is not refined past the ratio, however many workers are idle.
+    assert len(results) >= min(budget, 2)
+
+
+def test_a_narrow_bracket_spends_no_more_than_it_needs():
+    goal = Goal("min_retention", 0.99)
+    results = [
+        _result(Candidate(0, 2.0), linear(2.1)),
+        _result(Candidate(1, 2.3), linear(2.1)),
+    ]
+    batch = policy.next_round(goal=goal, results=results, budget=16, parallel=8, lo=LO, hi=HI)
+    # 2.0 to 2.3 is 1.15x: one point halves it below 1.1x.
+    assert len(batch) == 1 and 2.0 < batch[0].speedup < 2.3 and batch[0].index == 2
+    narrow = [*results, _result(batch[0], linear(2.1))]
+    assert policy.next_round(goal=goal, results=narrow, budget=16, parallel=8, lo=LO, hi=HI) == []
+
+
+def test_a_non_monotone_curve_still_ends_with_a_student_that_meets_the_floor():
+    # Seed noise: a dip below the floor at 1.8-2.0x, above it again to 2.6x.
+    def bumpy(s: float) -> float:
+        return 0.985 if 1.8 <= s <= 2.0 else linear(2.6)(s)
+
+    goal = Goal("min_retention", 0.99)
+    for parallel in (1, 2, 3, 5):
+        results, _ = sweep(goal, bumpy, budget=12, parallel=parallel)
+        _no_repeats(results)
+        answer = policy.pick(goal, results)
+        assert answer.met
+        picked = results[answer.pick_index]
+        assert picked.retention >= 0.99
+        assert picked.latency_ms == min(r.latency_ms for r in results if r.retention >= 0.99)
+
+
+def test_the_ends_of_the_axis_settle_it_after_one_round():
+    goal = Goal("min_retention", 0.99)
+    # Even 1.3x loses too much: nothing more is tried, the best found is returned.
+    results, rounds = sweep(goal, linear(1.0), budget=8, parallel=3)
+    assert rounds == [3]
+    answer = policy.pick(goal, results)
+    assert not answer.met and results[answer.pick_index].speedup_target == LO
+    assert "None of 3 candidates kept 99.00%" in answer.message
+    assert "kept the most" in answer.message
+    # The fastest planned keeps enough: nothing faster to look for.
+    results, rounds = sweep(goal, linear(10.0), budget=8, parallel=3)
+    answer = policy.pick(goal, results)
+    assert rounds == [3] and answer.met and results[answer.pick_index].speedup_target == HI
+
+
+def test_no_student_fits_the_latency_and_the_fastest_is_returned():
+    goal = Goal("max_latency_ms", 1.0)  # the teacher takes 20 ms; 6x at most is 3.3 ms
+    results, rounds = sweep(goal, linear(2.0), budget=8, parallel=2)
+    assert rounds == [2]
+    answer = policy.pick(goal, results)
+    assert not answer.met
+    assert results[answer.pick_index].speedup_target == HI
+    assert "None of 2 candidates answered within 1 ms; returned the fastest" in answer.message
+
+
+def test_a_failed_candidate_is_not_tried_again_and_does_not_bracket():
+    goal = Goal("min_retention", 0.99)
+    results, _ = sweep(goal, linear(2.0), budget=10, parallel=3, fails=lambda s: s == HI)
+    _no_repeats(results)
+    assert sum(not r.ok for r in results) == 1
+    answer = policy.pick(goal, results)
+    picked = results[answer.pick_index]
+    assert answer.met and picked.speedup_target <= 2.0 < picked.speedup_target * 1.1
+
+
+def test_every_candidate_failed():
+    goal = Goal("min_retention", 0.99)
+    results, _ = sweep(goal, linear(2.0), budget=4, parallel=2, fails=lambda s: True)
+    answer = policy.pick(goal, results)
+    assert (answer.pick_index, answer.met, answer.front) == (None, False, [])
+    assert "failed" in answer.message
+
+
+def _row(index: int, retention: float, latency_ms: float, ok: bool = True) -> CandidateResult:
+    return CandidateResult(index, 1.5 + index, 1.5 + index, retention, 0.9, latency_ms, 1, ok)
+
+
+def test_the_pareto_front_is_the_non_dominated_candidates_fastest_first():
+    rows = [
+        _row(0, 0.995, 10.0),
+        _row(1, 0.990, 8.0),
+        _row(2, 0.985, 9.0),  # beaten by 1: less kept, slower
+        _row(3, 0.970, 5.0),
+        _row(4, 0.970, 6.0),  # beaten by 3: as much kept, slower
+        _row(5, 0.999, 4.0, ok=False),  # failed: not a point
+        _row(6, 0.990, 8.0),  # equal to 1: both stay
+    ]
+    assert policy.pareto_front(rows) == [3, 1, 6, 0]
+    answer = policy.pick(Goal("min_retention", 0.99), rows)
+    assert answer.front == [3, 1, 6, 0]
+    assert answer.pick_index == 1 and answer.met
+    assert policy.pick(Goal("max_latency_ms", 9.5), rows).pick_index == 1
+    assert policy.pick(Goal("max_latency_ms", 5.0), rows).pick_index == 3
+
+
+def test_the_goal_of_a_target():
+    class Target:
+        min_retention = None
+        max_latency_ms = 5
+
+    assert policy.goal_of(Target()) == Goal("max_latency_ms", 5.0)
+    with pytest.raises(ValueError):
+        Goal("speedup", 2.0)
+    assert math.isclose(policy.BRACKET_RATIO, 1.1)
