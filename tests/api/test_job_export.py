@@ -203,7 +203,7 @@ def test_a_speedup_target_is_in_pytorch_unless_named(client, model_id, dataset_i
             None,
             "validation_error",
             "target",
-            "runtime applies only to a speedup target",
+            "runtime applies only to a speedup, min_retention or max_latency_ms target",
         ),
     ],
 )
