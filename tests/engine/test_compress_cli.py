@@ -175,7 +175,8 @@ def _spec_errors(workspace: Path, tmp_path: Path, text: str) -> list[str]:
     ("change", "expected"),
     [
         (("target: {params_ratio: 0.5}", "target: {params_ratio: 0.5, sparsity: 0.5}"),
-         "target: give exactly one of params_ratio, sparsity, speedup, min_retention or max_latency_ms"),
+         "target: give exactly one of params_ratio, sparsity, speedup, min_retention or "
+         "max_latency_ms"),
         (("training: {", "accelerator: gpu\ntraining: {"),
          "accelerator: unknown key; allowed here: teacher, dataset"),
         (("{path: data.jsonl}", "{path: data.jsonl, eval: x.jsonl}"),
