@@ -14,3 +14,6 @@ QUEUES = (*JOB_QUEUES, WEBHOOK_QUEUE)
 RUN_JOB_TASK = "modelpress.jobs.run"
 # Deliver a webhook (one argument: the delivery id).
 DELIVER_WEBHOOK_TASK = "modelpress.webhooks.deliver"
+# Move a sweep on (one argument: the sweep's job id), sent when one of its children
+# ends: plan the next round of candidates, or answer (app/sweeps/service.py).
+ADVANCE_SWEEP_TASK = "modelpress.sweeps.advance"

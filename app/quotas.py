@@ -52,7 +52,10 @@ def check_storage_quota(
 
 def check_active_jobs_quota(*, session: Session, settings: Settings, tenant: str) -> None:
     active = session.scalar(
-        select(func.count()).select_from(Job).where(Job.tenant == tenant, Job.status.in_(ACTIVE))
+        select(func.count())
+        .select_from(Job)
+        # A sweep counts once: its children are not jobs the tenant submitted.
+        .where(Job.tenant == tenant, Job.status.in_(ACTIVE), Job.parent_id.is_(None))
     )
     limit = settings.tenant_max_active_jobs
     if active >= limit:

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # (a message lost with a broker restart, or never sent while it was down), once its
     # queue there is empty (app/jobs/service.py reap).
     requeue_after_seconds: int = Field(120, ge=1)
+    # A sweep (target.min_retention or max_latency_ms) runs this many candidates at once,
+    # each a job of its own: set it to the worker processes that serve the sweep's queue
+    # (one more only waits in the queue; one fewer leaves a worker idle each round).
+    sweep_parallel: int = Field(2, ge=1, le=16)
     # Default of a job's max_runtime_s: past it the job fails with max_runtime_exceeded.
     job_max_runtime_seconds: int = Field(24 * 3600, ge=1)
     # Per-tenant quotas.

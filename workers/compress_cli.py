@@ -42,6 +42,7 @@ from app.datasets.parse import FORMATS, ParseOptions, parse_dataset
 from app.datasets.splits import ParsedDataset
 from app.errors import ProblemError
 from app.jobs.schemas import JobCreate, Strict
+from app.jobspec import vocabulary
 from app.jobspec.vocabulary import TASKS
 from workers.engine.plots import MAIN_METRIC_BY_TASK
 from workers.engine.spec import CompressionSpec, EngineInputError, EngineStopped
@@ -275,6 +276,17 @@ def build_local_spec(
             [
                 f"task: {spec_file.task!r} is not supported by this engine yet; "
                 f"supported: {list(TASKS)}"
+            ]
+        )
+    sweep = [k for k in vocabulary.SWEEP_TARGET_KINDS if getattr(spec_file.target, k) is not None]
+    if sweep:
+        # A sweep trains its candidates in parallel on the service's workers; this
+        # command runs one target (docs/sweeps.md).
+        raise SpecFileError(
+            [
+                f"target: {sweep[0]} is answered by a sweep of speedup students, which the "
+                "service runs (modelpress serve, then POST /v1/jobs with this target); "
+                "this command runs one params_ratio, sparsity or speedup target"
             ]
         )
     out_dir.mkdir(parents=True, exist_ok=True)

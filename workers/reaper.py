@@ -27,6 +27,7 @@ from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.settings import Settings, get_settings
 from app.storage import get_storage
+from app.sweeps import service as sweeps
 from app.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ def reap_once(settings: Settings | None = None) -> jobs.Reaped:
         storage.delete_prefix(jobs.job_prefix(job_id))
     if reaped.to_send or reaped.ended:
         log.info("reaper: re-sent %s, ended %s", [j for j, _ in reaped.to_send], reaped.ended)
+    with session_scope() as session:
+        # Sweeps whose children ended here, or whose advance was lost a while ago.
+        advances = sweeps.parents_of(session=session, job_ids=reaped.ended)
+        advances += sweeps.stalled(session=session, settings=settings)
+    for parent_id, queue in dict(advances).items():
+        job_queue.advance_sweep(parent_id=parent_id, queue=queue)
     with session_scope() as session:
         # Sent once committed, by the outbox.
         resent = webhooks.resend_overdue(session=session, settings=settings)

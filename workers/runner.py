@@ -21,12 +21,14 @@ from sqlalchemy.orm import Session
 
 from app.datasets.tables import Dataset
 from app.db import session_scope
+from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.jobs.tables import Job
 from app.models.tables import Model
 from app.settings import Settings, get_settings
 from app.storage import Storage, get_storage
-from workers import teacher_cache
+from app.sweeps.state import is_sweep
+from workers import sweep, teacher_cache
 from workers.callback import DB_AWAY, JobCallback, checkpoint_prefix
 from workers.engine.spec import ArtifactFile, EngineInputError, EngineStopped
 from workers.inputs import build_spec, cleanup, pack_folder
@@ -217,14 +219,43 @@ def run_job(
         attempt = jobs.claim(
             session=s, job_id=job_id, worker=worker, lease_seconds=settings.lease_seconds
         )
-        max_runtime = (
-            s.scalar(select(Job.request["max_runtime_s"].as_integer()).where(Job.id == job_id))
+        row = (
+            s.execute(
+                select(
+                    Job.request["max_runtime_s"].as_integer(),
+                    Job.request,
+                    Job.parent_id,
+                    Job.queue,
+                ).where(Job.id == job_id)
+            ).one()
             if attempt
             else None
         )
-    if attempt is None:
+    if attempt is None or row is None:
         log.info("job %s is not queued (duplicate delivery or cancelled): nothing to do", job_id)
         return "skipped"
+    max_runtime, request, parent_id, queue = row
+    if is_sweep(request):
+        return sweep.start(
+            job_id=job_id, attempt=attempt, worker=worker, settings=settings, storage=storage
+        )
+    status = _run_claimed(
+        job_id=job_id,
+        attempt=attempt,
+        max_runtime=max_runtime,
+        settings=settings,
+        storage=storage,
+    )
+    if parent_id is not None and status != "lost":
+        # The sweep reads its children's rows: this one has ended.
+        job_queue.advance_sweep(parent_id=parent_id, queue=queue)
+    return status
+
+
+def _run_claimed(
+    *, job_id: str, attempt: int, max_runtime: int | None, settings: Settings, storage: Storage
+) -> str:
+    """The claimed job's run, from its inputs to its end."""
 
     workdir = Path(tempfile.mkdtemp(prefix=f"modelpress-{job_id}-"))
     records: list[dict[str, Any]] = []

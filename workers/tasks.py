@@ -14,7 +14,10 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from app.queues import RUN_JOB_TASK
+from app.queues import ADVANCE_SWEEP_TASK, RUN_JOB_TASK
+from app.settings import get_settings
+from app.storage import get_storage
+from workers import sweep
 from workers.celery_app import celery_app
 from workers.runner import run_job as _run_job
 
@@ -22,3 +25,13 @@ from workers.runner import run_job as _run_job
 @celery_app.task(name=RUN_JOB_TASK, bind=True)
 def run_job(self, job_id: str) -> str:
     return _run_job(job_id=job_id, worker=self.request.hostname or socket.gethostname())
+
+
+@celery_app.task(name=ADVANCE_SWEEP_TASK, bind=True)
+def advance_sweep(self, parent_id: str) -> str:
+    return sweep.advance(
+        parent_id=parent_id,
+        worker=self.request.hostname or socket.gethostname(),
+        settings=get_settings(),
+        storage=get_storage(),
+    )

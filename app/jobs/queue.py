@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.broker import backlog, send
-from app.queues import RUN_JOB_TASK
+from app.queues import ADVANCE_SWEEP_TASK, RUN_JOB_TASK
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,17 @@ def enqueue(*, job_id: str, queue: str) -> bool:
         # The job stays queued in the database; it is re-sent when the broker is back
         # (the reaper of issue #5). The client still gets its 202.
         log.exception("could not enqueue job %s", job_id)
+        return False
+    return True
+
+
+def advance_sweep(*, parent_id: str, queue: str) -> bool:
+    """Ask a worker to move a sweep on. Best effort: a sweep whose advance is lost is
+    found by the reaper (app/sweeps/service.py, stalled)."""
+    try:
+        send(ADVANCE_SWEEP_TASK, parent_id, queue=queue)
+    except Exception:
+        log.warning("could not send the advance of sweep %s", parent_id, exc_info=True)
         return False
     return True
 

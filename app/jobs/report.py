@@ -135,6 +135,48 @@ class SparsityReport(_Open):
     student: SparsityCounts | None = None
 
 
+class SweepCandidate(_Open):
+    """One student a sweep trained: a child job with target.speedup."""
+
+    index: int | None = Field(None, description="In the order the sweep started them.")
+    job_id: str | None = Field(None, description="The child job (GET /v1/jobs/{id}).")
+    speedup_target: float | None = Field(None, description="The speed-up it was asked for.")
+    speedup: float | None = Field(None, description="The speed-up it measured, in the runtime.")
+    retention: float | None = Field(None, description="Of the teacher's main metric.")
+    score: float | None = Field(None, description="Its main metric on the eval split.")
+    latency_ms: float | None = Field(None, description="In the sweep's runtime, at its batch size.")
+    size_bytes: int | None = None
+    ok: bool | None = Field(None, description="False: the child failed or was cancelled.")
+    met: bool | None = Field(None, description="Whether it meets the sweep's goal.")
+    pareto: bool | None = Field(
+        None, description="On the Pareto front: no other is both faster and more accurate."
+    )
+    picked: bool | None = Field(None, description="The answer: the job's model artifact.")
+
+
+class SweepReport(_Open):
+    """A sweep's candidates, front and pick (docs/sweeps.md)."""
+
+    goal: dict[str, Any] | None = Field(None, description='{"kind", "value"}.')
+    runtime: str | None = None
+    batch_size: int | None = None
+    axis: dict[str, float] | None = Field(
+        None, description='{"lo", "hi"}: the speed-ups the candidates were spread over.'
+    )
+    parallel: int | None = Field(None, description="Candidates run at once.")
+    budget: dict[str, Any] | None = None
+    candidates: list[SweepCandidate] | None = None
+    front: list[int] | None = Field(None, description="Indices on the Pareto front.")
+    pick: int | None = Field(None, description="The index of the picked candidate.")
+    met: bool | None = Field(
+        None, description="False: no candidate met the goal, the best found is picked."
+    )
+    message: str | None = Field(None, description="The answer in a sentence, or why not.")
+    stopped_by: str | None = Field(
+        None, description="Set when the time budget stopped the search early."
+    )
+
+
 class JobMetrics(_Open):
     """What a succeeded job measured: the same numbers as its `report` artifact's
     `metrics` and its model card."""
@@ -206,6 +248,11 @@ class JobMetrics(_Open):
     )
     sparsity: SparsityReport | None = Field(
         None, description="With a sparsity target or pruning.unstructured_sparsity."
+    )
+    sweep: SweepReport | None = Field(
+        None,
+        description="A sweep (target.min_retention or max_latency_ms): every candidate, "
+        "the front and the pick; the other fields are the picked candidate's report.",
     )
     warnings: list[ReportWarning] | None = Field(
         None,

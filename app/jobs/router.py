@@ -93,7 +93,9 @@ def create_job(
     responses=problem_responses(400, 422),
     summary="List jobs, newest first",
     description="A page of this tenant's jobs, newest first, optionally only those in one "
-    "`status`. Pass `next_cursor` as `after` for the next page while `has_more` is true.",
+    "`status`. Pass `next_cursor` as `after` for the next page while `has_more` is true. "
+    "A sweep's candidates (its children) are listed with `parent_id` set to the sweep's "
+    "id, and not without it.",
 )
 def list_jobs(
     session: SessionDep,
@@ -101,9 +103,17 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     limit: LimitQuery = 20,
     after: AfterQuery = None,
+    parent_id: Annotated[
+        str | None, Query(description="The candidates (child jobs) of this sweep.")
+    ] = None,
 ) -> Page[JobRead]:
     rows, has_more = service.list_jobs(
-        session=session, tenant=tenant, status=status, limit=limit, after=after
+        session=session,
+        tenant=tenant,
+        status=status,
+        limit=limit,
+        after=after,
+        parent_id=parent_id,
     )
     return Page[JobRead].of(rows, has_more, to_read)
 

@@ -91,8 +91,7 @@ class Target(Strict):
     min_retention: float | None = Field(
         None,
         **values.MIN_RETENTION.field(),
-        description="A sweep (not supported yet: refused with `not_supported_yet` while "
-        "it is being built): the fastest student that keeps at least this share of the "
+        description="A sweep: the fastest student that keeps at least this share of the "
         "teacher's main metric on the eval split (0.99: one percent lost at most). "
         "Candidates are speedup targets in `runtime`; the report lists them all with the "
         "Pareto front, and says plainly if none kept that much (docs/sweeps.md).",
@@ -100,9 +99,10 @@ class Target(Strict):
     max_latency_ms: float | None = Field(
         None,
         **values.MAX_LATENCY_MS.field(),
-        description="A sweep (not supported yet, as min_retention): the most accurate "
-        "student whose latency at `batch_size` x `seq_len` tokens in `runtime`, on the "
-        "worker that runs it, is at most this many milliseconds.",
+        description="A sweep: the most accurate student whose latency at `batch_size` "
+        "rows of `seq_len` tokens in `runtime`, on the worker that runs it, is at most "
+        "this many milliseconds (batch 1 or 32 and training.max_seq_length tokens, as "
+        "every report times, so far).",
     )
     batch_size: int | None = Field(
         None,
@@ -348,9 +348,9 @@ class JobCreate(Strict):
     - A value that this engine release cannot do yet (a strategy, target kind, sparsity
       pattern, pruning kind, the attention loss, cached teacher logits, an ONNX format for
       a model family it does not export or a teacher too large for one .onnx file) is
-      refused with `not_supported_yet`, saying what is supported. The sweeps
-      (`target.min_retention`, `target.max_latency_ms`) are refused so while they are
-      being built, once their fields, runtime and strategy have been checked.
+      refused with `not_supported_yet`, saying what is supported (a `max_latency_ms`
+      sweep at a batch size other than 1 or 32, or a seq_len other than
+      training.max_seq_length, is one).
     - A `target.speedup` (or a sweep) measured in an ONNX runtime (`target.runtime`)
       needs that runtime's format in `export.formats` (`speedup_runtime_not_exported`).
 
@@ -445,6 +445,12 @@ class JobRead(BaseModel):
         description="When the artifacts were deleted by the operator's retention "
         "(MODELPRESS_ARTIFACT_RETENTION_DAYS); null while they are kept.",
     )
+    parent_id: str | None = Field(
+        None,
+        description="For a sweep's candidate: the sweep (a job with a min_retention or "
+        "max_latency_ms target) that started it; its candidates are listed with "
+        "GET /v1/jobs?parent_id=. Null for a job submitted by a client.",
+    )
 
     @classmethod
     def of(cls, job: Any) -> JobRead:
@@ -466,6 +472,7 @@ class JobRead(BaseModel):
             if job.error_code
             else None,
             artifacts_expired_at=job.artifacts_expired_at,
+            parent_id=job.parent_id,
         )
 
 

@@ -199,9 +199,17 @@ def get_job(*, session: Session, tenant: str, job_id: str) -> Job:
 
 
 def list_jobs(
-    *, session: Session, tenant: str, status: str | None, limit: int, after: str | None
+    *,
+    session: Session,
+    tenant: str,
+    status: str | None,
+    limit: int,
+    after: str | None,
+    parent_id: str | None = None,
 ) -> tuple[list[Job], bool]:
     query = select(Job).where(Job.tenant == tenant)
+    # A sweep's children are listed with their sweep's id, not among the tenant's jobs.
+    query = query.where(Job.parent_id == parent_id if parent_id else Job.parent_id.is_(None))
     if status is not None:
         query = query.where(Job.status == status)  # in the query, so before the limit
     return keyset(session, query, Job.id, limit=limit, after=after)
@@ -274,7 +282,9 @@ def delete_job(*, session: Session, storage: Storage, tenant: str, job_id: str) 
             f"cancelled) can be deleted. Cancel it first with POST /v1/jobs/{job_id}/cancel, "
             "then delete it once it is cancelled.",
         )
-    # Conditional, as every state change: a concurrent delete finds no row.
+    kids = list(session.scalars(select(Job.id).where(Job.parent_id == job_id)))
+    # Conditional, as every state change: a concurrent delete finds no row. A sweep's
+    # children go with it (the foreign key cascades), and so do their objects.
     gone = session.execute(
         delete(Job).where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(TERMINAL))
     ).rowcount
@@ -282,6 +292,8 @@ def delete_job(*, session: Session, storage: Storage, tenant: str, job_id: str) 
     if not gone:
         raise not_found("job", job_id)
     try:
+        for kid in kids:
+            storage.delete_prefix(job_prefix(kid))
         storage.delete_prefix(job_prefix(job_id))
     except Exception:  # the job is gone either way; the reaper's sweep finishes this
         log.warning("objects of deleted job %s not deleted yet", job_id, exc_info=True)
@@ -410,10 +422,18 @@ def cancel_job(
         ).rowcount
         if done:
             _event(session, job_id, job.attempt, "status", {"status": "cancelling"})
+    if done and job.sweep is not None and job.parent_id is None:
+        from app.sweeps.service import cancel_children  # the sweeps build on this module
+
+        cancel_children(session=session, parent_id=job_id)
     session.commit()
     if ended and storage is not None:
         storage.delete_prefix(job_prefix(job_id))
     session.refresh(job)
+    sweep_id = job.parent_id or (job.id if job.sweep is not None else None)
+    if done and sweep_id is not None:
+        # The sweep ends once its children have: tell it now, whatever ended here.
+        job_queue.advance_sweep(parent_id=sweep_id, queue=job.queue)
     if job.status in ("succeeded", "failed"):
         raise ProblemError(
             409,

@@ -53,6 +53,12 @@ class Job(Base):
     # When the retention (MODELPRESS_ARTIFACT_RETENTION_DAYS) deleted its artifacts.
     artifacts_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A sweep's child names its sweep (app/sweeps/): deleted with it. ``sweep`` holds the
+    # sweep's plan on the parent, the candidate's place on a child (app/sweeps/state.py).
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    sweep: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class JobEvent(Base):

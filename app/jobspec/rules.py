@@ -87,13 +87,6 @@ def check_target_support(
     would be refused anyway hears why first."""
     if kind in vocabulary.RUNTIME_TARGET_KINDS:
         _check_speed_target(kind, runtime=runtime, strategy=strategy, formats=formats)
-    if kind in vocabulary.SWEEP_TARGET_KINDS and kind not in vocabulary.TARGETS:
-        raise _not_yet(
-            f"target.{kind}",
-            f"A {kind} target is answered by a sweep of speedup students, which is being "
-            "built (docs/sweeps.md) and not supported yet; meanwhile submit speedup targets "
-            f"and compare their reports. Supported targets: {listing(vocabulary.TARGETS)}.",
-        )
     if kind not in vocabulary.TARGETS:
         raise _not_yet(
             f"target.{kind}",

@@ -272,7 +272,7 @@ def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
             return Answer(
                 best.index,
                 True,
-                f"The fastest of {tried} that keeps at least {floor}: {_describe(best)}.",
+                f"The fastest of {tried} that keeps at least {floor}: {describe(best)}.",
                 front,
             )
         best = min(done, key=by_accuracy)
@@ -280,7 +280,7 @@ def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
             best.index,
             False,
             f"None of {tried} kept {floor}; returned the one that kept the most: "
-            f"{_describe(best)}. Lower target.min_retention, train longer "
+            f"{describe(best)}. Lower target.min_retention, train longer "
             "(training.epochs), or allow slower students.",
             front,
         )
@@ -290,7 +290,7 @@ def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
         return Answer(
             best.index,
             True,
-            f"The most accurate of {tried} that answers within {limit}: {_describe(best)}.",
+            f"The most accurate of {tried} that answers within {limit}: {describe(best)}.",
             front,
         )
     best = min(done, key=by_speed)
@@ -298,7 +298,7 @@ def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
         best.index,
         False,
         f"None of {tried} answered within {limit}; returned the fastest: "
-        f"{_describe(best)}. Raise target.max_latency_ms, lower the batch size or "
+        f"{describe(best)}. Raise target.max_latency_ms, lower the batch size or "
         "sequence length, or try another runtime (onnxruntime-int8 on CPU).",
         front,
     )
@@ -314,7 +314,8 @@ def _key(
     return key
 
 
-def _describe(r: CandidateResult) -> str:
+def describe(r: CandidateResult) -> str:
+    """One candidate in a sentence: what it was asked and what it measured."""
     parts = [f"candidate {r.index} (speedup target {r.speedup_target:g}x"]
     if r.speedup is not None:
         parts.append(f", measured {r.speedup:.2f}x")

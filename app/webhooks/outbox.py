@@ -47,7 +47,9 @@ def on_job_event(session: Session, row: JobEvent) -> None:
         for w in session.scalars(
             select(Webhook)
             .join(Job, Job.tenant == Webhook.tenant)
-            .where(Job.id == row.job_id, Webhook.enabled.is_(True))
+            # A sweep's children are told through their parent's events (one per
+            # candidate), not as jobs of their own.
+            .where(Job.id == row.job_id, Job.parent_id.is_(None), Webhook.enabled.is_(True))
         )
         if kind in w.events
     ]

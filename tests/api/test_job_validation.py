@@ -192,14 +192,21 @@ def test_a_speedup_target_is_refused_where_it_cannot_be_planned(
     assert "at most 4.00" in detail and "'ffn'" in detail
 
 
-def test_a_sweep_is_refused_until_it_is_built_and_for_a_bad_field_first(
+def test_a_sweep_is_accepted_and_what_it_cannot_measure_or_keep_is_refused(
     client, tenant, model_id, dataset_id
 ):
-    for target in ({"min_retention": 0.99}, {"max_latency_ms": 5, "batch_size": 4}):
+    # Candidates' reports time batches of 1 and 32 at training.max_seq_length tokens.
+    for target, param, says in [
+        ({"max_latency_ms": 5, "batch_size": 4}, "target.batch_size", "[1, 32]"),
+        ({"max_latency_ms": 5, "seq_len": 64}, "target.seq_len", "training.max_seq_length"),
+    ]:
         body = job_body(model_id, dataset_id, target=target)
-        kind = next(iter(target))
-        detail = _refused(client, tenant, body, "not_supported_yet", f"target.{kind}")
-        assert "being built" in detail
+        assert says in _refused(client, tenant, body, "not_supported_yet", param)
+    # The children take the teacher from the cache the sweep fine-tunes it into.
+    no_cache = job_body(
+        model_id, dataset_id, target={"min_retention": 0.99}, training={"teacher_cache": False}
+    )
+    _refused(client, tenant, no_cache, "validation_error", "training.teacher_cache")
     # What the request must change anyway is said first.
     for target, code, param in [
         ({"min_retention": 1.5}, "validation_error", "target.min_retention"),
@@ -213,6 +220,11 @@ def test_a_sweep_is_refused_until_it_is_built_and_for_a_bad_field_first(
         ),
     ]:
         _refused(client, tenant, job_body(model_id, dataset_id, target=target), code, param)
+    job = _accepted(client, job_body(model_id, dataset_id, target={"min_retention": 0.99}))
+    assert job["request"]["target"]["budget"] == {"candidates": 6, "max_seconds": None}
+    assert job["parent_id"] is None
+    fits = _accepted(client, job_body(model_id, dataset_id, target={"max_latency_ms": 5}))
+    assert fits["request"]["target"]["batch_size"] == 1
 
 
 def test_capabilities_drive_the_checks(client, tenant, model_id, dataset_id, monkeypatch):

@@ -38,3 +38,28 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
     evaluation = evaluate(run, teacher, student)
     reload_diff = export(run, student.model)
     return report(run, teacher, student, evaluation, reload_diff=reload_diff)
+
+
+def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = None) -> dict:
+    """The first phases alone: the teacher fine-tuned where it needs a head (and offered
+    to the callback's teacher cache) or taken from the cache, then scored. What a sweep
+    runs once before its candidates, so that each of them takes the teacher from the
+    cache. Returns the report's teacher fields: ``teacher`` (its scores, None when it
+    came with a trained head), ``teacher_finetuned``, ``teacher_cached`` and
+    ``teacher_finetune_s``."""
+    progress = Progress(callback or NullCallback())
+    validate_spec(spec)
+    summary = spec_summary(spec, read_teacher_config(spec.teacher_dir))
+    checkpointer = Checkpointer(
+        folder=spec.work_dir / "checkpoints",
+        fingerprint=checkpoint.fingerprint(summary),
+        progress=progress,
+    )
+    run = prepare(spec, progress=progress, checkpointer=checkpointer, resumed=None)
+    teacher = finetune(run, None)
+    return {
+        "teacher": teacher.scores.as_dict() if teacher.scores is not None else None,
+        "teacher_finetuned": run.needs_finetune,
+        "teacher_cached": teacher.from_cache,
+        "teacher_finetune_s": teacher.finetune_s,
+    }

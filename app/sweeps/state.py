@@ -1,0 +1,119 @@
+"""What a sweep keeps in its rows: the plan on the parent, each child's place in it, and
+a child's end read back as a policy.CandidateResult (docs/sweeps.md).
+
+Typed here, stored as JSON in ``jobs.sweep``: the rest of the code reads dataclasses,
+never the dict.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from app.jobspec import vocabulary
+from app.sweeps.policy import CandidateResult, Goal, goal_of
+
+# The metric a candidate's latency is read from, by runtime and batch size: what every
+# job's report measures (batch 1 and 32, training.max_seq_length tokens).
+MEASURED_BATCHES = (1, 32)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The parent's plan, written once its teacher is ready: the speed-up axis the
+    candidates are spread on, and how many run at once."""
+
+    kind: str
+    value: float
+    runtime: str
+    batch_size: int
+    lo: float
+    hi: float
+    parallel: int
+    candidates: int
+    max_seconds: int | None
+    # Indices of the children a `candidate` event was written for (one each).
+    reported: list[int] = field(default_factory=list)
+
+    @property
+    def goal(self) -> Goal:
+        return Goal(self.kind, self.value)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan": asdict(self)}
+
+    @classmethod
+    def of(cls, stored: dict[str, Any] | None) -> SweepPlan | None:
+        if not stored or "plan" not in stored:
+            return None
+        return cls(**stored["plan"])
+
+
+@dataclass(frozen=True)
+class ChildPlace:
+    """A child's place in its sweep: the candidate's index and the speed-up it tries."""
+
+    index: int
+    speedup: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"candidate": asdict(self)}
+
+    @classmethod
+    def of(cls, stored: dict[str, Any] | None) -> ChildPlace | None:
+        if not stored or "candidate" not in stored:
+            return None
+        return cls(**stored["candidate"])
+
+
+def is_sweep(request: dict[str, Any]) -> bool:
+    target = request.get("target") or {}
+    return any(target.get(kind) is not None for kind in vocabulary.SWEEP_TARGET_KINDS)
+
+
+def sweep_goal(request: dict[str, Any]) -> Goal:
+    target = request["target"]
+    return goal_of(type("T", (), {k: target.get(k) for k in vocabulary.SWEEP_TARGET_KINDS}))
+
+
+def child_request(request: dict[str, Any], speedup: float) -> dict[str, Any]:
+    """A candidate's request: the sweep's with the target ``{speedup, runtime}``; every
+    other section as the sweep has it, with the teacher cache on (the parent fine-tuned
+    the teacher into it)."""
+    child = copy.deepcopy(request)
+    target = request["target"]
+    child["target"] = {"speedup": speedup, "runtime": target.get("runtime") or "pytorch"}
+    child["training"] = {**child["training"], "teacher_cache": True}
+    return child
+
+
+def latency_of(metrics: dict[str, Any], *, runtime: str, batch_size: int) -> float | None:
+    """The student's latency in ``runtime`` at ``batch_size`` rows, from a child's
+    report: the PyTorch student, or its row in ``formats`` for an ONNX runtime."""
+    key = f"latency_ms_cpu_bs{batch_size}"
+    if runtime == vocabulary.DEFAULT_RUNTIME:
+        return (metrics.get("student") or {}).get(key)
+    fmt = vocabulary.SPEEDUP_RUNTIMES.get(runtime)
+    row = (metrics.get("formats") or {}).get(fmt) or {}
+    return row.get(key)
+
+
+def result_of(
+    place: ChildPlace, *, status: str, metrics: dict[str, Any] | None, plan: SweepPlan
+) -> CandidateResult:
+    """A child that ended, as the policy reads it; failed or cancelled: not ok."""
+    if status != "succeeded" or not metrics:
+        return CandidateResult(place.index, place.speedup, None, None, None, None, None, ok=False)
+    student = metrics.get("student") or {}
+    main = metrics.get("main_metric") or "accuracy"
+    measured = (metrics.get("speedup_target") or {}).get("measured")
+    return CandidateResult(
+        index=place.index,
+        speedup_target=place.speedup,
+        speedup=measured if measured is not None else metrics.get("speedup_cpu_bs1"),
+        retention=metrics.get("retention"),
+        score=student.get(main),
+        latency_ms=latency_of(metrics, runtime=plan.runtime, batch_size=plan.batch_size),
+        size_bytes=student.get("size_bytes"),
+    )
