@@ -50,6 +50,7 @@ TIMING_LANES = {
     "tests/faults/test_chaos.py": 1,
     "tests/faults/test_database_outage.py": 1,
     "tests/test_cli_serve_stop.py": 1,
+    "tests/faults/test_sweep_workers.py": 1,
     "tests/faults/test_worker_kills.py": 2,
     "tests/faults/test_broker_outage.py": 2,
 }

@@ -22,8 +22,6 @@ from app.db import session_scope
 from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.jobs.tables import Artifact, Job
-from app.jobspec import plan as shapes
-from app.jobspec import speed_plan
 from app.models.tables import Model
 from app.settings import Settings
 from app.storage import Storage
@@ -38,11 +36,11 @@ from workers.inputs import build_spec, cleanup
 from workers.sweep_plot import SWEEP_PNG, draw_sweep
 
 log = logging.getLogger(__name__)
-# The fastest end of the axis, as a share of what the FLOPs alone allow: latency falls
-# less than FLOPs (fixed costs, memory-bound kernels), so a speed-up near the FLOPs bound
-# is one no shape reaches (bench/results/: MiniLM-L6 at 2 of 6 layers measures about
-# 2.8x against 3x of FLOPs), and a candidate there would fail target_unreachable.
-HI_OF_FLOPS_BOUND = 0.8
+# The fastest end of the axis, as a share of the speed-up the latency fit predicts for
+# the fastest allowed student: the planner of a speedup target verifies its pick by
+# timing and needs a margin (speed_plan.MARGIN); a candidate asked for more than any
+# shape measures fails target_unreachable and tells the sweep nothing.
+HI_OF_FASTEST = 0.9
 # No sweep plans beyond this speed-up: past it students of every teacher we measured
 # kept too little to be worth a candidate.
 MAX_HI = 12.0
@@ -57,15 +55,11 @@ ARTIFACT_COLUMNS = (
 )
 
 
-def axis(job: Job, teacher: Model, dataset: Dataset) -> tuple[float, float]:
-    """The speed-ups the candidates are spread over, lo to hi."""
-    req = job.request
-    sizes = shapes.teacher_sizes(teacher.config, task=job.task, num_labels=len(dataset.label_names))
-    bound = speed_plan.flops_bound(
-        sizes, req["pruning"]["structured"], req["training"]["max_seq_length"]
-    )
-    hi = min(MAX_HI, max(policy.DEFAULT_LO, bound * HI_OF_FLOPS_BOUND))
-    return policy.DEFAULT_LO, round(hi, policy.DECIMALS)
+def axis_for(fastest: float) -> tuple[float, float]:
+    """The speed-ups the candidates are spread over, lo to hi, from the fit's fastest."""
+    lo = policy.DEFAULT_LO
+    hi = min(MAX_HI, max(lo, fastest * HI_OF_FASTEST))
+    return lo, round(hi, policy.DECIMALS)
 
 
 def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage: Storage) -> str:
@@ -88,11 +82,10 @@ def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage
             job = s.get(Job, job_id)
             teacher = s.get(Model, job.teacher_id)
             dataset = s.get(Dataset, job.dataset_id)
-            lo, hi = axis(job, teacher, dataset)
-            # The engine runs the teacher phases of the slowest candidate's request: the
-            # same key every child looks its teacher up with.
+            # The engine runs the teacher phases of a candidate's request: the same key
+            # every child looks its teacher up with.
             probe = Job(**{c: getattr(job, c) for c in ("id", "tenant", "queue", "task")})
-            probe.request = child_request(job.request, lo)
+            probe.request = child_request(job.request, policy.DEFAULT_LO)
             spec = build_spec(
                 job=probe,
                 teacher=teacher,
@@ -112,25 +105,27 @@ def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage
                 attempt=attempt,
                 workdir=workdir,
             )
-            target = job.request["target"]
-            budget = target.get("budget") or {}
-            goal = sweep_goal(job.request)
-            plan = SweepPlan(
-                kind=goal.kind,
-                value=goal.value,
-                runtime=target.get("runtime") or "pytorch",
-                batch_size=int(target.get("batch_size") or 1),
-                lo=lo,
-                hi=hi,
-                parallel=settings.sweep_parallel,
-                candidates=int(budget.get("candidates") or 6),
-                max_seconds=budget.get("max_seconds"),
-            )
+            request = dict(job.request)
+        target = request["target"]
         from workers.engine.compress import prepare_teacher  # torch: workers only
 
         teacher_info = prepare_teacher(spec, callback)
         if callback.check_now():
             raise EngineStopped()
+        lo, hi = axis_for(teacher_info["fastest_speedup"])
+        budget = target.get("budget") or {}
+        goal = sweep_goal(request)
+        plan = SweepPlan(
+            kind=goal.kind,
+            value=goal.value,
+            runtime=target.get("runtime") or "pytorch",
+            batch_size=int(target.get("batch_size") or 1),
+            lo=lo,
+            hi=hi,
+            parallel=settings.sweep_parallel,
+            candidates=int(budget.get("candidates") or 6),
+            max_seconds=budget.get("max_seconds"),
+        )
         callback.on_log(
             f"sweep of {plan.candidates} candidates at most, {plan.parallel} at a time, "
             f"speed-ups {plan.lo:g}x to {plan.hi:g}x ({plan.runtime})",

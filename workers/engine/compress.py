@@ -18,6 +18,7 @@ from workers.engine.phases.teacher_finetune import finetune
 from workers.engine.progress import Progress
 from workers.engine.report import spec_summary
 from workers.engine.spec import CompressionResult, CompressionSpec, EngineCallback, NullCallback
+from workers.engine.speed_target import fastest_speedup
 from workers.engine.validate import read_teacher_config, validate_spec
 
 
@@ -42,11 +43,13 @@ def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> C
 
 def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = None) -> dict:
     """The first phases alone: the teacher fine-tuned where it needs a head (and offered
-    to the callback's teacher cache) or taken from the cache, then scored. What a sweep
-    runs once before its candidates, so that each of them takes the teacher from the
-    cache. Returns the report's teacher fields: ``teacher`` (its scores, None when it
-    came with a trained head), ``teacher_finetuned``, ``teacher_cached`` and
-    ``teacher_finetune_s``."""
+    to the callback's teacher cache) or taken from the cache, then scored; and the
+    latency fit of the allowed shapes timed in the target's runtime. What a sweep runs
+    once before its candidates, so that each of them takes the teacher from the cache,
+    and its axis ends where a student can still get. Returns the report's teacher fields
+    (``teacher``: its scores, None when it came with a trained head; ``teacher_finetuned``,
+    ``teacher_cached``, ``teacher_finetune_s``) and ``fastest_speedup``, the fit's
+    speed-up of the fastest allowed student."""
     progress = Progress(callback or NullCallback())
     validate_spec(spec)
     summary = spec_summary(spec, read_teacher_config(spec.teacher_dir))
@@ -57,9 +60,18 @@ def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = Non
     )
     run = prepare(spec, progress=progress, checkpointer=checkpointer, resumed=None)
     teacher = finetune(run, None)
+    fastest = fastest_speedup(
+        spec,
+        run.teacher,
+        run.tokenizer,
+        run.evaluation.texts,
+        seq_len=run.max_len,
+        progress=run.progress,
+    )
     return {
         "teacher": teacher.scores.as_dict() if teacher.scores is not None else None,
         "teacher_finetuned": run.needs_finetune,
         "teacher_cached": teacher.from_cache,
         "teacher_finetune_s": teacher.finetune_s,
+        "fastest_speedup": round(fastest, 3),
     }

@@ -19,8 +19,14 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from app.jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers
-from app.jobspec.speed_plan import Measure, SpeedPlan, plan_for_speedup
+from app.jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers, shapes_allowed
+from app.jobspec.speed_plan import (
+    Measure,
+    SpeedPlan,
+    calibration_shapes,
+    fit_latency,
+    plan_for_speedup,
+)
 from workers.engine import onnx_export as ox
 from workers.engine.evaluate import LATENCY_BUDGET_S, cpu_latency_ms, interleaved_latency_ms
 from workers.engine.layers import parameter_counts
@@ -184,3 +190,42 @@ def speed_target(
         data={"stage": "pruning", "speed_plan": speed.as_dict(), "params_ratio": fixed.ratio},
     )
     return speed, fixed
+
+
+def fastest_speedup(
+    spec: CompressionSpec,
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    progress: Progress,
+) -> float:
+    """The speed-up the fastest allowed student would reach, by the latency fit of the
+    calibration shapes timed now in ``spec.target.runtime`` (what the planner of a
+    speedup target fits first): the far end of a sweep's axis."""
+    sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
+    structured = spec.pruning.structured
+    measure = shape_timer(
+        teacher,
+        sizes,
+        tokenizer,
+        texts,
+        seq_len=seq_len,
+        threads=spec.latency_threads,
+        progress=progress,
+        runtime=spec.target.runtime,
+        work_dir=spec.work_dir / "sweep-axis",
+        budget_s=spec.latency_budget_s,
+    )
+    try:
+        calibration = calibration_shapes(sizes, structured)
+        fit = fit_latency(sizes, calibration, measure(calibration), seq_len)
+    finally:
+        shutil.rmtree(spec.work_dir / "sweep-axis", ignore_errors=True)
+    teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
+    return max(
+        teacher_ms / fit.predict(sizes, s, seq_len)
+        for s in shapes_allowed(sizes, structured)
+        if s != sizes.teacher_shape
+    )
