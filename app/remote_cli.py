@@ -190,7 +190,9 @@ def jobs(args: argparse.Namespace, mp: Any) -> int:
     if args.action == "get":
         _print_json(mp.get_job(args.id).raw)
     elif args.action == "list":
-        found = mp.iter_jobs(status=args.status, page_size=min(args.limit, 100))
+        found = mp.iter_jobs(
+            status=args.status, page_size=min(args.limit, 100), parent_id=args.parent
+        )
         _print_json([j.raw for j in itertools.islice(found, args.limit)])
     elif args.action == "cancel":
         job = mp.cancel_job(args.id)
@@ -228,6 +230,9 @@ def follow(mp: Any, job_id: str, timeout: float | None) -> int:
     bar.done()
     if job.status == "succeeded":
         print(f"{job.id}  succeeded")
+        sweep = (job.metrics or {}).get("sweep")
+        if sweep:
+            print(sweep_table(sweep))
         return 0
     if job.status == "cancelled":
         _err(f"job {job.id} was cancelled")
@@ -236,6 +241,25 @@ def follow(mp: Any, job_id: str, timeout: float | None) -> int:
     code, message = (error.code, error.message) if error else ("unknown", "no error recorded")
     _err(f"error: job {job.id} failed: {code}: {message}")
     return EXIT_FAILED
+
+
+def sweep_table(sweep: dict[str, Any]) -> str:
+    """A sweep's candidates, one line each (* picked, + on the Pareto front), then its
+    answer in a sentence."""
+
+    def cell(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [" #  asked  speedup  retention  latency_ms  job"]
+    for c in sweep.get("candidates") or ():
+        mark = "*" if c.get("picked") else "+" if c.get("pareto") else " "
+        lines.append(
+            f"{mark}{c['index']:<2} {c['speedup_target']:>5g}x "
+            f"{cell(c.get('speedup'), '.2f'):>7}x {cell(c.get('retention'), '.2%'):>10} "
+            f"{cell(c.get('latency_ms'), '.2f'):>11}  {c.get('job_id') or '-'}"
+        )
+    lines.append(sweep.get("message") or "")
+    return "\n".join(lines)
 
 
 def artifacts(args: argparse.Namespace, mp: Any) -> int:

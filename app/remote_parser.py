@@ -105,6 +105,11 @@ def add_commands(sub: Any) -> None:
     p = _leaf(j, "list", "print jobs as a JSON array", common)
     _listing(p, "jobs")
     p.add_argument("--status", choices=JOB_STATUSES, help="only jobs in this status")
+    p.add_argument(
+        "--parent",
+        metavar="JOB_ID",
+        help="the candidates (child jobs) of this sweep instead of the jobs submitted",
+    )
     _leaf(j, "cancel", "cancel a queued or running job", common).add_argument("id", help="job_…")
     _leaf(j, "delete", "delete a finished job and its artifacts", common).add_argument(
         "id", help="job_…"

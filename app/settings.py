@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     # reaper (0: kept until the job is deleted); Idempotency-Key values match for this long.
     artifact_retention_days: float = Field(0.0, ge=0)
     idempotency_key_ttl_hours: float = Field(24.0, gt=0)
+    # A sweep's candidates (child jobs) keep their own artifacts this long after they
+    # end (0: as long as any job's); the one the sweep picked is also the sweep's own
+    # model artifact. Three days: time to compare or take a runner-up, without a sweep
+    # of six candidates holding six students for good.
+    sweep_candidate_retention_hours: float = Field(72.0, ge=0)
     # Latency is measured with a fixed thread count so numbers are comparable.
     latency_threads: int = Field(2, ge=1)
     # Seconds spent timing each model at each batch size (at least 5 runs each): the

@@ -251,7 +251,13 @@ def get_artifact(*, session: Session, tenant: str, job_id: str, name: str) -> Ar
             "artifacts_expired",
             f"The artifacts of job {job_id} expired and were deleted on "
             f"{job.artifacts_expired_at.isoformat(timespec='seconds')} "
-            "(MODELPRESS_ARTIFACT_RETENTION_DAYS); the job's report stays in its metrics.",
+            + (
+                f"(MODELPRESS_SWEEP_CANDIDATE_RETENTION_HOURS; the student sweep "
+                f"{job.parent_id} picked is its model artifact)"
+                if job.parent_id
+                else "(MODELPRESS_ARTIFACT_RETENTION_DAYS)"
+            )
+            + "; the job's report stays in its metrics.",
         )
     if art is None:
         raise ProblemError(404, "artifact_not_found", f"Job {job_id} has no artifact {name!r}.")
@@ -323,52 +329,64 @@ def job_folders_to_empty(*, session: Session, job_ids: list[str]) -> list[str]:
 
 
 def expire_artifacts(*, session: Session, settings: Settings, limit: int = 200) -> list[str]:
-    """Jobs finished longer ago than MODELPRESS_ARTIFACT_RETENTION_DAYS lose their
-    artifacts: the rows go and the job says when and why (artifacts_expired_at and an
-    event); returns those jobs, whose objects the caller deletes once this committed (a
-    crash in between is finished by the folder sweep). The job, its request and metrics
-    stay. Conditional on the mark, so many reapers at once expire each job once."""
-    days = settings.artifact_retention_days
-    if not days:
-        return []
+    """Jobs finished longer ago than MODELPRESS_ARTIFACT_RETENTION_DAYS, and a sweep's
+    candidates finished longer ago than MODELPRESS_SWEEP_CANDIDATE_RETENTION_HOURS (the
+    sweep keeps a copy of the one it picked), lose their artifacts: the rows go and the
+    job says when and why (artifacts_expired_at and an event); returns those jobs, whose
+    objects the caller deletes once this committed (a crash in between is finished by
+    the folder sweep). The job, its request and metrics stay. Conditional on the mark,
+    so many reapers at once expire each job once."""
     now = utcnow()
+    days, hours = settings.artifact_retention_days, settings.sweep_candidate_retention_hours
+    rules = []
+    if days:
+        rules.append(
+            (
+                Job.finished_at < now - timedelta(days=days),
+                f"{days:g} days after the job finished (MODELPRESS_ARTIFACT_RETENTION_DAYS)",
+            )
+        )
+    if hours:
+        rules.append(
+            (
+                Job.parent_id.is_not(None) & (Job.finished_at < now - timedelta(hours=hours)),
+                f"{hours:g} hours after this sweep candidate finished; the candidate the "
+                "sweep picked is its own model artifact "
+                "(MODELPRESS_SWEEP_CANDIDATE_RETENTION_HOURS)",
+            )
+        )
     has_artifacts = select(Artifact.id).where(Artifact.job_id == Job.id).exists()
-    due = session.execute(
-        select(Job.id, Job.attempt)
-        .where(
-            Job.status.in_(TERMINAL),
-            Job.finished_at < now - timedelta(days=days),
-            Job.artifacts_expired_at.is_(None),
-            has_artifacts,
-        )
-        .order_by(Job.finished_at)
-        .limit(limit)
-    ).all()
-    expired = []
-    for job_id, attempt in due:
-        marked = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.artifacts_expired_at.is_(None))
-            .values(artifacts_expired_at=now)
-        ).rowcount
-        if not marked:
-            continue
-        names = list(session.scalars(select(Artifact.name).where(Artifact.job_id == job_id)))
-        session.execute(delete(Artifact).where(Artifact.job_id == job_id))
-        _event(
-            session,
-            job_id,
-            attempt,
-            "lifecycle",
-            {
-                "message": f"The artifacts ({', '.join(sorted(names))}) expired {days:g} days "
-                "after the job finished (MODELPRESS_ARTIFACT_RETENTION_DAYS) and were deleted; "
-                "the job, its request and its metrics stay.",
-                "artifacts": sorted(names),
-                "retention_days": days,
-            },
-        )
-        expired.append(job_id)
+    expired: list[str] = []
+    for due_now, why in rules:
+        due = session.execute(
+            select(Job.id, Job.attempt)
+            .where(
+                Job.status.in_(TERMINAL),
+                due_now,
+                Job.artifacts_expired_at.is_(None),
+                has_artifacts,
+            )
+            .order_by(Job.finished_at)
+            .limit(limit)
+        ).all()
+        for job_id, attempt in due:
+            marked = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.artifacts_expired_at.is_(None))
+                .values(artifacts_expired_at=now)
+            ).rowcount
+            if not marked:
+                continue
+            names = sorted(session.scalars(select(Artifact.name).where(Artifact.job_id == job_id)))
+            session.execute(delete(Artifact).where(Artifact.job_id == job_id))
+            data: dict[str, Any] = {
+                "message": f"The artifacts ({', '.join(names)}) expired {why} and were "
+                "deleted; the job, its request and its metrics stay.",
+                "artifacts": names,
+            }
+            data |= {"retention_days": days} if "DAYS" in why else {"retention_hours": hours}
+            _event(session, job_id, attempt, "lifecycle", data)
+            expired.append(job_id)
     session.commit()
     return expired
 

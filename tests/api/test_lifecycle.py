@@ -199,6 +199,37 @@ def test_an_expiry_cut_short_is_finished_by_the_sweep(client, model_id, dataset_
     assert bucket_keys(f"jobs/{jid}/") == []
 
 
+def test_a_sweeps_candidates_expire_sooner_than_jobs(client, model_id, dataset_id, tmp_path):
+    from app.db import session_scope
+    from app.jobs.tables import Job
+    from app.settings import get_settings
+    from tests.lifecycle import bucket_keys
+    from workers.reaper import lifecycle_once
+
+    sweep, candidate, job = (finished_job(client, model_id, dataset_id, tmp_path) for _ in "abc")
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == candidate).values(parent_id=sweep))
+        s.commit()
+    for jid in (sweep, candidate, job):
+        _finished_ago(jid, 4 * 3600)
+    settings = get_settings().model_copy(update={"sweep_candidate_retention_hours": 3.0})
+    assert lifecycle_once(settings)["artifacts_expired"] == 1
+    assert bucket_keys(f"jobs/{candidate}/") == []
+    assert len(bucket_keys(f"jobs/{sweep}/")) == 3 and len(bucket_keys(f"jobs/{job}/")) == 3
+    gone = assert_problem(
+        client.get(f"/v1/jobs/{candidate}/artifacts/model"), 410, "artifacts_expired"
+    )
+    assert (
+        "MODELPRESS_SWEEP_CANDIDATE_RETENTION_HOURS" in gone["detail"] and sweep in gone["detail"]
+    )
+    note = [
+        e
+        for e in client.get(f"/v1/jobs/{candidate}/events").json()["data"]
+        if e["type"] == "lifecycle"
+    ]
+    assert note[0]["data"]["retention_hours"] == 3.0
+
+
 # ---------------------------------------------------------------- models and datasets
 
 

@@ -49,15 +49,27 @@ class JobsMixin(Base):
         return Job.from_dict(self._t.json("GET", f"/v1/jobs/{job_id}"))
 
     def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 20, after: str | None = None
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        parent_id: str | None = None,
     ) -> Page[Job]:
-        """One page, newest first."""
-        params = {"status": status, "limit": limit, "after": after}
+        """One page, newest first: the jobs submitted, or a sweep's candidates."""
+        params = {"status": status, "limit": limit, "after": after, "parent_id": parent_id}
         return self._page("/v1/jobs", Job.from_dict, params)
 
-    def iter_jobs(self, *, status: JobStatus | None = None, page_size: int = 100) -> Iterator[Job]:
-        """Every job, newest first, fetched a page at a time."""
-        return self._iterate("/v1/jobs", Job.from_dict, {"status": status, "limit": page_size})
+    def iter_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        page_size: int = 100,
+        parent_id: str | None = None,
+    ) -> Iterator[Job]:
+        """Every job (or a sweep's candidates), newest first, a page at a time."""
+        params = {"status": status, "limit": page_size, "parent_id": parent_id}
+        return self._iterate("/v1/jobs", Job.from_dict, params)
 
     def cancel_job(self, job_id: str) -> Job:
         """A queued job is cancelled at once; a running one becomes ``cancelling``."""

@@ -98,6 +98,8 @@ class Job:
     request: dict[str, Any]
     metrics: dict[str, Any] | None
     error: JobError | None
+    # A sweep's candidate: the sweep's id (its candidates: list_jobs(parent_id=...)).
+    parent_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
