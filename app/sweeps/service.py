@@ -300,6 +300,12 @@ def _report_ended(session: Session, parent: Job, plan: SweepPlan, kids: list[Job
             },
         )
         reported.append(place.index)
+    # Candidates ended out of the most the budget allows: a sweep that stops early
+    # jumps to 1 when it answers.
+    progress = round(0.99 * len(reported) / plan.candidates, 4)
+    if progress > parent.progress:
+        parent.progress = progress
+        _event(session, parent.id, parent.attempt, "progress", {"progress": progress})
     return dataclasses.replace(plan, reported=sorted(reported))
 
 

@@ -145,6 +145,7 @@ def test_rounds_follow_the_results_until_the_answer_is_handed_over(
     events = client.get(f"/v1/jobs/{parent}/events", params={"limit": 200}).json()["data"]
     ended = [e for e in events if "status" in e["data"].get("data", {})]
     assert sorted(e["data"]["data"]["candidate"] for e in ended) == [0, 1]
+    assert _job(client, parent)["progress"] == round(0.99 * 2 / 6, 4)
     # Budget 6: the last round of two, then the answer.
     step = _advance(parent, settings)
     assert len(step.to_send) == 2
