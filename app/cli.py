@@ -395,7 +395,9 @@ paths where the API takes ids; paths are relative to the spec file.
                 teacher, CPU latency at batch 1, measured here; runtime pytorch, or
                 onnxruntime / onnxruntime-int8 with that format exported) (required);
                 min_retention and max_latency_ms (with batch_size, seq_len, budget)
-                are sweeps (docs/sweeps.md), which the service runs: not this command
+                are sweeps (docs/sweeps.md): here the candidates run one after the
+                other, the teacher fine-tuned once; OUT gets the pick, sweep.png and
+                candidates/
   strategy      prune_then_distill (default), distill_then_prune or joint
   distillation  temperature (2.0), alpha (0.5: the weight of the label loss),
                 hidden_states (true), attention (false)

@@ -21,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.sweeps.report import sweep_table
+
 COMMANDS = ("models", "datasets", "jobs", "artifacts")
 
 EXIT_ERROR = 1  # the service refused the request, or could not be reached
@@ -241,25 +243,6 @@ def follow(mp: Any, job_id: str, timeout: float | None) -> int:
     code, message = (error.code, error.message) if error else ("unknown", "no error recorded")
     _err(f"error: job {job.id} failed: {code}: {message}")
     return EXIT_FAILED
-
-
-def sweep_table(sweep: dict[str, Any]) -> str:
-    """A sweep's candidates, one line each (* picked, + on the Pareto front), then its
-    answer in a sentence."""
-
-    def cell(value: Any, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
-    lines = [" #  asked  speedup  retention  latency_ms  job"]
-    for c in sweep.get("candidates") or ():
-        mark = "*" if c.get("picked") else "+" if c.get("pareto") else " "
-        lines.append(
-            f"{mark}{c['index']:<2} {c['speedup_target']:>5g}x "
-            f"{cell(c.get('speedup'), '.2f'):>7}x {cell(c.get('retention'), '.2%'):>10} "
-            f"{cell(c.get('latency_ms'), '.2f'):>11}  {c.get('job_id') or '-'}"
-        )
-    lines.append(sweep.get("message") or "")
-    return "\n".join(lines)
 
 
 def artifacts(args: argparse.Namespace, mp: Any) -> int:

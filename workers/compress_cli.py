@@ -44,8 +44,12 @@ from app.errors import ProblemError
 from app.jobs.schemas import JobCreate, Strict
 from app.jobspec import vocabulary
 from app.jobspec.vocabulary import TASKS
+from app.sweeps import policy
+from app.sweeps.report import sweep_table
+from app.sweeps.state import child_request, is_sweep
 from workers.engine.plots import MAIN_METRIC_BY_TASK
 from workers.engine.spec import CompressionSpec, EngineInputError, EngineStopped
+from workers.local_sweep import LocalSweep, run_local_sweep
 from workers.request_spec import engine_sections
 
 EXIT_INPUT = 2
@@ -278,17 +282,6 @@ def build_local_spec(
                 f"supported: {list(TASKS)}"
             ]
         )
-    sweep = [k for k in vocabulary.SWEEP_TARGET_KINDS if getattr(spec_file.target, k) is not None]
-    if sweep:
-        # A sweep trains its candidates in parallel on the service's workers; this
-        # command runs one target (docs/sweeps.md).
-        raise SpecFileError(
-            [
-                f"target: {sweep[0]} is answered by a sweep of speedup students, which the "
-                "service runs (modelpress serve, then POST /v1/jobs with this target); "
-                "this command runs one params_ratio, sparsity or speedup target"
-            ]
-        )
     out_dir.mkdir(parents=True, exist_ok=True)
     train, eval_, label_names = prepare_data(
         spec_file.dataset, spec_file.task, base, out_dir / "data", spec_file.label_names
@@ -296,6 +289,9 @@ def build_local_spec(
     work_dir = out_dir / "work"
     work_dir.mkdir(exist_ok=True)
     request = spec_file.model_dump(include=set(JOB_KEYS))
+    if is_sweep(request):
+        # The candidates' own targets are set by the sweep (workers/local_sweep.py).
+        request = child_request(request, policy.DEFAULT_LO)
     return CompressionSpec(
         teacher_dir=teacher_dir,
         train_file=train,
@@ -306,6 +302,21 @@ def build_local_spec(
         device=device,
         latency_threads=latency_threads,
         **engine_sections(request),
+    )
+
+
+def sweep_of(spec_path: Path) -> LocalSweep | None:
+    """The sweep a (valid) spec file asks for, or None for one target."""
+    target = load_spec_file(spec_path).target
+    kind = next((k for k in vocabulary.SWEEP_TARGET_KINDS if getattr(target, k) is not None), None)
+    if kind is None:
+        return None
+    return LocalSweep(
+        kind=kind,
+        value=float(getattr(target, kind)),
+        runtime=target.runtime or vocabulary.DEFAULT_RUNTIME,
+        batch_size=target.batch_size or 1,
+        candidates=target.budget.candidates if target.budget else 6,
     )
 
 
@@ -429,10 +440,14 @@ def run_compress(
     # Its load and save bars would break into ours.
     transformers_logging.disable_progress_bar()
 
+    sweep = sweep_of(Path(spec_path))
     callback = TerminalCallback()
     previous = signal.signal(signal.SIGINT, callback.interrupt)
     try:
-        result = compress(spec, callback)
+        if sweep is None:
+            metrics = compress(spec, callback).metrics
+        else:
+            metrics = run_local_sweep(spec, sweep, out_dir, callback)
     except EngineInputError as e:
         callback.close()
         print(f"error: {spec_path}: {e.message} ({e.code})", file=sys.stderr)
@@ -450,7 +465,9 @@ def run_compress(
     callback.close()
     shutil.rmtree(spec.work_dir, ignore_errors=True)
 
-    print(results_table(result.metrics, MAIN_METRIC_BY_TASK.get(spec.task, "accuracy")))
+    if sweep is not None:
+        print(sweep_table(metrics["sweep"]), end="\n\n")
+    print(results_table(metrics, MAIN_METRIC_BY_TASK.get(spec.task, "accuracy")))
     produced = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir())
     print(f"\nWritten to {out_dir}: {', '.join(produced)}")
     return 0

@@ -36,14 +36,6 @@ from workers.inputs import build_spec, cleanup
 from workers.sweep_plot import SWEEP_PNG, draw_sweep
 
 log = logging.getLogger(__name__)
-# The fastest end of the axis, as a share of the speed-up the latency fit predicts for
-# the fastest allowed student: the planner of a speedup target verifies its pick by
-# timing and needs a margin (speed_plan.MARGIN); a candidate asked for more than any
-# shape measures fails target_unreachable and tells the sweep nothing.
-HI_OF_FASTEST = 0.9
-# No sweep plans beyond this speed-up: past it students of every teacher we measured
-# kept too little to be worth a candidate.
-MAX_HI = 12.0
 ARTIFACT_COLUMNS = (
     "name",
     "kind",
@@ -53,13 +45,6 @@ ARTIFACT_COLUMNS = (
     "size_bytes",
     "sha256",
 )
-
-
-def axis_for(fastest: float) -> tuple[float, float]:
-    """The speed-ups the candidates are spread over, lo to hi, from the fit's fastest."""
-    lo = policy.DEFAULT_LO
-    hi = min(MAX_HI, max(lo, fastest * HI_OF_FASTEST))
-    return lo, round(hi, policy.DECIMALS)
 
 
 def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage: Storage) -> str:
@@ -112,7 +97,7 @@ def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage
         teacher_info = prepare_teacher(spec, callback)
         if callback.check_now():
             raise EngineStopped()
-        lo, hi = axis_for(teacher_info["fastest_speedup"])
+        lo, hi = policy.axis_for(teacher_info["fastest_speedup"])
         budget = target.get("budget") or {}
         goal = sweep_goal(request)
         plan = SweepPlan(

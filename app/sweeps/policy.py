@@ -59,6 +59,23 @@ BRACKET_RATIO = 1.1
 DECIMALS = 3
 
 
+# The fastest end of the axis, as a share of the speed-up the latency fit predicts for
+# the fastest allowed student: the planner of a speedup target verifies its pick by
+# timing and needs a margin (speed_plan.MARGIN); a candidate asked for more than any
+# shape measures fails target_unreachable and tells the sweep nothing.
+HI_OF_FASTEST = 0.9
+# No sweep plans beyond this speed-up: past it students of every teacher we measured
+# kept too little to be worth a candidate.
+MAX_HI = 12.0
+
+
+def axis_for(fastest: float) -> tuple[float, float]:
+    """The speed-ups the candidates are spread over, lo to hi, from the fit's fastest."""
+    lo = DEFAULT_LO
+    hi = min(MAX_HI, max(lo, fastest * HI_OF_FASTEST))
+    return lo, round(hi, DECIMALS)
+
+
 @dataclass(frozen=True)
 class Goal:
     """What the sweep is for: ``kind`` one of vocabulary.SWEEP_TARGET_KINDS, and its

@@ -45,3 +45,22 @@ def sweep_report(
         "message": answer.message,
         "stopped_by": stopped_by,
     }
+
+
+def sweep_table(sweep: dict[str, Any]) -> str:
+    """A sweep's candidates, one line each (* picked, + on the Pareto front), then its
+    answer in a sentence."""
+
+    def cell(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [" #  asked  speedup  retention  latency_ms  job"]
+    for c in sweep.get("candidates") or ():
+        mark = "*" if c.get("picked") else "+" if c.get("pareto") else " "
+        lines.append(
+            f"{mark}{c['index']:<2} {c['speedup_target']:>5g}x "
+            f"{cell(c.get('speedup'), '.2f'):>7}x {cell(c.get('retention'), '.2%'):>10} "
+            f"{cell(c.get('latency_ms'), '.2f'):>11}  {c.get('job_id') or '-'}"
+        )
+    lines.append(sweep.get("message") or "")
+    return "\n".join(lines)

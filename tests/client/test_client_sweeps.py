@@ -37,7 +37,7 @@ def test_a_sweeps_candidates_are_listed_under_it_only(mp, ids):
 
 
 def test_the_remote_cli_prints_a_sweeps_candidates_and_answer():
-    from app.remote_cli import sweep_table
+    from app.sweeps.report import sweep_table
 
     row = {"speedup": 2.1, "retention": 0.991, "latency_ms": 9.52, "job_id": "job_b"}
     sweep = {

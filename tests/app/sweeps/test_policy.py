@@ -227,3 +227,10 @@ def test_the_goal_of_a_target():
     with pytest.raises(ValueError):
         Goal("speedup", 2.0)
     assert math.isclose(policy.BRACKET_RATIO, 1.1)
+
+
+def test_the_axis_ends_short_of_the_fastest_shape_the_fit_predicts():
+    # A margin below the fit's fastest: the planner verifies by timing and needs one.
+    assert policy.axis_for(4.0) == (1.3, 3.6)
+    assert policy.axis_for(1.2) == (1.3, 1.3)  # nothing faster than lo to search
+    assert policy.axis_for(40.0) == (1.3, policy.MAX_HI)
