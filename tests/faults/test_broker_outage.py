@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from urllib.parse import urlparse
 
 import httpx
@@ -49,20 +48,21 @@ def test_worker_and_api_survive_a_redis_outage(stack, workers, tmp_path):
 
         assert run(http.post("/v1/jobs", json=body).json()["id"])["status"] == "succeeded"
 
-        proxy.cut()  # Redis "restarts": connections reset, refused for a while
-        time.sleep(3)
+        # Redis "restarts": connections reset, refused until the worker has been refused
+        # (a condition, not a fixed outage: the worker's next try, 2 s later by Celery's
+        # backoff, then connects; after a 3 s outage it waited 4 s more for its third).
+        outage = _outage(proxy, workers.procs["w"])
         proxy.start()
         second = http.post("/v1/jobs", json=body)
         assert second.status_code == 202
         assert run(second.json()["id"])["status"] == "succeeded"  # the worker consumes again
 
-        proxy.cut()
+        outage = _outage(proxy, workers.procs["w"], after=outage)
         third = http.post("/v1/jobs", json=body)  # accepted while the broker is down
         assert third.status_code == 202, third.text
         jid = third.json()["id"]
         events = http.get(f"/v1/jobs/{jid}/events").json()["data"]
         assert any(e["type"] == "warning" for e in events)
-        time.sleep(2)
         proxy.start()
         job = run(jid)
         assert job["status"] == "succeeded" and job["attempt"] == 1
@@ -72,6 +72,21 @@ def test_worker_and_api_survive_a_redis_outage(stack, workers, tmp_path):
         workers.stop_all()
         api.stop()
         proxy.cut()
+
+
+REFUSED = "Cannot connect to redis"
+
+
+def _outage(proxy: Proxy, worker: Proc, after: int = 0) -> int:
+    """Cuts Redis off and returns once the worker has been refused a connection (its
+    log's ``after``-th refusal and more), with the number of refusals so far."""
+    proxy.cut()
+    return wait_for(
+        lambda: worker.text().count(REFUSED) > after and worker.text().count(REFUSED),
+        60,
+        "the worker to be refused by Redis",
+        interval=0.1,
+    )
 
 
 def _up(http: httpx.Client) -> bool:
