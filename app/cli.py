@@ -177,6 +177,10 @@ def run_worker(
         # process, before the pool forks: each job's fresh child starts with it loaded
         # instead of importing it again. Nothing runs on torch in this process, so no
         # thread pool exists yet when it forks.
+        # So is datasets (pandas, pyarrow), which the engine imports only when it reads a
+        # split: every job's child paid 0.5 s for it. It starts no thread on import.
+        import datasets  # noqa: F401
+
         import workers.engine.compress  # noqa: F401
     celery_app.worker_main(worker_argv(queues, concurrency, settings.log_level, name, quiet=quiet))
 
