@@ -180,7 +180,7 @@ def next_round(
         # No more points than it takes to get every part of the bracket under the ratio.
         needed = max(1, math.ceil(math.log(b / a) / math.log(ratio)) - 1)
         k = min(parallel, left, needed)
-        points = [a * (b / a) ** (i / (k + 1)) for i in range(1, k + 1)]
+        points = _sections(a, b, k, tried=[r.speedup_target for r in results], lo=lo, hi=hi)
     elif untried_end is not None:
         # Narrow, but nothing has met the goal yet: the end of the axis next to the
         # bracket may, and is the one point left to try before saying none did.
@@ -189,6 +189,29 @@ def next_round(
         return []
     start = max(r.index for r in results) + 1
     return _numbered(points, start=start, lo=lo, hi=hi, tried=[r.speedup_target for r in results])
+
+
+def _sections(
+    a: float, b: float, k: int, *, tried: Sequence[float], lo: float, hi: float
+) -> list[float]:
+    """k geometric points splitting a..b into k+1 parts; where a failed candidate left
+    some of them tried (a failure does not move the bracket), the untried points of a
+    finer split nearest the bracket's geometric middle instead, so the budget left is
+    spent inside the bracket rather than ending the sweep."""
+    seen = {_round(s, lo, hi) for s in tried}
+    even = [a * (b / a) ** (i / (k + 1)) for i in range(1, k + 1)]
+    if not seen & {_round(s, lo, hi) for s in even}:
+        return even
+    middle = math.sqrt(a * b)
+    for parts in range(k + 2, k + 18):
+        finer = [a * (b / a) ** (i / parts) for i in range(1, parts)]
+        fresh = sorted(
+            {_round(s, lo, hi) for s in finer} - seen - {_round(a, lo, hi), _round(b, lo, hi)},
+            key=lambda s: abs(math.log(s / middle)),
+        )
+        if len(fresh) >= k:
+            return sorted(fresh[:k])
+    return even
 
 
 def _bracket(

@@ -234,3 +234,15 @@ def test_the_axis_ends_short_of_the_fastest_shape_the_fit_predicts():
     assert policy.axis_for(4.0) == (1.3, 3.6)
     assert policy.axis_for(1.2) == (1.3, 1.3)  # nothing faster than lo to search
     assert policy.axis_for(40.0) == (1.3, policy.MAX_HI)
+
+
+def test_a_failed_candidate_does_not_end_a_bisection_with_budget_left():
+    goal = Goal("min_retention", 0.99)
+    met = CandidateResult(0, 1.747, 1.8, 0.995, 0.9, 10.0, 100)
+    failed = CandidateResult(1, 2.026, None, None, None, None, None, ok=False)
+    batch = policy.next_round(
+        goal=goal, results=[met, failed], budget=4, parallel=1, lo=1.3, hi=2.349
+    )
+    # The bracket (1.747, 2.349) is unchanged; its middle was tried: a point beside it.
+    assert len(batch) == 1 and batch[0].index == 2
+    assert 1.747 < batch[0].speedup < 2.349 and batch[0].speedup != 2.026
