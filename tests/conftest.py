@@ -36,6 +36,13 @@ os.environ.update(
     HF_HUB_OFFLINE="1",
     TRANSFORMERS_OFFLINE="1",
     TOKENIZERS_PARALLELISM="false",
+    # One torch (OpenMP) thread in every test process and every worker it starts: the
+    # xdist processes and their workers share two cores, and two-thread OpenMP pools
+    # oversubscribed there spin-wait on each other (a kill test ran 17 s alone, 84 s
+    # beside the other lane). Tests train tiny models; no test reads a thread count but
+    # those set explicitly (latency, data-parallel).
+    OMP_NUM_THREADS="1",
+    MKL_NUM_THREADS="1",
 )
 
 

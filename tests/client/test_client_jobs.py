@@ -42,7 +42,9 @@ def test_wait_reports_progress_until_succeeded(finished):
     assert seen[0].status == "queued" and seen[-1].status == "succeeded"
     assert seen[-1].progress == 1.0 and job.progress == 1.0
     progress = [p.progress for p in seen]
-    assert progress == sorted(progress) and len(set(progress)) > 3
+    # Monotone, with progress between start and end: how many values arrive depends on
+    # the job's speed (the worker writes progress every 2 s at most).
+    assert progress == sorted(progress) and any(0 < p < 1 for p in progress)
     phases = [p.phase for p in seen if p.phase]
     assert phases[-1] == "exporting" and len(set(phases)) >= 3
     # each report is a change, and every change after the first came from an event
