@@ -140,6 +140,15 @@ def worker_argv(
     ]
 
 
+def torch_threads(concurrency: int, cpus: int | None = None) -> int:
+    """Torch (OpenMP) threads for each of a worker's ``concurrency`` job processes: the
+    host's cores shared among them. Each process would otherwise start one thread per
+    core, and W pools on C cores spin-wait on each other (in the test suite, two such
+    pools on two cores made a job run 5 times slower)."""
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, cpus // max(1, concurrency))
+
+
 def run_worker(
     settings: Settings,
     queues: str | None,
@@ -173,6 +182,9 @@ def run_worker(
     if concurrency is None:
         concurrency = settings.webhook_concurrency if webhooks else settings.worker_concurrency
     if not webhooks:
+        # Before torch is imported, so the main process and every child it forks have
+        # it; an operator's own OMP_NUM_THREADS wins.
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch_threads(concurrency)))
         # The engine (torch, transformers: about 5 s here) is imported once, in the main
         # process, before the pool forks: each job's fresh child starts with it loaded
         # instead of importing it again. Nothing runs on torch in this process, so no
