@@ -23,14 +23,7 @@ from workers.engine.validate import read_teacher_config, validate_spec
 
 
 def compress(spec: CompressionSpec, callback: EngineCallback | None = None) -> CompressionResult:
-    progress = Progress(callback or NullCallback())
-    validate_spec(spec)
-    summary = spec_summary(spec, read_teacher_config(spec.teacher_dir))
-    checkpointer = Checkpointer(
-        folder=spec.work_dir / "checkpoints",
-        fingerprint=checkpoint.fingerprint(summary),
-        progress=progress,
-    )
+    progress, checkpointer = _start(spec, callback)
     # A resumed run reports the progress it had before it reports anything else.
     resumed = checkpointer.resume(spec.resume_from)
     run = prepare(spec, progress=progress, checkpointer=checkpointer, resumed=resumed)
@@ -50,14 +43,7 @@ def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = Non
     (``teacher``: its scores, None when it came with a trained head; ``teacher_finetuned``,
     ``teacher_cached``, ``teacher_finetune_s``) and ``fastest_speedup``, the fit's
     speed-up of the fastest allowed student."""
-    progress = Progress(callback or NullCallback())
-    validate_spec(spec)
-    summary = spec_summary(spec, read_teacher_config(spec.teacher_dir))
-    checkpointer = Checkpointer(
-        folder=spec.work_dir / "checkpoints",
-        fingerprint=checkpoint.fingerprint(summary),
-        progress=progress,
-    )
+    progress, checkpointer = _start(spec, callback)
     run = prepare(spec, progress=progress, checkpointer=checkpointer, resumed=None)
     teacher = finetune(run, None)
     fastest = fastest_speedup(
@@ -75,3 +61,16 @@ def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = Non
         "teacher_finetune_s": teacher.finetune_s,
         "fastest_speedup": round(fastest, 3),
     }
+
+
+def _start(spec: CompressionSpec, callback: EngineCallback | None) -> tuple[Progress, Checkpointer]:
+    """The spec checked, and the progress and checkpoints of a run of it."""
+    progress = Progress(callback or NullCallback())
+    validate_spec(spec)
+    summary = spec_summary(spec, read_teacher_config(spec.teacher_dir))
+    checkpointer = Checkpointer(
+        folder=spec.work_dir / "checkpoints",
+        fingerprint=checkpoint.fingerprint(summary),
+        progress=progress,
+    )
+    return progress, checkpointer

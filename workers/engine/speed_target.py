@@ -127,6 +127,32 @@ def shape_timer(
     return measure
 
 
+def spec_timer(
+    spec: CompressionSpec,
+    teacher: PreTrainedModel,
+    sizes: TeacherSizes,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    progress: Progress,
+    work_dir: Path,
+) -> Measure:
+    """shape_timer with the spec's threads, runtime and latency budget."""
+    return shape_timer(
+        teacher,
+        sizes,
+        tokenizer,
+        texts,
+        seq_len=seq_len,
+        threads=spec.latency_threads,
+        progress=progress,
+        runtime=spec.target.runtime,
+        work_dir=work_dir,
+        budget_s=spec.latency_budget_s,
+    )
+
+
 def _ort_runner(sess: Any) -> Any:
     return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
 
@@ -148,17 +174,15 @@ def speed_target(
     if saved is not None:
         speed = SpeedPlan.from_dict(saved)
     else:
-        measure = shape_timer(
+        measure = spec_timer(
+            spec,
             teacher,
             sizes,
             tokenizer,
             texts,
             seq_len=seq_len,
-            threads=spec.latency_threads,
             progress=progress,
-            runtime=spec.target.runtime,
             work_dir=spec.work_dir / "speed-plan",
-            budget_s=spec.latency_budget_s,
         )
         try:
             speed = plan_for_speedup(
@@ -206,17 +230,15 @@ def fastest_speedup(
     speedup target fits first): the far end of a sweep's axis."""
     sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
     structured = spec.pruning.structured
-    measure = shape_timer(
+    measure = spec_timer(
+        spec,
         teacher,
         sizes,
         tokenizer,
         texts,
         seq_len=seq_len,
-        threads=spec.latency_threads,
         progress=progress,
-        runtime=spec.target.runtime,
         work_dir=spec.work_dir / "sweep-axis",
-        budget_s=spec.latency_budget_s,
     )
     try:
         calibration = calibration_shapes(sizes, structured)
