@@ -114,13 +114,14 @@ def run_local_sweep(
             run.work_dir.mkdir(parents=True, exist_ok=True)
             callback.on_log(f"candidate {cand.index}: speedup {cand.speedup:g}x")
             stage = _Stage(callback, teacher_share + share * len(results), share)
+            code = None
             try:
                 metrics, status = compress(run, stage).metrics, "succeeded"
             except EngineInputError as e:
                 callback.on_log(f"candidate {cand.index} failed: {e.message}", level="warning")
-                metrics, status = None, "failed"
+                metrics, status, code = None, "failed", e.code
             place = ChildPlace(cand.index, cand.speedup)
-            result = result_of(place, status=status, metrics=metrics, plan=plan)
+            result = result_of(place, status=status, metrics=metrics, plan=plan, error_code=code)
             results.append(result)
             outputs[cand.index] = folder
             if result.ok:

@@ -126,6 +126,9 @@ class CandidateResult:
     latency_ms: float | None
     size_bytes: int | None
     ok: bool = True
+    # Failed because no shape reached its speed-up on the worker (target_unreachable):
+    # the axis ends below it.
+    unreachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,11 @@ def next_round(
     _check_axis(lo, hi)
     left = budget - len(results)
     if left < 1 or not results:
+        return []
+    # A speed-up no shape reached on the workers ends the axis there: the search goes on
+    # below it instead of ending with the budget unspent.
+    hi = min([hi, *(r.speedup_target for r in results if r.unreachable)])
+    if hi <= lo:
         return []
     bracket = _bracket(goal, results, lo=lo, hi=hi)
     if bracket is None:

@@ -108,7 +108,13 @@ def advance(*, session: Session, parent_id: str, worker: str, settings: Settings
         return Step(ended="cancelled")
     results = sorted(
         (
-            result_of(ChildPlace.of(k.sweep), status=k.status, metrics=k.metrics, plan=plan)
+            result_of(
+                ChildPlace.of(k.sweep),
+                status=k.status,
+                metrics=k.metrics,
+                plan=plan,
+                error_code=k.error_code,
+            )
             for k in kids
             if ChildPlace.of(k.sweep) is not None
         ),
@@ -273,7 +279,9 @@ def _report_ended(session: Session, parent: Job, plan: SweepPlan, kids: list[Job
         place = ChildPlace.of(kid.sweep)
         if kid.status not in TERMINAL or place is None or place.index in reported:
             continue
-        r = result_of(place, status=kid.status, metrics=kid.metrics, plan=plan)
+        r = result_of(
+            place, status=kid.status, metrics=kid.metrics, plan=plan, error_code=kid.error_code
+        )
         data: dict[str, Any] = {
             "candidate": place.index,
             "job_id": kid.id,

