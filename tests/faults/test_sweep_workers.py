@@ -17,7 +17,7 @@ pytestmark = pytest.mark.faults
 
 # Long enough to kill a candidate in the middle of its distillation on a tiny model.
 TRAINING = {
-    "epochs": 8,
+    "epochs": 20,
     "teacher_epochs": 2,
     "batch_size": 16,
     "max_seq_length": 32,
@@ -51,7 +51,7 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     body = job_body(
         model_id,
         dataset_id,
-        target={"min_retention": 0.9, "budget": {"candidates": 2}},
+        target={"min_retention": 0.9, "budget": {"candidates": 3}},
         training=TRAINING,
     )
     r = client.post("/v1/jobs", json=body)
@@ -59,12 +59,13 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     parent = r.json()["id"]
 
     def both_distilling() -> list[dict] | None:
-        kids = _kids(client, parent)
-        if len(kids) == 2 and all(_checkpointed_in_distillation(client, k["id"]) for k in kids):
-            return kids
-        return None
+        # Two candidates running at once, each past a checkpoint in distillation (one
+        # whose speed-up no shape reached fails at once and is replaced below it).
+        running = [k for k in _kids(client, parent) if k["status"] == "running"]
+        ready = [k for k in running if _checkpointed_in_distillation(client, k["id"])]
+        return ready if len(ready) == 2 else None
 
-    kids = wait_for(both_distilling, 240, "both candidates checkpointed in distillation")
+    kids = wait_for(both_distilling, 240, "two candidates checkpointed in distillation")
     holders = {k["id"]: job_worker(client, k["id"]) for k in kids}
     assert sorted(holders.values()) == ["a", "b"], holders  # one candidate per worker
     victim_job, other_job = kids[0]["id"], kids[1]["id"]
@@ -78,7 +79,8 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     job = wait_for(ended, 300, "the sweep to end")
     assert job["status"] == "succeeded", job
     kids = {k["id"]: k for k in _kids(client, parent)}
-    assert all(k["status"] == "succeeded" for k in kids.values()), kids
+    for k in kids.values():
+        assert k["status"] == "succeeded" or k["error"]["code"] == "target_unreachable", k
     # The killed candidate resumed from its checkpoint; the other was never restarted.
     assert kids[victim_job]["attempt"] == 2 and kids[other_job]["attempt"] == 1
     resumed = [
@@ -112,7 +114,7 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     assert reused, "the killed candidate's first attempt took the cached teacher"
 
     sweep = job["metrics"]["sweep"]
-    assert [c["index"] for c in sweep["candidates"]] == [0, 1]
+    assert [c["index"] for c in sweep["candidates"]] == list(range(len(kids)))
     assert {c["job_id"] for c in sweep["candidates"]} == set(kids)
     assert sweep["front"] and sweep["pick"] in (0, 1)
     picked = sweep["candidates"][sweep["pick"]]
@@ -125,4 +127,4 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
     # One event on the sweep per finished candidate.
     ended_events = [e for e in _events(client, parent) if "status" in e["data"].get("data", {})]
-    assert sorted(e["data"]["data"]["candidate"] for e in ended_events) == [0, 1]
+    assert sorted(e["data"]["data"]["candidate"] for e in ended_events) == list(range(len(kids)))
