@@ -20,7 +20,7 @@ from typing import Any
 from app.storage import file_digest
 from app.sweeps import policy
 from app.sweeps.report import sweep_report
-from app.sweeps.state import ChildPlace, SweepPlan, result_of
+from app.sweeps.state import ChildPlace, SweepPlan, Timing, result_of
 from workers.engine.spec import CompressionSpec, EngineInputError, TargetSpec
 from workers.engine.teacher_key import teacher_cache_key
 from workers.sweep_plot import SWEEP_PNG, draw_sweep
@@ -137,7 +137,12 @@ def run_local_sweep(
             f"no candidate of the sweep succeeded; see {out_dir / 'candidates'}",
         )
     report = sweep_report(
-        plan=plan, results=results, answer=answer, job_ids={i: f"candidates/{i}" for i in outputs}
+        plan=plan,
+        results=results,
+        answer=answer,
+        job_ids={i: f"candidates/{i}" for i in outputs},
+        # One after the other on this machine: each was timed with the cores to itself.
+        timing=Timing(False, "the candidates ran one after the other on this machine"),
     )
     picked = outputs[answer.pick_index]
     for item in picked.iterdir():

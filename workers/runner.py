@@ -19,19 +19,17 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app.datasets.tables import Dataset
 from app.db import session_scope
 from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.jobs.tables import Job
-from app.models.tables import Model
 from app.settings import Settings, get_settings
 from app.storage import Storage, get_storage
 from app.sweeps.state import is_sweep
 from workers import sweep, teacher_cache
 from workers.callback import DB_AWAY, JobCallback, checkpoint_prefix
 from workers.engine.spec import ArtifactFile, EngineInputError, EngineStopped
-from workers.inputs import build_spec, cleanup, pack_folder
+from workers.inputs import cleanup, pack_folder
 
 log = logging.getLogger(__name__)
 
@@ -267,29 +265,15 @@ def _run_claimed(
     outcome: tuple[str, dict | None, str | None, str | None]
     try:
         with session_scope() as s:
-            job = s.get(Job, job_id)
-            teacher = s.get(Model, job.teacher_id)
-            dataset = s.get(Dataset, job.dataset_id)
-            spec = build_spec(
-                job=job,
-                teacher=teacher,
-                dataset=dataset,
-                storage=storage,
-                settings=settings,
-                workdir=workdir,
-            )
-            resume_from = _fetch_checkpoint(s, storage, job_id, attempt, workdir)
-            spec, callback.teacher_keeper = teacher_cache.attach(
-                spec,
+            spec, callback.teacher_keeper = teacher_cache.job_spec(
                 session=s,
+                job=s.get(Job, job_id),
                 storage=storage,
                 settings=settings,
-                job=job,
-                teacher=teacher,
-                dataset=dataset,
                 attempt=attempt,
                 workdir=workdir,
             )
+            resume_from = _fetch_checkpoint(s, storage, job_id, attempt, workdir)
         if resume_from is not None:
             spec = dataclasses.replace(spec, resume_from=resume_from)
         # Imported here: the engine pulls in torch, which only workers need.

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -17,12 +18,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app.datasets.tables import Dataset
 from app.db import session_scope
 from app.jobs import queue as job_queue
 from app.jobs import service as jobs
 from app.jobs.tables import Artifact, Job
-from app.models.tables import Model
 from app.settings import Settings
 from app.storage import Storage
 from app.sweeps import policy
@@ -32,8 +31,9 @@ from app.sweeps.state import ChildPlace, SweepPlan, child_request, sweep_goal
 from workers import teacher_cache
 from workers.callback import JobCallback
 from workers.engine.spec import EngineInputError, EngineStopped
-from workers.inputs import build_spec, cleanup
+from workers.inputs import cleanup
 from workers.sweep_plot import SWEEP_PNG, draw_sweep
+from workers.sweep_retime import Timing, retimed_results
 
 log = logging.getLogger(__name__)
 ARTIFACT_COLUMNS = (
@@ -65,28 +65,11 @@ def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage
     try:
         with session_scope() as s:
             job = s.get(Job, job_id)
-            teacher = s.get(Model, job.teacher_id)
-            dataset = s.get(Dataset, job.dataset_id)
-            # The engine runs the teacher phases of a candidate's request: the same key
-            # every child looks its teacher up with.
-            probe = Job(**{c: getattr(job, c) for c in ("id", "tenant", "queue", "task")})
-            probe.request = child_request(job.request, policy.DEFAULT_LO)
-            spec = build_spec(
-                job=probe,
-                teacher=teacher,
-                dataset=dataset,
-                storage=storage,
-                settings=settings,
-                workdir=workdir,
-            )
-            spec, callback.teacher_keeper = teacher_cache.attach(
-                spec,
+            spec, callback.teacher_keeper = teacher_cache.job_spec(
                 session=s,
+                job=_probe(job),
                 storage=storage,
                 settings=settings,
-                job=job,
-                teacher=teacher,
-                dataset=dataset,
                 attempt=attempt,
                 workdir=workdir,
             )
@@ -168,26 +151,79 @@ def advance(*, parent_id: str, worker: str, settings: Settings, storage: Storage
     if step.answer is None:
         return "started" if step.to_send else "waiting"
     assert step.plan is not None
-    return answer(parent_id=parent_id, step=step, storage=storage)
+    return answer(parent_id=parent_id, step=step, settings=settings, storage=storage)
 
 
-def answer(*, parent_id: str, step: sweeps.Step, storage: Storage) -> str:
-    """Finish the sweep from its candidates' results."""
+def answer(*, parent_id: str, step: sweeps.Step, settings: Settings, storage: Storage) -> str:
+    """Finish the sweep from its candidates' results, timed again together first
+    (workers/sweep_retime.py), under the parent's lease."""
+    from workers.runner import LeaseKeeper  # the runner imports this module
+
+    assert step.answer is not None and step.plan is not None
+    with session_scope() as s:
+        attempt = s.get(Job, parent_id).attempt
+        kids = {}
+        for kid in sweeps.children(s, parent_id):
+            place = ChildPlace.of(kid.sweep)
+            if place is not None:
+                kids[place.index] = kid.id
+    callback = JobCallback(parent_id, attempt, storage=storage)
+    keeper = LeaseKeeper(parent_id, attempt, settings.lease_seconds, on_lost=callback.lost)
+    keeper.start()
+    workdir = Path(tempfile.mkdtemp(prefix=f"modelpress-{parent_id}-"))
+    try:
+        results, timing = retimed_results(
+            parent_id=parent_id,
+            attempt=attempt,
+            plan=step.plan,
+            results=step.answer,
+            kids=kids,
+            storage=storage,
+            settings=settings,
+            workdir=workdir / "retime",
+            callback=callback,
+        )
+        return _finish(
+            parent_id=parent_id,
+            attempt=attempt,
+            step=dataclasses.replace(step, answer=results),
+            timing=timing,
+            kids=kids,
+            storage=storage,
+            workdir=workdir,
+        )
+    except EngineStopped:
+        if callback.stop_reason == "lost":
+            return "lost"
+    finally:
+        keeper.stop()
+        cleanup(workdir)
+    with session_scope() as s:  # cancelled while the candidates were timed
+        jobs.finish(session=s, job_id=parent_id, attempt=attempt, status="cancelled")
+    return "cancelled"
+
+
+def _finish(
+    *,
+    parent_id: str,
+    attempt: int,
+    step: sweeps.Step,
+    timing: Timing,
+    kids: dict[int, str],
+    storage: Storage,
+    workdir: Path,
+) -> str:
+    """The pick's artifacts copied as the parent's, with the sweep's report and plot."""
     from workers.runner import attempt_prefix  # the runner imports this module
 
     assert step.answer is not None and step.plan is not None
     results, plan = step.answer, step.plan
     verdict = policy.pick(plan.goal, results)
     with session_scope() as s:
-        parent = s.get(Job, parent_id)
-        attempt = parent.attempt
-        kids = {}
-        for kid in sweeps.children(s, parent_id):
-            place = ChildPlace.of(kid.sweep)
-            if place is not None:
-                kids[place.index] = kid
         if verdict.pick_index is None:
-            errors = sorted({f"{k.error_code}" for k in kids.values() if k.error_code})
+            errors = sorted(
+                {f"{k.error_code}" for k in sweeps.children(s, parent_id) if k.error_code}
+            )
             jobs.finish(
                 session=s,
                 job_id=parent_id,
@@ -199,14 +235,15 @@ def answer(*, parent_id: str, step: sweeps.Step, storage: Storage) -> str:
                 f"GET /v1/jobs?parent_id={parent_id}",
             )
             return "failed"
-        picked = kids[verdict.pick_index]
+        picked = s.get(Job, kids[verdict.pick_index])
         metrics = dict(picked.metrics or {})
         report = sweep_report(
             plan=plan,
             results=results,
             answer=verdict,
-            job_ids={i: k.id for i, k in kids.items()},
+            job_ids=kids,
             stopped_by=step.stopped_by,
+            timing=timing,
         )
         metrics["sweep"] = report
         picked_artifacts = list(
@@ -215,7 +252,6 @@ def answer(*, parent_id: str, step: sweeps.Step, storage: Storage) -> str:
         picked_rows = [{c: getattr(a, c) for c in ARTIFACT_COLUMNS} for a in picked_artifacts]
     prefix = attempt_prefix(parent_id, attempt)
     records = []
-    workdir = Path(tempfile.mkdtemp(prefix=f"modelpress-{parent_id}-"))
     try:
         for row in picked_rows:
             local = workdir / row["filename"]
@@ -252,8 +288,6 @@ def answer(*, parent_id: str, step: sweeps.Step, storage: Storage) -> str:
         log.exception("sweep %s: its answer could not be stored", parent_id)
         storage.delete_prefix(prefix)
         raise
-    finally:
-        cleanup(workdir)
     with session_scope() as s:
         jobs.add_event(
             session=s,
@@ -283,6 +317,16 @@ def answer(*, parent_id: str, step: sweeps.Step, storage: Storage) -> str:
         storage.delete_prefix(prefix)
         return "lost"
     return "succeeded"
+
+
+def _probe(job: Job) -> Job:
+    """The parent as one of its candidates (unsaved): the engine runs the teacher phases
+    of a candidate's request, under the same cache key every child looks its teacher up
+    with."""
+    columns = ("id", "tenant", "queue", "task", "teacher_id", "dataset_id")
+    probe = Job(**{c: getattr(job, c) for c in columns})
+    probe.request = child_request(job.request, policy.DEFAULT_LO)
+    return probe
 
 
 def _send(to_send: list[tuple[str, str]]) -> None:

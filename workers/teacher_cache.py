@@ -25,6 +25,7 @@ from app.storage import Storage, file_digest
 from app.teacher_cache import service as cache
 from workers.engine.spec import CompressionSpec
 from workers.engine.teacher_key import teacher_cache_key
+from workers.inputs import build_spec
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +123,37 @@ def attach(
         attempt=attempt,
     )
     return spec, keeper
+
+
+def job_spec(
+    *,
+    session: Session,
+    job: Job,
+    storage: Storage,
+    settings: Settings,
+    attempt: int,
+    workdir: Path,
+) -> tuple[CompressionSpec, TeacherKeeper | None]:
+    """``job``'s engine spec, its inputs downloaded into ``workdir`` and its teacher
+    looked up in the tenant's cache (``attach``)."""
+    teacher = session.get(Model, job.teacher_id)
+    dataset = session.get(Dataset, job.dataset_id)
+    spec = build_spec(
+        job=job,
+        teacher=teacher,
+        dataset=dataset,
+        storage=storage,
+        settings=settings,
+        workdir=workdir,
+    )
+    return attach(
+        spec,
+        session=session,
+        storage=storage,
+        settings=settings,
+        job=job,
+        teacher=teacher,
+        dataset=dataset,
+        attempt=attempt,
+        workdir=workdir,
+    )

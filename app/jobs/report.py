@@ -141,7 +141,15 @@ class SweepCandidate(_Open):
     index: int | None = Field(None, description="In the order the sweep started them.")
     job_id: str | None = Field(None, description="The child job (GET /v1/jobs/{id}).")
     speedup_target: float | None = Field(None, description="The speed-up it was asked for.")
-    speedup: float | None = Field(None, description="The speed-up it measured, in the runtime.")
+    speedup: float | None = Field(
+        None,
+        description="Its speed-up over the teacher in the sweep's runtime and batch size, "
+        "from the answer step's pass over every candidate (see SweepReport.timing).",
+    )
+    own_speedup: float | None = Field(
+        None, description="The speed-up its own job measured on its worker, for comparison."
+    )
+    own_latency_ms: float | None = Field(None, description="Its own job's latency reading.")
     retention: float | None = Field(None, description="Of the teacher's main metric.")
     score: float | None = Field(None, description="Its main metric on the eval split.")
     latency_ms: float | None = Field(None, description="In the sweep's runtime, at its batch size.")
@@ -174,6 +182,14 @@ class SweepReport(_Open):
     message: str | None = Field(None, description="The answer in a sentence, or why not.")
     stopped_by: str | None = Field(
         None, description="Set when the time budget stopped the search early."
+    )
+    timing: dict[str, Any] | None = Field(
+        None,
+        description='How the latencies were read: {"retimed": true, "runtime", '
+        '"batch_size", "seq_len", "threads", "teacher" ("finetuned" or "architecture"), '
+        '"teacher_latency_ms"} when every candidate was timed again with the teacher in '
+        'one pass on the answering worker; {"retimed": false, "reason"} when each '
+        "candidate's own reading is used.",
     )
 
 

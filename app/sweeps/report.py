@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.sweeps.policy import Answer, CandidateResult
-from app.sweeps.state import SweepPlan
+from app.sweeps.state import SweepPlan, Timing
 
 
 def sweep_report(
@@ -18,8 +18,12 @@ def sweep_report(
     answer: Answer,
     job_ids: Mapping[int, str],
     stopped_by: str | None = None,
+    timing: Timing | None = None,
 ) -> dict[str, Any]:
+    """``timing``: how the latencies were read (retimed together in the answer step, or
+    each candidate's own); a candidate's own reading stays beside a retimed one."""
     front = set(answer.front)
+    own = timing.own if timing is not None else {}
     candidates = []
     for r in sorted(results, key=lambda r: r.index):
         candidates.append(
@@ -29,6 +33,14 @@ def sweep_report(
                 "met": plan.goal.met_by(r),
                 "pareto": r.index in front,
                 "picked": r.index == answer.pick_index,
+                **(
+                    {
+                        "own_speedup": own[r.index]["speedup"],
+                        "own_latency_ms": own[r.index]["latency_ms"],
+                    }
+                    if r.index in own
+                    else {}
+                ),
             }
         )
     return {
@@ -44,6 +56,7 @@ def sweep_report(
         "met": answer.met,
         "message": answer.message,
         "stopped_by": stopped_by,
+        "timing": timing.to_json() if timing is not None else {"retimed": False},
     }
 
 

@@ -134,3 +134,21 @@ def result_of(
         latency_ms=latency_of(metrics, runtime=plan.runtime, batch_size=plan.batch_size),
         size_bytes=student.get("size_bytes"),
     )
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How the report's latencies were read: ``retimed`` in one pass here (``detail``:
+    runtime, batch size, tokens, threads, which teacher, its latency), or each
+    candidate's own (``reason`` says why). ``own`` keeps each candidate's own reading."""
+
+    retimed: bool
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    own: dict[int, dict[str, float | None]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"retimed": self.retimed, **self.detail}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out

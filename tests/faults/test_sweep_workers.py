@@ -121,6 +121,18 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     assert picked["picked"] and picked["pareto"]
     assert job["metrics"]["retention"] == kids[picked["job_id"]]["metrics"]["retention"]
     assert sweep["message"] and sweep["axis"]["lo"] == 1.3 and sweep["axis"]["hi"] > 1.3
+    # The answer timed every candidate that succeeded again, with the fine-tuned teacher
+    # from the cache, in one pass; each one's own reading (taken beside the other
+    # candidate's training) stays beside it.
+    timing = sweep["timing"]
+    assert timing["retimed"] is True and timing["teacher"] == "finetuned", timing
+    assert timing["runtime"] == "pytorch" and timing["batch_size"] == 1
+    for c in sweep["candidates"]:
+        if not c["ok"]:
+            continue
+        assert c["speedup"] == pytest.approx(timing["teacher_latency_ms"] / c["latency_ms"])
+        own = kids[c["job_id"]]["metrics"]["speedup_target"]["measured"]
+        assert c["own_speedup"] == own
     names = {a["name"] for a in client.get(f"/v1/jobs/{parent}/artifacts").json()["data"]}
     assert {"model", "report", "sweep-plot"} <= names
     png = client.get(f"/v1/jobs/{parent}/artifacts/sweep-plot")

@@ -238,9 +238,9 @@ def latency_ms(
     runners: dict[str, Callable[[dict[str, torch.Tensor]], Any]] = {}
     for role, model in models.items():
         model.eval()
-        runners[f"{role}|pytorch"] = _torch_runner(model)
+        runners[f"{role}|pytorch"] = torch_runner(model)
         for runtime, sess in onnx.sessions.get(role, {}).items():
-            runners[f"{role}|{runtime}"] = _ort_runner(sess)
+            runners[f"{role}|{runtime}"] = ort_runner(sess)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -257,11 +257,13 @@ def latency_ms(
     return out
 
 
-def _torch_runner(model: PreTrainedModel) -> Callable[[dict[str, torch.Tensor]], Any]:
+def torch_runner(model: PreTrainedModel) -> Callable[[dict[str, torch.Tensor]], Any]:
+    """A PyTorch model as an interleaved_latency_ms runner."""
     return lambda inputs: model(**inputs)
 
 
-def _ort_runner(sess: Any) -> Callable[[dict[str, torch.Tensor]], Any]:
+def ort_runner(sess: Any) -> Callable[[dict[str, torch.Tensor]], Any]:
+    """An ONNX Runtime session as an interleaved_latency_ms runner."""
     cache: dict[int, dict[str, Any]] = {}
 
     def run(inputs: dict[str, torch.Tensor]) -> Any:

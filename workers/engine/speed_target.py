@@ -29,6 +29,7 @@ from app.jobspec.speed_plan import (
 )
 from workers.engine import onnx_export as ox
 from workers.engine.evaluate import LATENCY_BUDGET_S, cpu_latency_ms, interleaved_latency_ms
+from workers.engine.formats import ort_runner
 from workers.engine.layers import parameter_counts
 from workers.engine.progress import Progress
 from workers.engine.prune_layers import sizes_from_model
@@ -114,7 +115,7 @@ def shape_timer(
             progress.check_stop()
             sessions[f"shape{i}"] = ox.session(onnx_file(shape), threads=threads)
         timed = interleaved_latency_ms(
-            {name: _ort_runner(sess) for name, sess in sessions.items()},
+            {name: ort_runner(sess) for name, sess in sessions.items()},
             tokenizer,
             texts,
             seq_len=seq_len,
@@ -151,10 +152,6 @@ def spec_timer(
         work_dir=work_dir,
         budget_s=spec.latency_budget_s,
     )
-
-
-def _ort_runner(sess: Any) -> Any:
-    return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
 
 
 def speed_target(
