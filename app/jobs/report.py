@@ -160,6 +160,13 @@ class SweepCandidate(_Open):
         None, description="On the Pareto front: no other is both faster and more accurate."
     )
     picked: bool | None = Field(None, description="The answer: the job's model artifact.")
+    artifacts: list[str] | None = Field(
+        None,
+        description="Its student among the sweep's own artifacts: the pick's under their "
+        "own names (`model`, `report`, ...), another candidate's as "
+        "`candidate-<index>-<name>` when export.keep_candidates asked for them; empty "
+        "otherwise (its own job's artifacts, which expire sooner).",
+    )
 
 
 class SweepReport(_Open):

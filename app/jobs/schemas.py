@@ -216,6 +216,15 @@ class Export(Strict):
         "formats add the teacher's and the student's export, quantization and timing to "
         "the job; ask for `onnx-int8` to serve on CPU.",
     )
+    keep_candidates: bool = Field(
+        False,
+        description="With a sweep (target.min_retention or target.max_latency_ms): every "
+        "candidate that succeeded besides the pick becomes the sweep's own artifacts too "
+        "(`candidate-<index>-model`, `candidate-<index>-report`, one per format), kept as "
+        "long as the sweep is. By default the candidates' students stay their own jobs' "
+        "artifacts, which expire MODELPRESS_SWEEP_CANDIDATE_RETENTION_HOURS after they "
+        "end (docs/sweeps.md).",
+    )
 
     @model_validator(mode="after")
     def _once_each(self) -> Export:

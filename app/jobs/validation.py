@@ -150,7 +150,15 @@ def _check_engine_support(body: JobCreate, teacher: Model) -> None:
     )
     if target.max_latency_ms is not None:
         _check_latency_measured(body)
-    if values.target_kind(target) in vocabulary.SWEEP_TARGET_KINDS and not training.teacher_cache:
+    sweep = values.target_kind(target) in vocabulary.SWEEP_TARGET_KINDS
+    if body.export.keep_candidates and not sweep:
+        raise EngineInputError(
+            "validation_error",
+            "export.keep_candidates applies only to a sweep (target.min_retention or "
+            "target.max_latency_ms): a single job has no candidates; leave it out",
+            param="export.keep_candidates",
+        )
+    if sweep and not training.teacher_cache:
         raise EngineInputError(
             "validation_error",
             "a sweep fine-tunes its teacher once and keeps it in the tenant's teacher cache "

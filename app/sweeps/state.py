@@ -87,7 +87,19 @@ def child_request(request: dict[str, Any], speedup: float) -> dict[str, Any]:
     target = request["target"]
     child["target"] = {"speedup": speedup, "runtime": target.get("runtime") or "pytorch"}
     child["training"] = {**child["training"], "teacher_cache": True}
+    # What the sweep keeps of its candidates is the sweep's business, not theirs.
+    child.get("export", {}).pop("keep_candidates", None)
     return child
+
+
+def keeps_candidates(request: dict[str, Any]) -> bool:
+    """export.keep_candidates: the candidates besides the pick become the sweep's own
+    artifacts (``candidate-<index>-<name>``)."""
+    return bool((request.get("export") or {}).get("keep_candidates"))
+
+
+def candidate_artifact(index: int, name: str) -> str:
+    return f"candidate-{index}-{name}"
 
 
 def latency_of(metrics: dict[str, Any], *, runtime: str, batch_size: int) -> float | None:

@@ -173,7 +173,9 @@ def test_the_time_budget_stops_new_rounds(client, model_id, dataset_id, settings
     # The slow end keeps the floor, the fast end misses it: a bracket to narrow.
     for (child_id, _), retention in zip(first, (0.995, 0.95), strict=True):
         _end_child(child_id, retention)
-    _set_all_children(parent, started_at=utcnow() - timedelta(seconds=45))
+    # 45 s of worker time each, whatever the time the test took to get here.
+    now = utcnow()
+    _set_all_children(parent, started_at=now - timedelta(seconds=45), finished_at=now)
     step = _advance(parent, settings)
     assert step.answer is not None and step.to_send == []
     assert "max_seconds" in step.stopped_by and "90 s" in step.stopped_by
