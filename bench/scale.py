@@ -43,11 +43,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-POSTGRES = os.environ.get(
-    "MODELPRESS_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
-)
-REDIS = os.environ.get("MODELPRESS_BENCH_REDIS", "redis://127.0.0.1:6379/9")
-S3 = os.environ.get("MODELPRESS_BENCH_S3", "http://127.0.0.1:8333")
+from bench.service import BenchService, bench_service, redis_url  # noqa: E402
+
+REDIS = redis_url(9)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -201,26 +199,12 @@ def median(values: list[float | None]) -> float | None:
 
 
 def measure_workers(
-    mp, *, workers: int, body: dict[str, Any], args, env, home: Path, logs
+    mp, svc: BenchService, *, workers: int, body: dict[str, Any], args
 ) -> dict[str, Any]:
     """One worker with ``workers`` processes: a warm-up job, then ``args.jobs`` at once."""
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "worker",
-            "--queues",
-            "cpu",
-            "--concurrency",
-            str(workers),
-            "--name",
-            f"scale-{workers}-{uuid.uuid4().hex[:6]}",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=logs,
-        stderr=subprocess.STDOUT,
+    worker = svc.start(
+        *("worker", "--queues", "cpu", "--concurrency", str(workers)),
+        *("--name", f"scale-{workers}-{uuid.uuid4().hex[:6]}"),
     )
     try:
         wait_all(mp, [mp.create_job(body).id], args.timeout_s)  # warm-up, untimed
@@ -248,95 +232,32 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(engine_alone(args.engine_alone, args.engine_runs, args.threads)))
         return
     counts = [int(w) for w in args.workers.split(",") if w]
-    tag = uuid.uuid4().hex[:8]
-    db = f"modelpress_bench_{tag}"
-    bucket = f"modelpress-bench-{tag}"
-    home = Path(tempfile.mkdtemp(prefix="modelpress-bench-scale-"))
-    env = {
-        **os.environ,
-        **process_env(args),
-        "MODELPRESS_HOME": str(home),
-        "MODELPRESS_DATABASE_URL": f"{POSTGRES}/{db}",
-        "MODELPRESS_BROKER_URL": REDIS,
-        "MODELPRESS_STORAGE_URL": f"s3://{bucket}",
-        "MODELPRESS_S3_ENDPOINT_URL": S3,
-        "MODELPRESS_S3_ACCESS_KEY_ID": "test",
-        "MODELPRESS_S3_SECRET_ACCESS_KEY": "test",
-        "MODELPRESS_GPU_WORKERS": "false",
-        "MODELPRESS_LOG_LEVEL": "WARNING",
-        "MODELPRESS_TENANT_MAX_ACTIVE_JOBS": "1000",
-    }
-    os.environ.update(env)  # this process reads the same settings
-
-    import redis
-    import sqlalchemy as sa
-    from modelpress_client import Client
-
-    from app.auth.service import create_key
-    from app.db import session_scope
-    from app.migrate import upgrade
-    from app.storage import get_storage
     from bench.common import load_1m, machine
-    from tests.e2e.conftest import free_port
     from tests.tiny import make_tiny_bert, make_tiny_dataset
 
+    home = Path(tempfile.mkdtemp(prefix="modelpress-bench-scale-inputs-"))
     teacher = make_tiny_bert(home / "teacher", num_layers=args.layers, hidden=args.hidden)
     data = make_tiny_dataset(home / "data.jsonl", n=args.rows + args.rows // 4)
     load_start = load_1m()
     alone = run_engine_alone(args, home, teacher, data)
     engine_s = statistics.median(alone)
 
-    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    redis.Redis.from_url(REDIS).flushdb()
-    storage = get_storage()
-    storage.ensure()
-    api = None
-    logs = open(home / "services.log", "wb")  # noqa: SIM115
-    try:
-        upgrade(env["MODELPRESS_DATABASE_URL"])
-        with session_scope() as s:
-            key = create_key(session=s, tenant="bench", scope="write")[1]
-        port = free_port()
-        api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-        )
-        with Client(f"http://127.0.0.1:{port}", api_key=key, timeout=60) as mp:
-            _wait_healthy(mp)
-            model = mp.upload_model(teacher)
-            dataset = mp.upload_dataset(data, format="jsonl")
-            body = {
-                **job_body(args),
-                "teacher": {"model_id": model.id},
-                "dataset": {"dataset_id": dataset.id},
-                "accelerator": "cpu",
-            }
-            rows = []
-            for workers in counts:
-                row = measure_workers(
-                    mp, workers=workers, body=body, args=args, env=env, home=home, logs=logs
-                )
-                row["overhead_s"] = round(row["median"]["on_worker_s"] - engine_s, 3)
-                row["overhead_share"] = round(row["overhead_s"] / engine_s, 3)
-                rows.append(row)
-                print(json.dumps({k: v for k, v in row.items() if k != "per_job"}), flush=True)
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=30)
-        from app.db import get_engine
-
-        get_engine().dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
-        storage.delete_prefix("")
-        storage.client.delete_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    with bench_service("scale", redis=REDIS, env=process_env(args)) as svc, svc.client() as mp:
+        model = mp.upload_model(teacher)
+        dataset = mp.upload_dataset(data, format="jsonl")
+        body = {
+            **job_body(args),
+            "teacher": {"model_id": model.id},
+            "dataset": {"dataset_id": dataset.id},
+            "accelerator": "cpu",
+        }
+        rows = []
+        for workers in counts:
+            row = measure_workers(mp, svc, workers=workers, body=body, args=args)
+            row["overhead_s"] = round(row["median"]["on_worker_s"] - engine_s, 3)
+            row["overhead_share"] = round(row["overhead_s"] / engine_s, 3)
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "per_job"}), flush=True)
     base = rows[0]["jobs_per_hour"] / rows[0]["workers"]
     for row in rows:
         row["speedup"] = round(row["jobs_per_hour"] / rows[0]["jobs_per_hour"], 2)
@@ -363,18 +284,6 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     write(result, args)
-
-
-def _wait_healthy(mp, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            mp.health()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def write(result: dict[str, Any], args: argparse.Namespace) -> None:

@@ -2,17 +2,17 @@
 other, with 1 and 2 worker processes, and the pick against single-target runs (issue #17).
 
     python bench/sweep.py --tiny                      # smoke: a tiny BERT, a few minutes
-    MODELPRESS_BENCH_REDIS=redis://127.0.0.1:6379/8 \\
-        python bench/sweep.py                         # SST-2, the CPU mode's 5,000 rows
+    python bench/sweep.py                             # SST-2, the CPU mode's 5,000 rows
 
 What runs is what production runs, on this machine (bench/scale.py's setting): the API
 (`modelpress api`), one compression worker (`modelpress worker --concurrency W`: W
 prefork processes, each job in a fresh child) started for each phase, PostgreSQL (a
-fresh database), Redis (MODELPRESS_BENCH_REDIS, flushed) and the S3 server (a fresh
-bucket). For each W of ``--workers``, a fresh tenant (so that its teacher cache is
-empty: every W pays the teacher step) uploads the teacher and the data and submits one
-sweep per ``--min-retention`` floor, with ``MODELPRESS_SWEEP_PARALLEL=W`` on the worker
-and torch on cores / W threads in each process (docs/operations.md: threads x
+fresh database), Redis (database 8 unless MODELPRESS_BENCH_REDIS says otherwise,
+flushed) and the S3 server (a fresh bucket): bench/service.py. For each W of
+``--workers``, a fresh tenant (so that its teacher cache is empty: every W pays the
+teacher step) uploads the teacher and the data and submits one sweep per
+``--min-retention`` floor, with ``MODELPRESS_SWEEP_PARALLEL=W`` on the worker and torch
+on cores / W threads in each process (docs/operations.md: threads x
 processes <= cores). The API's timestamps give:
 
 - the sweep's wall time: the parent's ``created_at`` to its ``finished_at``;
@@ -47,13 +47,11 @@ import json
 import os
 import select
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -62,20 +60,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.scale import (  # noqa: E402
-    POSTGRES,
-    REDIS,
-    S3,
-    _wait_healthy,
-    process_env,
-    seconds_between,
-)
+from bench.scale import process_env, seconds_between  # noqa: E402
+from bench.service import BenchService, bench_service, redis_url  # noqa: E402
 
 # What transformers needs of the MiniLM package, as the demo packs it (the
 # sentence-transformers extras left out).
 from scripts.demo.pack_teacher import FILES as TEACHER_FILES  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+REDIS = redis_url(8)
 # The committed single-target CPU runs the picks are compared with (same machine class,
 # 5,000 SST-2 rows, lr 1e-4): every modelpress row, in every runtime it was timed in.
 SINGLE_TARGET_RUNS = ("sst2-full-cpu2-lr1e-4.json", "sst2-full-cpu2-runtimes.json")
@@ -264,130 +257,38 @@ def job_sections(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- the service
 
 
-@dataclass
-class Service:
-    """The API on loopback over a fresh database, Redis DB and bucket; workers are
-    started per phase (``worker``)."""
-
-    args: argparse.Namespace
-    home: Path
-    env: dict[str, str]
-    port: int = 0
-    logs: Any = None
-    tenants: dict[str, Any] = field(default_factory=dict)
-
-    def client(self, tenant: str):
-        """A client with a write key of its own tenant (its own teacher cache)."""
-        from modelpress_client import Client
-
-        from app.auth.service import create_key
-        from app.db import session_scope
-
-        with session_scope() as s:
-            key = create_key(session=s, tenant=tenant, scope="write")[1]
-        return Client(f"http://127.0.0.1:{self.port}", api_key=key, timeout=120)
-
-    @contextlib.contextmanager
-    def worker(self, *, concurrency: int, threads: int, parallel: int) -> Iterator[None]:
-        """One compression worker with ``concurrency`` processes on ``threads`` torch
-        threads each; returns once it consumes (its start is no part of any timing)."""
-        from app.cli import READY_FD, stop_workers
-
-        read_fd, write_fd = os.pipe()
-        env = {
-            **self.env,
-            **process_env(
-                SimpleNamespace(threads=threads, latency_budget_s=self.args.latency_budget_s)
-            ),
-            "MODELPRESS_LATENCY_THREADS": str(self.args.latency_threads),
-            "MODELPRESS_SWEEP_PARALLEL": str(parallel),
-            READY_FD: str(write_fd),
-        }
-        name = f"sweep-{concurrency}-{uuid.uuid4().hex[:6]}"
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "app.cli", "worker", "--queues", "cpu"),
-                *("--concurrency", str(concurrency), "--name", name),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=self.logs,
-            stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,),
-        )
-        os.close(write_fd)
-        try:
-            # `modelpress serve`'s signal: one byte once the worker consumes.
-            ready, _, _ = select.select([read_fd], [], [], 180)
-            if not ready or not os.read(read_fd, 1):
-                raise RuntimeError(f"worker {name} not ready (see {self.home}/services.log)")
-            yield
-        finally:
-            os.close(read_fd)
-            stop_workers([proc], idle_s=30)
-
-
 @contextlib.contextmanager
-def service(args: argparse.Namespace) -> Iterator[Service]:
-    import redis
-    import sqlalchemy as sa
+def worker(
+    svc: BenchService, args: argparse.Namespace, *, concurrency: int, threads: int, parallel: int
+) -> Iterator[None]:
+    """One compression worker with ``concurrency`` processes on ``threads`` torch threads
+    each; returns once it consumes (its start is no part of any timing)."""
+    from app.cli import READY_FD, stop_workers
 
-    from app.migrate import upgrade
-    from app.storage import get_storage
-    from tests.e2e.conftest import free_port
-
-    tag = uuid.uuid4().hex[:8]
-    db = f"modelpress_bench_{tag}"
-    bucket = f"modelpress-bench-{tag}"
-    home = Path(tempfile.mkdtemp(prefix="modelpress-bench-sweep-"))
+    read_fd, write_fd = os.pipe()
     env = {
-        **os.environ,
-        "MODELPRESS_HOME": str(home),
-        "MODELPRESS_DATABASE_URL": f"{POSTGRES}/{db}",
-        "MODELPRESS_BROKER_URL": REDIS,
-        "MODELPRESS_STORAGE_URL": f"s3://{bucket}",
-        "MODELPRESS_S3_ENDPOINT_URL": S3,
-        "MODELPRESS_S3_ACCESS_KEY_ID": "test",
-        "MODELPRESS_S3_SECRET_ACCESS_KEY": "test",
-        "MODELPRESS_GPU_WORKERS": "false",
-        "MODELPRESS_LOG_LEVEL": "WARNING",
-        "MODELPRESS_TENANT_MAX_ACTIVE_JOBS": "1000",
+        **process_env(SimpleNamespace(threads=threads, latency_budget_s=args.latency_budget_s)),
+        "MODELPRESS_LATENCY_THREADS": str(args.latency_threads),
+        "MODELPRESS_SWEEP_PARALLEL": str(parallel),
+        READY_FD: str(write_fd),
     }
-    os.environ.update(env)  # this process reads the same settings
-    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    redis.Redis.from_url(REDIS).flushdb()
-    storage = get_storage()
-    storage.ensure()
-    svc = Service(args=args, home=home, env=env)
-    svc.logs = open(home / "services.log", "wb")  # noqa: SIM115
-    api = None
+    name = f"sweep-{concurrency}-{uuid.uuid4().hex[:6]}"
+    proc = svc.start(
+        *("worker", "--queues", "cpu", "--concurrency", str(concurrency), "--name", name),
+        env=env,
+        pass_fds=(write_fd,),
+    )
+    os.close(write_fd)
     try:
-        upgrade(env["MODELPRESS_DATABASE_URL"])
-        svc.port = free_port()
-        api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--port", str(svc.port)],
-            env=env,
-            cwd=ROOT,
-            stdout=svc.logs,
-            stderr=subprocess.STDOUT,
-        )
-        yield svc
+        # `modelpress serve`'s signal: one byte once the worker consumes.
+        ready, _, _ = select.select([read_fd], [], [], 180)
+        if not ready or not os.read(read_fd, 1):
+            raise RuntimeError(f"worker {name} not ready (see {svc.home}/services.log)")
+        yield
     finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=30)
-        from app.db import get_engine
-
-        get_engine().dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
-        storage.delete_prefix("")
-        storage.client.delete_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-        svc.logs.close()
-        say(f"service logs: {home}/services.log")
+        os.close(read_fd)
+        stop_workers([proc], idle_s=30)
+        svc.procs.remove(proc)
 
 
 # ---------------------------------------------------------------- measuring
@@ -865,13 +766,12 @@ def main(argv: list[str] | None = None) -> None:
         "total_wall_s": None,
     }
     replay_w = max(args.worker_counts)
-    with service(args) as svc:
+    with bench_service("sweep", redis=REDIS) as svc:
         inputs = prepare_inputs(args, svc.home)
         result["inputs"] = inputs.describe
         path = write(result, args)
         for workers in args.worker_counts:
-            with svc.client(f"bench-sweep-w{workers}") as mp:
-                _wait_healthy(mp)
+            with svc.client(f"bench-sweep-w{workers}", timeout=120) as mp:
                 model = mp.upload_model(inputs.teacher)
                 dataset = mp.upload_dataset(
                     inputs.data, format="jsonl", label_names=list(LABELS) if not args.tiny else None
@@ -882,7 +782,7 @@ def main(argv: list[str] | None = None) -> None:
                     "dataset": {"dataset_id": dataset.id},
                 }
                 threads = threads_for(args, workers)
-                with svc.worker(concurrency=workers, threads=threads, parallel=workers):
+                with worker(svc, args, concurrency=workers, threads=threads, parallel=workers):
                     for floor in args.floors:
                         sweep = run_sweep(mp, body, floor=floor, args=args, workers=workers)
                         sweep["threads"] = threads
@@ -894,7 +794,7 @@ def main(argv: list[str] | None = None) -> None:
                     if s["workers"] == workers and s["floor"] == args.floors[0]
                 )
                 if args.sequential and workers == replay_w and first["candidates"]:
-                    with svc.worker(concurrency=1, threads=threads_for(args, 1), parallel=1):
+                    with worker(svc, args, concurrency=1, threads=threads_for(args, 1), parallel=1):
                         result["sequential"] = run_sequential(mp, body, first, args)
                     result["wall_time"] = comparison(result["sweeps"], result["sequential"])
                     write(result, args)

@@ -16,25 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.net import free_port, percentile  # noqa: E402
+from bench.net import percentile  # noqa: E402
+from bench.service import bench_service, redis_url  # noqa: E402
 
-POSTGRES = os.environ.get(
-    "MODELPRESS_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
-)
-REDIS = os.environ.get("MODELPRESS_BENCH_REDIS", "redis://127.0.0.1:6379/11")
+REDIS = redis_url(11)
 
 
 def main() -> None:
@@ -43,98 +37,52 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=50.0, help="pause between jobs")
     args = parser.parse_args()
 
-    db = f"modelpress_bench_{uuid.uuid4().hex[:8]}"
-    home = Path(tempfile.mkdtemp(prefix="modelpress-bench-webhooks-"))
-    env = {
-        **os.environ,
-        "MODELPRESS_HOME": str(home),
-        "MODELPRESS_DATABASE_URL": f"{POSTGRES}/{db}",
-        "MODELPRESS_BROKER_URL": REDIS,
-        "MODELPRESS_STORAGE_URL": (home / "artifacts").as_uri(),
-        "MODELPRESS_URL_ALLOWED_SCHEMES": '["http", "https"]',
-        "MODELPRESS_URL_ALLOW_PRIVATE": "true",
-        "MODELPRESS_LOG_LEVEL": "WARNING",
-        "MODELPRESS_TENANT_MAX_ACTIVE_JOBS": "1000",
-    }
-    os.environ.update(env)  # this process reads the same settings
-
-    import redis
-    import sqlalchemy as sa
-    from modelpress_client import Client
-
-    from app.auth.service import create_key
-    from app.db import session_scope
-    from app.migrate import upgrade
     from bench.common import load_1m, machine
     from tests.tiny import make_tiny_bert, make_tiny_dataset
     from tests.webhooks.receiver import running_receiver
 
-    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    redis.Redis.from_url(REDIS).flushdb()
-    procs: list[subprocess.Popen] = []
-    try:
-        upgrade(env["MODELPRESS_DATABASE_URL"])
-        with session_scope() as s:
-            key = create_key(session=s, tenant="bench", scope="write")[1]
-        port = free_port()
-        logs = open(home / "services.log", "wb")  # noqa: SIM115
-        for argv in (
-            ["api", "--port", str(port)],
-            ["worker", "--queues", "webhooks"],
-        ):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "app.cli", *argv],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=logs,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        teacher = make_tiny_bert(home / "tiny")
-        data = make_tiny_dataset(home / "tiny.jsonl", n=50)
-        with running_receiver() as rx, Client(f"http://127.0.0.1:{port}", api_key=key) as mp:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    mp.health()
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-            model = mp.upload_model(teacher)
-            dataset = mp.upload_dataset(data, format="jsonl")
-            hook = mp.create_webhook(rx.url("/hook"), events=["job.cancelled"])
-            time.sleep(5)  # the worker's start-up, so the first job is not timed against it
-            body = {
-                "task": "sequence-classification",
-                "teacher": {"model_id": model.id},
-                "dataset": {"dataset_id": dataset.id},
-                "target": {"params_ratio": 0.5},
-                # no worker consumes this queue here: every job stays queued until cancelled
-                "accelerator": "cpu",
-            }
-            ended: dict[str, datetime] = {}
-            for _ in range(args.jobs):
-                job = mp.create_job(body)
-                ended[job.id] = _parse(mp.cancel_job(job.id).finished_at)
-                time.sleep(args.gap_ms / 1000)
-            deadline = time.monotonic() + 120
-            while len(rx.on("/hook")) < args.jobs and time.monotonic() < deadline:
-                time.sleep(0.2)
-            got = rx.on("/hook")
-            latencies, verified = [], 0
-            from app.webhooks.signing import verify
+    env = {
+        "MODELPRESS_URL_ALLOWED_SCHEMES": '["http", "https"]',
+        "MODELPRESS_URL_ALLOW_PRIVATE": "true",
+    }
+    with (
+        bench_service("webhooks", redis=REDIS, s3=False, env=env) as svc,
+        running_receiver() as rx,
+        svc.client() as mp,
+    ):
+        svc.start("worker", "--queues", "webhooks")
+        teacher = make_tiny_bert(svc.home / "tiny")
+        data = make_tiny_dataset(svc.home / "tiny.jsonl", n=50)
+        model = mp.upload_model(teacher)
+        dataset = mp.upload_dataset(data, format="jsonl")
+        hook = mp.create_webhook(rx.url("/hook"), events=["job.cancelled"])
+        time.sleep(5)  # the worker's start-up, so the first job is not timed against it
+        body = {
+            "task": "sequence-classification",
+            "teacher": {"model_id": model.id},
+            "dataset": {"dataset_id": dataset.id},
+            "target": {"params_ratio": 0.5},
+            # no worker consumes this queue here: every job stays queued until cancelled
+            "accelerator": "cpu",
+        }
+        ended: dict[str, datetime] = {}
+        for _ in range(args.jobs):
+            job = mp.create_job(body)
+            ended[job.id] = _parse(mp.cancel_job(job.id).finished_at)
+            time.sleep(args.gap_ms / 1000)
+        deadline = time.monotonic() + 120
+        while len(rx.on("/hook")) < args.jobs and time.monotonic() < deadline:
+            time.sleep(0.2)
+        got = rx.on("/hook")
+        latencies, verified = [], 0
+        from app.webhooks.signing import verify
 
-            for g in got:
-                payload = json.loads(g.body)
-                job_id = payload["data"]["job"]["id"]
-                latencies.append((g.at - ended[job_id].timestamp()) * 1000)
-                verified += verify(hook.secret, g.body, g.headers["Modelpress-Signature"])
-            attempts = [len(d.attempts) for d in mp.iter_deliveries(hook.id)]
+        for g in got:
+            payload = json.loads(g.body)
+            job_id = payload["data"]["job"]["id"]
+            latencies.append((g.at - ended[job_id].timestamp()) * 1000)
+            verified += verify(hook.secret, g.body, g.headers["Modelpress-Signature"])
+        attempts = [len(d.attempts) for d in mp.iter_deliveries(hook.id)]
         result = {
             "benchmark": "webhook-latency",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -154,17 +102,6 @@ def main() -> None:
                 "min": round(min(latencies), 1),
             },
         }
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
-        from app.db import get_engine
-
-        get_engine().dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
     out = ROOT / "bench" / "results" / f"webhook-latency-{result['date'][:10]}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -39,18 +39,8 @@ def finished_job(
     artifacts = []
     if status == "succeeded":
         for name, filename, size in (("model", "model.tar.gz", 30_000), ("report", "r.json", 700)):
-            stored = put(f"{attempt_prefix(jid, 1)}{filename}", os.urandom(size), tmp_path)
-            artifacts.append(
-                {
-                    "name": name,
-                    "kind": name,
-                    "filename": filename,
-                    "content_type": "application/octet-stream",
-                    "storage_key": stored.key,
-                    "size_bytes": stored.size_bytes,
-                    "sha256": stored.sha256,
-                }
-            )
+            key = f"{attempt_prefix(jid, 1)}{filename}"
+            artifacts.append(artifact_row(name, filename, key, os.urandom(size), tmp_path))
     with session_scope() as s:
         assert jobs.finish(
             session=s,
@@ -63,6 +53,20 @@ def finished_job(
             artifacts=artifacts,
         )
     return jid
+
+
+def artifact_row(name: str, filename: str, key: str, data: bytes, tmp_path: Path) -> dict:
+    """``data`` stored at ``key``, and the artifact row a worker records for it."""
+    stored = put(key, data, tmp_path)
+    return {
+        "name": name,
+        "kind": name,
+        "filename": filename,
+        "content_type": "application/octet-stream",
+        "storage_key": stored.key,
+        "size_bytes": stored.size_bytes,
+        "sha256": stored.sha256,
+    }
 
 
 def bucket_keys(prefix: str) -> list[str]:

@@ -103,6 +103,7 @@ def _retime(
     callback: JobCallback,
 ) -> tuple[list[CandidateResult], Timing]:
     name = artifact_name(plan.runtime)
+    workdir.mkdir(parents=True, exist_ok=True)
     with session_scope() as s:
         rows = {
             a.job_id: (a.storage_key, a.filename)  # one artifact of a name per job

@@ -14,6 +14,16 @@ import pytest
 from tests.e2e.conftest import Proc, retire_leftover_jobs, wait_for
 
 # Short enough for tests, long enough for a renewal every lease/3 on a busy machine.
+# A job's training, long enough on a tiny model to kill its worker in the middle of
+# distillation, after a checkpoint (one each 20 steps).
+KILLABLE_TRAINING = {
+    "epochs": 20,
+    "teacher_epochs": 2,
+    "batch_size": 16,
+    "max_seq_length": 32,
+    "checkpoint_every_steps": 20,
+}
+
 FAULT_ENV = {
     "MODELPRESS_LEASE_SECONDS": "4",
     "MODELPRESS_REAPER_INTERVAL_SECONDS": "1",

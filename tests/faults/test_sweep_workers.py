@@ -11,18 +11,9 @@ import pytest
 
 from tests.apiclient import job_body
 from tests.e2e.conftest import wait_for
-from tests.faults.conftest import job_worker
+from tests.faults.conftest import KILLABLE_TRAINING, job_worker
 
 pytestmark = pytest.mark.faults
-
-# Long enough to kill a candidate in the middle of its distillation on a tiny model.
-TRAINING = {
-    "epochs": 20,
-    "teacher_epochs": 2,
-    "batch_size": 16,
-    "max_seq_length": 32,
-    "checkpoint_every_steps": 20,
-}
 
 
 def _events(client, jid: str) -> list[dict]:
@@ -52,7 +43,7 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
         model_id,
         dataset_id,
         target={"min_retention": 0.9, "budget": {"candidates": 3}},
-        training=TRAINING,
+        training=KILLABLE_TRAINING,
     )
     r = client.post("/v1/jobs", json=body)
     assert r.status_code == 202, r.text

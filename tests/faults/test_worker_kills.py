@@ -10,18 +10,9 @@ import pytest
 
 from tests.apiclient import ARTIFACT_NAMES, job_body
 from tests.e2e.conftest import wait_for
-from tests.faults.conftest import job_worker
+from tests.faults.conftest import KILLABLE_TRAINING, job_worker
 
 pytestmark = pytest.mark.faults
-
-# Long enough to be killed in the middle of distillation on a tiny model.
-TRAINING = {
-    "epochs": 20,
-    "teacher_epochs": 2,
-    "batch_size": 16,
-    "max_seq_length": 32,
-    "checkpoint_every_steps": 20,
-}
 
 
 def _phase(client, jid: str) -> tuple[str, str | None, int]:
@@ -55,9 +46,9 @@ def test_kill_during_distillation_resumes_from_checkpoint_on_another_worker(
     from app.storage import get_storage
 
     workers.start("a", "b")
-    jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id, training=TRAINING)).json()[
-        "id"
-    ]
+    jid = client.post(
+        "/v1/jobs", json=job_body(model_id, dataset_id, training=KILLABLE_TRAINING)
+    ).json()["id"]
 
     def distilling_checkpoint() -> dict | None:
         return next(
@@ -122,7 +113,7 @@ def test_kill_during_artifact_upload_leaves_one_set(client, model_id, dataset_id
         workers.env = slow
         workers.start("a")
         workers.env = fast
-        training = {**TRAINING, "epochs": 2}
+        training = {**KILLABLE_TRAINING, "epochs": 2}
         jid = client.post(
             "/v1/jobs", json=job_body(model_id, dataset_id, training=training)
         ).json()["id"]
@@ -170,9 +161,9 @@ def test_killed_past_max_attempts_fails_with_its_reason(client, model_id, datase
     # Two workers: the other one takes the job back while the killed one restarts (as a
     # supervisor would restart it), so no attempt waits for a worker's start-up.
     workers.start("a", "b")
-    jid = client.post("/v1/jobs", json=job_body(model_id, dataset_id, training=TRAINING)).json()[
-        "id"
-    ]
+    jid = client.post(
+        "/v1/jobs", json=job_body(model_id, dataset_id, training=KILLABLE_TRAINING)
+    ).json()["id"]
     for attempt in (1, 2, 3):
         _wait_distilling(client, jid, attempt)
         victim = job_worker(client, jid)

@@ -64,6 +64,8 @@ def test_a_pass_that_fails_leaves_the_own_readings(client, model_id, dataset_id,
     )
     assert out == [RESULT] and timing.retimed is False
     assert timing.reason.startswith("the pass failed (") and len(warnings) == 1
+    # It got as far as the candidate's archive: the inputs were fetched.
+    assert "neither a .tar.gz nor a .zip" in timing.reason
 
 
 def test_nothing_is_timed_when_no_candidate_succeeded(client, model_id, dataset_id, tmp_path):
