@@ -176,8 +176,14 @@ def next_round(
     if left < 1 or not results:
         return []
     # A speed-up no shape reached on the workers ends the axis there: the search goes on
-    # below it instead of ending with the budget unspent.
-    hi = min([hi, *(r.speedup_target for r in results if r.unreachable)])
+    # below it instead of ending with the budget unspent. Unless a candidate asked for as
+    # much or more succeeded: then the timing that refused it was wrong (its fit taken
+    # while another candidate trained on the same cores put every student slower than
+    # the teacher, seen on 2 cores), and the failure says nothing about the axis.
+    reached = max((r.speedup_target for r in results if r.ok), default=0.0)
+    hi = min(
+        [hi, *(r.speedup_target for r in results if r.unreachable and r.speedup_target > reached)]
+    )
     if hi <= lo:
         return []
     bracket = _bracket(goal, results, lo=lo, hi=hi)

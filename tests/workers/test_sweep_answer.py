@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.apiclient import job_body
-from tests.app.sweeps.test_service import _advance, _begin, _plan
+from tests.app.sweeps.test_service import _advance, _begin, _plan, child_metrics
 from tests.lifecycle import artifact_row
-
-TEACHER_MS = 20.0
 
 
 @pytest.fixture
@@ -46,12 +44,7 @@ def _succeed(child_id: str, retention: float, tmp_path: Path) -> dict[str, bytes
     with session_scope() as s:
         attempt = jobs.claim(session=s, job_id=child_id, worker="w1", lease_seconds=60)
         speedup = ChildPlace.of(s.get(Job, child_id).sweep).speedup
-    metrics = {
-        "main_metric": "accuracy",
-        "retention": retention,
-        "speedup_target": {"target": speedup, "measured": speedup, "met": True},
-        "student": {"accuracy": 0.9 * retention, "latency_ms_cpu_bs1": TEACHER_MS / speedup},
-    }
+    metrics = child_metrics(speedup, retention)
     contents = {
         "model": os.urandom(5_000),
         "report": json.dumps({"metrics": metrics, "child": child_id}).encode(),

@@ -260,3 +260,23 @@ def test_a_speedup_no_shape_reached_ends_the_axis_below_it():
     failed = CandidateResult(0, 2.6, None, None, None, None, None, ok=False)
     other = policy.next_round(goal=goal, results=[failed], budget=4, parallel=1, lo=1.3, hi=5.2)
     assert [c.speedup for c in other] != [c.speedup for c in batch]
+
+
+def test_an_unreachable_speedup_below_one_that_succeeded_does_not_end_the_axis():
+    # Seen with two candidates on two cores: 1.3x refused as unreachable (its fit timed
+    # under the other's training) while 5.987x succeeded and missed the floor.
+    goal = Goal("min_retention", 0.99)
+    refused = CandidateResult(0, 1.3, None, None, None, None, None, ok=False, unreachable=True)
+    missed = CandidateResult(1, 5.987, 6.2, 0.944, 0.79, 4.2, 60_000_000)
+    batch = policy.next_round(
+        goal=goal, results=[refused, missed], budget=4, parallel=2, lo=1.3, hi=6.148
+    )
+    # The budget left goes between the two, as if 1.3x had plainly failed.
+    assert len(batch) == 2 and all(1.3 < c.speedup < 5.987 for c in batch)
+    # Above every success, an unreachable speed-up still ends the axis below it.
+    high = CandidateResult(1, 6.1, None, None, None, None, None, ok=False, unreachable=True)
+    kept = CandidateResult(0, 1.3, 1.35, 0.999, 0.84, 14.0, 80_000_000)
+    batch = policy.next_round(
+        goal=goal, results=[kept, high], budget=4, parallel=2, lo=1.3, hi=6.148
+    )
+    assert batch and all(1.3 < c.speedup < 6.1 for c in batch)

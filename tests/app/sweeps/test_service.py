@@ -58,6 +58,20 @@ def _begin(parent_id: str, plan) -> list[tuple[str, str]]:
         return sweeps.begin(session=s, parent_id=parent_id, attempt=1, plan=plan).to_send
 
 
+def child_metrics(speedup: float, retention: float | None) -> dict:
+    """A child's report whose numbers follow its speed-up."""
+    return {
+        "main_metric": "accuracy",
+        "retention": retention,
+        "speedup_target": {"target": speedup, "measured": speedup, "met": True},
+        "student": {
+            "accuracy": 0.9 * (retention or 0),
+            "latency_ms_cpu_bs1": TEACHER_MS / speedup,
+            "size_bytes": int(1e6 / speedup),
+        },
+    }
+
+
 def _end_child(child_id: str, retention: float | None) -> None:
     """Claim and finish a child as its worker would: succeeded with a report whose
     numbers follow its speed-up, or failed (retention None)."""
@@ -69,16 +83,7 @@ def _end_child(child_id: str, retention: float | None) -> None:
     with session_scope() as s:
         attempt = jobs.claim(session=s, job_id=child_id, worker="w1", lease_seconds=60)
         speedup = ChildPlace.of(s.get(Job, child_id).sweep).speedup
-    metrics = {
-        "main_metric": "accuracy",
-        "retention": retention,
-        "speedup_target": {"target": speedup, "measured": speedup, "met": True},
-        "student": {
-            "accuracy": 0.9 * (retention or 0),
-            "latency_ms_cpu_bs1": TEACHER_MS / speedup,
-            "size_bytes": int(1e6 / speedup),
-        },
-    }
+    metrics = child_metrics(speedup, retention)
     with session_scope() as s:
         if retention is None:
             jobs.finish(
