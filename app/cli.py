@@ -428,7 +428,9 @@ paths where the API takes ids; paths are relative to the spec file.
                 gradient_accumulation_steps (1), teacher_cache (true: a service job
                 reuses a teacher an earlier job fine-tuned; this command keeps none)
   export        formats (["safetensors"]; any of safetensors, onnx, onnx-int8): each
-                format is its own folder in OUT, scored and timed in its runtime
+                format is its own folder in OUT, scored and timed in its runtime;
+                keep_candidates (false: a service sweep's other candidates as its
+                artifacts; here a sweep always keeps them in OUT/candidates/)
   label_names   names of the label ids 0..n-1, as at a dataset upload (optional)
 
 example (spec.yaml, beside the teacher folder and the data):

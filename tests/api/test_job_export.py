@@ -31,13 +31,13 @@ def _accepted(client, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_default_is_the_safetensors_folder(client, model_id, dataset_id):
     job = _accepted(client, job_body(model_id, dataset_id))
-    assert job["request"]["export"] == {"formats": ["safetensors"]}
+    assert job["request"]["export"] == {"formats": ["safetensors"], "keep_candidates": False}
 
 
 def test_onnx_formats_are_accepted_in_the_order_given(client, model_id, dataset_id):
     formats = ["onnx-int8", "safetensors", "onnx"]
     job = _accepted(client, job_body(model_id, dataset_id, export={"formats": formats}))
-    assert job["request"]["export"] == {"formats": formats}
+    assert job["request"]["export"] == {"formats": formats, "keep_candidates": False}
 
 
 @pytest.mark.parametrize(

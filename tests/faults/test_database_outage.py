@@ -63,7 +63,8 @@ def test_running_job_rides_out_a_database_restart(client, model_id, dataset_id, 
     """The worker's connections are reset and refused for longer than a lease renewal
     interval, as in a PostgreSQL restart: the run goes on, the job ends once."""
     from tests.apiclient import ARTIFACT_NAMES, job_body
-    from tests.faults.test_worker_kills import TRAINING, _phase, _terminal
+    from tests.faults.conftest import KILLABLE_TRAINING
+    from tests.faults.test_worker_kills import _phase, _terminal
 
     pg = urlparse(services.POSTGRES_URL)
     proxy = Proxy((pg.hostname, pg.port)).start()
@@ -77,7 +78,7 @@ def test_running_job_rides_out_a_database_restart(client, model_id, dataset_id, 
             "MODELPRESS_LEASE_SECONDS": "30",
         }
         worker = workers.start("a")
-        body = job_body(model_id, dataset_id, training=TRAINING)
+        body = job_body(model_id, dataset_id, training=KILLABLE_TRAINING)
         jid = client.post("/v1/jobs", json=body).json()["id"]
         wait_for(lambda: _phase(client, jid)[1] == "distilling", 180, "distilling")
         proxy.cut()

@@ -85,7 +85,9 @@ def retime(
     if fmt is None:
         runners[TEACHER] = torch_runner(teacher)
         for name, folder in students.items():
-            model = task.auto_class.from_pretrained(folder, dtype=torch.float32).eval()
+            model = task.auto_class.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=False, dtype=torch.float32
+            ).eval()
             runners[name] = torch_runner(model)
     else:
         example = ox.example_batch(
