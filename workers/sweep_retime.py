@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def artifact_name(runtime: str) -> str:
-    """The artifact holding a candidate as ``runtime`` runs it (engine formats.ARTIFACT)."""
+    """The artifact holding a candidate as ``runtime`` runs it."""
     fmt = vocabulary.SPEEDUP_RUNTIMES[runtime]
-    return "model" if fmt is None else f"model-{fmt}"
+    return vocabulary.FORMAT_ARTIFACTS[fmt or vocabulary.PYTORCH_FORMAT]
 
 
 def retimed_results(

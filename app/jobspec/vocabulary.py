@@ -83,6 +83,10 @@ EXPORT_FORMATS = tuple(FORMAT_RUNTIMES)
 # The format a PyTorch run holds in memory anyway; the others are ONNX files.
 PYTORCH_FORMAT = EXPORT_FORMATS[0]
 ONNX_FORMATS = EXPORT_FORMATS[1:]
+# Each format's artifact: "model", "model-onnx", "model-onnx-int8".
+FORMAT_ARTIFACTS = {
+    fmt: "model" if fmt == PYTORCH_FORMAT else f"model-{fmt}" for fmt in EXPORT_FORMATS
+}
 # The default is the safetensors folder alone. Any ONNX format costs the job the
 # teacher's and the student's export and quantization, four scorings in ONNX Runtime and
 # a six-model timing pass: on MiniLM-L6, 2 CPU cores, the evaluating phase took 52 s of

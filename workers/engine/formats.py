@@ -30,10 +30,7 @@ from workers.engine.tasks import Task
 # Format -> the runtime it runs in, and its artifact's name ("model", "model-onnx",
 # "model-onnx-int8").
 RUNTIME = vocabulary.FORMAT_RUNTIMES
-ARTIFACT = {
-    fmt: "model" if fmt == vocabulary.PYTORCH_FORMAT else f"model-{fmt}"
-    for fmt in vocabulary.EXPORT_FORMATS
-}
+ARTIFACT = vocabulary.FORMAT_ARTIFACTS
 ONNX_FORMATS = vocabulary.ONNX_FORMATS
 # Eval rows the parity check runs (in split order, so rows of mixed lengths are padded
 # together as a served batch would be).
