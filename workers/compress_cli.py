@@ -317,6 +317,7 @@ def sweep_of(spec_path: Path) -> LocalSweep | None:
         runtime=target.runtime or vocabulary.DEFAULT_RUNTIME,
         batch_size=target.batch_size or 1,
         candidates=target.budget.candidates if target.budget else 6,
+        seq_len=target.seq_len,
     )
 
 

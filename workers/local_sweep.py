@@ -21,7 +21,7 @@ from app.storage import file_digest
 from app.sweeps import policy
 from app.sweeps.report import sweep_report
 from app.sweeps.state import ChildPlace, SweepPlan, Timing, result_of
-from workers.engine.spec import CompressionSpec, EngineInputError, TargetSpec
+from workers.engine.spec import CompressionSpec, EngineInputError, LatencyPoint, TargetSpec
 from workers.engine.teacher_key import teacher_cache_key
 from workers.sweep_plot import SWEEP_PNG, draw_sweep
 
@@ -35,6 +35,14 @@ class LocalSweep:
     runtime: str
     batch_size: int
     candidates: int
+    seq_len: int | None = None
+
+    @property
+    def latency_point(self) -> LatencyPoint | None:
+        """Where each candidate is also timed: a max_latency_ms sweep's batch and rows."""
+        if self.kind != policy.MAX_LATENCY_MS:
+            return None
+        return LatencyPoint(self.batch_size, self.seq_len)
 
     def plan(self, lo: float, hi: float) -> SweepPlan:
         return SweepPlan(
@@ -47,6 +55,7 @@ class LocalSweep:
             parallel=1,
             candidates=self.candidates,
             max_seconds=None,
+            seq_len=self.seq_len,
         )
 
 
@@ -106,6 +115,7 @@ def run_local_sweep(
             run = dataclasses.replace(
                 spec,
                 target=TargetSpec(speedup=cand.speedup, runtime=sweep.runtime),
+                latency_point=sweep.latency_point,
                 output_dir=folder,
                 work_dir=spec.work_dir / f"candidate-{cand.index}",
                 teacher_cache_key=key,

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from workers.engine.spec import (
     DistillationSpec,
     ExportSpec,
+    LatencyPoint,
     PruningSpec,
     TargetSpec,
     TrainingSpec,
@@ -62,4 +63,14 @@ def engine_sections(request: Mapping[str, Any]) -> dict[str, Any]:
         )
         if request.get("export")
         else ExportSpec(),
+        "latency_point": latency_point(target),
     }
+
+
+def latency_point(target: Mapping[str, Any]) -> LatencyPoint | None:
+    """A speedup target's ``batch_size`` (and ``seq_len``): a sweep's candidate timed
+    where the sweep reads it (app/sweeps/state.py ``child_request``); the API allows them
+    on a max_latency_ms target alone, so only a candidate's request has them here."""
+    if target.get("speedup") is None or not target.get("batch_size"):
+        return None
+    return LatencyPoint(int(target["batch_size"]), target.get("seq_len"))

@@ -70,6 +70,7 @@ def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage
             value=goal.value,
             runtime=target.get("runtime") or "pytorch",
             batch_size=int(target.get("batch_size") or 1),
+            seq_len=target.get("seq_len"),
             lo=lo,
             hi=hi,
             parallel=settings.sweep_parallel,

@@ -146,7 +146,12 @@ def _retime(
     )
     progress = Progress(callback)
     found = retime(
-        spec, students, runtime=plan.runtime, batch_size=plan.batch_size, progress=progress
+        spec,
+        students,
+        runtime=plan.runtime,
+        batch_size=plan.batch_size,
+        seq_len=plan.seq_len,
+        progress=progress,
     )
     speedups = found.speedup
     out = []

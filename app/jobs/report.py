@@ -115,6 +115,16 @@ class SpeedupTarget(_Open):
     met: bool | None = None
 
 
+class LatencyPoint(_Open):
+    runtime: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = Field(None, description="Tokens per row (all padded to it).")
+    threads: int | None = None
+    latency_ms: float | None = Field(None, description="The student's median, ms.")
+    teacher_latency_ms: float | None = Field(None, description="The teacher's, same pass.")
+    speedup: float | None = None
+
+
 class SparsityCounts(_Open):
     encoder_parameters: int | None = None
     encoder_nonzero: int | None = None
@@ -268,6 +278,12 @@ class JobMetrics(_Open):
     speedup_gpu_bs32: float | None = Field(None, description="GPU workers only.")
     speedup_target: SpeedupTarget | None = Field(
         None, description="With target.speedup: whether this report's timing met it."
+    )
+    latency_point: LatencyPoint | None = Field(
+        None,
+        description="A max_latency_ms sweep's candidate: student and teacher timed "
+        "together, interleaved, at the sweep's batch size and tokens per row, in its "
+        "runtime; the latency the sweep compares with its budget.",
     )
     sparsity: SparsityReport | None = Field(
         None, description="With a sparsity target or pruning.unstructured_sparsity."

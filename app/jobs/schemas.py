@@ -101,8 +101,8 @@ class Target(Strict):
         **values.MAX_LATENCY_MS.field(),
         description="A sweep: the most accurate student whose latency at `batch_size` "
         "rows of `seq_len` tokens in `runtime`, on the worker that runs it, is at most "
-        "this many milliseconds (batch 1 or 32 and training.max_seq_length tokens, as "
-        "every report times, so far).",
+        "this many milliseconds. Each candidate is timed there with its teacher (its "
+        "report's `latency_point`), and all of them again together before the pick.",
     )
     batch_size: int | None = Field(
         None,
@@ -357,9 +357,9 @@ class JobCreate(Strict):
     - A value that this engine release cannot do yet (a strategy, target kind, sparsity
       pattern, pruning kind, the attention loss, cached teacher logits, an ONNX format for
       a model family it does not export or a teacher too large for one .onnx file) is
-      refused with `not_supported_yet`, saying what is supported (a `max_latency_ms`
-      sweep at a batch size other than 1 or 32, or a seq_len other than
-      training.max_seq_length, is one).
+      refused with `not_supported_yet`, saying what is supported.
+    - A `max_latency_ms` sweep's `target.seq_len` may not exceed the teacher's
+      `max_position_embeddings` (`validation_error`).
     - A `target.speedup` (or a sweep) measured in an ONNX runtime (`target.runtime`)
       needs that runtime's format in `export.formats` (`speedup_runtime_not_exported`).
 

@@ -24,7 +24,6 @@ from app.jobspec import plan, rules, speed_plan, speed_steps, values, vocabulary
 from app.jobspec.errors import EngineInputError
 from app.models.archive import head_task
 from app.models.tables import Model
-from app.sweeps.state import MEASURED_BATCHES
 
 
 def check_job_request(body: JobCreate, teacher: Model, dataset: Dataset) -> list[dict[str, Any]]:
@@ -148,8 +147,8 @@ def _check_engine_support(body: JobCreate, teacher: Model) -> None:
         strategy=body.strategy,
         formats=body.export.formats,
     )
-    if target.max_latency_ms is not None:
-        _check_latency_measured(body)
+    if target.seq_len is not None:
+        _check_seq_len(target.seq_len, teacher)
     sweep = values.target_kind(target) in vocabulary.SWEEP_TARGET_KINDS
     if body.export.keep_candidates and not sweep:
         raise EngineInputError(
@@ -175,24 +174,15 @@ def _check_engine_support(body: JobCreate, teacher: Model) -> None:
     rules.check_onnx(teacher.model_type, body.export.formats, num_parameters=teacher.num_parameters)
 
 
-def _check_latency_measured(body: JobCreate) -> None:
-    """A latency sweep reads its candidates' latencies from their reports, which time
-    batches of 1 and 32 rows of training.max_seq_length tokens."""
-    target, seq_len = body.target, body.training.max_seq_length
-    if target.batch_size not in MEASURED_BATCHES:
+def _check_seq_len(seq_len: int, teacher: Model) -> None:
+    """A max_latency_ms sweep's rows are ``seq_len`` tokens: no longer than the
+    teacher's position table."""
+    positions = (teacher.config or {}).get("max_position_embeddings")
+    if isinstance(positions, int) and seq_len > positions:
         raise EngineInputError(
-            "not_supported_yet",
-            f"target.batch_size {target.batch_size}: a max_latency_ms sweep is timed at "
-            f"the batch sizes every report measures, {list(MEASURED_BATCHES)}, so far; "
-            "use one of those",
-            param="target.batch_size",
-        )
-    if target.seq_len not in (None, seq_len):
-        raise EngineInputError(
-            "not_supported_yet",
-            f"target.seq_len {target.seq_len}: a max_latency_ms sweep is timed at "
-            f"training.max_seq_length ({seq_len}) tokens so far; leave seq_len out or set "
-            "training.max_seq_length to it",
+            "validation_error",
+            f"target.seq_len {seq_len}: teacher {teacher.id} reads at most {positions} "
+            "tokens per row (max_position_embeddings); time the sweep at that many or fewer",
             param="target.seq_len",
         )
 

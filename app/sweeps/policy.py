@@ -286,26 +286,33 @@ def _check_axis(lo: float, hi: float) -> None:
 
 def pareto_front(results: Sequence[CandidateResult]) -> list[int]:
     """Indices of the succeeded candidates no other beats on both retention (higher)
-    and latency (lower), fastest first. Equal candidates are both on the front."""
-    points = [r for r in results if r.ok and r.retention is not None and r.latency_ms is not None]
+    and speed-up (higher), fastest first. Equal candidates are both on the front.
+
+    Speed-up, not latency: each speed-up is the student over a teacher timed in the same
+    pass, so it still compares across candidates whose own jobs timed them under
+    different loads (the answer step's pass is skipped: workers/sweep_retime.py). Where
+    every candidate was timed in one pass, with one teacher, the two orders are the
+    same."""
+    points = [r for r in results if r.ok and r.retention is not None and r.speedup is not None]
 
     def dominated(r: CandidateResult) -> bool:
         return any(
             o.retention >= r.retention  # type: ignore[operator]
-            and o.latency_ms <= r.latency_ms  # type: ignore[operator]
-            and (o.retention > r.retention or o.latency_ms < r.latency_ms)  # type: ignore[operator]
+            and o.speedup >= r.speedup  # type: ignore[operator]
+            and (o.retention > r.retention or o.speedup > r.speedup)  # type: ignore[operator]
             for o in points
         )
 
     front = [r for r in points if not dominated(r)]
-    return [r.index for r in sorted(front, key=lambda r: (r.latency_ms, r.index))]
+    return [r.index for r in sorted(front, key=_fastest)]
 
 
 def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
-    """The student that answers ``goal``: for min_retention the fastest (lowest
-    latency) that keeps the floor; for max_latency_ms the most accurate (highest
-    retention) that fits. When none does, the best found (the highest retention, or the
-    fastest), with ``met`` False and a message that says so."""
+    """The student that answers ``goal``: for min_retention the fastest (highest
+    speed-up, as in pareto_front) that keeps the floor; for max_latency_ms the most
+    accurate (highest retention) that fits, a budget in milliseconds read against the
+    latencies. When none does, the best found (the highest retention, or the lowest
+    latency), with ``met`` False and a message that says so."""
     front = pareto_front(results)
     done = [r for r in results if r.ok]
     if not done:
@@ -316,13 +323,13 @@ def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
             front,
         )
     met = [r for r in done if goal.met_by(r)]
-    by_speed = _key(lambda r: (r.latency_ms, None if r.retention is None else -r.retention))
+    by_latency = _key(lambda r: (r.latency_ms, None if r.retention is None else -r.retention))
     by_accuracy = _key(lambda r: (None if r.retention is None else -r.retention, r.latency_ms))
     tried = f"{len(results)} candidate{'s' if len(results) != 1 else ''}"
     if goal.kind == MIN_RETENTION:
         floor = f"{goal.value:.2%} of the teacher's score"
         if met:
-            best = min(met, key=by_speed)
+            best = min(met, key=_fastest)
             return Answer(
                 best.index,
                 True,
@@ -347,7 +354,7 @@ def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
             f"The most accurate of {tried} that answers within {limit}: {describe(best)}.",
             front,
         )
-    best = min(done, key=by_speed)
+    best = min(done, key=by_latency)
     return Answer(
         best.index,
         False,
@@ -366,6 +373,17 @@ def _key(
         return (*(math.inf if v is None else v for v in numbers(r)), r.index)
 
     return key
+
+
+def _fastest(r: CandidateResult) -> tuple[float, ...]:
+    # The highest speed-up first; then the more accurate, the lower latency.
+    return _key(
+        lambda r: (
+            None if r.speedup is None else -r.speedup,
+            None if r.retention is None else -r.retention,
+            r.latency_ms,
+        )
+    )(r)
 
 
 def describe(r: CandidateResult) -> str:

@@ -14,9 +14,6 @@ from typing import Any
 from app.jobspec import vocabulary
 from app.sweeps.policy import CandidateResult, Goal, goal_of
 
-# The metric a candidate's latency is read from, by runtime and batch size: what every
-# job's report measures (batch 1 and 32, training.max_seq_length tokens).
-MEASURED_BATCHES = (1, 32)
 # The error of a candidate whose speed-up no shape reached on its worker.
 UNREACHABLE = "target_unreachable"
 
@@ -37,6 +34,8 @@ class SweepPlan:
     max_seconds: int | None
     # Indices of the children a `candidate` event was written for (one each).
     reported: list[int] = field(default_factory=list)
+    # Tokens per row of a max_latency_ms sweep's timing (None: training.max_seq_length).
+    seq_len: int | None = None
 
     @property
     def goal(self) -> Goal:
@@ -82,10 +81,15 @@ def sweep_goal(request: dict[str, Any]) -> Goal:
 def child_request(request: dict[str, Any], speedup: float) -> dict[str, Any]:
     """A candidate's request: the sweep's with the target ``{speedup, runtime}``; every
     other section as the sweep has it, with the teacher cache on (the parent fine-tuned
-    the teacher into it)."""
+    the teacher into it). A max_latency_ms sweep's candidate keeps the sweep's
+    ``batch_size`` and ``seq_len``: it is also timed there (the report's
+    ``latency_point``), which is what the sweep reads."""
     child = copy.deepcopy(request)
     target = request["target"]
     child["target"] = {"speedup": speedup, "runtime": target.get("runtime") or "pytorch"}
+    if target.get("max_latency_ms") is not None:
+        child["target"]["batch_size"] = int(target.get("batch_size") or 1)
+        child["target"]["seq_len"] = target.get("seq_len")
     child["training"] = {**child["training"], "teacher_cache": True}
     # What the sweep keeps of its candidates is the sweep's business, not theirs.
     child.get("export", {}).pop("keep_candidates", None)
@@ -104,7 +108,11 @@ def candidate_artifact(index: int, name: str) -> str:
 
 def latency_of(metrics: dict[str, Any], *, runtime: str, batch_size: int) -> float | None:
     """The student's latency in ``runtime`` at ``batch_size`` rows, from a child's
-    report: the PyTorch student, or its row in ``formats`` for an ONNX runtime."""
+    report: its ``latency_point`` where it was timed at the sweep's point, else the PyTorch
+    student, or its row in ``formats`` for an ONNX runtime (batch 1 and 32)."""
+    point = metrics.get("latency_point")
+    if point is not None:
+        return point["latency_ms"]
     key = f"latency_ms_cpu_bs{batch_size}"
     if runtime == vocabulary.DEFAULT_RUNTIME:
         return (metrics.get("student") or {}).get(key)
@@ -137,10 +145,14 @@ def result_of(
     student = metrics.get("student") or {}
     main = metrics.get("main_metric") or "accuracy"
     measured = (metrics.get("speedup_target") or {}).get("measured")
+    if measured is None:
+        measured = metrics.get("speedup_cpu_bs1")
+    point = metrics.get("latency_point")
     return CandidateResult(
         index=place.index,
         speedup_target=place.speedup,
-        speedup=measured if measured is not None else metrics.get("speedup_cpu_bs1"),
+        # Where the sweep times its candidates, if the candidate was timed there.
+        speedup=point["speedup"] if point is not None else measured,
         retention=metrics.get("retention"),
         score=student.get(main),
         latency_ms=latency_of(metrics, runtime=plan.runtime, batch_size=plan.batch_size),

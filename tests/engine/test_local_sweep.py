@@ -81,3 +81,20 @@ def test_a_local_sweep_pays_for_the_teacher_once_and_answers(tmp_path: Path) -> 
     # reached on a loaded machine fails before writing anything).
     for c in report["candidates"]:
         assert (out / "candidates" / str(c["index"]) / "report.json").is_file() == c["ok"]
+
+
+def test_a_local_latency_sweep_times_its_candidates_at_its_point(tmp_path: Path) -> None:
+    from workers.engine.spec import LatencyPoint
+
+    text = SPEC.replace(
+        "{min_retention: 0.9, budget: {candidates: 2}}",
+        "{max_latency_ms: 50, batch_size: 8, seq_len: 16, budget: {candidates: 2}}",
+    )
+    (tmp_path / "spec.yaml").write_text(text, encoding="utf-8")
+    sweep = sweep_of(tmp_path / "spec.yaml")
+    assert sweep is not None and sweep.latency_point == LatencyPoint(8, 16)
+    plan = sweep.plan(1.3, 3.0)
+    assert (plan.batch_size, plan.seq_len) == (8, 16)
+    # A retention sweep's candidates are read at the report's own batch 1.
+    (tmp_path / "r.yaml").write_text(SPEC, encoding="utf-8")
+    assert sweep_of(tmp_path / "r.yaml").latency_point is None  # type: ignore[union-attr]

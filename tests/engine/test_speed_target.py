@@ -17,7 +17,7 @@ from tests.engine.tiny_models import tiny_encoder, tiny_llama
 from workers.engine.compress import compress
 from workers.engine.layers import parameter_counts
 from workers.engine.prune_layers import sizes_from_model
-from workers.engine.spec import EngineStopped, PruningSpec, TargetSpec
+from workers.engine.spec import EngineStopped, LatencyPoint, PruningSpec, TargetSpec
 from workers.engine.speed_target import shape_model
 
 
@@ -36,7 +36,13 @@ def _speed_spec(teacher: Path, splits, run_dir: Path, **overrides):
 @pytest.fixture(scope="module")
 def speed_run(headless_teacher: Path, tiny_splits, tmp_path_factory):
     callback = RecordingCallback()
-    spec = _speed_spec(headless_teacher, tiny_splits, tmp_path_factory.mktemp("run-speed"))
+    spec = _speed_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path_factory.mktemp("run-speed"),
+        # Where a max_latency_ms sweep of 3 rows of 12 tokens reads its candidates.
+        latency_point=LatencyPoint(batch_size=3, seq_len=12),
+    )
     return spec, compress(spec, callback), callback
 
 
@@ -64,6 +70,15 @@ def test_the_report_says_whether_the_final_timing_met_the_target(speed_run):
     assert callback.phases.count("pruning") == 1  # the plan is part of the pruning phase
     card = (speed_run[0].output_dir / "README.md").read_text()
     assert f"Speed-up target 1.6x at batch 1: {'met' if verdict['met'] else 'NOT met'}" in card
+
+
+def test_a_latency_point_times_both_models_there_in_the_targets_runtime(speed_run):
+    _, result, _ = speed_run
+    point = result.metrics["latency_point"]
+    assert (point["runtime"], point["batch_size"], point["seq_len"]) == ("pytorch", 3, 12)
+    assert point["speedup"] == pytest.approx(point["teacher_latency_ms"] / point["latency_ms"])
+    # Three rows of 12 tokens, not the report's batch 1 or 32 of 32 tokens.
+    assert point["latency_ms"] < result.metrics["student"]["latency_ms_cpu_bs32"]
 
 
 def test_a_resumed_run_prunes_to_the_plan_its_checkpoint_carries(

@@ -209,6 +209,36 @@ def _interleaved_latency_ms(
         )
 
 
+def threaded_latency_ms(
+    runners: dict[str, Callable[[dict[str, torch.Tensor]], Any]],
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    seq_len: int,
+    threads: int,
+    progress: Progress,
+    batch_sizes: Sequence[int],
+    budget_s: float = LATENCY_BUDGET_S,
+) -> dict[str, dict[int, float]]:
+    """interleaved_latency_ms with PyTorch on ``threads`` threads and no autograd, for
+    runners of any runtime (ONNX Runtime sessions set their own threads)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            return interleaved_latency_ms(
+                runners,
+                tokenizer,
+                texts,
+                seq_len=seq_len,
+                progress=progress,
+                batch_sizes=batch_sizes,
+                budget_s=budget_s,
+            )
+    finally:
+        torch.set_num_threads(previous)
+
+
 def interleaved_latency_ms(
     runners: dict[str, Callable[[dict[str, torch.Tensor]], Any]],
     tokenizer: PreTrainedTokenizerBase,

@@ -25,7 +25,7 @@ import torch
 from app.jobspec import vocabulary
 from workers.engine import onnx_export as ox
 from workers.engine.data import iter_indexed_batches
-from workers.engine.evaluate import interleaved_latency_ms
+from workers.engine.evaluate import threaded_latency_ms
 from workers.engine.formats import ort_runner, torch_runner
 from workers.engine.phases.preparing import usable_seq_len
 from workers.engine.progress import Progress
@@ -63,9 +63,10 @@ def retime(
     runtime: str,
     batch_size: int,
     progress: Progress,
+    seq_len: int | None = None,
 ) -> Retimed:
     """Time the teacher of ``spec`` and each student in ``runtime`` at ``batch_size``
-    rows of ``training.max_seq_length`` tokens, interleaved.
+    rows of ``seq_len`` tokens (None: ``training.max_seq_length``), interleaved.
 
     ``students`` maps a name to the student as its artifact holds it: a
     ``save_pretrained`` folder for PyTorch, a folder holding ``model.onnx`` for an ONNX
@@ -73,7 +74,7 @@ def retime(
     """
     task = get_task(spec.task)
     config = read_teacher_config(spec.teacher_dir)
-    seq_len = usable_seq_len(config, spec.training.max_seq_length)
+    seq_len = usable_seq_len(config, seq_len or spec.training.max_seq_length)
     tokenizer = load_tokenizer(spec.teacher_dir, task)
     teacher = load_teacher(spec.teacher_dir, spec.label_names, task).eval()
     which = _load_finetuned(teacher, spec, progress)
@@ -106,21 +107,16 @@ def retime(
         runners[TEACHER] = ort_runner(ox.session(path, threads=threads))
         for name, folder in students.items():
             runners[name] = ort_runner(ox.session(folder / ox.ONNX_FILE, threads=threads))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(spec.latency_threads)
-    try:
-        with torch.inference_mode():
-            timing = interleaved_latency_ms(
-                runners,
-                tokenizer,
-                evaluation.texts,
-                seq_len=seq_len,
-                progress=progress,
-                batch_sizes=(batch_size,),
-                budget_s=spec.latency_budget_s,
-            )
-    finally:
-        torch.set_num_threads(previous)
+    timing = threaded_latency_ms(
+        runners,
+        tokenizer,
+        evaluation.texts,
+        seq_len=seq_len,
+        threads=spec.latency_threads,
+        progress=progress,
+        batch_sizes=(batch_size,),
+        budget_s=spec.latency_budget_s,
+    )
     return Retimed(
         runtime=runtime,
         batch_size=batch_size,

@@ -100,6 +100,16 @@ def student_learning_rate(training: TrainingSpec, kept: float) -> float:
 
 
 @dataclass(frozen=True)
+class LatencyPoint:
+    """Batch size and tokens per row (None: training.max_seq_length) at which a run
+    also times its teacher and student in ``target.runtime``, beside the report's own
+    batch 1 and 32: where a ``max_latency_ms`` sweep reads its candidates."""
+
+    batch_size: int
+    seq_len: int | None = None
+
+
+@dataclass(frozen=True)
 class ExportSpec:
     """The student's output formats (vocabulary.EXPORT_FORMATS), each its own
     artifact, scored and timed in the runtime it runs in (formats.py): "safetensors"
@@ -131,6 +141,8 @@ class CompressionSpec:
     pruning: PruningSpec = field(default_factory=PruningSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     export: ExportSpec = field(default_factory=ExportSpec)
+    # The report's ``latency_point`` (evaluating.py); None: none.
+    latency_point: LatencyPoint | None = None
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     latency_threads: int = 2
     # Seconds spent timing each model at each batch size (evaluate.LATENCY_BUDGET_S):

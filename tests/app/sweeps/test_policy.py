@@ -196,8 +196,11 @@ def test_every_candidate_failed():
     assert "failed" in answer.message
 
 
-def _row(index: int, retention: float, latency_ms: float, ok: bool = True) -> CandidateResult:
-    return CandidateResult(index, 1.5 + index, 1.5 + index, retention, 0.9, latency_ms, 1, ok)
+def _row(
+    index: int, retention: float, latency_ms: float, ok: bool = True, teacher_ms: float = 20.0
+) -> CandidateResult:
+    speedup = teacher_ms / latency_ms
+    return CandidateResult(index, 1.5 + index, speedup, retention, 0.9, latency_ms, 1, ok)
 
 
 def test_the_pareto_front_is_the_non_dominated_candidates_fastest_first():
@@ -216,6 +219,20 @@ def test_the_pareto_front_is_the_non_dominated_candidates_fastest_first():
     assert answer.pick_index == 1 and answer.met
     assert policy.pick(Goal("max_latency_ms", 9.5), rows).pick_index == 1
     assert policy.pick(Goal("max_latency_ms", 5.0), rows).pick_index == 3
+
+
+def test_candidates_timed_under_different_loads_rank_by_their_speed_ups():
+    # The SST-2 run's two-worker sweep: one candidate's job timed it (and its teacher)
+    # while the other candidate trained beside it; its milliseconds read slower than a
+    # slower student's timed on a quiet host. Its speed-up, over a teacher timed in the
+    # same pass, does not.
+    loaded = _row(0, 0.985, 12.0, teacher_ms=36.0)  # 3.0x
+    quiet = _row(1, 0.990, 10.0, teacher_ms=20.0)  # 2.0x
+    answer = policy.pick(Goal("min_retention", 0.98), [loaded, quiet])
+    assert answer.pick_index == 0 and answer.met
+    assert answer.front == [0, 1]
+    # A budget in milliseconds is still read against the milliseconds.
+    assert policy.pick(Goal("max_latency_ms", 11.0), [loaded, quiet]).pick_index == 1
 
 
 def test_the_goal_of_a_target():

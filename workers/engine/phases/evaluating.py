@@ -11,8 +11,22 @@ from transformers import PreTrainedModel
 
 from app.jobspec import vocabulary
 from app.jobspec.speed_plan import SpeedPlan
-from workers.engine.evaluate import cpu_latency_ms, gpu_latency_ms, model_metrics, saved_size_bytes
-from workers.engine.formats import OnnxModels, format_metrics, measure_onnx, wants_onnx
+from workers.engine.evaluate import (
+    cpu_latency_ms,
+    gpu_latency_ms,
+    model_metrics,
+    saved_size_bytes,
+    threaded_latency_ms,
+)
+from workers.engine.formats import (
+    OnnxModels,
+    format_metrics,
+    measure_onnx,
+    ort_runner,
+    torch_runner,
+    wants_onnx,
+)
+from workers.engine.phases.preparing import usable_seq_len
 from workers.engine.phases.prune_distill import Student
 from workers.engine.phases.run import Run
 from workers.engine.phases.teacher_finetune import FinetunedTeacher
@@ -96,6 +110,8 @@ def evaluate(run: Run, teacher: FinetunedTeacher, student: Student) -> Evaluatio
             metrics |= gpu_metrics(gpu_latency)
         if student.speed is not None:
             metrics["speedup_target"] = _speedup_verdict(run, student.speed, metrics)
+        if spec.latency_point is not None:
+            metrics["latency_point"] = _at_latency_point(run, student.model, onnx)
         if student.pruner is not None:
             metrics["sparsity"] = sparsity_metrics(student.pruner, models, spec.work_dir)
         # Processes the training loops ran on (runtime.resolve_devices).
@@ -141,6 +157,43 @@ def _cpu_latency(
         budget_s=run.spec.latency_budget_s,
     )
     return None, latency, {}
+
+
+def _at_latency_point(
+    run: Run, student: PreTrainedModel, onnx: OnnxModels | None
+) -> dict[str, Any]:
+    """Teacher and student timed together, interleaved, at the spec's latency point in
+    the target's runtime (the ONNX sessions built for the formats, or the PyTorch
+    models): the figure a max_latency_ms sweep compares with its budget."""
+    spec = run.spec
+    point, runtime = spec.latency_point, spec.target.runtime
+    assert point is not None
+    seq_len = usable_seq_len(run.teacher_config, point.seq_len or run.max_len)
+    if vocabulary.SPEEDUP_RUNTIMES[runtime] is None:
+        runners = {"teacher": torch_runner(run.teacher), "student": torch_runner(student)}
+    else:
+        assert onnx is not None  # validation: the runtime's format is exported
+        runners = {role: ort_runner(onnx.sessions[role][runtime]) for role in onnx.sessions}
+    ms = threaded_latency_ms(
+        runners,
+        run.tokenizer,
+        run.evaluation.texts,
+        seq_len=seq_len,
+        threads=spec.latency_threads,
+        progress=run.progress,
+        batch_sizes=(point.batch_size,),
+        budget_s=spec.latency_budget_s,
+    )
+    teacher_ms, student_ms = ms["teacher"][point.batch_size], ms["student"][point.batch_size]
+    return {
+        "runtime": runtime,
+        "batch_size": point.batch_size,
+        "seq_len": seq_len,
+        "threads": spec.latency_threads,
+        "latency_ms": student_ms,
+        "teacher_latency_ms": teacher_ms,
+        "speedup": teacher_ms / student_ms,
+    }
 
 
 def _speedup_verdict(run: Run, speed: SpeedPlan, metrics: dict[str, Any]) -> dict[str, Any]:
