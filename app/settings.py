@@ -7,6 +7,7 @@ artifact files under ``MODELPRESS_HOME`` — the same code paths as production, 
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -115,7 +116,17 @@ class Settings(BaseSettings):
     # Seconds spent timing each model at each batch size (at least 5 runs each): the
     # medians a report gives steady to a few percent on a quiet machine at 2 s.
     latency_budget_seconds: float = Field(2.0, gt=0)
+    # One file per host that every worker process of the host opens: a job's latency
+    # timing waits for the other jobs' training steps in flight and holds new ones back,
+    # so two jobs on one host do not time each other's load (workers/engine/host_lock.py).
+    # The same path for every deployment on the host; empty: no coordination.
+    host_lock: Path | None = Path(tempfile.gettempdir()) / "modelpress-host.lock"
     log_level: str = "INFO"
+
+    @field_validator("host_lock", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v == "" else v
 
     @field_validator("home")
     @classmethod

@@ -84,6 +84,7 @@ def build_spec(
         device="cuda" if job.queue == "gpu" else "cpu",
         latency_threads=settings.latency_threads,
         latency_budget_s=settings.latency_budget_seconds,
+        host_lock=settings.host_lock,
     )
 
 

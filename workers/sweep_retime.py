@@ -144,7 +144,7 @@ def _retime(
         f"timing {len(students)} candidates again with the teacher, in one pass",
         data={"stage": "sweep", "candidates": sorted(int(i) for i in students)},
     )
-    progress = Progress(callback)
+    progress = Progress(callback, host_lock=spec.host_lock)
     found = retime(
         spec,
         students,

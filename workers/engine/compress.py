@@ -65,7 +65,7 @@ def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = Non
 
 def _start(spec: CompressionSpec, callback: EngineCallback | None) -> tuple[Progress, Checkpointer]:
     """The spec checked, and the progress and checkpoints of a run of it."""
-    progress = Progress(callback or NullCallback())
+    progress = Progress(callback or NullCallback(), host_lock=spec.host_lock)
     validate_spec(spec)
     summary = spec_summary(spec, read_teacher_config(spec.teacher_dir))
     checkpointer = Checkpointer(

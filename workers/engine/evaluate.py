@@ -257,26 +257,28 @@ def interleaved_latency_ms(
     Per batch size, repetitions stop at LATENCY_MAX_REPS, or once every runner has run
     LATENCY_MIN_REPS times and the slowest has spent ``budget_s`` seconds."""
     results: dict[str, dict[int, float]] = {name: {} for name in runners}
-    for batch_size in batch_sizes:
-        inputs = latency_inputs(tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
-        if device is not None:
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-        timings: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(LATENCY_WARMUP):
-            for run in runners.values():
-                run(inputs)
-        while True:
-            progress.check_stop()
-            for name, run in runners.items():
-                start = time.perf_counter()
-                run(inputs)
-                timings[name].append(time.perf_counter() - start)
-            reps = len(next(iter(timings.values())))
-            spent = max(sum(t) for t in timings.values())
-            if reps >= LATENCY_MAX_REPS or (reps >= LATENCY_MIN_REPS and spent >= budget_s):
-                break
-        for name, values in timings.items():
-            results[name][batch_size] = statistics.median(values) * 1000.0
+    # No training step of this host's other jobs runs while these are timed.
+    with progress.timing():
+        for batch_size in batch_sizes:
+            inputs = latency_inputs(tokenizer, texts, batch_size=batch_size, seq_len=seq_len)
+            if device is not None:
+                inputs = {k: v.to(device) for k, v in inputs.items()}
+            timings: dict[str, list[float]] = {name: [] for name in runners}
+            for _ in range(LATENCY_WARMUP):
+                for run in runners.values():
+                    run(inputs)
+            while True:
+                progress.check_stop()
+                for name, run in runners.items():
+                    start = time.perf_counter()
+                    run(inputs)
+                    timings[name].append(time.perf_counter() - start)
+                reps = len(next(iter(timings.values())))
+                spent = max(sum(t) for t in timings.values())
+                if reps >= LATENCY_MAX_REPS or (reps >= LATENCY_MIN_REPS and spent >= budget_s):
+                    break
+            for name, values in timings.items():
+                results[name][batch_size] = statistics.median(values) * 1000.0
     return results
 
 

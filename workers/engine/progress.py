@@ -6,9 +6,11 @@ whichever phases a run skips (a skipped phase's slice is simply jumped over).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
+from workers.engine.host_lock import HostLock
 from workers.engine.spec import PHASES, EngineCallback, EngineStopped
 
 PHASE_SPANS: dict[str, tuple[float, float]] = {
@@ -27,8 +29,10 @@ _MIN_REPORTED_STEP = 0.001
 
 
 class Progress:
-    def __init__(self, callback: EngineCallback) -> None:
+    def __init__(self, callback: EngineCallback, *, host_lock: Path | None = None) -> None:
         self._callback = callback
+        # Timings and training steps of this host's jobs kept apart (host_lock.py).
+        self._host = HostLock(host_lock) if host_lock is not None else None
         self._phase: str | None = None
         self._value = 0.0
         self._reported = -1.0
@@ -89,6 +93,14 @@ class Progress:
 
     def log(self, message: str, *, level: str = "info", data: dict | None = None) -> None:
         self._callback.on_log(message, level=level, data=data)
+
+    def timing(self) -> contextlib.AbstractContextManager[None]:
+        """Around a latency measurement: no training step of this host runs inside."""
+        return self._host.timing() if self._host is not None else contextlib.nullcontext()
+
+    def working(self) -> contextlib.AbstractContextManager[None]:
+        """Around a training step: waits while a timing of this host runs."""
+        return self._host.working() if self._host is not None else contextlib.nullcontext()
 
     def check_stop(self) -> None:
         if self._callback.should_stop():

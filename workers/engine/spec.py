@@ -143,6 +143,9 @@ class CompressionSpec:
     export: ExportSpec = field(default_factory=ExportSpec)
     # The report's ``latency_point`` (evaluating.py); None: none.
     latency_point: LatencyPoint | None = None
+    # A lock file shared by the jobs of this host: their latency timings wait for each
+    # other's training steps to end and hold new ones back (host_lock.py); None: none.
+    host_lock: Path | None = None
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     latency_threads: int = 2
     # Seconds spent timing each model at each batch size (evaluate.LATENCY_BUDGET_S):

@@ -208,6 +208,10 @@ def run_loop(
             set_rng_state(resume["rng"])
     for module in modules:
         module.train()
+    # A step waits while another job of this host times its models (host_lock.py). Not
+    # across data-parallel ranks: one rank held back while another waits for it in an
+    # all_reduce, holding the lock the timing waits for, would never move again.
+    step_guard = progress.working if world == 1 else contextlib.nullcontext
     for epoch in range(first_epoch, config.epochs):
         if epoch != first_epoch or resume is None:
             epoch_sum, epoch_steps = 0.0, 0
@@ -225,21 +229,24 @@ def run_loop(
             batches = itertools.islice(batches, skip, None)
         for index, rows in enumerate(batches, start=start):
             progress.check_stop()
-            optimizer.zero_grad(set_to_none=True)
-            loss = _backward(
-                trained if trained is not None else step_loss,
-                trained,
-                _passes(rows, counts, rank=rank, world=world, accumulation=runtime.accumulation),
-                data=data,
-                pad_token_id=config.pad_token_id,
-                runtime=runtime,
-                world=world,
-            )
-            if group is not None:
-                group.all_reduce(loss)  # the batch's mean loss, on every rank
-            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
+            with step_guard():
+                optimizer.zero_grad(set_to_none=True)
+                loss = _backward(
+                    trained if trained is not None else step_loss,
+                    trained,
+                    _passes(
+                        rows, counts, rank=rank, world=world, accumulation=runtime.accumulation
+                    ),
+                    data=data,
+                    pad_token_id=config.pad_token_id,
+                    runtime=runtime,
+                    world=world,
+                )
+                if group is not None:
+                    group.all_reduce(loss)  # the batch's mean loss, on every rank
+                torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+                optimizer.step()
+                scheduler.step()
             step += 1
             if after_step is not None:
                 after_step(step)
