@@ -11,7 +11,8 @@ planner's verification would). Teacher and rows: those of ``bench/sst2.py
 
 ``--recipe`` runs a shape with one distillation or training setting changed (``lr=1e-4``,
 ``attention``, ``no_hidden``, ``alpha=0``, ``temperature=4``; the row is named
-``<shape> <recipe>``; ``--seed`` adds ``seed=N``), to tell what the shape costs from
+``<shape> <recipe>``; ``--seed`` adds ``seed=N``; ``lr=2e-4`` and ``lr=1e-4,epochs=6``
+for the deep cuts), to tell what the shape costs from
 what the recipe costs.
 
 One seed each: a direction, not a law (bench/results/seeds-full-2026-11-28.json: a row
@@ -77,6 +78,10 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no_hidden": ({"hidden_states": False}, {}),
     "alpha=0": ({"alpha": 0.0}, {}),
     "temperature=4": ({"temperature": 4.0}, {}),
+    # A two-layer student has fewer parameters to move and 470 steps to move them in:
+    # whether a higher rate or more passes over the same rows is what it lacks.
+    "lr=2e-4": ({}, {"learning_rate": 2e-4}),
+    "lr=1e-4,epochs=6": ({}, {"learning_rate": 1e-4, "epochs": 6}),
 }
 
 
