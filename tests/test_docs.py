@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,9 @@ def _rendered(default: object) -> str:
         return "`true`" if default else "`false`"
     if isinstance(default, list):
         return f"`{json.dumps(default)}`"
+    if isinstance(default, Path) and default.parent == Path(tempfile.gettempdir()):
+        # The machine's temporary directory (TMPDIR): the docs name it, not this host's.
+        return f"`<temp dir>/{default.name}`"
     return f"`{default}`"
 
 

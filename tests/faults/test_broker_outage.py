@@ -81,12 +81,16 @@ def _outage(proxy: Proxy, worker: Proc, after: int = 0) -> int:
     """Cuts Redis off and returns once the worker has been refused a connection (its
     log's ``after``-th refusal and more), with the number of refusals so far."""
     proxy.cut()
-    return wait_for(
-        lambda: worker.text().count(REFUSED) > after and worker.text().count(REFUSED),
-        60,
-        "the worker to be refused by Redis",
-        interval=0.1,
-    )
+    try:
+        return wait_for(
+            lambda: worker.text().count(REFUSED) > after and worker.text().count(REFUSED),
+            60,
+            "the worker to be refused by Redis",
+            interval=0.1,
+        )
+    except AssertionError as e:
+        # What the worker was doing instead is the whole diagnosis.
+        raise AssertionError(f"{e}; the worker's log ends:\n{worker.text()[-4000:]}") from None
 
 
 def _up(http: httpx.Client) -> bool:

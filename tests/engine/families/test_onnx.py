@@ -27,8 +27,9 @@ from tests.engine.families.tiny_families import (
     modernbert_config,
     tiny,
 )
+from tests.engine.int8_parity import assert_int8_close
 from tests.engine.tiny_models import random_batches
-from workers.engine import formats, onnx_export
+from workers.engine import onnx_export
 from workers.engine.data import Batch, model_inputs
 
 WIDE = {"initializer_range": 0.1}
@@ -105,5 +106,5 @@ def test_the_family_exports_with_dynamic_axes(case: str, tmp_path: Path) -> None
         assert [(i.name, i.shape) for i in session.get_inputs()] == inputs
     found = onnx_export.parity(model, sessions[0], others)
     assert found.max_abs_logit_diff < 1e-4 and found.argmax_agreement == 1.0, found
-    found = onnx_export.parity(model, sessions[1], others)
-    assert found.argmax_agreement >= formats.INT8_MIN_AGREEMENT, found
+    # Random logits tie closer than int8 rounding moves them: tests/engine/int8_parity.py.
+    assert_int8_close(model, sessions[1], others)
