@@ -31,6 +31,21 @@ def _checkpointed_in_distillation(client, jid: str) -> bool:
     )
 
 
+def _summary(client, parent: str) -> list[dict]:
+    """What each candidate did, for a failure message."""
+    return [
+        {
+            "status": k["status"],
+            "attempt": k["attempt"],
+            "error": (k.get("error") or {}).get("code"),
+            "events": [
+                e["data"].get("message", e["type"])[:80] for e in _events(client, k["id"])[-4:]
+            ],
+        }
+        for k in _kids(client, parent)
+    ]
+
+
 def _at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
@@ -42,7 +57,9 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     body = job_body(
         model_id,
         dataset_id,
-        target={"min_retention": 0.9, "budget": {"candidates": 3}},
+        # Four, so that a round of two still runs after one candidate fails
+        # target_unreachable (a speed-up a loaded host's timing puts out of reach).
+        target={"min_retention": 0.9, "budget": {"candidates": 4}},
         training=KILLABLE_TRAINING,
     )
     r = client.post("/v1/jobs", json=body)
@@ -56,7 +73,10 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
         ready = [k for k in running if _checkpointed_in_distillation(client, k["id"])]
         return ready if len(ready) == 2 else None
 
-    kids = wait_for(both_distilling, 240, "two candidates checkpointed in distillation")
+    try:
+        kids = wait_for(both_distilling, 240, "two candidates checkpointed in distillation")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; candidates: {_summary(client, parent)}") from None
     holders = {k["id"]: job_worker(client, k["id"]) for k in kids}
     assert sorted(holders.values()) == ["a", "b"], holders  # one candidate per worker
     victim_job, other_job = kids[0]["id"], kids[1]["id"]
@@ -107,7 +127,7 @@ def test_candidates_run_in_parallel_and_a_killed_one_resumes_alone(
     sweep = job["metrics"]["sweep"]
     assert [c["index"] for c in sweep["candidates"]] == list(range(len(kids)))
     assert {c["job_id"] for c in sweep["candidates"]} == set(kids)
-    assert sweep["front"] and sweep["pick"] in (0, 1)
+    assert sweep["front"] and sweep["candidates"][sweep["pick"]]["ok"]
     picked = sweep["candidates"][sweep["pick"]]
     assert picked["picked"] and picked["pareto"]
     assert job["metrics"]["retention"] == kids[picked["job_id"]]["metrics"]["retention"]
