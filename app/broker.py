@@ -96,6 +96,18 @@ def broker() -> Celery:
     return make_celery()
 
 
+def warm_up() -> None:
+    """The broker's app made and the modules it sends with loaded, without connecting:
+    at start-up, not in the first request that creates a job (app.main)."""
+    app = broker()
+    app.finalize(auto=True)
+    with app.connection_for_write() as conn:
+        conn.transport  # noqa: B018 (resolving it imports the transport and its client)
+    # What send_task imports on its first use.
+    import celery.canvas
+    import celery.result  # noqa: F401
+
+
 def send(task: str, arg: str, *, queue: str) -> None:
     """Send ``task`` by name with one id argument (tasks receive an id, never a payload:
     docs/architecture.md, rule 6) to ``queue``."""

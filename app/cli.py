@@ -378,7 +378,11 @@ def keys(settings: Settings, args: argparse.Namespace) -> int:
             if not service.revoke_key(session=session, key_id=args.key_id):
                 print(f"error: no active key {args.key_id}", file=sys.stderr)
                 return 1
-            print(f"revoked {args.key_id}")
+            wait = get_settings().api_key_cache_seconds
+            print(
+                f"revoked {args.key_id}"
+                + (f" (API processes refuse it within {wait:g} s)" if wait else "")
+            )
     return 0
 
 
@@ -602,7 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--name", help="a label to recognise the key by in keys list (optional)")
     kl = keys_action("list", "list keys: id, tenant, scope, prefix, created, active or revoked")
     kl.add_argument("--tenant", help="only this tenant's keys (default: every tenant)")
-    kr = keys_action("revoke", "revoke a key: requests with it get 401 from then on")
+    kr = keys_action(
+        "revoke",
+        "revoke a key: requests with it get 401 from then on (within "
+        "MODELPRESS_API_KEY_CACHE_SECONDS on an API process that has just accepted it)",
+    )
     kr.add_argument("key_id", help="the key's id (key_…), as keys create and keys list print")
     from app import remote_parser
 

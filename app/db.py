@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -117,6 +117,18 @@ def get_engine() -> Engine:
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+def warm_up() -> bool:
+    """The engine made and one connection opened and pooled, so that the driver and the
+    dialect load now rather than on the first request (app.main freezes what start-up
+    loaded). A database that does not answer yet is no error: requests get 503 until
+    it does. Whether it answered."""
+    try:
+        with get_engine().connect():
+            return True
+    except (OperationalError, InterfaceError):
+        return False
 
 
 @contextmanager

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth.service import Principal, authenticate
+from app.auth.key_cache import KEYS
+from app.auth.service import Principal, authenticate, hash_key
 from app.db import get_sessionmaker
 from app.errors import database_unavailable, problem_response
 from app.linger import LingeringSend
@@ -69,6 +70,10 @@ def _lookup(token: str) -> tuple[Principal, Session] | None:
 async def close_session(session: Session) -> None:
     """Close (roll back, return the connection) in a worker thread, also when the request
     was cancelled: the connection goes back to the pool either way."""
+    if not session.in_transaction():
+        # No connection held (never used, or closed by its route): no I/O, no thread.
+        session.close()
+        return
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(session.close)
 
@@ -184,20 +189,27 @@ class GuardMiddleware:
                 "`modelpress keys create --tenant NAME`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        try:
-            found = await anyio.to_thread.run_sync(_lookup, token)
-        except (OperationalError, InterfaceError):
-            return database_unavailable()
-        if found is None:
-            return problem_response(
-                401,
-                "invalid_api_key",
-                "The API key is unknown or revoked.",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        principal, session = found
+        key_hash = hash_key(token)
+        # A key accepted in the last few seconds is not looked up again (key_cache.py);
+        # the route then opens its own session (app.deps).
+        principal, session = KEYS.get(key_hash), None
+        if principal is None:
+            try:
+                found = await anyio.to_thread.run_sync(_lookup, token)
+            except (OperationalError, InterfaceError):
+                return database_unavailable()
+            if found is None:
+                return problem_response(
+                    401,
+                    "invalid_api_key",
+                    "The API key is unknown or revoked.",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            principal, session = found
+            KEYS.put(key_hash, principal, ttl=get_settings().api_key_cache_seconds)
         if scope["method"] in WRITE_METHODS and not principal.allows("write"):
-            await close_session(session)
+            if session is not None:
+                await close_session(session)
             return problem_response(
                 403,
                 "insufficient_scope",
@@ -206,5 +218,6 @@ class GuardMiddleware:
             )
         state = scope.setdefault("state", {})
         state["principal"] = principal
-        state[SESSION] = session
+        if session is not None:
+            state[SESSION] = session
         return None

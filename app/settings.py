@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # model artifact. Three days: time to compare or take a runner-up, without a sweep
     # of six candidates holding six students for good.
     sweep_candidate_retention_hours: float = Field(72.0, ge=0)
+    # An API process accepts a key it has looked up for this many seconds without asking
+    # the database again (app/auth/key_cache.py): a key revoked by `modelpress keys
+    # revoke` may still be accepted that long. 0: every request looks its key up.
+    api_key_cache_seconds: float = Field(5.0, ge=0, le=300)
     # Latency is measured with a fixed thread count so numbers are comparable.
     latency_threads: int = Field(2, ge=1)
     # Seconds spent timing each model at each batch size (at least 5 runs each): the

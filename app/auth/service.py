@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from app.auth.key_cache import KEYS
 from app.auth.tables import ApiKey
 from app.db import utcnow
 from app.ids import new_id
@@ -69,6 +70,8 @@ def revoke_key(*, session: Session, key_id: str) -> bool:
         .values(revoked_at=utcnow())
     ).rowcount
     session.commit()
+    # Other processes accept it until their cached lookup expires (key_cache.py).
+    KEYS.forget(key_id=key_id)
     return bool(done)
 
 

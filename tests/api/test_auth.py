@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -167,7 +168,12 @@ def test_health_and_docs_need_no_key(app):
         assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
-def test_cli_keys_create_list_revoke(app):
+def test_cli_keys_create_list_revoke(app, monkeypatch):
+    from app.settings import get_settings
+
+    # A revocation by another process is seen once this process's cached lookup of the
+    # key expires (app/auth/key_cache.py); a short cache here, so the test sees both.
+    monkeypatch.setattr(get_settings(), "api_key_cache_seconds", 1.0)
     run = [sys.executable, "-m", "app.cli", "keys"]
     out = subprocess.run(
         [*run, "create", "--tenant", "cli-test", "--scope", "read"],
@@ -184,8 +190,10 @@ def test_cli_keys_create_list_revoke(app):
     key_id = listed.split()[0]
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {key}"
+        looked_up = time.monotonic()
         assert c.get("/v1/jobs").status_code == 200
         subprocess.run([*run, "revoke", key_id], check=True, capture_output=True)
+        time.sleep(max(0.0, looked_up + 1.05 - time.monotonic()))
         assert c.get("/v1/jobs").status_code == 401
     bad = subprocess.run([*run, "create", "--tenant", "Not Valid"], capture_output=True, text=True)
     assert bad.returncode == 2 and "tenant must be" in bad.stderr
