@@ -53,7 +53,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -68,7 +68,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    engine = create_engine(url, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
     _ping_when_idle(engine)
     return engine
 
@@ -111,7 +111,8 @@ def _ping_when_idle(engine: Engine) -> None:
 
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(get_settings().database_url)
+    settings = get_settings()
+    return make_engine(settings.database_url, pool_size=settings.database_pool_size)
 
 
 @lru_cache

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path(".modelpress"), description="Folder for embedded-mode data.")
     database_url: str = Field("", description="SQLAlchemy URL; empty → SQLite under HOME.")
+    # PostgreSQL connections a process keeps open between requests. A request that finds
+    # none idle opens one (a server process forked: milliseconds), and a connection past
+    # this many is closed when it is returned: too small a pool opens a connection for a
+    # fifth of the requests under load (bench/README.md, api_load.py). Up to as many
+    # again are opened at a peak (the 40 worker threads that run sync routes).
+    database_pool_size: int = Field(20, ge=1, le=1000)
     broker_url: str = Field("", description="Celery broker URL; empty → filesystem under HOME.")
     storage_url: str = Field(
         "", description="file:///abs/path or s3://bucket[/prefix]; empty → HOME/artifacts."

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
@@ -47,3 +51,37 @@ def test_a_connection_used_just_now_is_not_tested(engine, monkeypatch):
         _backend_pid(engine)
     # ...and the pool then replaces its connections.
     assert _backend_pid(engine) != pid
+
+
+def test_connections_up_to_the_pool_size_stay_open_between_requests():
+    # Twelve requests at once, then twelve more: the second twelve find the first
+    # twelve's connections (the same server processes), none opened again; a pool of
+    # five would have closed seven of them on their return.
+    services.require(services.POSTGRES_URL, "PostgreSQL")
+    engine = db.make_engine(services.POSTGRES_URL, pool_size=12)
+    try:
+
+        def burst() -> set[int]:
+            conns = [engine.connect() for _ in range(12)]
+            pids = {c.scalar(sa.text("SELECT pg_backend_pid()")) for c in conns}
+            for c in conns:
+                c.close()
+            return pids
+
+        first = burst()
+        assert len(first) == 12 and burst() == first
+    finally:
+        engine.dispose()
+
+
+def test_the_pool_size_is_the_setting():
+    code = "from app.db import get_engine; print(get_engine().pool.size())"
+    env = {**os.environ, "MODELPRESS_DATABASE_URL": services.POSTGRES_URL}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "MODELPRESS_DATABASE_POOL_SIZE": "7"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["7"]
