@@ -18,7 +18,13 @@ from fastapi import Depends, FastAPI, HTTPException
 from sqlalchemy import MetaData, Table, create_engine, select
 from sqlalchemy.orm import Session
 
-engine = create_engine(os.environ["MODELPRESS_DATABASE_URL"])
+# SQLAlchemy's default pool (5, and 10 more closed on their return) unless
+# MODELPRESS_BENCH_BARE_POOL_SIZE gives the real API's sizing (that many, as many again).
+_pool = int(os.environ.get("MODELPRESS_BENCH_BARE_POOL_SIZE", "0"))
+engine = create_engine(
+    os.environ["MODELPRESS_DATABASE_URL"],
+    **({"pool_size": _pool, "max_overflow": _pool} if _pool else {}),
+)
 jobs = Table("jobs", MetaData(), autoload_with=engine)
 app = FastAPI()
 
