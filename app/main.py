@@ -58,8 +58,8 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
             )
     # Everything loaded by now (modules, routes, settings, the driver) lives as long as
     # the process: out of the collector's reach, so that a full collection scans what
-    # requests allocate and not the 130,000 objects of the imports, a pause of 30-70 ms
-    # that every request then in flight waits out (bench/README.md, api_load.py).
+    # requests keep and not the 110,000-130,000 objects of the imports, a pause of
+    # 25-60 ms that every request then in flight waits out (bench/README.md, api_load).
     gc.freeze()
     try:
         yield
