@@ -53,7 +53,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str, *, pool_size: int = 20) -> Engine:
+def make_engine(url: str, *, pool_size: int | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -68,7 +68,9 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
             cur.close()
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    # The setting unless a caller sizes it (one source for the default).
+    size = pool_size or get_settings().database_pool_size
+    engine = create_engine(url, pool_size=size, max_overflow=size)
     _ping_when_idle(engine)
     return engine
 
@@ -111,8 +113,7 @@ def _ping_when_idle(engine: Engine) -> None:
 
 @lru_cache
 def get_engine() -> Engine:
-    settings = get_settings()
-    return make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    return make_engine(get_settings().database_url)
 
 
 @lru_cache
