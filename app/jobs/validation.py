@@ -171,7 +171,7 @@ def _check_engine_support(body: JobCreate, teacher: Model) -> None:
         unstructured_sparsity=pruning.unstructured_sparsity,
     )
     rules.check_family(rules.check_teacher(teacher.model_type), pruning.structured)
-    rules.check_onnx(teacher.model_type, body.export.formats, num_parameters=teacher.num_parameters)
+    rules.check_onnx(teacher.model_type, body.export.formats)
 
 
 def _check_seq_len(seq_len: int, teacher: Model) -> None:

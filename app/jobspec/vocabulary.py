@@ -111,10 +111,6 @@ DEFAULT_RUNTIME = next(iter(SPEEDUP_RUNTIMES))
 # (Mistral, Qwen2) are refused an ONNX format when the job is created. Each family's
 # adapter says (families/).
 ONNX_MODEL_TYPES = families.onnx_model_types()
-# An .onnx file is one protobuf, at most 2 GiB: the teacher (exported to be timed too)
-# must fit in it in fp32. Larger models need external weight files, which the int8
-# path does not handle yet.
-ONNX_MAX_PARAMETERS = 450_000_000
 # Families whose shallower, narrower copies a standard transformers config describes:
 # one adapter per family in families/ (BERT, RoBERTa, XLM-R, ELECTRA,
 # DistilBERT, DeBERTa-v2/v3, ModernBERT encoders; Llama, Mistral, Qwen2 decoders), each

@@ -231,17 +231,3 @@ def test_onnx_is_refused_for_families_it_is_not_checked_for(
     assert "'bert'" in problem["detail"] and "'roberta'" in problem["detail"]
     assert _job_count(tenant) == 0
     _accepted(client, job_body(model_id, dataset_id))  # safetensors alone is fine
-
-
-def test_onnx_is_refused_for_a_teacher_too_large_for_one_file(
-    client, tenant, model_id, dataset_id, monkeypatch
-):
-    from app.jobspec import vocabulary
-
-    monkeypatch.setattr(vocabulary, "ONNX_MAX_PARAMETERS", 1000)  # the tiny BERT has more
-    body = job_body(model_id, dataset_id, export={"formats": ["onnx-int8"]})
-    problem = assert_problem(
-        client.post("/v1/jobs", json=body), 422, "not_supported_yet", "export.formats"
-    )
-    assert "1,000 at most" in problem["detail"]
-    assert _job_count(tenant) == 0

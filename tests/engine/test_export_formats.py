@@ -350,12 +350,52 @@ def test_each_listed_family_exports_with_dynamic_axes(family: str, tmp_path: Pat
     assert_int8_close(model, onnx_export.session(tmp_path / "int8.onnx", threads=1), others)
 
 
-def test_a_model_too_large_for_one_onnx_file_is_refused(monkeypatch, tmp_path: Path) -> None:
-    from app.jobspec import vocabulary
-    from tests.engine.tiny_models import random_batches, tiny_encoder
-    from workers.engine.spec import EngineInputError
+def test_a_model_past_the_inline_limit_keeps_its_weights_beside_the_onnx_file(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """Past INLINE_MAX_BYTES (1 GiB; 1 kB here) the weights go to model.onnx.data, in
+    fp32 and in int8, and the folder still runs wherever it is moved (as a downloaded
+    artifact is): ONNX Runtime finds the file by its name beside the model."""
+    import shutil
 
-    monkeypatch.setattr(vocabulary, "ONNX_MAX_PARAMETERS", 1000)
-    with pytest.raises(EngineInputError) as caught:
-        onnx_export.export_onnx(tiny_encoder(), random_batches(1)[0], tmp_path / "m.onnx")
-    assert caught.value.code == "onnx_too_large" and not (tmp_path / "m.onnx").exists()
+    from tests.engine.int8_parity import assert_int8_close
+    from tests.engine.tiny_models import random_batches, tiny_encoder
+
+    monkeypatch.setattr(onnx_export, "INLINE_MAX_BYTES", 1000)
+    model = tiny_encoder()
+    made = tmp_path / "made"
+    onnx_export.export_onnx(model, random_batches(1, batch=4, length=10)[0], made / "m.onnx")
+    onnx_export.quantize_int8(made / "m.onnx", made / "int8.onnx")
+    assert sorted(p.name for p in made.iterdir()) == [
+        "int8.onnx",
+        "int8.onnx.data",
+        "m.onnx",
+        "m.onnx.data",
+    ]  # and no pre-processed copy left behind
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    outside = (made / "m.onnx.data").stat().st_size
+    assert outside > 0.9 * weights  # the few tensors of under 1 kB stay inline
+    assert onnx_export.file_bytes(made / "m.onnx") == outside + (made / "m.onnx").stat().st_size
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(made, moved)
+    shutil.rmtree(made)
+    others = [*random_batches(1, seed=1, batch=1, length=5), *random_batches(1, batch=7, length=23)]
+    fp32 = onnx_export.parity(model, onnx_export.session(moved / "m.onnx", threads=1), others)
+    assert fp32.max_abs_logit_diff < 1e-4 and fp32.argmax_agreement == 1.0
+    assert_int8_close(model, onnx_export.session(moved / "int8.onnx", threads=1), others)
+
+
+def test_a_job_past_the_inline_limit_ships_the_weights_file_in_its_artifact(
+    headless_teacher: Path, tiny_splits: tuple[Path, Path], monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(onnx_export, "INLINE_MAX_BYTES", 1000)
+    spec = make_spec(
+        headless_teacher, tiny_splits, tmp_path / "run", export=ExportSpec(("onnx-int8",))
+    )
+    result = compress(spec)
+    models = {a.name: a.path for a in result.artifacts if a.kind == "model"}
+    assert (models["model-onnx-int8"] / "model.onnx.data").is_file()
+    row = result.metrics["formats"]["onnx-int8"]
+    assert row["parity"]["passed"]
+    assert row["size_bytes"] == onnx_export.file_bytes(models["model-onnx-int8"] / "model.onnx")

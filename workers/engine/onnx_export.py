@@ -14,8 +14,10 @@ Which exporter (issue #20), compared on this release's stack (torch 2.13, transf
 
 The example batch has two rows of two tokens or more: torch.export specialises a
 dimension of size 0 or 1, which would pin batch 1 into the graph. Weights are stored
-inside the ``.onnx`` file (one file to ship), so a model must fit ONNX's 2 GB protobuf
-limit (vocabulary.ONNX_MAX_PARAMETERS; the API refuses larger ones).
+inside the ``.onnx`` file (one file to ship) up to INLINE_MAX_BYTES; a larger model's go
+to ``model.onnx.data`` beside it (ONNX's external data: one protobuf holds 2 GiB at most),
+which ``onnxruntime.InferenceSession`` finds by itself. Its int8 copy is written the same
+way, so no step ever serialises a protobuf of more than 2 GiB.
 
 int8 is ONNX Runtime's dynamic quantization (weights int8 per output channel, activations
 quantized on the fly), after ``quant_pre_process`` (symbolic shape inference and graph
@@ -52,12 +54,14 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from app.jobspec import vocabulary
 from workers.engine.data import Batch, model_inputs
-from workers.engine.spec import EngineInputError
 
 ONNX_FILE = "model.onnx"
 OPSET = 18
+# Above this many bytes of fp32 weights, they go to an external data file. Well under
+# ONNX's 2 GiB protobuf limit (the graph and the pre-processed copy need room too); torch
+# itself switches at 1.5 GiB.
+INLINE_MAX_BYTES = 1 << 30
 
 
 class LogitsOnly(torch.nn.Module):
@@ -93,14 +97,7 @@ def export_onnx(model: PreTrainedModel, example: Batch, path: Path) -> None:
     # ranges itself, where a declared range it cannot prove (the position table caps the
     # sequence) fails the export; the graph still runs at batch 1 and at 1 token.
     dynamic = tuple({0: "batch", 1: "seq"} for _ in names)
-    count = sum(p.numel() for p in model.parameters())
-    if count > vocabulary.ONNX_MAX_PARAMETERS:
-        raise EngineInputError(
-            "onnx_too_large",
-            f"ONNX export keeps the weights in one file, which holds "
-            f"{vocabulary.ONNX_MAX_PARAMETERS:,} fp32 parameters at most; this model has "
-            f'{count:,}. Ask for export.formats ["safetensors"].',
-        )
+    weight_bytes = sum(p.numel() * 4 for p in model.parameters())
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet():
         torch.onnx.export(
@@ -112,7 +109,7 @@ def export_onnx(model: PreTrainedModel, example: Batch, path: Path) -> None:
             dynamic_shapes=(dynamic,),
             opset_version=OPSET,
             dynamo=True,
-            external_data=False,
+            external_data=weight_bytes > INLINE_MAX_BYTES,
             verbose=False,
         )
 
@@ -131,6 +128,14 @@ def quantize_int8(
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     prepared = dest.with_name(dest.stem + ".pre.onnx")
+    # A source with external weights is too large for one protobuf: every copy made on
+    # the way keeps its weights outside too (one file each, named after the model file).
+    external = data_file(source).is_file()
+    saving = {
+        "save_as_external_data": external,
+        "all_tensors_to_one_file": True,
+        "external_data_location": data_file(prepared).name,
+    }
     try:
         with _quiet():
             try:
@@ -138,11 +143,11 @@ def quantize_int8(
                 # places; without merging them ORT's symbolic shape inference stops
                 # ("Incomplete symbolic shape inference", measured on MiniLM).
                 with _tidy_cwd():
-                    quant_pre_process(str(source), str(prepared), auto_merge=True)
+                    quant_pre_process(str(source), str(prepared), auto_merge=True, **saving)
             except Exception:
-                # An op it does not know: ONNX's own shape inference and the graph
-                # optimisation still run.
-                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+                # An op it does not know (or a model past what it can serialise): ONNX's
+                # own shape inference and the graph optimisation still run.
+                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, **saving)
             quantize_dynamic(
                 str(prepared),
                 str(dest),
@@ -150,9 +155,11 @@ def quantize_int8(
                 per_channel=per_channel,
                 op_types_to_quantize=list(op_types),
                 nodes_to_exclude=list(nodes_to_exclude),
+                use_external_data_format=external,
             )
     finally:
         prepared.unlink(missing_ok=True)
+        data_file(prepared).unlink(missing_ok=True)
 
 
 def head_nodes(path: Path) -> list[str]:
@@ -198,9 +205,15 @@ def ort_logits(sess: Any, batch: Batch) -> torch.Tensor:
     return torch.from_numpy(sess.run(["logits"], feeds(sess, batch))[0])
 
 
+def data_file(path: Path) -> Path:
+    """Where the external weights of the model at ``path`` are, when it has any (the name
+    torch's exporter and ONNX Runtime's quantizer both write: the model's name + .data)."""
+    return path.with_name(path.name + ".data")
+
+
 def file_bytes(path: Path) -> int:
     """The .onnx file plus any external weights beside it."""
-    extra = path.with_name(path.name + ".data")
+    extra = data_file(path)
     return path.stat().st_size + (extra.stat().st_size if extra.is_file() else 0)
 
 
