@@ -4,7 +4,7 @@ export path (workers/engine/onnx_export.py), on CPU.
 No pretrained checkpoint that large is on this machine (nothing can be downloaded), so
 the model is a BERT classifier built from a config with random weights: export,
 quantization and parity do not depend on what the weights learnt, only on their size and
-the graph. The default config has 613M parameters (2.45 GB in fp32), past the 2 GiB that
+the graph. The default config has 617M parameters (2.47 GB in fp32), past the 2 GiB that
 one .onnx protobuf can hold, and 20 layers of BERT-large's code at width 1536.
 
 Each step's result is written as soon as it is known (a run cut off still has them):
@@ -13,7 +13,7 @@ load in plain ``onnxruntime.InferenceSession``, parity against PyTorch on random
 (the bounds a job applies: fp32 max |logit difference| <= 1e-3, int8 argmax agreement
 on the rows), file sizes and the process's peak memory.
 
-    python bench/onnx_large.py                  # ~10 min on 2 cores, ~14 GB of memory
+    python bench/onnx_large.py                  # ~3 min on 2 cores, 13 GB of memory
     python bench/onnx_large.py --layers 2       # the plumbing only (under 2 GiB)
 """
 
