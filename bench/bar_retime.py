@@ -3,8 +3,9 @@
 The final pass of bench/sst2.py times every model in every runtime in one interleave
 (168 runners in the AMD run of 2026-12-07). There, the jobs' 3 x 1536 int8 artifacts took
 8.0-8.9 ms at batch 1 and the peers' int8 exports of the same shape 6.1-6.2 ms; timed as
-a pair, the two files take the same time. This script times the PyTorch fp32 teacher and
-the int8 artifacts of the rows trained over several seeds, and nothing else, interleaved
+a pair, the two files take the same time. This script times the PyTorch fp32 teacher,
+every modelpress int8 artifact and the int8 export of the peers named by ``--peer`` (by
+default the DistilBERT-style one, the same 3 x 1536 shape), and nothing else, interleaved
 (teacher, student, student, ...), 2 threads, batch 1, 128 tokens, median of each round,
 median of rounds; retention is copied from the results file (scoring does not change).
 
@@ -40,15 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=60)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=None,
+        help="a peer's method name whose int8 row is timed too (repeatable)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = json.loads(args.results.read_text(encoding="utf-8"))
+    peers = args.peer or ["peer: DistilBERT-style (every other layer, KL + CE)"]
     bars = [
         r
         for r in data["rows"]
-        if r["method"].startswith("modelpress")
+        if (r["method"].startswith("modelpress") or r["method"] in peers)
         and r.get("runtime") == "onnxruntime-int8"
-        and "model_dir" in r
+        and "onnx_file" in r
     ]
     runners = {}
     teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
@@ -67,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     feed = {k: v.numpy().astype(np.int64) for k, v in inputs.items()}
     rows = {}
     for row in bars:
-        path = Path(row["model_dir"]).parent / "model-onnx-int8" / ox.ONNX_FILE
-        sess = ox.session(path, threads=args.threads)
+        sess = ox.session(Path(row["onnx_file"]), threads=args.threads)
         runners[row["method"]] = lambda s=sess: s.run(None, feed)
         rows[row["method"]] = {
             "retention": row["retention"],
