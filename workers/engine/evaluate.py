@@ -40,6 +40,20 @@ LATENCY_BATCH_SIZES = (1, 32)
 LATENCY_WARMUP = 3
 LATENCY_MIN_REPS = 5
 LATENCY_MAX_REPS = 100
+# Each runner's turn in the interleave: untimed calls, then this many timed ones. The
+# first calls after another model's pay for what that model left behind, and how much
+# depends on which model it was: with one timed call a turn, an int8 file read 24%
+# slower right after a PyTorch model than a second session on it right after an ONNX
+# Runtime one, in the same pass; with turns, the same to 0.1%
+# (bench/results/interleave-order-2026-12-07.md). A served model answers its requests
+# back to back; so is each timed call here.
+LATENCY_TURN_CALLS = 5
+# With more than one PyTorch thread, a turn's untimed calls go on this long: PyTorch's
+# OpenMP threads spin-wait on the cores for a while after a forward pass (libgomp's
+# default). Right after one, that int8 file's first call ran 33% slower, its second 9%
+# and its third 6%; after 20 ms of its own untimed calls, the first ran as fast as the
+# eighth (same results file).
+LATENCY_SETTLE_S = 0.02
 # Per model and batch size: enough repetitions for a stable median on big models
 # without making tiny ones wait. A worker may spend less (settings.latency_budget_seconds,
 # spec.latency_budget_s): the repetitions still stop no earlier than LATENCY_MIN_REPS.
@@ -129,7 +143,7 @@ def cpu_latency_ms(
 ) -> dict[str, dict[int, float]]:
     """Median forward latency per model and batch size, on CPU with ``threads`` threads.
 
-    Models are timed interleaved (a, b, a, b, ...) so that drift in the machine's speed
+    Models are timed in interleaved turns (a, b, a, b, ...) so that drift in the machine's speed
     (turbo, noisy neighbours) hits all of them alike instead of biasing the ratio.
     """
     previous_threads = torch.get_num_threads()
@@ -251,12 +265,16 @@ def interleaved_latency_ms(
     budget_s: float = LATENCY_BUDGET_S,
 ) -> dict[str, dict[int, float]]:
     """Median latency of each runner (one forward pass on the inputs it is given, done
-    when it returns) per batch size, interleaved a, b, a, b... so drift in the machine's
+    when it returns) per batch size, in turns a, b, a, b... so drift in the machine's
     speed hits all of them alike. Runners may be models in any runtime (formats.py).
 
-    Per batch size, repetitions stop at LATENCY_MAX_REPS, or once every runner has run
-    LATENCY_MIN_REPS times and the slowest has spent ``budget_s`` seconds."""
+    A turn is untimed calls (one, or LATENCY_SETTLE_S of them with PyTorch on more than
+    one thread), then LATENCY_TURN_CALLS timed ones: each timing is of a warm model on
+    quiet cores, whatever ran before it. Per batch size, repetitions (timed calls)
+    stop at LATENCY_MAX_REPS, or once every runner has run LATENCY_MIN_REPS times and
+    the slowest has spent ``budget_s`` seconds, at the end of a round of turns."""
     results: dict[str, dict[int, float]] = {name: {} for name in runners}
+    settle_s = LATENCY_SETTLE_S if torch.get_num_threads() > 1 else 0.0
     # No training step of this host's other jobs runs while these are timed.
     with progress.timing():
         for batch_size in batch_sizes:
@@ -270,9 +288,14 @@ def interleaved_latency_ms(
             while True:
                 progress.check_stop()
                 for name, run in runners.items():
-                    start = time.perf_counter()
+                    settled = time.perf_counter() + settle_s
                     run(inputs)
-                    timings[name].append(time.perf_counter() - start)
+                    while time.perf_counter() < settled:
+                        run(inputs)
+                    for _ in range(LATENCY_TURN_CALLS):
+                        start = time.perf_counter()
+                        run(inputs)
+                        timings[name].append(time.perf_counter() - start)
                 reps = len(next(iter(timings.values())))
                 spent = max(sum(t) for t in timings.values())
                 if reps >= LATENCY_MAX_REPS or (reps >= LATENCY_MIN_REPS and spent >= budget_s):
