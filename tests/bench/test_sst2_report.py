@@ -159,3 +159,16 @@ def test_pareto_compares_every_peer_runtime_with_modelpress_in_any_runtime():
     assert not distil8["dominated"] and distil8["by"] == "modelpress s"
     assert round(distil8["margin"], 6) == -0.005
     assert "NOT dominated" in distil8["says"]
+
+
+def test_pareto_takes_the_same_shape_a_few_bytes_apart_as_the_same_size():
+    int8 = "onnxruntime-int8"
+    rows = [
+        row("modelpress s", 40, 3.0, 0.84, 1.0, int8, size_bytes=17_534_793),
+        row("peer: same shape", 40, 3.0, 0.82, 0.98, int8, size_bytes=17_534_779),
+        row("peer: a block smaller", 38, 3.0, 0.82, 0.98, int8, size_bytes=16_900_000),
+    ]
+    checks = {c["peer"]: c for c in pareto(rows)}
+    assert checks["peer: same shape"]["dominated"]  # 14 bytes of names in the graph
+    assert not checks["peer: a block smaller"]["dominated"]
+    assert checks["peer: a block smaller"]["by"] is None
