@@ -47,12 +47,11 @@ from bench.common import (
     study_spec,
     write_jsonl,
 )
-from bench.runtimes import ort_runner
 from workers.engine import onnx_export as ox
 from workers.engine.compress import compress
 from workers.engine.data import iter_batches
 from workers.engine.evaluate import interleaved_latency_ms
-from workers.engine.formats import ort_quality
+from workers.engine.formats import ort_quality, ort_runner
 from workers.engine.progress import Progress
 from workers.engine.spec import ExportSpec, NullCallback, TargetSpec, TrainingSpec
 from workers.engine.tasks import get_task

@@ -40,7 +40,7 @@ from transformers import PreTrainedModel
 from bench.pareto import runtime_rows, with_columns
 from bench.tables import time_rounds
 from workers.engine import onnx_export as ox
-from workers.engine.formats import ARTIFACT, RUNTIME
+from workers.engine.formats import ARTIFACT, RUNTIME, ort_runner, torch_runner
 
 RUNTIMES = ("pytorch", "onnxruntime", "onnxruntime-int8")
 # The job's artifact folder for each ONNX runtime (formats.py: "model-onnx", ...).
@@ -238,14 +238,6 @@ def one_liner_int8(fp32: Path, dest: Path) -> float:
     seconds = time.perf_counter() - start
     took.write_text(f"{seconds:.3f}\n")
     return seconds
-
-
-def torch_runner(model: PreTrainedModel) -> Callable[[dict[str, torch.Tensor]], Any]:
-    return lambda inputs: model(**inputs)
-
-
-def ort_runner(sess: Any) -> Callable[[dict[str, torch.Tensor]], Any]:
-    return lambda inputs: sess.run(["logits"], ox.feeds(sess, inputs))
 
 
 def _error(exc: Exception) -> dict[str, Any]:
