@@ -93,6 +93,18 @@ def test_the_budget_bounds_the_runs_but_never_below_the_minimum(
     assert 15 <= generous <= 25 + LATENCY_TURN_CALLS - 1
 
 
+def _bs1_ms(runners: dict, tokenizer_dir: Path) -> dict[str, dict[int, float]]:
+    return interleaved_latency_ms(
+        runners,
+        AutoTokenizer.from_pretrained(tokenizer_dir),
+        ["a good film"],
+        seq_len=8,
+        progress=Progress(RecordingCallback()),
+        batch_sizes=(1,),
+        budget_s=0.05,
+    )
+
+
 def test_a_runner_is_timed_warm_whatever_ran_before_it(headed_teacher: Path) -> None:
     """The first call after another runner's pays for what that one left (caches, spinning
     threads); it is not timed. Here it costs 30 ms against 1 ms warm: timed one call a
@@ -106,15 +118,7 @@ def test_a_runner_is_timed_warm_whatever_ran_before_it(headed_teacher: Path) -> 
 
         return run
 
-    measured = interleaved_latency_ms(
-        {"a": runner("a"), "b": runner("b")},
-        AutoTokenizer.from_pretrained(headed_teacher),
-        ["a good film"],
-        seq_len=8,
-        progress=Progress(RecordingCallback()),
-        batch_sizes=(1,),
-        budget_s=0.05,
-    )
+    measured = _bs1_ms({"a": runner("a"), "b": runner("b")}, headed_teacher)
     assert measured["a"][1] < 10 and measured["b"][1] < 10, measured
 
 
@@ -138,15 +142,7 @@ def test_with_pytorch_threads_a_turn_waits_out_the_previous_runners_spin(
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        measured = interleaved_latency_ms(
-            {"a": runner("a", "b"), "b": runner("b", "a")},
-            AutoTokenizer.from_pretrained(headed_teacher),
-            ["a good film"],
-            seq_len=8,
-            progress=Progress(RecordingCallback()),
-            batch_sizes=(1,),
-            budget_s=0.05,
-        )
+        measured = _bs1_ms({"a": runner("a", "b"), "b": runner("b", "a")}, headed_teacher)
     finally:
         torch.set_num_threads(previous)
     assert measured["a"][1] < 2 and measured["b"][1] < 2, measured
