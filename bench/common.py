@@ -157,6 +157,9 @@ def machine(threads: int) -> dict[str, Any]:
         ort_version = None
     return {
         "cpu": cpu,
+        # What ONNX Runtime's int8 MatMul runs on: without a VNNI or AMX extension, x86
+        # multiplies uint8 x int8 pairs into int16 with saturation (bench/int8_range.py).
+        "int8_isa": int8_isa(),
         "cores": os.cpu_count(),
         "threads": threads,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -166,6 +169,23 @@ def machine(threads: int) -> dict[str, Any]:
         "onnxruntime": ort_version,
         "platform": platform.platform(),
     }
+
+
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512bw", "avx2")
+
+
+def int8_isa() -> list[str]:
+    """This CPU's int8 dot-product extensions, of INT8_FLAGS ([] where /proc/cpuinfo
+    cannot say)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return [f for f in INT8_FLAGS if f in flags]
+    return []
 
 
 def load_1m() -> float | None:

@@ -175,6 +175,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "onnxruntime-int8 speedup rows)",
     )
     parser.add_argument(
+        "--seed-peers",
+        default="",
+        help="peer groups trained again with each other --seeds seed, as the bar rows are "
+        "(only 'inc' so far: its rows are the ones a single seed left undecided)",
+    )
+    parser.add_argument(
+        "--ratio-structures",
+        default=",".join(sst2_modelpress.RATIO_STRUCTURES),
+        help="which params_ratio rows: of "
+        f"{sst2_modelpress.RATIO_STRUCTURES} (e.g. 'ffn' for the layers + ffn row only)",
+    )
+    parser.add_argument(
         "--inc-ffn-sparsity",
         type=float,
         default=0.75,
@@ -224,6 +236,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.only) - set(GROUPS)
     if unknown:
         parser.error(f"--only: unknown {sorted(unknown)}; choose from {GROUPS}")
+    args.seed_peers = tuple(g for g in args.seed_peers.split(",") if g)
+    if set(args.seed_peers) - {"inc"}:
+        parser.error(f"--seed-peers: only 'inc' can be repeated, not {args.seed_peers}")
+    args.ratio_structures = tuple(g for g in args.ratio_structures.split(",") if g)
+    if set(args.ratio_structures) - set(sst2_modelpress.RATIO_STRUCTURES):
+        parser.error(f"--ratio-structures: choose from {sst2_modelpress.RATIO_STRUCTURES}")
     # Smoke numbers mean nothing: they stay out of bench/results unless asked.
     if args.out is None:
         args.out = CACHE / "results" if args.mode == "smoke" else ROOT / "bench" / "results"
@@ -296,6 +314,7 @@ def modelpress_rows(
         floats(args.modelpress_sparsities),
         floats(args.speedups),
         floats(args.int8_speedups),
+        ratio_structures=args.ratio_structures,
     )
     if args.seed_rows is None:
         again = [r for r in engine_rows if r.spec_target.runtime == "onnxruntime-int8"]
@@ -383,21 +402,40 @@ def peer_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dic
         rows += [REUSED[m] for m in planned_inc]
         say(f"INC rows: reused from {args.reuse_from}")
     elif "inc" in args.only:
-        say("INC rows (subprocess in bench/.venv-inc) ...")
-        rows += inc.run(
+        rows += inc_rows(args, teacher_dir, train_file, work)
+    return rows
+
+
+def inc_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dict[str, Any]]:
+    """INC's rows (a subprocess in bench/.venv-inc), then again with each other training
+    seed when ``--seed-peers inc`` asks: a row one seed left within a dev sentence of
+    ours is decided over seeds, the same seeds for both."""
+    rows = []
+    seeds = args.seeds if "inc" in args.seed_peers else args.seeds[:1]
+    for seed in seeds:
+        say(f"INC rows, training seed {seed} (subprocess in bench/.venv-inc) ...")
+        folder = work / "inc" if seed == args.seed else work / "inc-seeds" / f"seed{seed}" / "inc"
+        made = inc.run(
             teacher_dir,
             train_file,
-            work / "inc",
-            budget,
+            folder,
+            Budget(args.epochs, args.batch_size, args.learning_rate, seed, args.max_seq_length),
             sparsities=floats(args.sparsities),
             ffn_sparsity=args.inc_ffn_sparsity,
             threads=args.threads,
             device=args.device,
             timeout_s=args.inc_timeout,
         )
-        for row in rows[-len(floats(args.sparsities)) - 1 :]:
+        if seed != args.seed:
+            made = [
+                {**r, "method": f"{r['method']} [training seed {seed}]", "seed_of": r["method"]}
+                for r in made
+            ]
+        for row in made:
+            row = {**row, "training_seed": seed}
             say(f"row {row['method']}: {outcome(row)}")
             ROW_LOG.append(row)
+            rows.append(row)
     return rows
 
 

@@ -38,6 +38,39 @@ class EngineRow:
     strategy: str = "prune_then_distill"
     # The job's export.formats: a speedup planned in ONNX Runtime int8 needs its format.
     formats: tuple[str, ...] = ("safetensors",)
+    # export.quantization_aware (with "onnx-int8" in formats).
+    quantization_aware: float = 0.0
+
+
+# The params_ratio rows a run may ask for (``--ratio-structures``).
+RATIO_STRUCTURES = ("layers", "ffn", "joint")
+
+
+def _ratio_rows(ratio: float, structures: tuple[str, ...]) -> list[EngineRow]:
+    """The params_ratio rows of one ratio, in the order of RATIO_STRUCTURES."""
+    made = {
+        "layers": EngineRow(
+            f"modelpress params_ratio={ratio}",
+            f"params_ratio={ratio} (structured: layers)",
+            TargetSpec(params_ratio=ratio),
+            PruningSpec(structured=("layers",)),
+        ),
+        "ffn": EngineRow(
+            f"modelpress params_ratio={ratio} +ffn",
+            f"params_ratio={ratio} (structured: layers, ffn)",
+            TargetSpec(params_ratio=ratio),
+            PruningSpec(structured=("layers", "ffn")),
+        ),
+        "joint": EngineRow(
+            f"modelpress params_ratio={ratio} +ffn joint",
+            f"params_ratio={ratio} (structured: layers, ffn; strategy joint: "
+            "the FFN narrowed while distilling)",
+            TargetSpec(params_ratio=ratio),
+            PruningSpec(structured=("layers", "ffn")),
+            strategy="joint",
+        ),
+    }
+    return [made[name] for name in RATIO_STRUCTURES if name in structures]
 
 
 def rows(
@@ -45,35 +78,12 @@ def rows(
     sparsities: tuple[float, ...],
     speedups: tuple[float, ...] = (),
     int8_speedups: tuple[float, ...] = (),
+    *,
+    ratio_structures: tuple[str, ...] = RATIO_STRUCTURES,
 ) -> list[EngineRow]:
     out = []
     for ratio in ratios:
-        out.append(
-            EngineRow(
-                f"modelpress params_ratio={ratio}",
-                f"params_ratio={ratio} (structured: layers)",
-                TargetSpec(params_ratio=ratio),
-                PruningSpec(structured=("layers",)),
-            )
-        )
-        out.append(
-            EngineRow(
-                f"modelpress params_ratio={ratio} +ffn",
-                f"params_ratio={ratio} (structured: layers, ffn)",
-                TargetSpec(params_ratio=ratio),
-                PruningSpec(structured=("layers", "ffn")),
-            )
-        )
-        out.append(
-            EngineRow(
-                f"modelpress params_ratio={ratio} +ffn joint",
-                f"params_ratio={ratio} (structured: layers, ffn; strategy joint: "
-                "the FFN narrowed while distilling)",
-                TargetSpec(params_ratio=ratio),
-                PruningSpec(structured=("layers", "ffn")),
-                strategy="joint",
-            )
-        )
+        out += _ratio_rows(ratio, ratio_structures)
     for speedup in speedups:
         out.append(
             EngineRow(
@@ -134,7 +144,7 @@ def run(
         pruning=row.pruning,
         strategy=row.strategy,
         training=training,
-        export=ExportSpec(row.formats),
+        export=ExportSpec(row.formats, row.quantization_aware),
         device=device,
         latency_threads=threads,
         latency_budget_s=latency_budget_s,

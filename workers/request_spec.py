@@ -58,13 +58,18 @@ def engine_sections(request: Mapping[str, Any]) -> dict[str, Any]:
         "pruning": spec_from(PruningSpec, {**pruning, "structured": tuple(pruning["structured"])}),
         "training": spec_from(TrainingSpec, request["training"]),
         # Requests stored before export existed asked for the safetensors folder alone.
-        "export": spec_from(
-            ExportSpec, {"formats": tuple(request.get("export", {}).get("formats", ()))}
-        )
-        if request.get("export")
-        else ExportSpec(),
+        "export": export_spec(request.get("export")),
         "latency_point": latency_point(target),
     }
+
+
+def export_spec(export: Mapping[str, Any] | None) -> ExportSpec:
+    """Requests stored before export existed asked for the safetensors folder alone;
+    ``keep_candidates`` is the sweep's (the API's), not the engine's."""
+    if not export:
+        return ExportSpec()
+    fields = {k: v for k, v in export.items() if k != "keep_candidates"}
+    return spec_from(ExportSpec, {**fields, "formats": tuple(fields.get("formats", ()))})
 
 
 def latency_point(target: Mapping[str, Any]) -> LatencyPoint | None:

@@ -226,10 +226,24 @@ class Export(Strict):
         "end (docs/sweeps.md).",
     )
 
+    quantization_aware: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="With `onnx-int8` in formats: the share of the last distillation "
+        "round's steps, at its end, in which the student trains through the int8 rounding "
+        "ONNX Runtime will apply to it (weights int8 per output channel, each layer's "
+        "input uint8 per tensor, embedding tables uint8; gradients passed straight "
+        "through), so that the int8 export is the network it learnt to be. 0: none. The "
+        "report's `quantization_aware` says from which step; the `onnx-int8` format's "
+        "accuracy is what it bought.",
+    )
+
     @model_validator(mode="after")
     def _once_each(self) -> Export:
         try:
             values.check_formats(self.formats)
+            values.check_quantization_aware(self.quantization_aware, self.formats)
         except EngineInputError as e:
             raise ValueError(e.message) from None
         return self

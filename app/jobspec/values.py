@@ -212,6 +212,25 @@ def check_formats(formats: tuple[str, ...] | list[str]) -> None:
         )
 
 
+def check_quantization_aware(fraction: float, formats: tuple[str, ...] | list[str]) -> None:
+    """export.quantization_aware: a share of the last round's steps, and an int8 export
+    for it to serve (the fp32 formats gain nothing from it)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise EngineInputError(
+            "bad_export",
+            "export.quantization_aware is the share of the last distillation round's steps "
+            f"trained through int8 rounding, from 0 (none) to 1; got {fraction}",
+            param="export.quantization_aware",
+        )
+    if fraction > 0 and "onnx-int8" not in formats:
+        raise EngineInputError(
+            "quantization_aware_without_int8",
+            "export.quantization_aware trains the student for the onnx-int8 export; add "
+            f'"onnx-int8" to export.formats (got {list(formats)}) or set it to 0.',
+            param="export.quantization_aware",
+        )
+
+
 def check_parallelism(*, batch_size: int, devices: int | None, accumulation: int) -> None:
     """training.devices and training.gradient_accumulation_steps: a batch is shared
     between the devices and each share taken in that many passes, each of one example at

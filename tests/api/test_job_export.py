@@ -31,13 +31,21 @@ def _accepted(client, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_default_is_the_safetensors_folder(client, model_id, dataset_id):
     job = _accepted(client, job_body(model_id, dataset_id))
-    assert job["request"]["export"] == {"formats": ["safetensors"], "keep_candidates": False}
+    assert job["request"]["export"] == {
+        "formats": ["safetensors"],
+        "keep_candidates": False,
+        "quantization_aware": 0.0,
+    }
 
 
 def test_onnx_formats_are_accepted_in_the_order_given(client, model_id, dataset_id):
     formats = ["onnx-int8", "safetensors", "onnx"]
     job = _accepted(client, job_body(model_id, dataset_id, export={"formats": formats}))
-    assert job["request"]["export"] == {"formats": formats, "keep_candidates": False}
+    assert job["request"]["export"] == {
+        "formats": formats,
+        "keep_candidates": False,
+        "quantization_aware": 0.0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -49,6 +57,16 @@ def test_onnx_formats_are_accepted_in_the_order_given(client, model_id, dataset_
         ({"formats": ["onnx", "onnx"]}, "export", "onnx is repeated"),
         ({"formats": "onnx"}, "export.formats", "list"),
         ({"format": ["onnx"]}, "export.format", "unknown field"),
+        (
+            {"formats": ["safetensors", "onnx"], "quantization_aware": 0.2},
+            "export",
+            'add "onnx-int8" to export.formats',
+        ),
+        (
+            {"formats": ["onnx-int8"], "quantization_aware": 1.5},
+            "export.quantization_aware",
+            "less than or equal to 1",
+        ),
     ],
 )
 def test_what_is_refused_names_the_field(client, tenant, model_id, dataset_id, export, param, says):
@@ -87,8 +105,8 @@ def test_formats_reach_the_engine_spec_and_old_requests_get_the_default(
     from workers.engine.spec import ExportSpec
     from workers.inputs import build_spec
 
-    body = job_body(model_id, dataset_id, export={"formats": ["safetensors", "onnx-int8"]})
-    job_id = _accepted(client, body)["id"]
+    export = {"formats": ["safetensors", "onnx-int8"], "quantization_aware": 0.2}
+    job_id = _accepted(client, job_body(model_id, dataset_id, export=export))["id"]
 
     def spec_of(request: dict[str, Any] | None, workdir: Path):
         workdir.mkdir()
@@ -106,7 +124,9 @@ def test_formats_reach_the_engine_spec_and_old_requests_get_the_default(
                 workdir=workdir,
             )
 
-    assert spec_of(None, tmp_path / "a").export == ExportSpec(("safetensors", "onnx-int8"))
+    assert spec_of(None, tmp_path / "a").export == ExportSpec(
+        ("safetensors", "onnx-int8"), quantization_aware=0.2
+    )
     with session_scope() as s:
         old = json.loads(json.dumps(s.get(Job, job_id).request))
     del old["export"]  # stored before the field existed

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.sst2_report import BAR_ISSUE_3, bar, bar_over_seeds, pareto, teacher_shape_ms
+from bench.sst2_report import (
+    BAR_ISSUE_3,
+    bar,
+    bar_over_seeds,
+    pareto,
+    pareto_over_seeds,
+    teacher_shape_ms,
+)
 
 TEACHER = {"num_parameters": 100, "latency_ms_cpu_bs1": 24.0, "size_bytes": 400}
 
@@ -172,3 +179,43 @@ def test_pareto_takes_the_same_shape_a_few_bytes_apart_as_the_same_size():
     assert checks["peer: same shape"]["dominated"]  # 14 bytes of names in the graph
     assert not checks["peer: a block smaller"]["dominated"]
     assert checks["peer: a block smaller"]["by"] is None
+
+
+def seeds_of(method: str, scores: list[float], **shape: Any) -> list[dict[str, Any]]:
+    """A method's row and its repeats with training seeds 1, 2, ...: one score each."""
+    out = []
+    for seed, score in enumerate(scores):
+        name = method if seed == 0 else f"{method} [training seed {seed}]"
+        extra = {"training_seed": seed} | ({"seed_of": method} if seed else {})
+        out.append(row(name, shape["params"], shape["ms"], score, score / 0.84, **extra))
+    return out
+
+
+def test_pareto_over_seeds_decides_on_each_sides_median():
+    rows = [
+        # Seed 0 alone: the peer by one sentence; over seeds ours is ahead.
+        *seeds_of("modelpress sparsity=0.5", [0.8567, 0.8612, 0.8601], params=100, ms=22.0),
+        *seeds_of("peer: inc 50%", [0.8578, 0.8544, 0.8590], params=100, ms=22.0),
+        # Ahead on its lucky seed 0 only, behind on the median.
+        *seeds_of("peer: slim", [0.8372, 0.8291, 0.8245], params=60, ms=14.0),
+        *seeds_of("modelpress 5 layers", [0.8350, 0.8360, 0.8300], params=60, ms=13.0),
+    ]
+    one = {c["peer"]: c for c in pareto(rows)}
+    assert set(one) == {"peer: inc 50%", "peer: slim"}  # seed repeats are not rows here
+    assert not one["peer: inc 50%"]["dominated"] and not one["peer: slim"]["dominated"]
+    checks = {c["peer"]: c for c in pareto_over_seeds(rows)}
+    inc = checks["peer: inc 50%"]
+    assert inc["dominated"] and inc["by"] == "modelpress sparsity=0.5"
+    assert round(inc["margin"], 6) == round(0.8601 - 0.8578, 6)
+    assert inc["peer_seeds"] == [0, 1, 2] and inc["by_seeds"] == [0, 1, 2]
+    slim = checks["peer: slim"]
+    assert slim["dominated"] and slim["by"] == "modelpress 5 layers"
+    assert round(slim["margin"], 6) == round(0.8350 - 0.8291, 6)
+
+
+def test_pareto_over_seeds_is_empty_when_no_peer_has_seed_repeats():
+    rows = [
+        *seeds_of("modelpress a", [0.85, 0.86, 0.84], params=50, ms=10.0),
+        row("peer: one seed", 50, 10.0, 0.855, 1.0),
+    ]
+    assert pareto_over_seeds(rows) == []

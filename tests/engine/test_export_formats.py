@@ -399,3 +399,65 @@ def test_a_job_past_the_inline_limit_ships_the_weights_file_in_its_artifact(
     row = result.metrics["formats"]["onnx-int8"]
     assert row["parity"]["passed"]
     assert row["size_bytes"] == onnx_export.file_bytes(models["model-onnx-int8"] / "model.onnx")
+
+
+def test_quantization_aware_distillation_trains_the_end_of_the_last_round_through_int8(
+    headless_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """export.quantization_aware: the last half of the steps see int8 rounding; the job
+    says from which step, ships plain fp32 modules, and its int8 artifact is the network
+    the student trained as (the simulation equals the export: test_fake_quant.py)."""
+    from workers.engine.fake_quant import simulate
+
+    runs = {}
+    for fraction in (0.0, 0.5):
+        spec = make_spec(
+            headless_teacher,
+            tiny_splits,
+            tmp_path / f"qat-{fraction}",
+            export=ExportSpec(("safetensors", "onnx-int8"), quantization_aware=fraction),
+        )
+        callback = RecordingCallback()
+        runs[fraction] = (spec, compress(spec, callback), callback)
+    spec, result, callback = runs[0.5]
+    qat = result.metrics["pruning_plan"]["quantization_aware"]
+    steps = qat["steps"]
+    assert qat["from_step"] == steps - round(0.5 * steps) + 1
+    logged = [d for m, _, d in callback.logs if m.startswith("quantization-aware")]
+    assert logged == [{"stage": "distilling", "quantization_aware_from_step": qat["from_step"]}]
+    assert "quantization_aware" not in runs[0.0][1].metrics["pruning_plan"]
+    student = AutoModelForSequenceClassification.from_pretrained(spec.output_dir / "model")
+    plain = AutoModelForSequenceClassification.from_pretrained(runs[0.0][0].output_dir / "model")
+    # Same seed, same shape: only the int8 steps made the weights differ.
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(student.state_dict().values(), plain.state_dict().values(), strict=True)
+    )
+    session = onnx_export.session(
+        spec.output_dir / "model-onnx-int8" / onnx_export.ONNX_FILE, threads=1
+    )
+    tokenizer = AutoTokenizer.from_pretrained(spec.output_dir / "model")
+    batch = dict(tokenizer(["a good film", "not good at all"], return_tensors="pt", padding=True))
+    simulate(student.eval())
+    for row in range(2):
+        one = {k: v[row : row + 1] for k, v in batch.items()}
+        with torch.no_grad():
+            expected = student(**one).logits
+        assert (onnx_export.ort_logits(session, one) - expected).abs().max() < 1e-4
+
+
+def test_quantization_aware_needs_the_int8_export(
+    headless_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from workers.engine.spec import EngineInputError
+    from workers.engine.validate import validate_spec
+
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path,
+        export=ExportSpec(("safetensors", "onnx"), quantization_aware=0.2),
+    )
+    with pytest.raises(EngineInputError) as info:
+        validate_spec(spec)
+    assert info.value.code == "quantization_aware_without_int8"

@@ -121,8 +121,16 @@ def quantize_int8(
     per_channel: bool = True,
     nodes_to_exclude: Sequence[str] = (),
     op_types: Sequence[str] = ("MatMul", "Gemm", "Gather"),
+    reduce_range: bool = False,
 ) -> None:
-    """Dynamic int8 quantization of ``source`` into ``dest``, pre-processed first."""
+    """Dynamic int8 quantization of ``source`` into ``dest``, pre-processed first.
+
+    ``reduce_range``: MatMul weights in 7 bits (-64..64) instead of 8. On an x86 CPU
+    without VNNI or AMX, ONNX Runtime's uint8 x int8 kernel adds each pair of products
+    into an int16 with saturation, which 8-bit weights can overflow: the same file then
+    computes other numbers there than on a CPU with VNNI. 7-bit weights cannot
+    overflow, so every CPU computes the exact integer result (tests/engine/
+    test_fake_quant.py); a quantization-aware student is exported so (fake_quant.py)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -153,6 +161,7 @@ def quantize_int8(
                 str(dest),
                 weight_type=QuantType.QInt8,
                 per_channel=per_channel,
+                reduce_range=reduce_range,
                 op_types_to_quantize=list(op_types),
                 nodes_to_exclude=list(nodes_to_exclude),
                 use_external_data_format=external,

@@ -114,9 +114,12 @@ class ExportSpec:
     """The student's output formats (vocabulary.EXPORT_FORMATS), each its own
     artifact, scored and timed in the runtime it runs in (formats.py): "safetensors"
     (a ``save_pretrained`` folder, PyTorch), "onnx" (fp32, ONNX Runtime) and
-    "onnx-int8" (dynamically quantized, ONNX Runtime)."""
+    "onnx-int8" (dynamically quantized, ONNX Runtime). ``quantization_aware``: the
+    share of the last distillation round's steps, at its end, that train through ONNX
+    Runtime's int8 rounding (fake_quant.py); 0 for none, and only with "onnx-int8"."""
 
     formats: tuple[str, ...] = vocabulary.EXPORT_DEFAULT
+    quantization_aware: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ def validate_spec(spec: CompressionSpec) -> None:
     rules.check_task(spec.task)
     rules.check_strategy(spec.strategy, epochs=spec.training.epochs)
     values.check_formats(spec.export.formats)
+    values.check_quantization_aware(spec.export.quantization_aware, spec.export.formats)
     target = spec.target
     kind = values.check_target(target)
     rules.check_target_support(

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 from app.jobspec.speed_plan import SpeedPlan
 from workers.engine.checkpoint import cpu_state
 from workers.engine.distill import distill
+from workers.engine.fake_quant import QuantAware, begin_step, restore
 from workers.engine.layers import parameter_counts
 from workers.engine.logits_cache import TeacherLogitsCache, cache_teacher_logits
 from workers.engine.neurons import NeuronPruner, neuron_schedule
@@ -87,6 +88,7 @@ def prune_and_distill(run: Run, teacher: FinetunedTeacher, resumed: RunState | N
             teacher_logits=teacher_logits,
             teacher_non_embedding=teacher_non_embedding,
             resuming=resuming,
+            last=index == len(rounds) - 1,
         )
     run.progress.share(0, 1)
     if len(rounds) > 1:
@@ -177,9 +179,11 @@ def _distill(
     teacher_logits: TeacherLogitsCache | None,
     teacher_non_embedding: int,
     resuming: RunState | None,
+    last: bool,
 ) -> None:
     """Distil round ``index``'s student, zeroing weights or narrowing its FFN as it
-    trains where the round says so; ``resuming``: the checkpoint made in it."""
+    trains where the round says so, through int8 rounding at the end of the ``last``
+    round when export.quantization_aware asks; ``resuming``: the checkpoint made in it."""
     saved = resuming.distilling if resuming is not None else None
     run.progress.start_phase("distilling")
     with run.timed("distilling"):
@@ -194,6 +198,7 @@ def _distill(
         if neurons is not None and saved is not None:
             assert saved.neurons is not None
             neurons.load_state_dict(saved.neurons)
+        quant = _quant_aware(run, model, steps, resuming) if last else None
         # What every checkpoint of this round carries besides the loop and the weights.
         fixed = {
             "round": index,
@@ -233,9 +238,15 @@ def _distill(
             hooks=run.loop_hooks(
                 save,
                 resume=resuming.loop if resuming is not None else None,
-                after_step=_after_step(pruner, neurons),
+                after_step=_after_step(pruner, neurons, quant),
             ),
         )
+        if quant is not None:
+            # Evaluation and export see the fp32 modules the weights were trained for.
+            restore(model)
+            qat = {"from_step": quant.begin_step, "steps": steps}
+            student.rounds[-1]["quantization_aware"] = qat
+            student.pruning_plan = {**student.pruning_plan, "quantization_aware": qat}
         offset = student.curve[-1]["step"] if student.curve else 0
         student.curve = student.curve + [
             {**point, "step": point["step"] + offset, "round": index + 1} for point in curve
@@ -276,18 +287,39 @@ def _cut_masked_neurons(
     )
 
 
+def _quant_aware(
+    run: Run, model: PreTrainedModel, steps: int, resuming: RunState | None
+) -> QuantAware | None:
+    """export.quantization_aware's step hook for this round's ``steps``, caught up with
+    a resumed loop (its next step may already be in the int8 part)."""
+    fraction = run.spec.export.quantization_aware
+    if fraction <= 0 or steps < 1:
+        return None
+    hook = QuantAware(model, begin_step(steps, fraction))
+    hook.catch_up(resuming.loop["step"] if resuming is not None and resuming.loop else 0)
+    run.progress.log(
+        f"quantization-aware: steps {hook.begin_step}-{steps} of this round train through "
+        "ONNX Runtime's int8 rounding",
+        data={"stage": "distilling", "quantization_aware_from_step": hook.begin_step},
+    )
+    return hook
+
+
+Hook = SparsityPruner | NeuronPruner | QuantAware
+
+
 @dataclass
 class _AfterStep:
     """The pruners' step hook; an object, not a closure, for data-parallel loops."""
 
-    hooks: list[SparsityPruner | NeuronPruner]
+    hooks: list[Hook]
 
     def __call__(self, step: int) -> None:
         for hook in self.hooks:
             hook.on_step(step)
 
 
-def _after_step(*hooks: SparsityPruner | NeuronPruner | None) -> Callable[[int], None] | None:
+def _after_step(*hooks: Hook | None) -> Callable[[int], None] | None:
     """One after-step callback for the training loop from whichever pruners run."""
     active = [hook for hook in hooks if hook is not None]
     return _AfterStep(active) if active else None
