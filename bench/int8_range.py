@@ -24,7 +24,6 @@ writes ``bench/results/int8-range-<date>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -36,15 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE, DATA, LABELS, encoded, load_1m, machine, read_tsv, write_jsonl
+from bench.common import CACHE, DATA, encoded, load_1m, machine, read_tsv, write_jsonl
+from bench.onnx_int8 import score_and_time
 from bench.runtimes import export_example, slug
 from workers.engine import onnx_export as ox
 from workers.engine.data import iter_batches
-from workers.engine.evaluate import interleaved_latency_ms
-from workers.engine.formats import ort_quality, ort_runner
-from workers.engine.progress import Progress
-from workers.engine.spec import NullCallback
-from workers.engine.tasks import get_task
 from workers.engine.teacher import load_tokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,37 +79,13 @@ def measure(name: str, folder: Path, dev: Any, tokenizer: Any, args: Any) -> dic
     for variant, reduce in VARIANTS.items():
         files[variant] = work / ("int8-7bit" if reduce else "int8-8bit") / ox.ONNX_FILE
         ox.quantize_int8(fp32, files[variant], reduce_range=reduce)
-    sessions = {v: ox.session(path, threads=args.threads) for v, path in files.items()}
     pad = int(tokenizer.pad_token_id)
+    rows = score_and_time(files, dev, tokenizer, pad, args)
     probe = list(iter_batches(dev, args.batch_size, pad_token_id=pad))[: args.probe_batches]
-    progress = Progress(NullCallback())
-    rows: dict[str, Any] = {}
-    for variant, sess in sessions.items():
-        quality = ort_quality(
-            sess,
-            dev,
-            task=get_task("sequence-classification"),
-            batch_size=args.batch_size,
-            pad_token_id=pad,
-            label_names=LABELS,
-            progress=progress,
-        )
-        rows[variant] = {
-            **dataclasses.asdict(quality),
-            "size_bytes": ox.file_bytes(files[variant]),
-            **(logit_change(sess, sessions["fp32"], probe) if variant != "fp32" else {}),
-        }
-    latency = interleaved_latency_ms(
-        {v: ort_runner(s) for v, s in sessions.items()},
-        tokenizer,
-        dev.texts,
-        seq_len=args.max_seq_length,
-        progress=progress,
-    )
-    for variant, by_bs in latency.items():
-        rows[variant] |= {f"latency_ms_cpu_bs{bs}": ms for bs, ms in by_bs.items()}
-        rows[variant]["accuracy_change_points"] = 100 * (
-            rows[variant]["accuracy"] - rows["fp32"]["accuracy"]
+    fp32_session = ox.session(fp32, threads=args.threads)
+    for variant in VARIANTS:
+        rows[variant] |= logit_change(
+            ox.session(files[variant], threads=args.threads), fp32_session, probe
         )
     return {"model_dir": str(folder), "variants": rows}
 

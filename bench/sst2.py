@@ -327,10 +327,9 @@ def modelpress_rows(
 
     def one(engine_row, method: str, seed: int, folder: Path) -> dict[str, Any]:
         trained = dataclasses.replace(training, seed=seed)
-        row = guarded(
-            method,
-            engine_row.target,
-            lambda: sst2_modelpress.run(
+
+        def job() -> dict[str, Any]:
+            record = sst2_modelpress.run(
                 engine_row,
                 teacher_dir=teacher_dir,
                 splits=splits,
@@ -339,8 +338,12 @@ def modelpress_rows(
                 device=args.device,
                 threads=args.threads,
                 latency_budget_s=args.latency_budget_s,
-            ),
-        )
+            )
+            # Named as the results name it before --rows-log writes it.
+            repeat = {"seed_of": engine_row.method} if method != engine_row.method else {}
+            return {**record, "method": method, "training_seed": seed, **repeat}
+
+        row = guarded(method, engine_row.target, job)
         return {**row, "method": method, "training_seed": seed}
 
     rows = [one(r, r.method, args.seed, work / "modelpress") for r in engine_rows]
@@ -397,11 +400,7 @@ def peer_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dic
                 saved(lambda f: two_step.run(setup, f), work / "two-step"),
             )
         )
-    planned_inc = [r["method"] for r in inc.planned_rows(floats(args.sparsities), "")]
-    if "inc" in args.only and all(m in REUSED for m in planned_inc):
-        rows += [REUSED[m] for m in planned_inc]
-        say(f"INC rows: reused from {args.reuse_from}")
-    elif "inc" in args.only:
+    if "inc" in args.only:
         rows += inc_rows(args, teacher_dir, train_file, work)
     return rows
 
@@ -413,6 +412,12 @@ def inc_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dict
     rows = []
     seeds = args.seeds if "inc" in args.seed_peers else args.seeds[:1]
     for seed in seeds:
+        suffix = "" if seed == args.seed else f" [training seed {seed}]"
+        planned = [r["method"] + suffix for r in inc.planned_rows(floats(args.sparsities), "")]
+        if all(m in REUSED for m in planned):
+            say(f"INC rows, training seed {seed}: reused from {args.reuse_from}")
+            rows += [REUSED[m] for m in planned]
+            continue
         say(f"INC rows, training seed {seed} (subprocess in bench/.venv-inc) ...")
         folder = work / "inc" if seed == args.seed else work / "inc-seeds" / f"seed{seed}" / "inc"
         made = inc.run(

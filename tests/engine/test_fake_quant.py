@@ -181,3 +181,14 @@ def test_the_hook_switches_on_before_the_first_int8_step_and_catches_up_on_resum
     assert simulated(resumed)
     with pytest.raises(ValueError, match="fraction"):
         begin_step(10, 0.0)
+
+
+def test_the_hook_travels_with_its_model_to_another_process(tmp_path: Path):
+    """A data-parallel loop hands modules and step hooks to its other ranks as one
+    torch.save payload (data_parallel.LoopPayload): the hook read back must switch the
+    model read back with it, not a copy."""
+    model = _tiny_bert()
+    torch.save({"modules": [model], "after_step": QuantAware(model, begin_step=2)}, tmp_path / "p")
+    payload = torch.load(tmp_path / "p", weights_only=False)
+    payload["after_step"].on_step(1)
+    assert simulated(payload["modules"][0]) and not simulated(model)

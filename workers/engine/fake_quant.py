@@ -108,23 +108,22 @@ def _modules(
             yield module
 
 
+def _swap(model: nn.Module, kinds: dict[type[nn.Module], type[nn.Module]]) -> int:
+    found = list(_modules(model, kinds))
+    for module in found:
+        module.__class__ = kinds[type(module)]
+    return len(found)
+
+
 def simulate(model: nn.Module) -> int:
     """Run ``model``'s Linear and Embedding modules through int8 from now on; returns
     how many. Parameters, buffers and names are untouched."""
-    count = 0
-    for module in list(_modules(model, SIMULATED)):
-        module.__class__ = SIMULATED[type(module)]
-        count += 1
-    return count
+    return _swap(model, SIMULATED)
 
 
 def restore(model: nn.Module) -> int:
     """Undo ``simulate``: plain fp32 modules again (what evaluation and export see)."""
-    count = 0
-    for module in list(_modules(model, PLAIN)):
-        module.__class__ = PLAIN[type(module)]
-        count += 1
-    return count
+    return _swap(model, PLAIN)
 
 
 def simulated(model: nn.Module) -> bool:
