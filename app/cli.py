@@ -434,7 +434,9 @@ paths where the API takes ids; paths are relative to the spec file.
   export        formats (["safetensors"]; any of safetensors, onnx, onnx-int8): each
                 format is its own folder in OUT, scored and timed in its runtime;
                 keep_candidates (false: a service sweep's other candidates as its
-                artifacts; here a sweep always keeps them in OUT/candidates/)
+                artifacts; here a sweep always keeps them in OUT/candidates/);
+                quantization_aware (0.0: the share of the last round's steps that
+                train through the int8 export's rounding; needs onnx-int8)
   label_names   names of the label ids 0..n-1, as at a dataset upload (optional)
 
 example (spec.yaml, beside the teacher folder and the data):
