@@ -234,8 +234,8 @@ class Export(Strict):
         "round's steps, at its end, in which the student trains through the int8 rounding "
         "ONNX Runtime will apply to it (weights int8 per output channel, each layer's "
         "input uint8 per tensor, embedding tables uint8; gradients passed straight "
-        "through), so that the int8 export is the network it learnt to be; such a student "
-        "is exported with 7-bit weights, which every x86 CPU multiplies exactly. 0: none "
+        "through), so that the int8 export is the network it learnt to be (every int8 "
+        "export has 7-bit weights, which every x86 CPU multiplies exactly). 0: none "
         "(measured on SST-2 it moved int8 accuracy by 1-2 dev sentences). The report's "
         "`pruning_plan.quantization_aware` says from which step.",
     )

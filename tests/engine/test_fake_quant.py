@@ -26,7 +26,10 @@ from workers.engine.fake_quant import (
 )
 
 
-def _export_linear(tmp_path: Path, reduce_range: bool) -> tuple[nn.Linear, torch.Tensor, Path]:
+def _export_linear(
+    tmp_path: Path, reduce_range: bool | None = None
+) -> tuple[nn.Linear, torch.Tensor, Path]:
+    """A random Linear exported and quantized; ``reduce_range`` None: the engine's default."""
     torch.manual_seed(0)
     layer = nn.Linear(16, 8).eval()
     x = torch.randn(2, 5, 16)
@@ -41,7 +44,10 @@ def _export_linear(tmp_path: Path, reduce_range: bool) -> tuple[nn.Linear, torch
         dynamic_shapes=({0: "b", 1: "s"},),
     )
     q = tmp_path / f"linear-{reduce_range}.onnx"
-    ox.quantize_int8(fp32, q, reduce_range=reduce_range)
+    if reduce_range is None:
+        ox.quantize_int8(fp32, q)
+    else:
+        ox.quantize_int8(fp32, q, reduce_range=reduce_range)
     return layer, x, q
 
 
@@ -71,8 +77,8 @@ def _integer_results(layer: nn.Linear, x: torch.Tensor, q: Path) -> dict[str, np
     }
 
 
-def test_seven_bit_weights_are_exact_integer_arithmetic_on_any_cpu(tmp_path: Path):
-    layer, x, q = _export_linear(tmp_path, reduce_range=True)
+def test_the_engines_int8_weights_are_seven_bit_and_exact_on_any_cpu(tmp_path: Path):
+    layer, x, q = _export_linear(tmp_path)
     got = _integer_results(layer, x, q)
     assert got["weight_range"].tolist() == [-64, 64]
     assert np.abs(got["ort"] - got["exact"]).max() < 1e-5
@@ -121,7 +127,7 @@ def test_the_simulated_student_computes_what_its_int8_export_computes(tmp_path: 
         "token_type_ids": torch.zeros_like(ids),
     }
     ox.export_onnx(model, batch, tmp_path / "m.onnx")
-    ox.quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", reduce_range=True)
+    ox.quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx")
     session = ox.session(tmp_path / "q.onnx", threads=1)
     off_fp32, off_sim = [], []
     for row in range(4):  # batch 1: ORT's dynamic ranges are per call

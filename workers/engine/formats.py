@@ -103,9 +103,7 @@ def build_onnx(
         exported = time.perf_counter() - start
         progress.check_stop()
         start = time.perf_counter()
-        # A quantization-aware student learnt 7-bit weights' arithmetic (fake_quant.py).
-        qat = role == "student" and spec.export.quantization_aware > 0
-        ox.quantize_int8(files["onnxruntime"], files["onnxruntime-int8"], reduce_range=qat)
+        ox.quantize_int8(files["onnxruntime"], files["onnxruntime-int8"])
         quantized = time.perf_counter() - start
         sessions = {
             rt: ox.session(path, threads=spec.latency_threads) for rt, path in files.items()
