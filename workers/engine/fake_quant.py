@@ -1,13 +1,13 @@
 """Quantization-aware distillation: the student trains, for the last part of its last
 round, through the same int8 rounding ONNX Runtime will apply to it (issue #20).
 
-What ``onnx_export.quantize_int8(reduce_range=True)`` makes of a model (read from its
+What ``onnx_export.quantize_int8`` (7-bit weights, its default) makes of a model (read from its
 graph, onnxruntime 1.32, ``quantize_dynamic`` with QInt8 weights per channel):
 
 - every ``nn.Linear`` (a MatMul or Gemm with its weight as an initializer) becomes a
   MatMulInteger: its weight int8, symmetric, one scale per output channel
-  (``max |w| / 64``, range -64..64: the 7-bit weights a quantization-aware student is
-  exported with, ``WEIGHT_QMAX``); its input quantized on the fly per tensor by
+  (``max |w| / 64``, range -64..64: the 7-bit weights every int8 student is exported
+  with, ``WEIGHT_QMAX``); its input quantized on the fly per tensor by
   DynamicQuantizeLinear (uint8, asymmetric, the range stretched to include 0);
 - every embedding table (Gather) is stored uint8, asymmetric, one scale for the whole
   table, and dequantized when read;
@@ -34,8 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 UINT8_MAX = 255.0
-# The weights' range in the export of a quantization-aware student: 7 bits
-# (``quantize_int8(reduce_range=True)``), the one int8 arithmetic every x86 CPU computes
+# The weights' range in every int8 export: 7 bits (``quantize_int8``'s
+# ``reduce_range``), the one int8 arithmetic every x86 CPU computes
 # exactly. With 8-bit weights a CPU without VNNI saturates int16 sums of uint8 x int8
 # pairs, which no simulation of the quantized model reproduces.
 WEIGHT_QMAX = 64.0
