@@ -402,32 +402,32 @@ def test_a_job_past_the_inline_limit_ships_the_weights_file_in_its_artifact(
 
 
 def test_quantization_aware_distillation_trains_the_end_of_the_last_round_through_int8(
-    headless_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path: Path
+    seq_run, headless_teacher: Path, tiny_splits: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """export.quantization_aware: the last half of the steps see int8 rounding; the job
     says from which step, ships plain fp32 modules, and its int8 artifact is the network
-    the student trained as (the simulation equals the export: test_fake_quant.py)."""
+    the student trained as (the simulation equals the export: test_fake_quant.py).
+    Compared with seq_run: the same spec but for the formats, without it."""
     from workers.engine.fake_quant import simulate
 
-    runs = {}
-    for fraction in (0.0, 0.5):
-        spec = make_spec(
-            headless_teacher,
-            tiny_splits,
-            tmp_path / f"qat-{fraction}",
-            export=ExportSpec(("safetensors", "onnx-int8"), quantization_aware=fraction),
-        )
-        callback = RecordingCallback()
-        runs[fraction] = (spec, compress(spec, callback), callback)
-    spec, result, callback = runs[0.5]
+    spec = make_spec(
+        headless_teacher,
+        tiny_splits,
+        tmp_path / "qat",
+        export=ExportSpec(("safetensors", "onnx-int8"), quantization_aware=0.5),
+    )
+    callback = RecordingCallback()
+    result = compress(spec, callback)
     qat = result.metrics["pruning_plan"]["quantization_aware"]
     steps = qat["steps"]
     assert qat["from_step"] == steps - round(0.5 * steps) + 1
     logged = [d for m, _, d in callback.logs if m.startswith("quantization-aware")]
     assert logged == [{"stage": "distilling", "quantization_aware_from_step": qat["from_step"]}]
-    assert "quantization_aware" not in runs[0.0][1].metrics["pruning_plan"]
+    plain_spec, plain_result = seq_run
+    assert plain_spec.export.quantization_aware == 0
+    assert "quantization_aware" not in plain_result.metrics["pruning_plan"]
     student = AutoModelForSequenceClassification.from_pretrained(spec.output_dir / "model")
-    plain = AutoModelForSequenceClassification.from_pretrained(runs[0.0][0].output_dir / "model")
+    plain = AutoModelForSequenceClassification.from_pretrained(plain_spec.output_dir / "model")
     # Same seed, same shape: only the int8 steps made the weights differ.
     assert any(
         not torch.equal(a, b)
