@@ -19,6 +19,7 @@ from typing import Any
 
 from app.storage import file_digest
 from app.sweeps import policy
+from app.sweeps.axis import steps_of
 from app.sweeps.report import sweep_report
 from app.sweeps.state import ChildPlace, SweepPlan, Timing, result_of
 from workers.engine.spec import CompressionSpec, EngineInputError, LatencyPoint, TargetSpec
@@ -44,7 +45,7 @@ class LocalSweep:
             return None
         return LatencyPoint(self.batch_size, self.seq_len)
 
-    def plan(self, lo: float, hi: float) -> SweepPlan:
+    def plan(self, lo: float, hi: float, steps: list[float]) -> SweepPlan:
         return SweepPlan(
             kind=self.kind,
             value=self.value,
@@ -56,6 +57,7 @@ class LocalSweep:
             candidates=self.candidates,
             max_seconds=None,
             seq_len=self.seq_len,
+            steps=steps,
         )
 
 
@@ -100,7 +102,7 @@ def run_local_sweep(
     teacher_share = 0.1
     info = prepare_teacher(probe, _Stage(callback, 0.0, teacher_share, keep=entry))
     lo, hi = policy.axis_for(info["fastest_speedup"])
-    plan = sweep.plan(lo, hi)
+    plan = sweep.plan(lo, hi, steps_of(info["layer_steps"]))
     callback.on_log(
         f"sweep of {plan.candidates} candidates at most, one at a time, speed-ups "
         f"{lo:g}x to {hi:g}x ({plan.runtime})"
@@ -108,7 +110,7 @@ def run_local_sweep(
     results: list[policy.CandidateResult] = []
     outputs: dict[int, Path] = {}
     share = (1 - teacher_share) / plan.candidates
-    batch = policy.first_round(lo=lo, hi=hi, budget=plan.candidates, parallel=1)
+    batch = policy.first_round(lo=lo, hi=hi, budget=plan.candidates, parallel=1, steps=plan.steps)
     while batch:
         for cand in batch:
             folder = out_dir / "candidates" / str(cand.index)
@@ -138,7 +140,13 @@ def run_local_sweep(
                 met = "meets" if plan.goal.met_by(result) else "misses"
                 callback.on_log(f"{policy.describe(result)}: {met} the goal")
         batch = policy.next_round(
-            goal=plan.goal, results=results, budget=plan.candidates, parallel=1, lo=lo, hi=hi
+            goal=plan.goal,
+            results=results,
+            budget=plan.candidates,
+            parallel=1,
+            lo=lo,
+            hi=hi,
+            steps=plan.steps,
         )
     answer = policy.pick(plan.goal, results)
     if answer.pick_index is None:

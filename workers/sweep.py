@@ -20,6 +20,7 @@ from app.settings import Settings
 from app.storage import Storage
 from app.sweeps import policy
 from app.sweeps import service as sweeps
+from app.sweeps.axis import steps_of
 from app.sweeps.state import SweepPlan, child_request, sweep_goal
 from workers import sweep_answer, teacher_cache
 from workers.callback import JobCallback
@@ -73,6 +74,7 @@ def start(*, job_id: str, attempt: int, worker: str, settings: Settings, storage
             seq_len=target.get("seq_len"),
             lo=lo,
             hi=hi,
+            steps=steps_of(teacher_info["layer_steps"]),
             parallel=settings.sweep_parallel,
             candidates=int(budget.get("candidates") or 6),
             max_seconds=budget.get("max_seconds"),

@@ -14,7 +14,7 @@ runtime: r}``, which the planner turns into the widest shape measured to reach `
   fastest slower one that does not.
 
 Chosen: adaptive rounds of ``parallel`` candidates (one per worker), each round a
-k-section of the current bracket at geometric points, rather than every candidate at
+k-section of the current bracket, rather than every candidate at
 once on a fixed grid or one at a time. Why:
 
 - The curve is monotone enough to bisect. Retention against speed-up falls as layers and
@@ -27,9 +27,12 @@ once on a fixed grid or one at a time. Why:
 - A round is planned once all its children have ended, from their results only: the
   plan is a function of the results, so a parent that resumes after a crash plans the
   same round again.
-- Geometric points, because speed-ups compose multiplicatively (1.3x to 1.43x is the
-  same step in latency as 3x to 3.3x), and the stopping width is a ratio for the same
-  reason.
+- Equal parts by layer count, geometric within a layer count (app/sweeps/axis.py):
+  retention falls most where a layer goes, so a round spreads its points over the layer
+  counts the bracket spans, from the steps of the parent's latency fit; plain geometric
+  points skipped the two-layer band of a six-layer teacher (2026-12-07). Geometric
+  within, because speed-ups compose multiplicatively (1.3x to 1.43x is the same step in
+  latency as 3x to 3.3x), and the stopping width is a ratio for the same reason.
 - The first round includes both ends when it has two candidates or more: a student at
   ``lo`` that misses the floor (nothing will meet it) or one at ``hi`` that meets it
   (nothing faster can be planned) ends the sweep after one round.
@@ -46,6 +49,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.jobspec import vocabulary
+from app.sweeps.axis import DECIMALS, SpeedAxis
 
 MIN_RETENTION, MAX_LATENCY_MS = vocabulary.SWEEP_TARGET_KINDS
 # The slowest candidate worth training: below 1.3x a student saves too little to be
@@ -55,8 +59,6 @@ DEFAULT_LO = 1.3
 # The search stops when the bracket is this narrow (its ends' speed-ups' ratio): 10% is
 # about one FFN step of the planner, and finer than the spread of the timings.
 BRACKET_RATIO = 1.1
-# Speed-up targets are rounded to this many decimals, to be read and compared.
-DECIMALS = 3
 
 
 # The fastest end of the axis, as a share of the speed-up the latency fit predicts for
@@ -143,18 +145,22 @@ class Answer:
     front: list[int] = field(default_factory=list)
 
 
-def first_round(*, lo: float, hi: float, budget: int, parallel: int) -> list[Candidate]:
-    """``min(parallel, budget)`` candidates spread geometrically from ``lo`` to ``hi``
-    (both included from two on; one alone at the geometric middle)."""
+def first_round(
+    *, lo: float, hi: float, budget: int, parallel: int, steps: Sequence[float] = ()
+) -> list[Candidate]:
+    """``min(parallel, budget)`` candidates spread evenly over the axis from ``lo`` to
+    ``hi`` (both included from two on; one alone in the middle). Evenly by layer count
+    where ``steps`` (each layer count's fastest speed-up, app/sweeps/axis.py) are known,
+    else geometrically."""
     _check_axis(lo, hi)
     n = min(parallel, budget)
     if n < 1:
         raise ValueError("a sweep needs a budget and a worker of one at least")
     if hi / lo <= 1 + 1e-9:
         return [Candidate(0, _round(hi, lo, hi))]
+    axis = SpeedAxis(lo, hi, tuple(steps))
     # One alone goes to the middle, the first step of a bisection.
-    spread = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)] if n > 1 else []
-    points = spread or [math.sqrt(lo * hi)]
+    points = [lo, *axis.between(lo, hi, n - 1), hi] if n > 1 else axis.between(lo, hi, 2)
     return _numbered(points, start=0, lo=lo, hi=hi, tried=())
 
 
@@ -166,11 +172,12 @@ def next_round(
     parallel: int,
     lo: float,
     hi: float,
+    steps: Sequence[float] = (),
     ratio: float = BRACKET_RATIO,
 ) -> list[Candidate]:
     """The next round's candidates, once every child so far has ended (``results``);
     empty when the sweep is done: budget spent, bracket narrower than ``ratio``, or an
-    end of the axis settles it."""
+    end of the axis settles it. ``steps`` as for first_round."""
     _check_axis(lo, hi)
     left = budget - len(results)
     if left < 1 or not results:
@@ -194,7 +201,8 @@ def next_round(
         # No more points than it takes to get every part of the bracket under the ratio.
         needed = max(1, math.ceil(math.log(b / a) / math.log(ratio)) - 1)
         k = min(parallel, left, needed)
-        points = _sections(a, b, k, tried=[r.speedup_target for r in results], lo=lo, hi=hi)
+        axis = SpeedAxis(lo, hi, tuple(steps))
+        points = _sections(a, b, k, tried=[r.speedup_target for r in results], axis=axis)
     elif untried_end is not None:
         # Narrow, but nothing has met the goal yet: the end of the axis next to the
         # bracket may, and is the one point left to try before saying none did.
@@ -206,22 +214,23 @@ def next_round(
 
 
 def _sections(
-    a: float, b: float, k: int, *, tried: Sequence[float], lo: float, hi: float
+    a: float, b: float, k: int, *, tried: Sequence[float], axis: SpeedAxis
 ) -> list[float]:
-    """k geometric points splitting a..b into k+1 parts; where a failed candidate left
-    some of them tried (a failure does not move the bracket), the untried points of a
-    finer split nearest the bracket's geometric middle instead, so the budget left is
+    """k points splitting a..b into k+1 equal parts of the axis; where a failed
+    candidate left some of them tried (a failure does not move the bracket), the untried
+    points of a finer split nearest the bracket's middle instead, so the budget left is
     spent inside the bracket rather than ending the sweep."""
+    lo, hi = axis.lo, axis.hi
     seen = {_round(s, lo, hi) for s in tried}
-    even = [a * (b / a) ** (i / (k + 1)) for i in range(1, k + 1)]
+    even = axis.between(a, b, k + 1)
     if not seen & {_round(s, lo, hi) for s in even}:
         return even
-    middle = math.sqrt(a * b)
+    middle = (axis.position(a) + axis.position(b)) / 2
     for parts in range(k + 2, k + 18):
-        finer = [a * (b / a) ** (i / parts) for i in range(1, parts)]
+        finer = axis.between(a, b, parts)
         fresh = sorted(
             {_round(s, lo, hi) for s in finer} - seen - {_round(a, lo, hi), _round(b, lo, hi)},
-            key=lambda s: abs(math.log(s / middle)),
+            key=lambda s: abs(axis.position(s) - middle),
         )
         if len(fresh) >= k:
             return sorted(fresh[:k])

@@ -47,7 +47,7 @@ def sweep_report(
         "goal": {"kind": plan.kind, "value": plan.value},
         "runtime": plan.runtime,
         "batch_size": plan.batch_size,
-        "axis": {"lo": plan.lo, "hi": plan.hi},
+        "axis": {"lo": plan.lo, "hi": plan.hi, "steps": plan.steps},
         "parallel": plan.parallel,
         "budget": {"candidates": plan.candidates, "max_seconds": plan.max_seconds},
         "candidates": candidates,

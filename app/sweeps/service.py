@@ -75,7 +75,7 @@ def begin(*, session: Session, parent_id: str, attempt: int, plan: SweepPlan) ->
         session.rollback()
         return Step()
     batch = policy.first_round(
-        lo=plan.lo, hi=plan.hi, budget=plan.candidates, parallel=plan.parallel
+        lo=plan.lo, hi=plan.hi, budget=plan.candidates, parallel=plan.parallel, steps=plan.steps
     )
     _wait(parent, plan)
     _event(session, parent_id, attempt, "phase", {"phase": SWEEPING})
@@ -127,6 +127,7 @@ def advance(*, session: Session, parent_id: str, worker: str, settings: Settings
         parallel=plan.parallel,
         lo=plan.lo,
         hi=plan.hi,
+        steps=plan.steps,
     )
     stopped_by = None
     spent = _worker_seconds(kids)

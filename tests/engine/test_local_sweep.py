@@ -65,6 +65,11 @@ def test_a_local_sweep_pays_for_the_teacher_once_and_answers(tmp_path: Path) -> 
     report = metrics["sweep"]
     assert [c["index"] for c in report["candidates"]] == [0, 1]
     assert report["axis"]["lo"] == 1.3 and report["parallel"] == 1
+    # Where a layer goes, by the teacher step's fit: the fastest shape of each layer
+    # count a student may have (3, 2, 1 of the teacher's 4: layers only), less the
+    # planner's margin; fewer layers, faster.
+    steps = report["axis"]["steps"]
+    assert len(steps) == 3 and steps == sorted(steps) and steps[0] > 1
     assert report["pick"] in (0, 1) and report["front"]
     # The teacher was fine-tuned by the sweep, then read from its cache by each candidate.
     assert sum("teacher_finetune epoch" in m for m in recorder.logs) == 1
@@ -93,7 +98,7 @@ def test_a_local_latency_sweep_times_its_candidates_at_its_point(tmp_path: Path)
     (tmp_path / "spec.yaml").write_text(text, encoding="utf-8")
     sweep = sweep_of(tmp_path / "spec.yaml")
     assert sweep is not None and sweep.latency_point == LatencyPoint(8, 16)
-    plan = sweep.plan(1.3, 3.0)
+    plan = sweep.plan(1.3, 3.0, [])
     assert (plan.batch_size, plan.seq_len) == (8, 16)
     # A retention sweep's candidates are read at the report's own batch 1.
     (tmp_path / "r.yaml").write_text(SPEC, encoding="utf-8")

@@ -18,7 +18,7 @@ from workers.engine.phases.teacher_finetune import finetune
 from workers.engine.progress import Progress
 from workers.engine.report import spec_summary
 from workers.engine.spec import CompressionResult, CompressionSpec, EngineCallback, NullCallback
-from workers.engine.speed_target import fastest_speedup
+from workers.engine.speed_target import layer_speedups
 from workers.engine.validate import read_teacher_config, validate_spec
 
 
@@ -41,12 +41,13 @@ def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = Non
     once before its candidates, so that each of them takes the teacher from the cache,
     and its axis ends where a student can still get. Returns the report's teacher fields
     (``teacher``: its scores, None when it came with a trained head; ``teacher_finetuned``,
-    ``teacher_cached``, ``teacher_finetune_s``) and ``fastest_speedup``, the fit's
-    speed-up of the fastest allowed student."""
+    ``teacher_cached``, ``teacher_finetune_s``), ``fastest_speedup``, the fit's
+    speed-up of the fastest allowed student, and ``layer_steps``, each layer count's
+    fastest (``[layers, speed-up]``, most layers first)."""
     progress, checkpointer = _start(spec, callback)
     run = prepare(spec, progress=progress, checkpointer=checkpointer, resumed=None)
     teacher = finetune(run, None)
-    fastest = fastest_speedup(
+    by_layers = layer_speedups(
         spec,
         run.teacher,
         run.tokenizer,
@@ -59,7 +60,8 @@ def prepare_teacher(spec: CompressionSpec, callback: EngineCallback | None = Non
         "teacher_finetuned": run.needs_finetune,
         "teacher_cached": teacher.from_cache,
         "teacher_finetune_s": teacher.finetune_s,
-        "fastest_speedup": round(fastest, 3),
+        "fastest_speedup": round(max(by_layers.values()), 3),
+        "layer_steps": [[k, round(v, 3)] for k, v in sorted(by_layers.items(), reverse=True)],
     }
 
 

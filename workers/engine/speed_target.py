@@ -213,7 +213,7 @@ def speed_target(
     return speed, fixed
 
 
-def fastest_speedup(
+def layer_speedups(
     spec: CompressionSpec,
     teacher: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -221,10 +221,11 @@ def fastest_speedup(
     *,
     seq_len: int,
     progress: Progress,
-) -> float:
-    """The speed-up the fastest allowed student would reach, by the latency fit of the
-    calibration shapes timed now in ``spec.target.runtime`` (what the planner of a
-    speedup target fits first): the far end of a sweep's axis."""
+) -> dict[int, float]:
+    """For each layer count allowed, the speed-up its fastest shape would reach, by the
+    latency fit of the calibration shapes timed now in ``spec.target.runtime`` (what the
+    planner of a speedup target fits first): the largest is the far end of a sweep's
+    axis, and each is where a speed-up target drops a layer (app/sweeps/axis.py)."""
     sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
     structured = spec.pruning.structured
     measure = spec_timer(
@@ -243,8 +244,9 @@ def fastest_speedup(
     finally:
         shutil.rmtree(spec.work_dir / "sweep-axis", ignore_errors=True)
     teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
-    return max(
-        teacher_ms / fit.predict(sizes, s, seq_len)
-        for s in shapes_allowed(sizes, structured)
-        if s != sizes.teacher_shape
-    )
+    fastest: dict[int, float] = {}
+    for s in shapes_allowed(sizes, structured):
+        if s != sizes.teacher_shape:
+            speedup = teacher_ms / fit.predict(sizes, s, seq_len)
+            fastest[s.num_layers] = max(speedup, fastest.get(s.num_layers, 0.0))
+    return fastest
