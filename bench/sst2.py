@@ -190,7 +190,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--inc-ffn-sparsity",
         type=float,
         default=0.75,
-        help="auto_slim ffn2 sparsity (0.75 of the FFN is about half the encoder)",
+        help="auto_slim ffn2 sparsity (0.75 of the FFN is about half the encoder; 0: no "
+        "auto_slim row, e.g. to train only snip_momentum again over seeds)",
     )
     parser.add_argument("--inc-timeout", type=float, default=None, help="seconds")
     parser.add_argument("--only", default=",".join(GROUPS), help=f"subset of {GROUPS}")
@@ -413,7 +414,12 @@ def inc_rows(args, teacher_dir: Path, train_file: Path, work: Path) -> list[dict
     seeds = args.seeds if "inc" in args.seed_peers else args.seeds[:1]
     for seed in seeds:
         suffix = "" if seed == args.seed else f" [training seed {seed}]"
-        planned = [r["method"] + suffix for r in inc.planned_rows(floats(args.sparsities), "")]
+        planned = [
+            r["method"] + suffix
+            for r in inc.planned_rows(
+                floats(args.sparsities), "", ffn_sparsity=args.inc_ffn_sparsity
+            )
+        ]
         if all(m in REUSED for m in planned):
             say(f"INC rows, training seed {seed}: reused from {args.reuse_from}")
             rows += [REUSED[m] for m in planned]

@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sparsities", default="0.5,0.8")
-    parser.add_argument("--ffn-sparsity", type=float, default=0.75)
+    parser.add_argument("--ffn-sparsity", type=float, default=0.75, help="0: no auto_slim row")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (train only)")
     args = parser.parse_args()
 
@@ -227,13 +227,14 @@ def main() -> None:
         )
         for s in (float(x) for x in args.sparsities.split(","))
     ]
-    jobs.append(
-        (
-            "peer: INC auto_slim FFN + model_slim",
-            f"ffn2_sparsity={args.ffn_sparsity} (FFN channels, then removed)",
-            lambda out: slim_row(setup, args.ffn_sparsity, out),
+    if args.ffn_sparsity > 0:  # 0: snip_momentum rows only
+        jobs.append(
+            (
+                "peer: INC auto_slim FFN + model_slim",
+                f"ffn2_sparsity={args.ffn_sparsity} (FFN channels, then removed)",
+                lambda out: slim_row(setup, args.ffn_sparsity, out),
+            )
         )
-    )
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for method, target, job in jobs:

@@ -23,9 +23,12 @@ SCRIPT = ROOT / "bench" / "inc" / "run_inc.py"
 PLANNED = ("snip_momentum 4x1 {s:.0%}", "auto_slim FFN + model_slim")
 
 
-def planned_rows(sparsities: tuple[float, ...], reason: str) -> list[dict[str, Any]]:
+def planned_rows(
+    sparsities: tuple[float, ...], reason: str, *, ffn_sparsity: float
+) -> list[dict[str, Any]]:
     names = [f"peer: INC {PLANNED[0].format(s=s)}" for s in sparsities]
-    names.append(f"peer: INC {PLANNED[1]}")
+    if ffn_sparsity > 0:  # 0: no auto_slim row (run_inc.py)
+        names.append(f"peer: INC {PLANNED[1]}")
     return [{"method": name, "target": "-", "skipped": reason} for name in names]
 
 
@@ -45,6 +48,7 @@ def run(
         return planned_rows(
             sparsities,
             f"{VENV_PYTHON.relative_to(ROOT)} not found: create it with bash bench/inc/setup.sh",
+            ffn_sparsity=ffn_sparsity,
         )
     command = [
         str(VENV_PYTHON),
@@ -93,5 +97,6 @@ def run(
         reason = f"INC run {why}: {' | '.join(tail)[-400:]} (full log: {log})"
         print(f"[inc] {reason}", file=sys.stderr)
         made = {row["method"] for row in rows}
-        rows += [r for r in planned_rows(sparsities, reason) if r["method"] not in made]
+        planned = planned_rows(sparsities, reason, ffn_sparsity=ffn_sparsity)
+        rows += [r for r in planned if r["method"] not in made]
     return rows
