@@ -33,9 +33,13 @@ once on a fixed grid or one at a time. Why:
   points skipped the two-layer band of a six-layer teacher (2026-12-07). Geometric
   within, because speed-ups compose multiplicatively (1.3x to 1.43x is the same step in
   latency as 3x to 3.3x), and the stopping width is a ratio for the same reason.
-- The first round includes both ends when it has two candidates or more: a student at
-  ``lo`` that misses the floor (nothing will meet it) or one at ``hi`` that meets it
-  (nothing faster can be planned) ends the sweep after one round.
+- The first round is a k-section of the whole axis, its ends left out: a candidate at
+  an end mostly tells what was known (1.3x keeps the floor, the fastest shape does not)
+  and a sweep of four on two workers spent half its budget on them (2026-12-07). Once
+  every candidate lies on one side of the goal, the next round of two or more includes
+  the end of the axis on the other side: a student at ``lo`` that misses the floor
+  (nothing will meet it) or one at ``hi`` that meets it (nothing faster can be
+  planned) ends the sweep.
 
 A candidate that failed (``ok`` False) says nothing about the curve: it is never tried
 again and never brackets. The budget is a number of candidates; the time budget
@@ -148,19 +152,17 @@ class Answer:
 def first_round(
     *, lo: float, hi: float, budget: int, parallel: int, steps: Sequence[float] = ()
 ) -> list[Candidate]:
-    """``min(parallel, budget)`` candidates spread evenly over the axis from ``lo`` to
-    ``hi`` (both included from two on; one alone in the middle). Evenly by layer count
-    where ``steps`` (each layer count's fastest speed-up, app/sweeps/axis.py) are known,
-    else geometrically."""
+    """``min(parallel, budget)`` candidates splitting the axis from ``lo`` to ``hi`` into
+    equal parts (one alone in the middle): evenly by layer count where ``steps`` (each
+    layer count's fastest speed-up, app/sweeps/axis.py) are known, else geometrically.
+    The ends themselves are tried later, and only when the results point at them."""
     _check_axis(lo, hi)
     n = min(parallel, budget)
     if n < 1:
         raise ValueError("a sweep needs a budget and a worker of one at least")
     if hi / lo <= 1 + 1e-9:
         return [Candidate(0, _round(hi, lo, hi))]
-    axis = SpeedAxis(lo, hi, tuple(steps))
-    # One alone goes to the middle, the first step of a bisection.
-    points = [lo, *axis.between(lo, hi, n - 1), hi] if n > 1 else axis.between(lo, hi, 2)
+    points = SpeedAxis(lo, hi, tuple(steps)).between(lo, hi, n + 1)
     return _numbered(points, start=0, lo=lo, hi=hi, tried=())
 
 
@@ -197,12 +199,19 @@ def next_round(
     if bracket is None:
         return []
     a, b, untried_end = bracket
+    tried = [r.speedup_target for r in results]
     if b / a > ratio:
         # No more points than it takes to get every part of the bracket under the ratio.
         needed = max(1, math.ceil(math.log(b / a) / math.log(ratio)) - 1)
         k = min(parallel, left, needed)
         axis = SpeedAxis(lo, hi, tuple(steps))
-        points = _sections(a, b, k, tried=[r.speedup_target for r in results], axis=axis)
+        # Every candidate so far on one side of the goal: the end of the axis on the
+        # other side may settle the sweep (1.3x misses: nothing will meet the floor;
+        # the fastest planned meets it: nothing faster to look for). A round of two or
+        # more spends one point on it; bisection keeps its one point inside.
+        ends = [e for e in (a, b) if e in (_round(lo, lo, hi), _round(hi, lo, hi))]
+        ends = [e for e in ends if e not in {_round(s, lo, hi) for s in tried}][: k - 1]
+        points = ends + _sections(a, b, k - len(ends), tried=tried, axis=axis)
     elif untried_end is not None:
         # Narrow, but nothing has met the goal yet: the end of the axis next to the
         # bracket may, and is the one point left to try before saying none did.
@@ -210,7 +219,7 @@ def next_round(
     else:
         return []
     start = max(r.index for r in results) + 1
-    return _numbered(points, start=start, lo=lo, hi=hi, tried=[r.speedup_target for r in results])
+    return _numbered(points, start=start, lo=lo, hi=hi, tried=tried)
 
 
 def _sections(

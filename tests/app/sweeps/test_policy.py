@@ -65,9 +65,9 @@ def _no_repeats(results: list[CandidateResult]) -> None:
     assert all(LO <= s <= HI for s in speedups)
 
 
-def test_the_first_round_spreads_geometrically_from_end_to_end():
+def test_the_first_round_splits_the_axis_geometrically_leaving_its_ends_out():
     batch = policy.first_round(lo=1.3, hi=5.2, budget=6, parallel=3)
-    assert [c.speedup for c in batch] == [1.3, 2.6, 5.2]
+    assert [c.speedup for c in batch] == [1.838, 2.6, 3.677]  # 1.3 x 4^(i/4)
     assert [c.index for c in batch] == [0, 1, 2]
     # One worker: the middle, as bisection starts.
     assert [c.speedup for c in policy.first_round(lo=1.3, hi=5.2, budget=6, parallel=1)] == [2.6]
@@ -153,34 +153,40 @@ def test_a_non_monotone_curve_still_ends_with_a_student_that_meets_the_floor():
         assert picked.latency_ms == min(r.latency_ms for r in results if r.retention >= 0.99)
 
 
-def test_the_ends_of_the_axis_settle_it_after_one_round():
+def test_the_end_of_the_axis_the_results_point_at_settles_it_in_the_next_round():
     goal = Goal("min_retention", 0.99)
-    # Even 1.3x loses too much: nothing more is tried, the best found is returned.
+    # Every first candidate misses; the next round tries 1.3x, which loses too much
+    # too: nothing more is tried, the best found is returned.
     results, rounds = sweep(goal, linear(1.0), budget=8, parallel=3)
-    assert rounds == [3]
+    assert rounds == [3, 3] and LO in [r.speedup_target for r in results[3:]]
     answer = policy.pick(goal, results)
     assert not answer.met and results[answer.pick_index].speedup_target == LO
-    assert "None of 3 candidates kept 99.00%" in answer.message
+    assert "None of 6 candidates kept 99.00%" in answer.message
     assert "kept the most" in answer.message
-    # The fastest planned keeps enough: nothing faster to look for.
+    # Every first candidate keeps enough; the fastest planned does too: nothing faster
+    # to look for.
     results, rounds = sweep(goal, linear(10.0), budget=8, parallel=3)
     answer = policy.pick(goal, results)
-    assert rounds == [3] and answer.met and results[answer.pick_index].speedup_target == HI
+    assert rounds == [3, 3] and answer.met and results[answer.pick_index].speedup_target == HI
+    # One worker bisects: its one point stays inside the bracket, not on an end.
+    results, _ = sweep(goal, linear(10.0), budget=3, parallel=1)
+    assert HI not in [r.speedup_target for r in results]
 
 
 def test_no_student_fits_the_latency_and_the_fastest_is_returned():
     goal = Goal("max_latency_ms", 1.0)  # the teacher takes 20 ms; 6x at most is 3.3 ms
     results, rounds = sweep(goal, linear(2.0), budget=8, parallel=2)
-    assert rounds == [2]
+    assert rounds == [2, 2]
     answer = policy.pick(goal, results)
     assert not answer.met
     assert results[answer.pick_index].speedup_target == HI
-    assert "None of 2 candidates answered within 1 ms; returned the fastest" in answer.message
+    assert "None of 4 candidates answered within 1 ms; returned the fastest" in answer.message
 
 
 def test_a_failed_candidate_is_not_tried_again_and_does_not_bracket():
     goal = Goal("min_retention", 0.99)
-    results, _ = sweep(goal, linear(2.0), budget=10, parallel=3, fails=lambda s: s == HI)
+    first = policy.first_round(lo=LO, hi=HI, budget=10, parallel=3)[0].speedup
+    results, _ = sweep(goal, linear(2.0), budget=10, parallel=3, fails=lambda s: s == first)
     _no_repeats(results)
     assert sum(not r.ok for r in results) == 1
     answer = policy.pick(goal, results)

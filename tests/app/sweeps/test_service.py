@@ -117,12 +117,12 @@ def test_rounds_follow_the_results_until_the_answer_is_handed_over(
 ):
     parent = _sweep(client, model_id, dataset_id)
     first = _begin(parent, _plan())
-    # Two workers: both ends of the axis first.
+    # Two workers: the axis in three parts first (1.3 x 4^(i/3)), its ends left out.
     assert len(first) == 2 and {q for _, q in first} == {"cpu"}
     p = _job(client, parent)
     assert (p["status"], p["phase"]) == ("running", "sweeping")
     kids = client.get("/v1/jobs", params={"parent_id": parent}).json()["data"]
-    assert sorted(k["request"]["target"]["speedup"] for k in kids) == [1.3, 5.2]
+    assert sorted(k["request"]["target"]["speedup"] for k in kids) == [2.064, 3.276]
     assert all(k["parent_id"] == parent and k["status"] == "queued" for k in kids)
     assert all(k["request"]["training"]["teacher_cache"] for k in kids)
     # Children are not listed among the tenant's jobs.
@@ -130,12 +130,12 @@ def test_rounds_follow_the_results_until_the_answer_is_handed_over(
     assert parent in top and not top & {k["id"] for k in kids}
 
     by_speed = {k["request"]["target"]["speedup"]: k["id"] for k in kids}
-    _end_child(by_speed[1.3], 0.995)
+    _end_child(by_speed[2.064], 0.995)
     step = _advance(parent, settings)
-    assert step.to_send == [] and step.answer is None  # the 5.2x child still runs
-    _end_child(by_speed[5.2], 0.95)
+    assert step.to_send == [] and step.answer is None  # the 3.276x child still runs
+    _end_child(by_speed[3.276], 0.95)
     step = _advance(parent, settings)
-    # The bracket 1.3..5.2 is k-sected: two new candidates between them.
+    # The bracket 2.064..3.276 is k-sected: two new candidates between them.
     assert len(step.to_send) == 2
     assert _advance(parent, settings).to_send == []  # a second advance starts nothing
     speeds = sorted(
@@ -143,19 +143,19 @@ def test_rounds_follow_the_results_until_the_answer_is_handed_over(
         for k in client.get("/v1/jobs", params={"parent_id": parent}).json()["data"]
         if k["status"] == "queued"
     )
-    assert 1.3 < speeds[0] < speeds[1] < 5.2
+    assert 2.064 < speeds[0] < speeds[1] < 3.276
     for child_id, _ in step.to_send:
-        _end_child(child_id, 0.992)
+        _end_child(child_id, None)  # failed candidates say nothing about the curve
     # One event on the parent per finished candidate, each once.
     events = client.get(f"/v1/jobs/{parent}/events", params={"limit": 200}).json()["data"]
     ended = [e for e in events if "status" in e["data"].get("data", {})]
     assert sorted(e["data"]["data"]["candidate"] for e in ended) == [0, 1]
     assert _job(client, parent)["progress"] == round(0.99 * 2 / 6, 4)
-    # Budget 6: the last round of two, then the answer.
+    # Budget 6: the last round of two, in the same bracket, then the answer.
     step = _advance(parent, settings)
     assert len(step.to_send) == 2
     for child_id, _ in step.to_send:
-        _end_child(child_id, None)  # failed candidates say nothing about the curve
+        _end_child(child_id, 0.992)
     step = _advance(parent, settings)
     assert step.to_send == [] and step.answer is not None
     assert len(step.answer) == 6 and sum(not r.ok for r in step.answer) == 2
