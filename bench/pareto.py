@@ -147,19 +147,40 @@ def pareto_over_seeds(
 ) -> list[dict[str, Any]]:
     """``pareto`` with each method's score the median over its training seeds, ours and
     the peers' alike (``over_seeds``): on a dev set where one sentence is 0.11 points,
-    one seed of each side can decide a row that is a tie. Empty when no peer was trained
-    with more than one seed (then it says nothing ``pareto`` does not)."""
+    one seed of each side can decide a row that is a tie. Only our rows trained with
+    every seed the peer was may decide it: a median of one seed against a median of
+    three is the one-seed check again (a 2026-12-07 run read "dominated" that way, our
+    seed 0 against the peer's median). Empty when no peer was trained with more than one
+    seed (then it says nothing ``pareto`` does not)."""
     summary = over_seeds(rows, score)
     peers = [r for r in summary if r["method"].startswith("peer:")]
     if not any(len(r["seeds"]) > 1 for r in peers):
         return []
     ours = [r for r in summary if r["method"].startswith("modelpress")]
-    checks = _checks(ours, peers, 1.0 + latency_noise(rows), score)
+    slack = 1.0 + latency_noise(rows)
     seeds = {(r["method"], runtime_of(r)): r["seeds"] for r in summary}
-    for check in checks:
-        check["peer_seeds"] = seeds[(check["peer"], check["runtime"])]
+    checks = []
+    for peer in peers:
+        peer_seeds = peer["seeds"]
+        same = [m for m in ours if set(peer_seeds) <= set(m["seeds"])]
+        if same:
+            check = _checks(same, [peer], slack, score)[0]
+        else:
+            check = {
+                "peer": peer["method"],
+                "runtime": runtime_of(peer),
+                "peer_score": peer[score],
+                "dominated": False,
+                "by": None,
+                "by_runtime": None,
+                "margin": None,
+                "says": f"undecided: no modelpress row of this run was trained with its "
+                f"seeds {peer_seeds} (--seeds, --seed-rows)",
+            }
+        check["peer_seeds"] = peer_seeds
         if check.get("by"):
             check["by_seeds"] = seeds[(check["by"], check["by_runtime"])]
+        checks.append(check)
     return checks
 
 

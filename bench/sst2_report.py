@@ -208,8 +208,9 @@ def seeds_pareto_lines(checks: list[dict[str, Any]]) -> list[str]:
     """The Pareto check on each method's median score over its training seeds."""
     lines = [
         "The same check with each method's score the median over the training seeds it was "
-        "run with (ours and the peers' alike, the same seeds), its latency the median of "
-        "its seeds' timings and its size the largest:",
+        "run with (ours and the peers' alike; only our rows trained with every seed of the "
+        "peer's may decide it), its latency the median of its seeds' timings and its size "
+        "the largest:",
         "",
     ]
     for c in checks:

@@ -213,6 +213,21 @@ def test_pareto_over_seeds_decides_on_each_sides_median():
     assert round(slim["margin"], 6) == round(0.8350 - 0.8291, 6)
 
 
+def test_pareto_over_seeds_leaves_a_peer_undecided_when_our_rows_have_fewer_seeds():
+    rows = [
+        # Our seed 0 alone against the peer's three: its median is no better a guide.
+        *seeds_of("modelpress sparsity=0.5", [0.8555], params=100, ms=22.0),
+        *seeds_of("peer: inc 50%", [0.8589, 0.8452, 0.8498], params=100, ms=22.0),
+    ]
+    (check,) = pareto_over_seeds(rows)
+    assert not check["dominated"] and check["by"] is None
+    assert check["peer_seeds"] == [0, 1, 2] and "undecided" in check["says"]
+    # With the same seeds, the medians decide.
+    rows += seeds_of("modelpress sparsity=0.5", [0.8555, 0.8498, 0.8417], params=100, ms=22.0)[1:]
+    (check,) = pareto_over_seeds(rows)
+    assert check["by_seeds"] == [0, 1, 2] and check["margin"] == 0 and not check["dominated"]
+
+
 def test_pareto_over_seeds_is_empty_when_no_peer_has_seed_repeats():
     rows = [
         *seeds_of("modelpress a", [0.85, 0.86, 0.84], params=50, ms=10.0),
