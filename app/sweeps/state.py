@@ -36,8 +36,9 @@ class SweepPlan:
     reported: list[int] = field(default_factory=list)
     # Tokens per row of a max_latency_ms sweep's timing (None: training.max_seq_length).
     seq_len: int | None = None
-    # Each layer count's fastest speed-up by the teacher step's latency fit, ascending:
-    # where the candidates' points go (app/sweeps/axis.py). Empty in plans from before.
+    # Where a speed-up target drops a layer, ascending: each layer count's fastest by the
+    # teacher step's latency fit, less the planner's margin (axis.steps_of). The
+    # candidates' points are spread by them. Empty in plans from before.
     steps: list[float] = field(default_factory=list)
 
     @property
