@@ -192,6 +192,18 @@ class SpeedPlan:
         )
 
 
+def predicted_speedups(
+    sizes: TeacherSizes, structured: Collection[str], fit: LatencyFit, seq_len: int
+) -> dict[Shape, float]:
+    """Every allowed student's speed-up over the teacher, by ``fit``."""
+    teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
+    return {
+        s: teacher_ms / fit.predict(sizes, s, seq_len)
+        for s in shapes_allowed(sizes, structured)
+        if s != sizes.teacher_shape
+    }
+
+
 def plan_for_speedup(
     sizes: TeacherSizes,
     structured: Collection[str],
@@ -205,13 +217,8 @@ def plan_for_speedup(
     docstring)."""
     calibration = calibration_shapes(sizes, structured)
     fit = fit_latency(sizes, calibration, measure(calibration), seq_len)
-    teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
-    # Predicted speed-up of every allowed student, priced once for all the tries.
-    predicted = {
-        s: teacher_ms / fit.predict(sizes, s, seq_len)
-        for s in shapes_allowed(sizes, structured)
-        if s != sizes.teacher_shape
-    }
+    # Priced once for all the tries.
+    predicted = predicted_speedups(sizes, structured, fit, seq_len)
     fastest = max(predicted.values())
     # How much slower than predicted verification found the candidates (1: as fast).
     correction, margin = 1.0, MARGIN

@@ -19,13 +19,14 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from app.jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers, shapes_allowed
+from app.jobspec.plan import Shape, TeacherSizes, evenly_spaced_layers
 from app.jobspec.speed_plan import (
     Measure,
     SpeedPlan,
     calibration_shapes,
     fit_latency,
     plan_for_speedup,
+    predicted_speedups,
 )
 from workers.engine import onnx_export as ox
 from workers.engine.evaluate import LATENCY_BUDGET_S, cpu_latency_ms, interleaved_latency_ms
@@ -243,10 +244,7 @@ def layer_speedups(
         fit = fit_latency(sizes, calibration, measure(calibration), seq_len)
     finally:
         shutil.rmtree(spec.work_dir / "sweep-axis", ignore_errors=True)
-    teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
     fastest: dict[int, float] = {}
-    for s in shapes_allowed(sizes, structured):
-        if s != sizes.teacher_shape:
-            speedup = teacher_ms / fit.predict(sizes, s, seq_len)
-            fastest[s.num_layers] = max(speedup, fastest.get(s.num_layers, 0.0))
+    for s, speedup in predicted_speedups(sizes, structured, fit, seq_len).items():
+        fastest[s.num_layers] = max(speedup, fastest.get(s.num_layers, 0.0))
     return fastest
