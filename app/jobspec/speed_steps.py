@@ -17,8 +17,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from app.jobspec.plan import Shape, TeacherSizes, shapes_allowed
-from app.jobspec.speed_plan import MARGIN, LatencyFit
+from app.jobspec.plan import Shape, TeacherSizes
+from app.jobspec.speed_plan import MARGIN, LatencyFit, predicted_speedups
 
 # The latency law the speed planner fitted for MiniLM-L6 on 2 CPU threads at 128
 # tokens (bench/results/sst2-full-cpu2.json, the speedup=2.15 row: 0.78 ms fixed,
@@ -65,9 +65,8 @@ def landing(
 ) -> Landing:
     """Where ``speedup`` lands by ``fit``: the shape the planner would choose (or the
     one it did choose, ``taken``) and the fastest allowed shape larger than it."""
-    teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
-    allowed = [s for s in shapes_allowed(sizes, structured) if s != sizes.teacher_shape]
-    steps = [Step(s, teacher_ms / fit.predict(sizes, s, seq_len)) for s in allowed]
+    predicted = predicted_speedups(sizes, structured, fit, seq_len)
+    steps = [Step(s, speed) for s, speed in predicted.items()]
     if taken is None:
         fitting = [s for s in steps if s.speedup >= speedup * (1 + MARGIN)]
         chosen = max(
@@ -76,6 +75,7 @@ def landing(
             default=None,
         )
     else:
+        teacher_ms = fit.predict(sizes, sizes.teacher_shape, seq_len)
         chosen = Step(taken, teacher_ms / fit.predict(sizes, taken, seq_len))
     floor = sizes.shape_params(chosen.shape) if chosen is not None else -1
     larger = [s for s in steps if sizes.shape_params(s.shape) > floor]
