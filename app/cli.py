@@ -425,7 +425,8 @@ paths where the API takes ids; paths are relative to the spec file.
                 unstructured_sparsity (0.0), importance (taylor; or activation, magnitude)
   training      epochs (3), batch_size (32), learning_rate (null: 1e-4 when the
                 student keeps under 0.45 of the teacher, else 5e-05),
-                max_seq_length (128), seed (0), teacher_epochs (3),
+                max_seq_length (128), seed (0), student_seed (null: seed; the
+                student's draws alone, the teacher keeps seed), teacher_epochs (3),
                 teacher_learning_rate (5e-05), checkpoint_every_steps (200),
                 cache_teacher_logits (false), devices (null: every GPU, or one CPU
                 process; data-parallel, batch_size stays the batch of a step),

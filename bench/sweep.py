@@ -456,6 +456,10 @@ def run_sequential(
             "name": f"single speedup {c['speedup_target']}",
             "target": {"speedup": c["speedup_target"], "runtime": runtime},
         }
+        if c.get("repeat"):  # a repeat's student seed, as the sweep's child had it
+            training = dict(body.get("training") or {})
+            training["student_seed"] = int(training.get("seed") or 0) + c["repeat"]
+            request["training"] = training
         job = wait_done(mp, mp.create_job(request).id, args.timeout_s, load)
         metrics = job.metrics or {}
         say(f"sequential: speedup {c['speedup_target']} {job.status}")
@@ -643,15 +647,17 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"> {s['message']}" if s["message"] else f"> error: {s['error']}",
             "",
-            "| # | round | asked | measured | retention | latency ms | size MB | shape "
-            "| met | front | picked | on worker s | queue s |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|",
+            "| # | round | asked | measured | retention | mean of trainings | latency ms "
+            "| size MB | shape | met | front | picked | on worker s | queue s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|",
         ]
         for c in s["candidates"]:
             size = c.get("size_bytes")
+            again = f" (again, seed +{c['repeat']})" if c.get("repeat") else ""
             lines.append(
-                f"| {c['index']} | {cell(c['round'])} | {c['speedup_target']:g}x "
+                f"| {c['index']} | {cell(c['round'])} | {c['speedup_target']:g}x{again} "
                 f"| {cell(c.get('speedup'), '.2f')}x | {cell(c.get('retention'), '.4f')} "
+                f"| {cell(c.get('mean_retention'), '.4f')} "
                 f"| {cell(c.get('latency_ms'), '.2f')} "
                 f"| {cell(None if size is None else size / 1e6, '.1f')} "
                 f"| {cell(c.get('student_shape'))} | {cell(c.get('met'))} "

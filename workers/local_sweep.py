@@ -22,7 +22,13 @@ from app.sweeps import policy
 from app.sweeps.axis import steps_of
 from app.sweeps.report import sweep_report
 from app.sweeps.state import ChildPlace, SweepPlan, Timing, result_of
-from workers.engine.spec import CompressionSpec, EngineInputError, LatencyPoint, TargetSpec
+from workers.engine.spec import (
+    CompressionSpec,
+    EngineInputError,
+    LatencyPoint,
+    TargetSpec,
+    TrainingSpec,
+)
 from workers.engine.teacher_key import teacher_cache_key
 from workers.sweep_plot import SWEEP_PNG, draw_sweep
 
@@ -117,6 +123,7 @@ def run_local_sweep(
             run = dataclasses.replace(
                 spec,
                 target=TargetSpec(speedup=cand.speedup, runtime=sweep.runtime),
+                training=_student_seeded(spec.training, cand.repeat),
                 latency_point=sweep.latency_point,
                 output_dir=folder,
                 work_dir=spec.work_dir / f"candidate-{cand.index}",
@@ -124,7 +131,8 @@ def run_local_sweep(
                 cached_teacher=entry if entry.is_file() else None,
             )
             run.work_dir.mkdir(parents=True, exist_ok=True)
-            callback.on_log(f"candidate {cand.index}: speedup {cand.speedup:g}x")
+            again = f", trained again (student seed +{cand.repeat})" if cand.repeat else ""
+            callback.on_log(f"candidate {cand.index}: speedup {cand.speedup:g}x{again}")
             stage = _Stage(callback, teacher_share + share * len(results), share)
             code = None
             try:
@@ -132,7 +140,7 @@ def run_local_sweep(
             except EngineInputError as e:
                 callback.on_log(f"candidate {cand.index} failed: {e.message}", level="warning")
                 metrics, status, code = None, "failed", e.code
-            place = ChildPlace(cand.index, cand.speedup)
+            place = ChildPlace(cand.index, cand.speedup, cand.repeat)
             result = result_of(place, status=status, metrics=metrics, plan=plan, error_code=code)
             results.append(result)
             outputs[cand.index] = folder
@@ -179,3 +187,11 @@ def run_local_sweep(
 def _weights(teacher_dir: Path) -> Path:
     found = sorted(teacher_dir.glob("*.safetensors"))
     return found[0] if found else teacher_dir / "config.json"
+
+
+def _student_seeded(training: TrainingSpec, repeat: int) -> TrainingSpec:
+    """A candidate's training settings: the sweep's, its student on the seed ``repeat``
+    past the sweep's (app/sweeps/repeats.py); the teacher keeps ``seed``."""
+    if not repeat:
+        return training
+    return dataclasses.replace(training, student_seed=training.student_seed_value + repeat)

@@ -165,7 +165,24 @@ class SweepCandidate(_Open):
     latency_ms: float | None = Field(None, description="In the sweep's runtime, at its batch size.")
     size_bytes: int | None = None
     ok: bool | None = Field(None, description="False: the child failed or was cancelled.")
-    met: bool | None = Field(None, description="Whether it meets the sweep's goal.")
+    repeat: int | None = Field(
+        None,
+        description="0: the first training of its speed-up; 1: trained again on the next "
+        "student seed, because its retention lay within a point of the floor and the "
+        "answer hinged on it (docs/sweeps.md, Repeats near the floor).",
+    )
+    trainings: list[int] | None = Field(
+        None, description="Where its speed-up was trained twice: the candidates that did."
+    )
+    retentions: list[float] | None = Field(None, description="Their retentions, in order.")
+    mean_retention: float | None = Field(
+        None, description="Their mean: what the sweep decided on (met, front, pick)."
+    )
+    met: bool | None = Field(
+        None,
+        description="Whether it meets the sweep's goal (its trainings' mean retention "
+        "where its speed-up was trained twice).",
+    )
     pareto: bool | None = Field(
         None, description="On the Pareto front: no other is both faster and more accurate."
     )

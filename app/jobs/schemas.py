@@ -265,6 +265,13 @@ class Training(Strict):
     )
     max_seq_length: int = Field(128, ge=8, le=8192)
     seed: int = Field(0, ge=0)
+    student_seed: int | None = Field(
+        None,
+        ge=0,
+        description="Seed of the student's training alone (pruning's sample of batches, "
+        "data order, dropout); null: `seed`. The teacher's fine-tuning keeps `seed`, so a "
+        "student trained again on another seed reuses the cached teacher.",
+    )
     teacher_epochs: int = Field(
         3,
         ge=0,

@@ -42,20 +42,40 @@ once on a fixed grid or one at a time. Why:
   planned) ends the sweep.
 
 A candidate that failed (``ok`` False) says nothing about the curve: it is never tried
-again and never brackets. The budget is a number of candidates; the time budget
-(``budget.max_seconds``) is the platform's to enforce, by not starting a round.
+again and never brackets. Once the search has settled, a budget left trains again the
+candidates the answer hinges on where one training cannot tell their side of the floor,
+and the search reads each such target as the mean of its trainings (repeats.py). The
+budget is a number of candidates; the time budget (``budget.max_seconds``) is the
+platform's to enforce, by not starting a round.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from app.jobspec import vocabulary
+from app.sweeps import repeats
 from app.sweeps.axis import DECIMALS, SpeedAxis
+from app.sweeps.candidates import (
+    MAX_LATENCY_MS,
+    MIN_RETENTION,
+    Answer,
+    Candidate,
+    CandidateResult,
+    Goal,
+    goal_of,
+)
 
-MIN_RETENTION, MAX_LATENCY_MS = vocabulary.SWEEP_TARGET_KINDS
+__all__ = [
+    "MAX_LATENCY_MS",
+    "MIN_RETENTION",
+    "Answer",
+    "Candidate",
+    "CandidateResult",
+    "Goal",
+    "goal_of",
+]
+
 # The slowest candidate worth training: below 1.3x a student saves too little to be
 # worth serving instead of its teacher, and the planner's steps (whole layers, FFN
 # blocks) are coarse there.
@@ -80,73 +100,6 @@ def axis_for(fastest: float) -> tuple[float, float]:
     lo = DEFAULT_LO
     hi = min(MAX_HI, max(lo, fastest * HI_OF_FASTEST))
     return lo, round(hi, DECIMALS)
-
-
-@dataclass(frozen=True)
-class Goal:
-    """What the sweep is for: ``kind`` one of vocabulary.SWEEP_TARGET_KINDS, and its
-    ``value`` (a share of the teacher's score, or milliseconds)."""
-
-    kind: str
-    value: float
-
-    def __post_init__(self) -> None:
-        if self.kind not in vocabulary.SWEEP_TARGET_KINDS:
-            raise ValueError(f"a sweep's goal is one of {vocabulary.SWEEP_TARGET_KINDS}")
-
-    def met_by(self, result: CandidateResult) -> bool:
-        if not result.ok:
-            return False
-        if self.kind == MIN_RETENTION:
-            return result.retention is not None and result.retention >= self.value
-        return result.latency_ms is not None and result.latency_ms <= self.value
-
-
-def goal_of(target: object) -> Goal:
-    """The goal of a request's target (any object with the sweep kinds' fields)."""
-    for kind in vocabulary.SWEEP_TARGET_KINDS:
-        value = getattr(target, kind, None)
-        if value is not None:
-            return Goal(kind, float(value))
-    raise ValueError("the target is not a sweep")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A child to run: target ``{speedup: speedup, runtime: the sweep's}``."""
-
-    index: int
-    speedup: float
-
-
-@dataclass(frozen=True)
-class CandidateResult:
-    """A child that ended. ``speedup_target`` is what it was asked for, ``speedup`` what
-    it measured; ``ok`` False for a child that failed (its numbers then None)."""
-
-    index: int
-    speedup_target: float
-    speedup: float | None
-    retention: float | None
-    score: float | None
-    latency_ms: float | None
-    size_bytes: int | None
-    ok: bool = True
-    # Failed because no shape reached its speed-up on the worker (target_unreachable):
-    # the axis ends below it.
-    unreachable: bool = False
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The sweep's answer: the picked candidate's index (None when no candidate
-    succeeded), whether it meets the goal, a sentence for the report, and the indices
-    of the Pareto front (retention against latency), fastest first."""
-
-    pick_index: int | None
-    met: bool
-    message: str
-    front: list[int] = field(default_factory=list)
 
 
 def first_round(
@@ -178,12 +131,44 @@ def next_round(
     ratio: float = BRACKET_RATIO,
 ) -> list[Candidate]:
     """The next round's candidates, once every child so far has ended (``results``);
-    empty when the sweep is done: budget spent, bracket narrower than ``ratio``, or an
-    end of the axis settles it. ``steps`` as for first_round."""
+    empty when the sweep is done: budget spent, or the search settled (bracket narrower
+    than ``ratio``, or an end of the axis settles it) and no candidate it hinges on is
+    left to train again (repeats.py). ``steps`` as for first_round."""
     _check_axis(lo, hi)
     left = budget - len(results)
     if left < 1 or not results:
         return []
+    points = _search(
+        goal=goal,
+        results=results,
+        left=left,
+        parallel=parallel,
+        lo=lo,
+        hi=hi,
+        steps=steps,
+        ratio=ratio,
+    )
+    start = max(r.index for r in results) + 1
+    if points is None:
+        return repeats.to_repeat(goal, results, start=start, room=min(parallel, left))
+    return _numbered(points, start=start, lo=lo, hi=hi, tried=[r.speedup_target for r in results])
+
+
+def _search(
+    *,
+    goal: Goal,
+    results: Sequence[CandidateResult],
+    left: int,
+    parallel: int,
+    lo: float,
+    hi: float,
+    steps: Sequence[float],
+    ratio: float,
+) -> list[float] | None:
+    """The next round's speed-ups inside the bracket, or None once the search is
+    settled. Several trainings of one target count as one, their mean retention."""
+    tried = [r.speedup_target for r in results]
+    results = repeats.merged(results)
     # A speed-up no shape reached on the workers ends the axis there: the search goes on
     # below it instead of ending with the budget unspent. Unless a candidate asked for as
     # much or more succeeded: then the timing that refused it was wrong (its fit taken
@@ -194,12 +179,11 @@ def next_round(
         [hi, *(r.speedup_target for r in results if r.unreachable and r.speedup_target > reached)]
     )
     if hi <= lo:
-        return []
+        return None
     bracket = _bracket(goal, results, lo=lo, hi=hi)
     if bracket is None:
-        return []
+        return None
     a, b, untried_end = bracket
-    tried = [r.speedup_target for r in results]
     if b / a > ratio:
         # No more points than it takes to get every part of the bracket under the ratio.
         needed = max(1, math.ceil(math.log(b / a) / math.log(ratio)) - 1)
@@ -217,9 +201,9 @@ def next_round(
         # bracket may, and is the one point left to try before saying none did.
         points = [untried_end]
     else:
-        return []
-    start = max(r.index for r in results) + 1
-    return _numbered(points, start=start, lo=lo, hi=hi, tried=tried)
+        return None
+    fresh = {_round(s, lo, hi) for s in points} - {_round(s, lo, hi) for s in tried}
+    return points if fresh else None
 
 
 def _sections(
@@ -311,7 +295,8 @@ def pareto_front(results: Sequence[CandidateResult]) -> list[int]:
     different loads (the answer step's pass is skipped: workers/sweep_retime.py). Where
     every candidate was timed in one pass, with one teacher, the two orders are the
     same."""
-    points = [r for r in results if r.ok and r.retention is not None and r.speedup is not None]
+    view = repeats.merged(results)
+    points = [r for r in view if r.ok and r.retention is not None and r.speedup is not None]
 
     def dominated(r: CandidateResult) -> bool:
         return any(
@@ -332,18 +317,20 @@ def pick(goal: Goal, results: Sequence[CandidateResult]) -> Answer:
     latencies. When none does, the best found (the highest retention, or the lowest
     latency), with ``met`` False and a message that says so."""
     front = pareto_front(results)
+    tried = f"{len(results)} candidate{'s' if len(results) != 1 else ''}"
+    all_failed = f"All {len(results)} candidates failed; there is no student to return."
+    results = repeats.merged(results)  # a target trained twice: its mean retention
     done = [r for r in results if r.ok]
     if not done:
         return Answer(
             None,
             False,
-            f"All {len(results)} candidates failed; there is no student to return.",
+            all_failed,
             front,
         )
     met = [r for r in done if goal.met_by(r)]
     by_latency = _key(lambda r: (r.latency_ms, None if r.retention is None else -r.retention))
     by_accuracy = _key(lambda r: (None if r.retention is None else -r.retention, r.latency_ms))
-    tried = f"{len(results)} candidate{'s' if len(results) != 1 else ''}"
     if goal.kind == MIN_RETENTION:
         floor = f"{goal.value:.2%} of the teacher's score"
         if met:
@@ -409,7 +396,10 @@ def describe(r: CandidateResult) -> str:
     parts = [f"candidate {r.index} (speedup target {r.speedup_target:g}x"]
     if r.speedup is not None:
         parts.append(f", measured {r.speedup:.2f}x")
-    if r.retention is not None:
+    if r.retention is not None and len(r.retentions) > 1:
+        each = " and ".join(f"{v:.2%}" for v in r.retentions)
+        parts.append(f", {r.retention:.2%} retention over {len(r.retentions)} trainings: {each}")
+    elif r.retention is not None:
         parts.append(f", {r.retention:.2%} retention")
     if r.latency_ms is not None:
         parts.append(f", {r.latency_ms:.2f} ms")

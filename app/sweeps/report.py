@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from app.sweeps import repeats
 from app.sweeps.policy import Answer, CandidateResult
 from app.sweeps.state import SweepPlan, Timing
 
@@ -24,13 +25,25 @@ def sweep_report(
     each candidate's own); a candidate's own reading stays beside a retimed one."""
     front = set(answer.front)
     own = timing.own if timing is not None else {}
+    # A target trained twice is decided on its trainings' mean: each row says so.
+    groups = {i: m for m in repeats.merged(results) for i in m.trainings}
     candidates = []
     for r in sorted(results, key=lambda r: r.index):
+        group = groups.get(r.index)
         candidates.append(
             {
                 **dataclasses.asdict(r),
+                **(
+                    {
+                        "trainings": list(group.trainings),
+                        "retentions": list(group.retentions),
+                        "mean_retention": group.retention,
+                    }
+                    if group is not None
+                    else {"trainings": [], "retentions": []}
+                ),
                 "job_id": job_ids.get(r.index),
-                "met": plan.goal.met_by(r),
+                "met": plan.goal.met_by(group or r),
                 "pareto": r.index in front,
                 "picked": r.index == answer.pick_index,
                 **(
@@ -70,10 +83,12 @@ def sweep_table(sweep: dict[str, Any]) -> str:
     lines = [" #  asked  speedup  retention  latency_ms  job"]
     for c in sweep.get("candidates") or ():
         mark = "*" if c.get("picked") else "+" if c.get("pareto") else " "
+        mean = c.get("mean_retention")
         lines.append(
             f"{mark}{c['index']:<2} {c['speedup_target']:>5g}x "
             f"{cell(c.get('speedup'), '.2f'):>7}x {cell(c.get('retention'), '.2%'):>10} "
             f"{cell(c.get('latency_ms'), '.2f'):>11}  {c.get('job_id') or '-'}"
+            + ("" if mean is None else f"  (mean of {len(c['trainings'])} trainings {mean:.2%})")
         )
     lines.append(sweep.get("message") or "")
     return "\n".join(lines)

@@ -237,7 +237,7 @@ def _start(session: Session, parent: Job, batch: list[Candidate]) -> list[tuple[
     """Insert one queued child per candidate, each told on the parent."""
     out = []
     for cand in batch:
-        request = child_request(parent.request, cand.speedup)
+        request = child_request(parent.request, cand.speedup, cand.repeat)
         child = Job(
             id=new_id("job"),
             tenant=parent.tenant,
@@ -253,7 +253,7 @@ def _start(session: Session, parent: Job, batch: list[Candidate]) -> list[tuple[
             request=request,
             request_hash=_request_hash(request),
             parent_id=parent.id,
-            sweep=ChildPlace(cand.index, cand.speedup).to_json(),
+            sweep=ChildPlace(cand.index, cand.speedup, cand.repeat).to_json(),
         )
         session.add(child)
         session.add(JobEvent(job_id=child.id, type="status", attempt=0, data={"status": "queued"}))
@@ -264,8 +264,15 @@ def _start(session: Session, parent: Job, batch: list[Candidate]) -> list[tuple[
             "log",
             {
                 "level": "info",
-                "message": f"candidate {cand.index}: speedup {cand.speedup:g}x, job {child.id}",
-                "data": {"candidate": cand.index, "speedup": cand.speedup, "job_id": child.id},
+                "message": f"candidate {cand.index}: speedup {cand.speedup:g}x"
+                + (f", trained again (student seed +{cand.repeat})" if cand.repeat else "")
+                + f", job {child.id}",
+                "data": {
+                    "candidate": cand.index,
+                    "speedup": cand.speedup,
+                    "repeat": cand.repeat,
+                    "job_id": child.id,
+                },
             },
         )
         out.append((child.id, child.queue))

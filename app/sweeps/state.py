@@ -57,10 +57,12 @@ class SweepPlan:
 
 @dataclass(frozen=True)
 class ChildPlace:
-    """A child's place in its sweep: the candidate's index and the speed-up it tries."""
+    """A child's place in its sweep: the candidate's index, the speed-up it tries, and
+    which training of that speed-up it is (0 the first; repeats.py)."""
 
     index: int
     speedup: float
+    repeat: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"candidate": asdict(self)}
@@ -82,12 +84,13 @@ def sweep_goal(request: dict[str, Any]) -> Goal:
     return goal_of(type("T", (), {k: target.get(k) for k in vocabulary.SWEEP_TARGET_KINDS}))
 
 
-def child_request(request: dict[str, Any], speedup: float) -> dict[str, Any]:
+def child_request(request: dict[str, Any], speedup: float, repeat: int = 0) -> dict[str, Any]:
     """A candidate's request: the sweep's with the target ``{speedup, runtime}``; every
     other section as the sweep has it, with the teacher cache on (the parent fine-tuned
     the teacher into it). A max_latency_ms sweep's candidate keeps the sweep's
     ``batch_size`` and ``seq_len``: it is also timed there (the report's
-    ``latency_point``), which is what the sweep reads."""
+    ``latency_point``), which is what the sweep reads. A ``repeat`` trains its student
+    on the student seed that many past the sweep's, with the same teacher."""
     child = copy.deepcopy(request)
     target = request["target"]
     child["target"] = {"speedup": speedup, "runtime": target.get("runtime") or "pytorch"}
@@ -95,6 +98,11 @@ def child_request(request: dict[str, Any], speedup: float) -> dict[str, Any]:
         child["target"]["batch_size"] = int(target.get("batch_size") or 1)
         child["target"]["seq_len"] = target.get("seq_len")
     child["training"] = {**child["training"], "teacher_cache": True}
+    if repeat:
+        training = child["training"]
+        base = training.get("student_seed")
+        base = training.get("seed", 0) if base is None else base
+        training["student_seed"] = base + repeat
     # What the sweep keeps of its candidates is the sweep's business, not theirs.
     child.get("export", {}).pop("keep_candidates", None)
     return child
@@ -145,6 +153,7 @@ def result_of(
             None,
             ok=False,
             unreachable=error_code == UNREACHABLE,
+            repeat=place.repeat,
         )
     student = metrics.get("student") or {}
     main = metrics.get("main_metric") or "accuracy"
@@ -161,6 +170,7 @@ def result_of(
         score=student.get(main),
         latency_ms=latency_of(metrics, runtime=plan.runtime, batch_size=plan.batch_size),
         size_bytes=student.get("size_bytes"),
+        repeat=place.repeat,
     )
 
 

@@ -99,6 +99,7 @@ def test_each_setting_that_changes_the_teachers_weights_changes_the_key(change, 
         {"pruning": PruningSpec(structured=("layers", "ffn"), importance="magnitude")},
         {"distillation": DistillationSpec(alpha=0.9, temperature=4.0)},
         {"training.epochs": 7},
+        {"training.student_seed": 3},
         {"training.learning_rate": 1e-3},
         {"training.checkpoint_every_steps": 5},
         {"training.devices": 2},
@@ -207,6 +208,26 @@ def test_a_run_with_the_kept_teacher_skips_fine_tuning_and_trains_the_same_stude
     a = load_file(str(first_out / "model" / "model.safetensors"))
     b = load_file(str(spec.output_dir / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_another_student_seed_keeps_the_teacher_and_trains_another_student(
+    kept, headless_teacher, tiny_splits, tmp_path
+):
+    # What a sweep's repeat of a candidate is (app/sweeps/repeats.py): the kept teacher,
+    # the student trained on other draws.
+    first, entry, first_out = kept
+    spec = _spec(headless_teacher, tiny_splits, tmp_path / "run", cached_teacher=entry)
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, student_seed=1))
+    assert _key(spec) == spec.teacher_cache_key  # the key the entry was kept under
+    callback = KeepingCallback(tmp_path / "not-offered")
+    second = compress(spec, callback)
+
+    assert second.metrics["teacher_cached"] is True and _finetune_epochs(callback) == []
+    assert second.metrics["teacher"]["accuracy"] == first.metrics["teacher"]["accuracy"]
+    a = load_file(str(first_out / "model" / "model.safetensors"))
+    b = load_file(str(spec.output_dir / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert any(not torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def test_an_entry_of_another_key_is_ignored_with_a_warning_and_the_teacher_fine_tuned(

@@ -246,7 +246,7 @@ def distill(
         epochs=training.epochs,
         batch_size=training.batch_size,
         learning_rate=learning_rate,
-        seed=training.seed,
+        seed=training.student_seed_value,
         pad_token_id=pad_token_id,
         length_buckets=length_buckets,
     )

@@ -154,7 +154,7 @@ def score_structures(
     importance = get_importance(spec.pruning.importance)
     batches = []
     if importance.needs_data:
-        generator = torch.Generator().manual_seed(spec.training.seed)
+        generator = torch.Generator().manual_seed(spec.training.student_seed_value)
         stream = iter_batches(
             train, spec.training.batch_size, pad_token_id=pad_id, generator=generator
         )

@@ -70,6 +70,11 @@ class TrainingSpec:
     learning_rate: float | None = None
     max_seq_length: int = 128
     seed: int = 0
+    # Seeds the student's phases alone (pruning's sample, data order, dropout); None:
+    # ``seed``, as before the field. The teacher's fine-tuning, and so its cache key,
+    # keeps ``seed``: a sweep trains a candidate again on another student seed with the
+    # teacher it already has (app/sweeps/repeats.py).
+    student_seed: int | None = None
     teacher_epochs: int = 3
     teacher_learning_rate: float = 5e-5
     # Training steps between checkpoints (each training phase also checkpoints where it
@@ -89,6 +94,10 @@ class TrainingSpec:
     # used instead of fine-tuning it again, and this run's is offered to be kept
     # (``CompressionSpec.teacher_cache_key``); False: fine-tune, and keep nothing.
     teacher_cache: bool = True
+
+    @property
+    def student_seed_value(self) -> int:
+        return self.seed if self.student_seed is None else self.student_seed
 
 
 def student_learning_rate(training: TrainingSpec, kept: float) -> float:

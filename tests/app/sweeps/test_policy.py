@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app.sweeps import policy
+from app.sweeps import policy, repeats
 from app.sweeps.policy import Candidate, CandidateResult, Goal
 
 LO, HI = 1.3, 6.0
@@ -24,8 +24,11 @@ def linear(threshold: float, floor: float = 0.99, slope: float = 0.02) -> Curve:
 
 def _result(c: Candidate, retention: Curve, *, ok: bool = True) -> CandidateResult:
     if not ok:
-        return CandidateResult(c.index, c.speedup, None, None, None, None, None, ok=False)
+        return CandidateResult(
+            c.index, c.speedup, None, None, None, None, None, ok=False, repeat=c.repeat
+        )
     return CandidateResult(
+        repeat=c.repeat,
         index=c.index,
         speedup_target=c.speedup,
         speedup=c.speedup,
@@ -59,10 +62,18 @@ def sweep(
 
 
 def _no_repeats(results: list[CandidateResult]) -> None:
-    speedups = [r.speedup_target for r in results]
-    assert len(set(speedups)) == len(speedups), speedups
+    """Each speed-up searched once; trained a second time only as a repeat near the
+    floor (app/sweeps/repeats.py), and only once."""
+    searched = [r.speedup_target for r in results if r.repeat == 0]
+    assert len(set(searched)) == len(searched), searched
+    again = [r for r in results if r.repeat]
+    assert all(r.repeat == 1 for r in again)
+    assert len({r.speedup_target for r in again}) == len(again)
+    first = {r.speedup_target: r for r in results if r.repeat == 0}
+    for r in again:
+        assert abs(first[r.speedup_target].retention - 0.99) <= repeats.MARGIN
     assert [r.index for r in results] == list(range(len(results)))
-    assert all(LO <= s <= HI for s in speedups)
+    assert all(LO <= r.speedup_target <= HI for r in results)
 
 
 def test_the_first_round_splits_the_axis_geometrically_leaving_its_ends_out():
@@ -126,15 +137,19 @@ def test_the_budget_is_respected_and_rounds_are_one_per_worker(budget, parallel)
 
 def test_a_narrow_bracket_spends_no_more_than_it_needs():
     goal = Goal("min_retention", 0.99)
-    results = [
-        _result(Candidate(0, 2.0), linear(2.1)),
-        _result(Candidate(1, 2.3), linear(2.1)),
-    ]
+    # Steep: no candidate within a seed's noise of the floor, so none is trained again.
+    steep = linear(2.1, slope=0.3)
+    results = [_result(Candidate(0, 2.0), steep), _result(Candidate(1, 2.3), steep)]
     batch = policy.next_round(goal=goal, results=results, budget=16, parallel=8, lo=LO, hi=HI)
     # 2.0 to 2.3 is 1.15x: one point halves it below 1.1x.
     assert len(batch) == 1 and 2.0 < batch[0].speedup < 2.3 and batch[0].index == 2
-    narrow = [*results, _result(batch[0], linear(2.1))]
+    narrow = [*results, _result(batch[0], steep)]
     assert policy.next_round(goal=goal, results=narrow, budget=16, parallel=8, lo=LO, hi=HI) == []
+    # Gentle: the ends lie within a point of the floor, and the round left trains them
+    # again, searching nothing new.
+    gentle = [_result(Candidate(c.index, c.speedup), linear(2.1)) for c in (*results, batch[0])]
+    again = policy.next_round(goal=goal, results=gentle, budget=16, parallel=8, lo=LO, hi=HI)
+    assert again and all(c.repeat == 1 for c in again)
 
 
 def test_a_non_monotone_curve_still_ends_with_a_student_that_meets_the_floor():
@@ -157,7 +172,7 @@ def test_the_end_of_the_axis_the_results_point_at_settles_it_in_the_next_round()
     goal = Goal("min_retention", 0.99)
     # Every first candidate misses; the next round tries 1.3x, which loses too much
     # too: nothing more is tried, the best found is returned.
-    results, rounds = sweep(goal, linear(1.0), budget=8, parallel=3)
+    results, rounds = sweep(goal, linear(1.0, slope=0.1), budget=8, parallel=3)
     assert rounds == [3, 3] and LO in [r.speedup_target for r in results[3:]]
     answer = policy.pick(goal, results)
     assert not answer.met and results[answer.pick_index].speedup_target == LO

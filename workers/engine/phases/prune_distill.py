@@ -22,6 +22,7 @@ from workers.engine.phases.teacher_finetune import FinetunedTeacher
 from workers.engine.prune_width import Selection, build_pruned
 from workers.engine.rounds import prune_round, student_from_checkpoint
 from workers.engine.run_state import Curve, DistillingState, LoopState, RunState
+from workers.engine.runtime import seed_everything
 from workers.engine.sparsity import SparsityPruner, sparsity_report
 from workers.engine.speed_target import speed_target
 from workers.engine.strategies import FixedShape, Round, plan_rounds
@@ -63,6 +64,10 @@ def prune_and_distill(run: Run, teacher: FinetunedTeacher, resumed: RunState | N
     """Run the strategy's rounds from the first, or from the one a distillation
     checkpoint was made in (its student as saved, its distillation continued)."""
     saved = resumed.distilling if resumed is not None else None
+    if run.spec.training.student_seed is not None:
+        # The student's dropout draws from its own seed, not from where the teacher's
+        # fine-tuning (or the cache that skipped it) left the generators.
+        seed_everything(run.spec.training.student_seed)
     speed, fixed = _speed_plan(run, saved)
     rounds = plan_rounds(run.spec, fixed)
     teacher_non_embedding = parameter_counts(run.teacher).non_embedding
