@@ -256,3 +256,38 @@ def test_a_sweep_whose_advance_was_lost_is_found(client, model_id, dataset_id, s
 
 def _kids(client, parent_id: str) -> list[dict]:
     return client.get("/v1/jobs", params={"parent_id": parent_id}).json()["data"]
+
+
+def test_candidates_near_the_floor_are_trained_again_on_the_next_student_seed(
+    client, model_id, dataset_id, settings
+):
+    from app.sweeps import policy
+
+    parent = _sweep(client, model_id, dataset_id)
+    first = _begin(parent, _plan(hi=1.5))
+    by_speed = {k["request"]["target"]["speedup"]: k["id"] for k in _kids(client, parent)}
+    slow, fast = sorted(by_speed)
+    assert len(first) == 2 and fast / slow < policy.BRACKET_RATIO
+    _end_child(by_speed[slow], 0.995)
+    _end_child(by_speed[fast], 0.985)
+    # The bracket is narrow and both ends lie within a point of the floor: each is
+    # trained again, its student on seed 1, its teacher the same (the cache key's seed).
+    step = _advance(parent, settings)
+    assert len(step.to_send) == 2
+    again = [k for k in _kids(client, parent) if k["status"] == "queued"]
+    assert sorted(k["request"]["target"]["speedup"] for k in again) == [slow, fast]
+    for k in again:
+        assert k["request"]["training"]["student_seed"] == 1
+        assert k["request"]["training"]["seed"] == 0 and k["request"]["training"]["teacher_cache"]
+    events = client.get(f"/v1/jobs/{parent}/events", params={"limit": 200}).json()["data"]
+    started = [e["data"] for e in events if "trained again" in e["data"].get("message", "")]
+    assert sorted(e["data"]["repeat"] for e in started) == [1, 1]
+    ids = {k["request"]["target"]["speedup"]: k["id"] for k in again}
+    _end_child(ids[fast], 0.997)  # 99.10% on average: the near miss holds the floor
+    _end_child(ids[slow], 0.999)
+    step = _advance(parent, settings)
+    assert step.to_send == [] and step.answer is not None and len(step.answer) == 4
+    answer = policy.pick(step.plan.goal, step.answer)
+    picked = next(r for r in step.answer if r.index == answer.pick_index)
+    assert answer.met and (picked.speedup_target, picked.repeat) == (fast, 1)
+    assert "99.10% retention over 2 trainings: 98.50% and 99.70%" in answer.message
