@@ -12,7 +12,8 @@ from typing import Any
 from tests.engine.conftest import LABELS
 from tests.tiny import make_tiny_bert, make_tiny_dataset
 from workers.compress_cli import build_local_spec, sweep_of
-from workers.local_sweep import run_local_sweep
+from workers.engine.spec import TrainingSpec
+from workers.local_sweep import _student_seeded, run_local_sweep
 
 SPEC = """\
 task: sequence-classification
@@ -103,3 +104,11 @@ def test_a_local_latency_sweep_times_its_candidates_at_its_point(tmp_path: Path)
     # A retention sweep's candidates are read at the report's own batch 1.
     (tmp_path / "r.yaml").write_text(SPEC, encoding="utf-8")
     assert sweep_of(tmp_path / "r.yaml").latency_point is None  # type: ignore[union-attr]
+
+
+def test_a_repeat_trains_its_student_on_the_next_seed_with_the_same_teacher() -> None:
+    training = TrainingSpec(seed=3)
+    assert _student_seeded(training, 0) is training
+    again = _student_seeded(training, 1)
+    assert (again.seed, again.student_seed) == (3, 4)
+    assert _student_seeded(again, 1).student_seed == 5
