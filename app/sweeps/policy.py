@@ -138,20 +138,27 @@ def next_round(
     left = budget - len(results)
     if left < 1 or not results:
         return []
-    points = _search(
-        goal=goal,
-        results=results,
-        left=left,
-        parallel=parallel,
-        lo=lo,
-        hi=hi,
-        steps=steps,
-        ratio=ratio,
-    )
     start = max(r.index for r in results) + 1
+    room = min(parallel, left)
+    # A near miss at the bracket's top is trained again first (repeats.py): the rest of
+    # the round splits the bracket, which a second training may move.
+    again = repeats.to_repeat(goal, results, start=start, room=1, pick_too=False)
+    points: list[float] | None = []
+    if room > len(again):
+        points = _search(
+            goal=goal,
+            results=results,
+            left=left - len(again),
+            parallel=room - len(again),
+            lo=lo,
+            hi=hi,
+            steps=steps,
+            ratio=ratio,
+        )
     if points is None:
-        return repeats.to_repeat(goal, results, start=start, room=min(parallel, left))
-    return _numbered(points, start=start, lo=lo, hi=hi, tried=[r.speedup_target for r in results])
+        return repeats.to_repeat(goal, results, start=start, room=room)
+    tried = [r.speedup_target for r in results]
+    return again + _numbered(points, start=start + len(again), lo=lo, hi=hi, tried=tried)
 
 
 def _search(

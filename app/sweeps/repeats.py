@@ -2,16 +2,27 @@
 which side of the floor they fall (docs/sweeps.md, "Repeats near the floor").
 
 A ``min_retention`` sweep's answer hinges on two candidates: the fastest that kept the
-floor (the pick) and the slowest faster one that missed it (what the pick could have
-been). On SST-2 one training seed moves a student's retention by about a point (three
-seeds of the same target: 99.5, 98.8 and 98.9%; of sparsity 0.5: 1.6-1.9 points
-apart), and the sweeps of 2026-12-07 were decided inside that: 3 x 1008 missed 0.99 by
-one dev sentence where the same target had kept 99.45% on another seed. So once the
-search has narrowed its bracket, a budget left over trains each of those two again on
-the next student seed when it lies within ``MARGIN`` of the floor, and the sweep decides
-on the mean of the two trainings: a near miss that holds the floor on average moves
-the bracket up, a near pick that does not moves it down. Both sides are repeated, not
-only the misses, so the second seed does not only ever help.
+floor (the pick) and the slowest faster one that missed it (the bracket's upper end,
+what the pick could have been). On SST-2 one training seed moves a student's retention
+by about a point (three seeds of the same target: 99.5, 98.8 and 98.9%; of sparsity
+0.5: 1.6-1.9 points apart), and the sweeps of 2026-12-07 were decided inside that:
+3 x 1008 missed 0.99 by one dev sentence where the same target had kept 99.45% on
+another seed. So each of those two is trained again on the next student seed when it
+lies within ``MARGIN`` of the floor, and the sweep decides on the mean of the two
+trainings:
+
+- the near miss as soon as it is the bracket's upper end, as the first point of the
+  next round (the others split the bracket): whether it holds the floor says on which
+  side of it the rest of the budget belongs, and splitting a bracket whose upper end
+  is wrong spends candidates below the answer (a 0.99 sweep of 2026-12-08, before
+  this rule, missed by 0.1 point at 2.08x in its first round and started its second
+  at 1.3x and 1.75x, the rest of its budget below that miss);
+- the pick once the search has settled (the bracket narrow, or an end of the axis
+  decides it): until then a faster candidate usually takes its place.
+
+A near miss that holds the floor on average moves the bracket up, a pick that does not
+moves it down. Both sides are repeated, not only the misses, so the second seed does not
+only ever help.
 
 The model a repeated target answers with is its more accurate training (a team would
 ship the better of two trainings of one shape); its own numbers stay in the report
@@ -65,11 +76,17 @@ def merged(results: Sequence[CandidateResult]) -> list[CandidateResult]:
 
 
 def to_repeat(
-    goal: Goal, results: Sequence[CandidateResult], *, start: int, room: int
+    goal: Goal,
+    results: Sequence[CandidateResult],
+    *,
+    start: int,
+    room: int,
+    pick_too: bool = True,
 ) -> list[Candidate]:
     """The candidates the answer hinges on, trained once and within ``MARGIN`` of the
     floor, again on the next student seed: the near miss first (it can only raise the
-    answer), then the pick; at most ``room``. ``results`` unmerged."""
+    answer), then the pick unless ``pick_too`` is False; at most ``room``. ``results``
+    unmerged."""
     if goal.kind != MIN_RETENTION or room < 1:
         return []
     view = merged(results)
@@ -81,7 +98,7 @@ def to_repeat(
     near_miss = min(faster_misses, key=lambda r: r.speedup_target, default=None)
     trainings = _trainings(results)
     out: list[Candidate] = []
-    for r in (near_miss, pick):
+    for r in (near_miss, pick) if pick_too else (near_miss,):
         if r is None or len(out) >= room:
             continue
         if trainings[r.speedup_target] >= MAX_TRAININGS:

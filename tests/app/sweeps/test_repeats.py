@@ -51,6 +51,31 @@ def _next(goal: Goal, results: list[CandidateResult], *, budget: int = 6, parall
     )
 
 
+def test_a_near_miss_at_the_brackets_top_is_trained_again_first_while_the_rest_search():
+    # The 0.99 sweep of 2026-12-08 (AMD, two workers): both first candidates missed,
+    # 2.078x (3 layers) by a tenth of a point. Its second round went below it.
+    lo, hi, steps = 1.3, 7.952, [1.625, 1.938, 2.402, 3.157, 4.603, 8.495]
+    first = [_r(0, 2.078, 0.9890), _r(1, 3.289, 0.9698)]
+
+    def next_round(parallel: int) -> list[Candidate]:
+        return policy.next_round(
+            goal=AT_99, results=first, budget=6, parallel=parallel, lo=lo, hi=hi, steps=steps
+        )
+
+    two = next_round(2)
+    assert two[0] == Candidate(2, 2.078, repeat=1)
+    assert len(two) == 2 and two[1].repeat == 0 and lo < two[1].speedup < 2.078
+    assert next_round(1) == [Candidate(2, 2.078, repeat=1)]
+    # A miss far from the floor is not: the round searches.
+    far = [_r(0, 2.078, 0.9750), _r(1, 3.289, 0.9698)]
+    assert all(
+        c.repeat == 0
+        for c in policy.next_round(
+            goal=AT_99, results=far, budget=6, parallel=2, lo=lo, hi=hi, steps=steps
+        )
+    )
+
+
 def test_a_near_miss_above_the_pick_is_trained_again_once_the_bracket_is_narrow():
     assert _next(AT_99, SWEEP_99) == [Candidate(4, 2.286, repeat=1)]
 
