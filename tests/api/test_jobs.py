@@ -37,6 +37,7 @@ def test_create_fills_defaults_and_enqueues(client, model_id, dataset_id):
         "learning_rate": None,  # by the depth of the cut (spec.student_learning_rate)
         "max_seq_length": 128,
         "seed": 0,
+        "student_seed": None,  # the student's draws: seed's
         "teacher_epochs": 3,
         "teacher_learning_rate": 5e-5,
         "checkpoint_every_steps": 200,
