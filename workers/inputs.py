@@ -15,6 +15,7 @@ from app.models.service import archive_limits
 from app.models.tables import Model
 from app.settings import Settings
 from app.storage import Storage
+from app.sweeps.state import ChildPlace
 from workers.engine.spec import CompressionSpec
 from workers.request_spec import engine_sections
 
@@ -85,6 +86,8 @@ def build_spec(
         latency_threads=settings.latency_threads,
         latency_budget_s=settings.latency_budget_seconds,
         host_lock=settings.host_lock,
+        # A sweep's repeat trains the shape its candidate's first training had.
+        speed_plan=getattr(ChildPlace.of(job.sweep), "speed_plan", None),
     )
 
 

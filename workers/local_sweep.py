@@ -21,7 +21,7 @@ from app.storage import file_digest
 from app.sweeps import policy
 from app.sweeps.axis import steps_of
 from app.sweeps.report import sweep_report
-from app.sweeps.state import ChildPlace, SweepPlan, Timing, result_of
+from app.sweeps.state import ChildPlace, SweepPlan, Timing, result_of, speed_plan_of
 from workers.engine.spec import (
     CompressionSpec,
     EngineInputError,
@@ -115,6 +115,7 @@ def run_local_sweep(
     )
     results: list[policy.CandidateResult] = []
     outputs: dict[int, Path] = {}
+    plans: dict[float, dict[str, Any] | None] = {}  # each target's first training's shape
     share = (1 - teacher_share) / plan.candidates
     batch = policy.first_round(lo=lo, hi=hi, budget=plan.candidates, parallel=1, steps=plan.steps)
     while batch:
@@ -124,6 +125,8 @@ def run_local_sweep(
                 spec,
                 target=TargetSpec(speedup=cand.speedup, runtime=sweep.runtime),
                 training=_student_seeded(spec.training, cand.repeat),
+                # A repeat trains its target's first shape (app/sweeps/state.ChildPlace).
+                speed_plan=plans.get(cand.speedup) if cand.repeat else None,
                 latency_point=sweep.latency_point,
                 output_dir=folder,
                 work_dir=spec.work_dir / f"candidate-{cand.index}",
@@ -144,6 +147,8 @@ def run_local_sweep(
             result = result_of(place, status=status, metrics=metrics, plan=plan, error_code=code)
             results.append(result)
             outputs[cand.index] = folder
+            if not cand.repeat and result.ok:
+                plans[cand.speedup] = speed_plan_of(metrics)
             if result.ok:
                 met = "meets" if plan.goal.met_by(result) else "misses"
                 callback.on_log(f"{policy.describe(result)}: {met} the goal")

@@ -35,7 +35,7 @@ from app.jobs.tables import Job, JobEvent
 from app.settings import Settings
 from app.sweeps import policy
 from app.sweeps.policy import Candidate, CandidateResult
-from app.sweeps.state import ChildPlace, SweepPlan, child_request, result_of
+from app.sweeps.state import ChildPlace, SweepPlan, child_request, result_of, speed_plan_of
 
 log = logging.getLogger(__name__)
 SWEEPING, ANSWERING = "sweeping", "answering"
@@ -236,8 +236,10 @@ def _wait(parent: Job, plan: SweepPlan) -> None:
 def _start(session: Session, parent: Job, batch: list[Candidate]) -> list[tuple[str, str]]:
     """Insert one queued child per candidate, each told on the parent."""
     out = []
+    kids = children(session, parent.id) if any(c.repeat for c in batch) else []
     for cand in batch:
         request = child_request(parent.request, cand.speedup, cand.repeat)
+        plan = _first_plan(kids, cand.speedup) if cand.repeat else None
         child = Job(
             id=new_id("job"),
             tenant=parent.tenant,
@@ -253,7 +255,7 @@ def _start(session: Session, parent: Job, batch: list[Candidate]) -> list[tuple[
             request=request,
             request_hash=_request_hash(request),
             parent_id=parent.id,
-            sweep=ChildPlace(cand.index, cand.speedup, cand.repeat).to_json(),
+            sweep=ChildPlace(cand.index, cand.speedup, cand.repeat, plan).to_json(),
         )
         session.add(child)
         session.add(JobEvent(job_id=child.id, type="status", attempt=0, data={"status": "queued"}))
@@ -278,6 +280,16 @@ def _start(session: Session, parent: Job, batch: list[Candidate]) -> list[tuple[
         out.append((child.id, child.queue))
     session.flush()
     return out
+
+
+def _first_plan(kids: list[Job], speedup: float) -> dict[str, Any] | None:
+    """The speed plan of the first training of ``speedup`` that succeeded: the shape a
+    repeat trains again."""
+    for kid in kids:
+        place = ChildPlace.of(kid.sweep)
+        if place and place.speedup == speedup and place.repeat == 0 and kid.status == "succeeded":
+            return speed_plan_of(kid.metrics)
+    return None
 
 
 def _report_ended(session: Session, parent: Job, plan: SweepPlan, kids: list[Job]) -> SweepPlan:

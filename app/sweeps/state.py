@@ -63,6 +63,11 @@ class ChildPlace:
     index: int
     speedup: float
     repeat: int = 0
+    # A repeat's shape: its first training's speed plan (SpeedPlan.as_dict), trained
+    # again as it is rather than planned again from the speed-up, since timings on a
+    # busy host can pick another shape for the same target, and a mean over two
+    # shapes says nothing about either.
+    speed_plan: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"candidate": asdict(self)}
@@ -190,3 +195,8 @@ class Timing:
         if self.reason is not None:
             out["reason"] = self.reason
         return out
+
+
+def speed_plan_of(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The shape a speedup candidate was trained at, from its report (None: none)."""
+    return ((metrics or {}).get("pruning_plan") or {}).get("speed_plan")

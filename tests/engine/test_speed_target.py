@@ -128,6 +128,22 @@ def test_a_resumed_run_prunes_to_the_plan_its_checkpoint_carries(
     assert any(m.startswith("speed plan (from the checkpoint)") for m, _, _ in callback.logs)
 
 
+def test_a_given_speed_plan_is_trained_as_it_is_without_timing_shapes(
+    speed_run, headless_teacher: Path, tiny_splits, tmp_path: Path
+):
+    """A sweep's repeat (app/sweeps/repeats.py): the shape its candidate's first
+    training had, edited here to one this machine would not choose."""
+    _, first, _ = speed_run
+    planned = first.metrics["pruning_plan"]["speed_plan"]
+    odd = {**planned, "shape": {**planned["shape"], "intermediate_size": 40}}
+    callback = RecordingCallback()
+    spec = _speed_spec(headless_teacher, tiny_splits, tmp_path / "again", speed_plan=odd)
+    metrics = compress(spec, callback).metrics
+    assert metrics["student"]["intermediate_size"] == 40
+    assert metrics["pruning_plan"]["speed_plan"]["shape"] == odd["shape"]
+    assert any(m.startswith("speed plan (from the job") for m, _, _ in callback.logs)
+
+
 def test_distill_then_prune_ends_in_the_planned_shape(
     headless_teacher: Path, tiny_splits, tmp_path: Path
 ):

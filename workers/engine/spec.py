@@ -172,6 +172,10 @@ class CompressionSpec:
     # skips fine-tuning. None: nothing is looked up, nothing offered.
     teacher_cache_key: str | None = None
     cached_teacher: Path | None = None
+    # A speedup target's shape planned before (SpeedPlan.as_dict), trained as it is
+    # rather than timing shapes again: a sweep's repeat of a candidate trains the shape
+    # its first training had (app/sweeps/repeats.py), whatever this host's timings say.
+    speed_plan: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

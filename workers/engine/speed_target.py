@@ -164,9 +164,11 @@ def speed_target(
     seq_len: int,
     saved: dict[str, Any] | None,
     progress: Progress,
+    saved_from: str = "the checkpoint",
 ) -> tuple[SpeedPlan, FixedShape]:
-    """The student shape for ``spec.target.speedup``: the plan a resumed checkpoint
-    carries (``saved``, ``SpeedPlan.as_dict``), else one made now on this machine."""
+    """The student shape for ``spec.target.speedup``: a plan made before (``saved``,
+    ``SpeedPlan.as_dict``: a resumed checkpoint's, or the one a sweep's repeat is
+    given, ``saved_from`` says which), else one made now on this machine."""
     assert spec.target.speedup is not None
     sizes = sizes_from_model(teacher, parameter_counts(teacher).non_embedding)
     if saved is not None:
@@ -201,7 +203,7 @@ def speed_target(
         ratio=sizes.shape_params(shape) / teacher_params,
         depth_ratio=sizes.shape_params(full_width) / teacher_params,
     )
-    reused = " (from the checkpoint)" if saved is not None else ""
+    reused = f" (from {saved_from})" if saved is not None else ""
     where = f" in {spec.target.runtime}" if spec.target.runtime != "pytorch" else ""
     progress.log(
         f"speed plan{reused}{where}: {shape.num_layers} layers, FFN "

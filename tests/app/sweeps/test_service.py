@@ -64,6 +64,7 @@ def child_metrics(speedup: float, retention: float | None) -> dict:
         "main_metric": "accuracy",
         "retention": retention,
         "speedup_target": {"target": speedup, "measured": speedup, "met": True},
+        "pruning_plan": {"speed_plan": {"target_speedup": speedup, "shape": {"num_layers": 3}}},
         "student": {
             "accuracy": 0.9 * (retention or 0),
             "latency_ms_cpu_bs1": TEACHER_MS / speedup,
@@ -279,6 +280,13 @@ def test_candidates_near_the_floor_are_trained_again_on_the_next_student_seed(
     for k in again:
         assert k["request"]["training"]["student_seed"] == 1
         assert k["request"]["training"]["seed"] == 0 and k["request"]["training"]["teacher_cache"]
+    # ... at the shape its first training had, not one planned again from the speed-up.
+    for k in again:
+        plan = _place(k["id"]).speed_plan
+        assert plan == {
+            "target_speedup": k["request"]["target"]["speedup"],
+            "shape": {"num_layers": 3},
+        }
     events = client.get(f"/v1/jobs/{parent}/events", params={"limit": 200}).json()["data"]
     started = [e["data"] for e in events if "trained again" in e["data"].get("message", "")]
     assert sorted(e["data"]["repeat"] for e in started) == [1, 1]
@@ -291,3 +299,12 @@ def test_candidates_near_the_floor_are_trained_again_on_the_next_student_seed(
     picked = next(r for r in step.answer if r.index == answer.pick_index)
     assert answer.met and (picked.speedup_target, picked.repeat) == (fast, 1)
     assert "99.10% retention over 2 trainings: 98.50% and 99.70%" in answer.message
+
+
+def _place(job_id: str):
+    from app.db import session_scope
+    from app.jobs.tables import Job
+    from app.sweeps.state import ChildPlace
+
+    with session_scope() as s:
+        return ChildPlace.of(s.get(Job, job_id).sweep)

@@ -113,13 +113,18 @@ def _speed_plan(
     if saved is None:
         run.progress.start_phase("pruning")
     with run.timed("pruning"):
+        if saved is not None:
+            planned, source = saved.speed_plan, "the checkpoint"
+        else:
+            planned, source = run.spec.speed_plan, "the job: its target's first training"
         return speed_target(
             run.spec,
             run.teacher,
             run.tokenizer,
             run.evaluation.texts,
             seq_len=run.max_len,
-            saved=saved.speed_plan if saved is not None else None,
+            saved=planned,
+            saved_from=source,
             progress=run.progress,
         )
 
