@@ -184,6 +184,48 @@ def test_a_miss_while_climbing_keeps_the_shape_already_verified():
             assert not all(a >= b for a, b in zip(astuple(later), astuple(miss), strict=True))
 
 
+class SlowTeacherOnce(Law):
+    """The fit's law, but the teacher's verification readings come out ``slow`` times
+    too slow (the other process of a busy host) until ``clean`` timings have passed."""
+
+    def __init__(self, slow: float, clean: int) -> None:
+        super().__init__()
+        self.slow, self.clean = slow, clean
+
+    def __call__(self, shapes: Sequence[Shape]) -> list[float]:
+        out = super().__call__(shapes)
+        verifying = len(self.calls) > 1
+        if verifying and self.clean > 0 and shapes[0] == MINILM.teacher_shape:
+            self.clean -= 1
+            out[0] *= self.slow
+        return out
+
+
+def test_a_verification_far_faster_than_the_fit_is_timed_again():
+    # One slow teacher reading doubles the first choice's speed-up: it is timed again at
+    # once, and the clean reading is the one the plan keeps and climbs from.
+    law = SlowTeacherOnce(slow=2.2, clean=1)
+    plan = plan_for_speedup(MINILM, ("layers", "ffn"), 2.7, measure=law, seq_len=SEQ, threads=2)
+    assert law.calls[2] == law.calls[1]  # the first choice, timed twice
+    plain = Law()
+    clean = plan_for_speedup(MINILM, ("layers", "ffn"), 2.7, measure=plain, seq_len=SEQ, threads=2)
+    assert (plan.shape, plan.measured_speedup) == (
+        clean.shape,
+        pytest.approx(clean.measured_speedup),
+    )
+    # A reading within the fit's noise is not timed again.
+    assert all(a != b for a, b in zip(plain.calls, plain.calls[1:], strict=False))
+
+
+def test_a_climb_never_trusts_a_shape_far_beyond_its_fit():
+    # Every verification reads the teacher twice as slow: each is timed again to no
+    # avail, but the climb still goes no further than 1.25x past what the fit priced.
+    law = SlowTeacherOnce(slow=2.2, clean=100)
+    plan = plan_for_speedup(MINILM, ("layers", "ffn"), 2.7, measure=law, seq_len=SEQ, threads=2)
+    teacher = law.ms(MINILM.teacher_shape)
+    assert teacher / law.ms(plan.shape) >= 2.7 / speed_plan.SUSPECT_FASTER / (1 + speed_plan.MARGIN)
+
+
 def test_an_unreachable_target_says_the_most_it_can_be():
     law = Law()
     fastest = max(
