@@ -42,10 +42,11 @@ once on a fixed grid or one at a time. Why:
   planned) ends the sweep.
 
 A candidate that failed (``ok`` False) says nothing about the curve: it is never tried
-again and never brackets. Once the search has settled, a budget left trains again the
-candidates the answer hinges on where one training cannot tell their side of the floor,
-and the search reads each such target as the mean of its trainings (repeats.py). The
-budget is a number of candidates; the time budget (``budget.max_seconds``) is the
+again and never brackets. Where one training cannot tell which side of the floor the
+answer's candidates fall, they are trained again (repeats.py): the near miss at the
+bracket's top as the next round's first point, the pick once the search has settled;
+the search reads each such target as the mean of its trainings. The budget is a
+number of candidates; the time budget (``budget.max_seconds``) is the
 platform's to enforce, by not starting a round.
 """
 

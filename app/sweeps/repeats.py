@@ -93,8 +93,9 @@ def to_repeat(
     known = [r for r in view if r.ok and r.retention is not None]
     good = [r for r in known if goal.met_by(r)]
     pick = max(good, key=lambda r: r.speedup_target, default=None)
-    floor = pick.speedup_target if pick is not None else 0.0
-    faster_misses = [r for r in known if not goal.met_by(r) and r.speedup_target > floor]
+    # As the bracket reads them: by the speed-up each was asked for.
+    above = pick.speedup_target if pick is not None else 0.0
+    faster_misses = [r for r in known if not goal.met_by(r) and r.speedup_target > above]
     near_miss = min(faster_misses, key=lambda r: r.speedup_target, default=None)
     trainings = _trainings(results)
     out: list[Candidate] = []
